@@ -1,0 +1,116 @@
+"""Read Databento trades files: ``.csv``, ``.csv.zst``, ``.dbn``, ``.dbn.zst``.
+
+Every reader yields trades as plain dicts in the JSON shape of ``connectors.codec``
+(ISO-8601 nanosecond timestamps, float prices), in file order, in chunks, so a
+day of trades never has to sit in memory as Python objects all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from connectors.codec import TRADE_FIELDS, format_timestamp_ns
+
+SUPPORTED_SUFFIXES = (".csv", ".csv.zst", ".dbn", ".dbn.zst")
+
+
+class UnsupportedFileError(ValueError):
+    pass
+
+
+def file_kind(path: str | Path) -> str:
+    name = str(path).lower()
+    if name.endswith((".csv", ".csv.zst")):
+        return "csv"
+    if name.endswith((".dbn", ".dbn.zst")):
+        return "dbn"
+    raise UnsupportedFileError(
+        f"{path}: unsupported file type; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+    )
+
+
+def iter_trade_chunks(path: str | Path, chunk_size: int = 20_000) -> Iterator[list[dict[str, Any]]]:
+    """Yield the trades of one file as lists of at most ``chunk_size`` dicts."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if file_kind(path) == "csv":
+        yield from _csv_chunks(path, chunk_size)
+    else:
+        yield from _dbn_chunks(path, chunk_size)
+
+
+def iter_trades(path: str | Path) -> Iterator[dict[str, Any]]:
+    for chunk in iter_trade_chunks(path):
+        yield from chunk
+
+
+def _csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    compression = "zstd" if path.name.lower().endswith(".zst") else None
+    reader = pd.read_csv(
+        path, compression=compression, chunksize=chunk_size, keep_default_na=False,
+        dtype={"action": str, "side": str, "symbol": str, "ts_recv": str, "ts_event": str},
+    )
+    for frame in reader:
+        columns = list(frame.columns)
+        if all(_column_is_clean(name, frame[name]) for name in columns):
+            values = zip(*(frame[name].tolist() for name in columns))
+            yield [dict(zip(columns, row)) for row in values]
+        else:
+            # A malformed cell somewhere in this chunk: type cell by cell, so the
+            # bad row reaches the engine as it is and is rejected there with its reason.
+            text = frame.astype(str)
+            yield [_typed_csv_row(row) for row in text.to_dict("records")]
+
+
+def _column_is_clean(name: str, column: pd.Series) -> bool:
+    if name in _INT_FIELDS:
+        return pd.api.types.is_integer_dtype(column.dtype)
+    if name == "price":
+        return pd.api.types.is_float_dtype(column.dtype) or pd.api.types.is_integer_dtype(column.dtype)
+    return True
+
+
+_INT_FIELDS = frozenset(
+    ("rtype", "publisher_id", "instrument_id", "depth", "size", "flags", "ts_in_delta", "sequence")
+)
+
+
+def _typed_csv_row(row: dict[str, str]) -> dict[str, Any]:
+    """Give numeric CSV cells their JSON types; leave anything unparseable as text."""
+    typed: dict[str, Any] = {}
+    for name, text in row.items():
+        if name in _INT_FIELDS:
+            typed[name] = int(text) if text.lstrip("-").isdigit() else text
+        elif name == "price":
+            try:
+                typed[name] = float(text)
+            except ValueError:
+                typed[name] = text
+        else:
+            typed[name] = text
+    return typed
+
+
+def _dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    import databento  # imported lazily: only DBN files need it
+
+    store = databento.DBNStore.from_file(path)
+    if store.schema is None or str(store.schema) != "trades":
+        raise UnsupportedFileError(f"{path}: DBN schema is {store.schema}, expected trades")
+    frame = store.to_df(price_type="float", pretty_ts=False, map_symbols=True).reset_index()
+    chunk: list[dict[str, Any]] = []
+    for row in frame.to_dict("records"):
+        trade = {name: row[name] for name in TRADE_FIELDS if name in row}
+        trade["ts_recv"] = format_timestamp_ns(trade["ts_recv"])
+        trade["ts_event"] = format_timestamp_ns(trade["ts_event"])
+        chunk.append(trade)
+        if len(chunk) == chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
