@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine (Python 3.11 or 3.12):
+#   make demo   - install, start the embedded broker, the job, a synthetic replay and the dashboard
+#   make test   - install, then run the whole test suite (end-to-end tests use a real broker)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo browser bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's chromium drives the dashboard's browser test; installed once, as root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: install Debian's chromium (the browser test will skip)"; fi; }
+
+test: install browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m connectors.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache
