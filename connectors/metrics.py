@@ -1,0 +1,29 @@
+"""The job's own Prometheus counters, counted where items cross the process edge.
+
+They live in prometheus-client's global registry, which is the one Bytewax's
+dataflow API serves on ``:3030/metrics`` when ``BYTEWAX_DATAFLOW_API_ENABLED=true``,
+so one scrape gives Bytewax's step metrics and these side by side.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+TRADES_READ = Counter(
+    "trade_detector_trades_read",
+    "Messages read from the input topic that decoded to a trade.",
+)
+ANOMALIES_WRITTEN = Counter(
+    "trade_detector_anomalies_written",
+    "Anomaly records written to the output topic, by severity level.",
+    ["level"],
+)
+DEAD_LETTERS_WRITTEN = Counter(
+    "trade_detector_dead_letters_written",
+    "Dead letters written to the dead-letter topic, by stage (decode, validate, kafka).",
+    ["stage"],
+)
+SUMMARIES_WRITTEN = Counter(
+    "trade_detector_summaries_written",
+    "Instrument summaries written to the summary topic.",
+)

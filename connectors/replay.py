@@ -1,0 +1,276 @@
+"""Publish trades to the input topic: Databento files or the synthetic tape.
+
+``python -m connectors.replay FILE... [--speed X | --max] [--limit N] [--partitions N]``
+``python -m connectors.replay --synthetic [--symbols N] [--trades N] [--seed S]``
+
+One JSON message per trade, keyed by symbol. Kafka keeps order within a
+partition and a key always maps to one partition, and the producer is idempotent
+(retries cannot reorder), so each symbol's trades arrive in file order. Files are
+played one after the other, each paced from its own first trade. Trades are not
+checked here: a malformed one is published as it is, so the job dead-letters it
+with its reason instead of it vanishing at the edge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from connectors.codec import encode_trade
+
+DEFAULT_PARTITIONS = 4
+
+
+@dataclass
+class ReplaySummary:
+    published: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    by_symbol: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+
+    def describe(self, topic: str) -> str:
+        rate = self.published / self.seconds if self.seconds > 0 else 0.0
+        symbols = ", ".join(f"{symbol} {count:,}" for symbol, count in self.by_symbol.most_common(8))
+        more = "" if len(self.by_symbol) <= 8 else f" and {len(self.by_symbol) - 8} more"
+        lines = [
+            f"published {self.published:,} trades to {topic} in {self.seconds:.1f} s ({rate:,.0f}/s)",
+            f"symbols: {symbols or 'none'}{more}",
+        ]
+        if self.failed:
+            reasons = "; ".join(f"{reason} x{count}" for reason, count in self.errors.most_common(3))
+            lines.append(f"FAILED to publish {self.failed:,} trades: {reasons}")
+        return "\n".join(lines)
+
+
+class Progress:
+    """One self-overwriting line on a terminal, at most five times a second; silent otherwise."""
+
+    def __init__(self, total: int | None, stream=sys.stderr) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self._started = time.monotonic()
+        self._shown = 0.0
+
+    def update(self, done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._shown < 0.2):
+            return
+        self._shown = now
+        rate = done / max(now - self._started, 1e-9)
+        if self.total:
+            filled = int(30 * done / self.total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {100 * done / self.total:5.1f}% "
+        else:
+            bar = ""
+        self.stream.write(f"\r{bar}{done:,} trades, {rate:,.0f}/s   ")
+        self.stream.flush()
+
+    def finish(self, done: int) -> None:
+        self.update(done, force=True)
+        if self.enabled:
+            self.stream.write("\n")
+
+
+_EPOCH_SECONDS: dict[str, int] = {}
+
+
+def timestamp_ns(value: Any) -> int | None:
+    """Integer nanoseconds, or ``None`` when ``value`` is not a trade timestamp."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or len(value) < 20 or not value.endswith("Z"):
+        return None
+    whole = value[:19]
+    seconds = _EPOCH_SECONDS.get(whole)
+    if seconds is None:
+        try:
+            seconds = int(datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
+        except ValueError:
+            return None
+        if len(_EPOCH_SECONDS) > 100_000:
+            _EPOCH_SECONDS.clear()
+        _EPOCH_SECONDS[whole] = seconds
+    fraction = value[20:-1] if value[19] == "." else ""
+    if not fraction.isdigit() and fraction:
+        return None
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
+
+
+def producer_settings(brokers: str, paced: bool, client_settings: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": brokers,
+        "enable.idempotence": True,
+        # Java clients' partitioner, so a symbol lands where any Kafka producer would put it.
+        "partitioner": "murmur2_random",
+        # Paced replays measure latency: send at once. Full speed: fill batches.
+        "linger.ms": 0 if paced else 20,
+        "queue.buffering.max.messages": 500_000,
+        **client_settings,
+    }
+
+
+def publish(
+    trades: Iterable[dict[str, Any]],
+    brokers: str,
+    topic: str,
+    *,
+    speed: float | None = None,
+    limit: int | None = None,
+    client_settings: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ReplaySummary:
+    """Publish ``trades`` in order; ``speed`` None is as fast as the broker takes them.
+
+    With a speed, trade ``i`` is sent ``(ts_recv[i] - ts_recv[0]) / speed`` after the first.
+    """
+    from confluent_kafka import Producer
+
+    summary = ReplaySummary()
+
+    def delivered(error, _message) -> None:
+        if error is not None:
+            summary.failed += 1
+            summary.errors[error.str()] += 1
+
+    producer = Producer(producer_settings(brokers, speed is not None, client_settings or {}))
+    started = time.monotonic()
+    first_ns: int | None = None
+    for trade in trades:
+        if limit is not None and summary.published >= limit:
+            break
+        if speed is not None:
+            first_ns = _wait_for_turn(producer, trade, first_ns, started, speed)
+        symbol = trade.get("symbol") if isinstance(trade, dict) else None
+        key = symbol.encode() if isinstance(symbol, str) else None
+        _produce(producer, topic, key, encode_trade(trade), delivered)
+        summary.published += 1
+        summary.by_symbol[symbol if isinstance(symbol, str) else "(no symbol)"] += 1
+        if progress is not None:
+            progress.update(summary.published)
+    remaining = producer.flush(60)
+    if remaining:
+        summary.failed += remaining
+        summary.errors["not delivered within 60 s of the end"] += remaining
+    summary.seconds = time.monotonic() - started
+    if progress is not None:
+        progress.finish(summary.published)
+    return summary
+
+
+def _wait_for_turn(producer, trade: dict[str, Any], first_ns: int | None, started: float, speed: float) -> int | None:
+    moment = timestamp_ns(trade.get("ts_recv")) or timestamp_ns(trade.get("ts_event"))
+    if moment is None:  # a malformed trade goes out at once; the job rejects it
+        return first_ns
+    if first_ns is None:
+        return moment
+    due = started + (moment - first_ns) / 1e9 / speed
+    while (delay := due - time.monotonic()) > 0:
+        producer.poll(min(delay, 0.05))
+    return first_ns
+
+
+def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=delivered)
+            producer.poll(0)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain it
+            producer.poll(0.1)
+
+
+def file_trades(paths: list[str]) -> Iterator[dict[str, Any]]:
+    from connectors.files import iter_trade_chunks
+
+    for path in paths:
+        for chunk in iter_trade_chunks(path):
+            yield from chunk
+
+
+def synthetic_trades(symbols: int, trades: int, seed: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    try:
+        from connectors.synthetic import generate_tape
+    except ImportError as error:
+        raise SystemExit(f"connectors.replay: the synthetic tape is not available ({error})") from None
+    return generate_tape(symbols=symbols, trades=trades, seed=seed)
+
+
+def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m connectors.replay",
+        description="Publish Databento trades files (.csv, .csv.zst, .dbn, .dbn.zst) or a synthetic "
+        "tape to the input topic, one JSON message per trade keyed by symbol.",
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, help="follow the real gaps between trades, X times faster")
+    pace.add_argument("--max", action="store_true", help="as fast as the broker takes them (default)")
+    parser.add_argument("--limit", type=int, help="publish at most N trades")
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
+                        help=f"partitions of the topic when it is created (default {DEFAULT_PARTITIONS})")
+    parser.add_argument("--brokers", default=environ.get("KAFKA_BROKERS", "localhost:9092"),
+                        help="bootstrap servers (default: $KAFKA_BROKERS or localhost:9092)")
+    parser.add_argument("--topic", default=environ.get("INPUT_TOPIC", "stocks"),
+                        help="topic to publish to (default: $INPUT_TOPIC or stocks)")
+    parser.add_argument("--synthetic", action="store_true", help="publish the synthetic tape instead of files")
+    parser.add_argument("--symbols", type=int, default=5, help="synthetic: instruments (default 5)")
+    parser.add_argument("--trades", type=int, default=20_000, help="synthetic: trades in all (default 20000)")
+    parser.add_argument("--seed", type=int, default=1, help="synthetic: random seed (default 1)")
+    args = parser.parse_args(argv)
+    if args.synthetic == bool(args.files):
+        parser.error("give FILE... or --synthetic (not both)")
+    if args.speed is not None and args.speed <= 0:
+        parser.error("--speed must be positive")
+    if args.limit is not None and args.limit < 0:
+        parser.error("--limit must not be negative")
+    if args.partitions < 1:
+        parser.error("--partitions must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    from connectors.broker import BrokerUnreachable, probe_broker
+    from connectors.kafka import client_settings_from_env, ensure_topics
+
+    environ = os.environ if environ is None else environ
+    args = parse_args(argv, environ)
+    settings = client_settings_from_env(environ)
+    try:
+        probe_broker(args.brokers, timeout=10.0, client_settings=settings)
+    except (BrokerUnreachable, ValueError) as error:
+        print(f"connectors.replay: {error}", file=sys.stderr)
+        return 2
+    if ensure_topics(args.brokers, {args.topic: args.partitions}, settings):
+        print(f"created topic {args.topic} with {args.partitions} partitions", file=sys.stderr)
+    if args.synthetic:
+        trades, events = synthetic_trades(args.symbols, args.trades, args.seed)
+        print(f"synthetic tape: {len(trades):,} trades, {args.symbols} symbols, "
+              f"{len(events)} labelled injected anomalies, seed {args.seed}", file=sys.stderr)
+        source: Iterable[dict[str, Any]] = trades
+        total = len(trades) if args.limit is None else min(args.limit, len(trades))
+    else:
+        source, total = file_trades(args.files), args.limit
+    try:
+        summary = publish(source, args.brokers, args.topic, speed=args.speed, limit=args.limit,
+                          client_settings=settings, progress=Progress(total))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"connectors.replay: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("connectors.replay: interrupted", file=sys.stderr)
+        return 130
+    print(summary.describe(args.topic))
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
