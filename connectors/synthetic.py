@@ -31,8 +31,9 @@ SIDE_SHARES = (0.445, 0.361, 0.194)
 MEAN_PRINTS_PER_EXECUTION = 2.2
 MEAN_SECONDS_BETWEEN_EXECUTIONS = 0.45
 REACTION_SHARE = 0.5
-SPACING_TRADES = 800
-WARMUP_TRADES = 1_000
+SPACING_TRADES = 700
+WARMUP_TRADES = 2_000
+"""The engine reports nothing before its first models serve (trade 1,501 by default)."""
 
 
 def generate_tape(
@@ -42,7 +43,8 @@ def generate_tape(
 
     ``trades`` is the size of the tape before injection, split evenly between the
     symbols; each event adds between 1 and 500 trades. Each symbol gets one event
-    per 800 trades after a warm-up of 1,000. The same arguments give the same tape.
+    per 700 trades after a warm-up of 2,000 (six per symbol at the defaults).
+    The same arguments give the same tape.
     """
     if symbols < 1 or trades < symbols:
         raise ValueError("need at least one symbol and one trade per symbol")
