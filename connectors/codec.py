@@ -44,6 +44,11 @@ def decode_trade(raw: bytes | None, origin: Origin) -> TradeMessage | DeadLetter
         trade = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         return DeadLetter(f"not valid JSON: {error}", "decode", origin, raw)
+    return as_trade_message(trade, origin, raw)
+
+
+def as_trade_message(trade: Any, origin: Origin, raw: bytes) -> TradeMessage | DeadLetter:
+    """A decoded object as a trade keyed by its symbol, or a dead letter."""
     if not isinstance(trade, dict):
         return DeadLetter(f"not a JSON object but {type(trade).__name__}", "decode", origin, raw)
     symbol = trade.get("symbol")

@@ -7,13 +7,17 @@ day of trades never has to sit in memory as Python objects all at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from threading import Lock
 from typing import Any
 
 import pandas as pd
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.codec import TRADE_FIELDS, format_timestamp_ns
+from connectors.codec import TRADE_FIELDS, as_trade_message, encode_trade, format_timestamp_ns
+from connectors.messages import DeadLetter, Origin, TradeMessage
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.zst", ".dbn", ".dbn.zst")
 
@@ -114,3 +118,89 @@ def _dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+class TradeFileSource(FixedPartitionedSource):
+    """Databento files as a Bytewax source of ``TradeMessage | DeadLetter``.
+
+    All files are one partition read in the order given, so each instrument's
+    trades keep their order even when a symbol spans several files (days). The
+    resume state is the number of trades already emitted.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], chunk_size: int = 5_000) -> None:
+        self.paths = [Path(path) for path in paths]
+        for path in self.paths:
+            file_kind(path)
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such file")
+        self.chunk_size = chunk_size
+        self.trades_read = 0
+        """Trades emitted in this process (for reports)."""
+
+    def list_parts(self) -> list[str]:
+        return ["files"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TradeFilePartition:
+        return _TradeFilePartition(self, resume_state or 0)
+
+
+class _TradeFilePartition(StatefulSourcePartition):
+    def __init__(self, source: TradeFileSource, skip: int) -> None:
+        self._source = source
+        self._batches = self._read(source.paths, source.chunk_size, skip)
+        self._emitted = skip
+
+    @staticmethod
+    def _read(paths: list[Path], chunk_size: int, skip: int) -> Iterator[list[TradeMessage | DeadLetter]]:
+        for path in paths:
+            line = 0
+            for chunk in iter_trade_chunks(path, chunk_size):
+                first_line, line = line, line + len(chunk)
+                if skip >= len(chunk):
+                    skip -= len(chunk)
+                    continue
+                yield [
+                    as_trade_message(trade, Origin(str(path), 0, first_line + offset + 1), encode_trade(trade))
+                    for offset, trade in enumerate(chunk[skip:], start=skip)
+                ]
+                skip = 0
+
+    def next_batch(self) -> list[TradeMessage | DeadLetter]:
+        batch = next(self._batches)  # StopIteration ends the input
+        self._emitted += len(batch)
+        self._source.trades_read += len(batch)
+        return batch
+
+    def snapshot(self) -> int:
+        return self._emitted
+
+
+class JsonLinesSink(DynamicSink):
+    """Appends one JSON document per item to a file (``encode`` turns an item into bytes)."""
+
+    def __init__(self, path: str | Path, encode: Callable[[Any], bytes]) -> None:
+        self.path = Path(path)
+        self.encode = encode
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _JsonLinesPartition:
+        return _JsonLinesPartition(self.path, self.encode)
+
+
+_FILE_LOCKS: dict[Path, Lock] = {}
+
+
+class _JsonLinesPartition(StatelessSinkPartition):
+    def __init__(self, path: Path, encode: Callable[[Any], bytes]) -> None:
+        self._lock = _FILE_LOCKS.setdefault(path.resolve(), Lock())
+        self._file = path.open("ab")
+        self._encode = encode
+
+    def write_batch(self, items: list[Any]) -> None:
+        data = b"".join(self._encode(item) + b"\n" for item in items)
+        with self._lock:
+            self._file.write(data)
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,117 @@
+"""Engine settings: one frozen dataclass, readable from ``DETECTOR_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES
+
+ENV_PREFIX = "DETECTOR_"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything that decides which trades are anomalies.
+
+    Two runs with equal configs on the same trade sequence give the same anomalies.
+    """
+
+    window_size: int = 100
+    """Trades in the rolling window the 18 features are computed over."""
+    retrain_every: int = 500
+    """Samples between retrains; the first models are fitted after this many."""
+    train_size: int = 500
+    """Most recent samples each retrain fits on."""
+    model_features: tuple[str, ...] = MODEL_FEATURES
+    """Inputs of IsolationForest and EllipticEnvelope (see ``models.features``)."""
+    forest_trees: int = 100
+    """Trees in the serving IsolationForest."""
+    trees_per_retrain: int = 5
+    """Trees refitted at each retrain; the oldest as many are dropped."""
+    forest_max_samples: int = 256
+    """Samples each isolation tree is grown on (scikit-learn's ``max_samples``)."""
+    forest_threshold: float = 0.70
+    """IsolationForest votes when its anomaly score (0..1) is at least this."""
+    envelope_threshold: float = 60.0
+    """EllipticEnvelope votes when the robust squared Mahalanobis distance is at least this."""
+    envelope_cold_every: int = 50
+    """Every this many retrains the robust covariance is refitted from scratch
+    (FastMCD); in between it is warm-started from the previous estimate."""
+    zscore_price_threshold: float = 4.5
+    zscore_volume_threshold: float = 4.5
+    zscore_volatility_threshold: float = 4.5
+    votes_required: int = 2
+    """Detectors (of 3) that must vote for a trade to be an anomaly."""
+    background_training: bool = True
+    """Fit the next models in a helper process while the current ones score; the
+    results are identical either way (see ``models.training``)."""
+    seed: int = 7
+    """Seeds every random choice; the same seed gives the same scores."""
+
+    def __post_init__(self) -> None:
+        _require(self.window_size >= 2, "window_size", "must be at least 2")
+        _require(self.retrain_every >= 10, "retrain_every", "must be at least 10")
+        _require(self.train_size >= 20, "train_size", "must be at least 20")
+        _require(len(self.model_features) >= 2, "model_features", "needs at least 2 features")
+        unknown = [name for name in self.model_features if name not in KNOWN_MODEL_INPUTS]
+        _require(not unknown, "model_features", f"unknown feature(s) {unknown}")
+        _require(self.forest_trees >= 1, "forest_trees", "must be at least 1")
+        _require(
+            1 <= self.trees_per_retrain <= self.forest_trees,
+            "trees_per_retrain", "must be between 1 and forest_trees",
+        )
+        _require(self.forest_max_samples >= 2, "forest_max_samples", "must be at least 2")
+        _require(0.0 < self.forest_threshold < 1.0, "forest_threshold", "must be in (0, 1)")
+        _require(self.envelope_threshold > 0, "envelope_threshold", "must be positive")
+        _require(self.envelope_cold_every >= 1, "envelope_cold_every", "must be at least 1")
+        for name in ("zscore_price_threshold", "zscore_volume_threshold", "zscore_volatility_threshold"):
+            _require(getattr(self, name) > 0, name, "must be positive")
+        _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
+        """Build from ``DETECTOR_<SETTING>`` variables; unset ones keep their default."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            variable = ENV_PREFIX + field.name.upper()
+            if variable in environ:
+                values[field.name] = _parse(variable, environ[variable], getattr(cls, field.name))
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{ENV_PREFIX}{error}") from None
+
+
+KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS)
+
+
+def _require(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name.upper()}: {message}")
+
+
+def _parse(variable: str, text: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if text.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return text.strip().lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{variable}={text!r} is not a valid {type(default).__name__}"
+        ) from None
+    return text

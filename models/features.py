@@ -1,0 +1,163 @@
+"""The 18 rolling-window features of each trade, and the model inputs derived from them.
+
+Every trade is described by the window of the last ``window_size`` trades of its
+instrument, itself included. Each window is reduced on its own, with the same numpy
+operations on the same values laid out the same way, so a trade's features do not
+depend on how the tape was cut into batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+FEATURE_NAMES = (
+    "current_price", "current_size", "price_mean", "price_std", "price_min", "price_max",
+    "price_range", "volume_mean", "volume_std", "volume_total", "trade_count",
+    "trades_per_second", "avg_time_between_trades", "price_volatility", "price_momentum",
+    "volume_momentum", "ask_ratio", "bid_ratio",
+)
+COLUMN = {name: index for index, name in enumerate(FEATURE_NAMES)}
+
+MIN_DURATION_SECONDS = 1e-3
+"""A window shorter than this (2,000+ windows of 100 trades share one timestamp on
+a real day) counts as this long, which keeps trades_per_second finite."""
+
+SIDE_CODES = {"A": 1, "B": 2, "N": 0}
+
+
+@dataclass
+class RollingWindow:
+    """The last ``size - 1`` trades before the next one: all the features need."""
+
+    size: int = 100
+    prices: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sizes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    timestamps_ns: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    sides: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
+
+    def extend(
+        self, prices: np.ndarray, sizes: np.ndarray, timestamps_ns: np.ndarray, sides: np.ndarray
+    ) -> np.ndarray:
+        """Add trades (in order) and return their features, one row of 18 per trade."""
+        keep = self.size - 1
+        padding = keep - len(self.prices)
+        columns = []
+        for history, new, dtype in (
+            (self.prices, prices, np.float64), (self.sizes, sizes, np.float64),
+            (self.timestamps_ns, timestamps_ns, np.int64), (self.sides, sides, np.int8),
+        ):
+            columns.append(np.concatenate([np.zeros(padding, dtype), history.astype(dtype), new.astype(dtype)]))
+        valid = np.concatenate([np.zeros(padding, bool), np.ones(len(self.prices) + len(prices), bool)])
+        features = _window_features(*columns, valid, self.size)
+        self.prices, self.sizes, self.timestamps_ns, self.sides = (
+            column[-keep:][valid[-keep:]].copy() for column in columns
+        )
+        return features
+
+
+def _window_features(
+    prices: np.ndarray, sizes: np.ndarray, timestamps_ns: np.ndarray, sides: np.ndarray,
+    valid: np.ndarray, size: int,
+) -> np.ndarray:
+    """Features of every full-length window over the padded columns (n rows)."""
+    mask = sliding_window_view(valid, size)
+    count = mask.sum(axis=1).astype(np.float64)
+    price = sliding_window_view(prices, size)
+    volume = sliding_window_view(sizes, size)
+    n = len(mask)
+    out = np.empty((n, len(FEATURE_NAMES)))
+    current_price, current_size = price[:, -1], volume[:, -1]
+    first = size - count.astype(np.int64)  # index of the oldest trade inside each window
+    rows = np.arange(n)
+
+    price_mean = np.where(mask, price, 0.0).sum(axis=1) / count
+    price_std = np.sqrt((np.where(mask, price - price_mean[:, None], 0.0) ** 2).sum(axis=1) / count)
+    price_min = np.where(mask, price, np.inf).min(axis=1)
+    price_max = np.where(mask, price, -np.inf).max(axis=1)
+    volume_total = np.where(mask, volume, 0.0).sum(axis=1)
+    volume_mean = volume_total / count
+    volume_std = np.sqrt((np.where(mask, volume - volume_mean[:, None], 0.0) ** 2).sum(axis=1) / count)
+
+    stamps = sliding_window_view(timestamps_ns, size)
+    duration = np.maximum(stamps[:, -1] - stamps[rows, first], 0) / 1e9
+    gaps = count - 1.0
+    side = sliding_window_view(sides, size)
+    first_price, first_size = price[rows, first], volume[rows, first]
+
+    out[:, COLUMN["current_price"]] = current_price
+    out[:, COLUMN["current_size"]] = current_size
+    out[:, COLUMN["price_mean"]] = price_mean
+    out[:, COLUMN["price_std"]] = price_std
+    out[:, COLUMN["price_min"]] = price_min
+    out[:, COLUMN["price_max"]] = price_max
+    out[:, COLUMN["price_range"]] = price_max - price_min
+    out[:, COLUMN["volume_mean"]] = volume_mean
+    out[:, COLUMN["volume_std"]] = volume_std
+    out[:, COLUMN["volume_total"]] = volume_total
+    out[:, COLUMN["trade_count"]] = count
+    out[:, COLUMN["trades_per_second"]] = gaps / np.maximum(duration, MIN_DURATION_SECONDS)
+    out[:, COLUMN["avg_time_between_trades"]] = np.where(gaps > 0, duration / np.maximum(gaps, 1.0), 0.0)
+    out[:, COLUMN["price_volatility"]] = price_std / price_mean
+    out[:, COLUMN["price_momentum"]] = (current_price - first_price) / first_price
+    out[:, COLUMN["volume_momentum"]] = (current_size - first_size) / np.maximum(first_size, 1.0)
+    out[:, COLUMN["ask_ratio"]] = ((side == SIDE_CODES["A"]) & mask).sum(axis=1) / count
+    out[:, COLUMN["bid_ratio"]] = ((side == SIDE_CODES["B"]) & mask).sum(axis=1) / count
+    return out
+
+
+# Model inputs: stationary transforms of the features. Raw price levels drift all day
+# and trade_count is constant once the window is full (a singular covariance), so
+# the models see relative quantities instead.
+def _log_size(f: np.ndarray) -> np.ndarray:
+    return np.log1p(f[:, COLUMN["current_size"]])
+
+
+def _size_vs_window(f: np.ndarray) -> np.ndarray:
+    return np.log1p(f[:, COLUMN["current_size"]]) - np.log1p(f[:, COLUMN["volume_mean"]])
+
+
+def _price_deviation_bps(f: np.ndarray) -> np.ndarray:
+    return 1e4 * (f[:, COLUMN["current_price"]] / f[:, COLUMN["price_mean"]] - 1.0)
+
+
+def _log_volatility_bps(f: np.ndarray) -> np.ndarray:
+    return np.log1p(1e4 * f[:, COLUMN["price_volatility"]])
+
+
+def _log_trades_per_second(f: np.ndarray) -> np.ndarray:
+    return np.log1p(f[:, COLUMN["trades_per_second"]])
+
+
+def _momentum_bps(f: np.ndarray) -> np.ndarray:
+    return 1e4 * f[:, COLUMN["price_momentum"]]
+
+
+def _side_imbalance(f: np.ndarray) -> np.ndarray:
+    return f[:, COLUMN["bid_ratio"]] - f[:, COLUMN["ask_ratio"]]
+
+
+DERIVED_INPUTS = {
+    "log_size": _log_size,
+    "size_vs_window": _size_vs_window,
+    "price_deviation_bps": _price_deviation_bps,
+    "log_volatility_bps": _log_volatility_bps,
+    "log_trades_per_second": _log_trades_per_second,
+    "momentum_bps": _momentum_bps,
+    "side_imbalance": _side_imbalance,
+}
+MODEL_FEATURES = (
+    "log_size", "price_deviation_bps", "log_volatility_bps", "log_trades_per_second",
+    "momentum_bps", "side_imbalance",
+)
+
+
+def model_inputs(features: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """The columns the models see: derived inputs by name, or raw features by name."""
+    columns = [
+        DERIVED_INPUTS[name](features) if name in DERIVED_INPUTS else features[:, COLUMN[name]]
+        for name in names
+    ]
+    return np.column_stack(columns)

@@ -1,0 +1,77 @@
+"""The anomaly record: everything a reader needs to trust, explain and dedupe an alert."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from models.features import FEATURE_NAMES
+
+DETECTOR_NAMES = ("isolation_forest", "elliptic_envelope", "zscore")
+
+
+def anomaly_id(symbol: str, timestamp_ns: int, sequence: int) -> str:
+    """``SYMBOL-YYYYMMDD-SEQUENCE``: venue sequences restart every day, so the date is part of it."""
+    day = datetime.fromtimestamp(timestamp_ns // 1_000_000_000, tz=timezone.utc).strftime("%Y%m%d")
+    return f"{symbol}-{day}-{sequence}"
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class AnomalyRecord:
+    anomaly_id: str
+    symbol: str
+    kind: str
+    trade: dict[str, Any]
+    features: list[float]
+    detector_scores: list[float]
+    detector_thresholds: list[float]
+    detector_votes: list[bool]
+    anomaly_score: float
+    confidence: float
+    zscores: tuple[float, float, float]  # price, volume, volatility
+    severity: float
+    level: str
+    model_generation: int
+    explanation: list[dict[str, Any]]
+    detected_at: str = field(default_factory=_utc_now)
+    """Processing time: the one field that differs between two runs over the same tape."""
+
+    @property
+    def votes(self) -> int:
+        return sum(self.detector_votes)
+
+    def to_dict(self) -> dict[str, Any]:
+        trade = self.trade
+        return {
+            "anomaly_id": self.anomaly_id,
+            "symbol": self.symbol,
+            "instrument_id": trade.get("instrument_id"),
+            "sequence": trade.get("sequence"),
+            "ts_event": trade.get("ts_event"),
+            "side": trade.get("side"),
+            "price": trade.get("price"),
+            "size": trade.get("size"),
+            "kind": self.kind,
+            "trade": dict(trade),
+            "features": dict(zip(FEATURE_NAMES, self.features)),
+            "detectors": {
+                name: {"score": score, "threshold": threshold, "vote": vote}
+                for name, score, threshold, vote in zip(
+                    DETECTOR_NAMES, self.detector_scores, self.detector_thresholds, self.detector_votes
+                )
+            },
+            "votes": self.votes,
+            "anomaly_score": self.anomaly_score,
+            "confidence": self.confidence,
+            "zscores": dict(zip(("price", "volume", "volatility"), self.zscores)),
+            "severity": self.severity,
+            "level": self.level,
+            "model_generation": self.model_generation,
+            "explanation": self.explanation,
+            "detected_at": self.detected_at,
+        }

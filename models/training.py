@@ -1,0 +1,143 @@
+"""Retraining: what one retrain produces, and running it beside the scoring.
+
+A retrain at sample ``k`` fits on the samples up to ``k``, and its models serve a
+fixed number of retrain intervals later (``models.engine.REFIT_LAG``): while the
+current models score the next runs of trades, the new ones are fitted in a
+background process (the second core) and are installed at their retrain point,
+waiting for them if they are late. Which model
+scores which trade is therefore fixed by the sample count alone, never by timing, so
+the results are the same with or without the background process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from threading import Lock
+
+import numpy as np
+import sklearn
+
+from models.config import DetectorConfig
+from models.detectors import EllipticEnvelopeVote, ZScoreVote
+from models.detectors.isolation_forest import IsolationForestVote, _ScoredTree
+from models.features import model_inputs
+
+
+@dataclass
+class Refit:
+    """The models of one generation, fitted on one training set."""
+
+    trees: list[_ScoredTree]
+    envelope: EllipticEnvelopeVote
+    zscore: ZScoreVote
+    feature_center: np.ndarray
+    feature_scale: np.ndarray
+
+
+def refit(
+    rows: np.ndarray, config: DetectorConfig, fit_number: int, envelope: EllipticEnvelopeVote,
+) -> Refit:
+    """Fit generation ``fit_number`` on ``rows`` (18 features each, oldest first).
+
+    Pure: the serving envelope is copied, not refitted in place, and every random
+    choice is seeded from the config seed and ``fit_number``.
+    """
+    inputs = model_inputs(rows, config.model_features)
+    # The inputs are finite by construction; skipping scikit-learn's per-call
+    # validation halves the cost of growing a handful of small trees.
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        trees = forest_from_config(config).grow(inputs, fit_number)
+        envelope = copy.deepcopy(envelope).fit(inputs)
+    return Refit(
+        trees=trees,
+        envelope=envelope,
+        zscore=ZScoreVote(
+            config.zscore_price_threshold, config.zscore_volume_threshold,
+            config.zscore_volatility_threshold,
+        ).fit(rows),
+        feature_center=rows.mean(axis=0),
+        feature_scale=np.maximum(rows.std(axis=0), 1e-12),
+    )
+
+
+def forest_from_config(config: DetectorConfig) -> IsolationForestVote:
+    return IsolationForestVote(
+        config.forest_trees, config.trees_per_retrain, config.forest_max_samples,
+        config.forest_threshold, config.seed,
+    )
+
+
+class PendingRefit:
+    """A refit under way in the background, or already done."""
+
+    def __init__(self, future: Future | None, result: Refit | None, job: tuple) -> None:
+        self._future, self._result, self._job = future, result, job
+
+    def result(self) -> Refit:
+        if self._result is None:
+            try:
+                self._result = self._future.result()
+            except BrokenProcessPool:
+                # The helper process died (killed, out of memory): fit here instead;
+                # the function is pure, so the result is the same.
+                _reset_pool()
+                self._result = refit(*self._job)
+            self._future = None
+        return self._result
+
+    def __getstate__(self) -> dict:
+        # A snapshot holds the finished models, never a handle to another process.
+        return {"result": self.result()}
+
+    def __setstate__(self, state: dict) -> None:
+        self._future, self._result, self._job = None, state["result"], ()
+
+
+def start_refit(
+    rows: np.ndarray, config: DetectorConfig, fit_number: int, envelope: EllipticEnvelopeVote,
+) -> PendingRefit:
+    """Start fitting a generation; in the background when the config asks for it."""
+    job = (rows, config, fit_number, envelope)
+    if not config.background_training:
+        return PendingRefit(None, refit(*job), job)
+    try:
+        return PendingRefit(_pool().submit(refit, *job), None, job)
+    except (BrokenProcessPool, RuntimeError):
+        _reset_pool()
+        return PendingRefit(None, refit(*job), job)
+
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = Lock()
+
+
+def _pool() -> ProcessPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            # spawn, not fork: the parent runs Bytewax's Rust threads.
+            _POOL = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded
+            )
+            atexit.register(_reset_pool)
+        return _POOL
+
+
+def _single_threaded() -> None:
+    # The helper has one core to itself; BLAS threads would only fight the scorer.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _reset_pool() -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False, cancel_futures=True)
+            _POOL = None
