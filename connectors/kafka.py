@@ -213,7 +213,8 @@ def partition_count(brokers: str, topic: str, client_settings: Mapping[str, str]
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": brokers, **(client_settings or {})})
-    metadata = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    # All topics, not just this one: a metadata request naming a topic may auto-create it.
+    metadata = admin.list_topics(timeout=timeout).topics.get(topic)
     return 0 if metadata is None or metadata.error is not None else len(metadata.partitions)
 
 
@@ -260,3 +261,28 @@ def read_topic(
 
 def iter_json_values(messages: Iterable[Any]) -> list[dict[str, Any]]:
     return [orjson.loads(message.value()) for message in messages]
+
+
+class MissingTopic(RuntimeError):
+    """The input topic does not exist: nothing has been published to it yet."""
+
+
+def prepare_job_topics(
+    brokers: str,
+    input_topic: str,
+    output_topics: Iterable[str],
+    client_settings: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Check the input topic exists and create missing output topics with as many partitions.
+
+    A missing input topic is an error rather than created here: its partition count
+    is the job's parallelism and belongs to whoever publishes (the replay, or ops).
+    """
+    partitions = partition_count(brokers, input_topic, client_settings)
+    if partitions == 0:
+        raise MissingTopic(
+            f"input topic {input_topic!r} does not exist on {brokers}; create it or start "
+            f"the replay first (python -m connectors.replay ...)"
+        )
+    wanted = {topic: partitions for topic in output_topics if topic}
+    return ensure_topics(brokers, wanted, client_settings)

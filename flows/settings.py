@@ -1,0 +1,99 @@
+"""The streaming job's settings: one frozen dataclass, read from the environment once at start.
+
+A bad value stops the job before it touches Kafka, with a message naming the variable,
+rather than surfacing later as a confusing client error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from connectors.kafka import client_settings_from_env
+from models.config import ConfigError, DetectorConfig
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """A job variable has a bad value; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    kafka_brokers: str = "localhost:9092"
+    """KAFKA_BROKERS: comma-separated bootstrap servers."""
+    input_topic: str = "stocks"
+    """INPUT_TOPIC: trades, one JSON message per trade keyed by symbol."""
+    output_topic: str = "anomalies"
+    """OUTPUT_TOPIC: anomaly records keyed by symbol."""
+    dlq_topic: str = "stocks-dlq"
+    """DLQ_TOPIC: everything that could not be processed, with the reason."""
+    summary_topic: str = "instrument-summaries"
+    """SUMMARY_TOPIC: per-instrument summaries (at most one a second of event time); empty disables."""
+    stop_at_end: bool = False
+    """STOP_AT_END: stop at the end of the input topic (backfills, tests) instead of waiting."""
+    input_batch_size: int = 1000
+    """INPUT_BATCH_SIZE: most messages taken from one partition per poll."""
+    probe_timeout_s: float = 5.0
+    """BROKER_PROBE_TIMEOUT_S: how long to wait for the broker to answer at start."""
+    client_settings: tuple[tuple[str, str], ...] = ()
+    """KAFKA_*: librdkafka properties for every client (``KAFKA_SASL_USERNAME`` -> ``sasl.username``)."""
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    """DETECTOR_*: the engine settings (models.config.DetectorConfig)."""
+
+    @property
+    def kafka_client_settings(self) -> dict[str, str]:
+        return dict(self.client_settings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
+        environ = os.environ if environ is None else environ
+        try:
+            detector = DetectorConfig.from_env(environ)
+        except ConfigError as error:
+            raise SettingsError(str(error)) from None
+        return cls(
+            kafka_brokers=_text(environ, "KAFKA_BROKERS", cls.kafka_brokers),
+            input_topic=_text(environ, "INPUT_TOPIC", cls.input_topic),
+            output_topic=_text(environ, "OUTPUT_TOPIC", cls.output_topic),
+            dlq_topic=_text(environ, "DLQ_TOPIC", cls.dlq_topic),
+            summary_topic=environ.get("SUMMARY_TOPIC", cls.summary_topic).strip(),
+            stop_at_end=_flag(environ, "STOP_AT_END", cls.stop_at_end),
+            input_batch_size=_number(environ, "INPUT_BATCH_SIZE", cls.input_batch_size, int, minimum=1),
+            probe_timeout_s=_number(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, float, minimum=0.1),
+            client_settings=tuple(client_settings_from_env(environ).items()),
+            detector=detector,
+        )
+
+
+def _text(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, default).strip()
+    if not value:
+        raise SettingsError(f"{name} is empty; unset it to use the default {default!r}")
+    return value
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    text = environ.get(name)
+    if text is None:
+        return default
+    word = text.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise SettingsError(f"{name}={text!r} is not a boolean (use true or false)")
+    return word in TRUE_WORDS
+
+
+def _number(environ: Mapping[str, str], name: str, default, kind, minimum):
+    text = environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={text!r} must be at least {minimum}")
+    return value
