@@ -46,16 +46,25 @@ def generate_tape(
     per 700 trades after a warm-up of 2,000 (six per symbol at the defaults).
     The same arguments give the same tape.
     """
+    rng = np.random.default_rng(seed)
+    base = _base_tape(symbols, trades, rng)
+    injection_seed = int(rng.integers(2**31))
+    return inject_events(base, injection_seed, spacing_trades=SPACING_TRADES, warmup_trades=WARMUP_TRADES)
+
+
+def generate_quiet_tape(symbols: int = 3, trades: int = 20_000, seed: int = 0) -> list[dict[str, Any]]:
+    """The same kind of tape with nothing injected: for benchmarks that inject their own events."""
+    return _base_tape(symbols, trades, np.random.default_rng(seed))
+
+
+def _base_tape(symbols: int, trades: int, rng: np.random.Generator) -> list[dict[str, Any]]:
     if symbols < 1 or trades < symbols:
         raise ValueError("need at least one symbol and one trade per symbol")
-    rng = np.random.default_rng(seed)
     tapes = []
     for index in range(symbols):
         count = trades // symbols + (1 if index < trades % symbols else 0)
         tapes.append(_symbol_tape(index, count, rng))
-    merged = _merge(tapes)
-    injection_seed = int(rng.integers(2**31))
-    return inject_events(merged, injection_seed, spacing_trades=SPACING_TRADES, warmup_trades=WARMUP_TRADES)
+    return _merge(tapes)
 
 
 def _symbol_tape(index: int, count: int, rng: np.random.Generator) -> list[dict[str, Any]]:
