@@ -118,9 +118,10 @@ class DetectionEngine:
         while position < len(trades):
             until_retrain = self.config.retrain_every - state.samples_seen % self.config.retrain_every
             run = trades[position: position + until_retrain]
-            outcomes.extend(
-                (position + index, outcome) for index, outcome in self._process_run(state, run)
-            )
+            for index, outcome in self._process_run(state, run):
+                if isinstance(outcome, Rejection):  # index it within the whole batch
+                    outcome = Rejection(position + index, outcome.reason)
+                outcomes.append((position + index, outcome))
             position += len(run)
         return [outcome for _, outcome in sorted(outcomes, key=lambda pair: pair[0])]
 

@@ -1,0 +1,138 @@
+"""Every detector: fit/score/vote protocol, pickling, same seed gives same scores."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.covariance import EllipticEnvelope
+from sklearn.ensemble import IsolationForest
+from sklearn.preprocessing import StandardScaler
+
+from models.detectors import EllipticEnvelopeVote, IsolationForestVote, ZScoreVote
+from models.detectors.isolation_forest import _ScoredTree, average_path_length
+from models.features import COLUMN, FEATURE_NAMES
+
+
+def sample(seed: int, rows: int = 400, columns: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, columns)) * [1, 2, 3, 4, 5][:columns] + 10
+    X[:4] += 25  # a few far-out rows
+    return X
+
+
+def feature_rows(seed: int, rows: int = 400) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    features = np.zeros((rows, len(FEATURE_NAMES)))
+    features[:, COLUMN["current_price"]] = 100 + rng.standard_normal(rows) * 0.05
+    features[:, COLUMN["price_mean"]] = 100.0
+    features[:, COLUMN["price_std"]] = 0.05
+    features[:, COLUMN["current_size"]] = rng.lognormal(4, 1, rows).round()
+    features[:, COLUMN["price_volatility"]] = 0.0005 * rng.lognormal(0, 0.3, rows)
+    return features
+
+
+DETECTORS = {
+    "isolation_forest": (lambda: IsolationForestVote(n_trees=20, trees_per_fit=10, seed=3), sample),
+    "elliptic_envelope": (lambda: EllipticEnvelopeVote(threshold=30, cold_every=3, seed=3), sample),
+    "zscore": (lambda: ZScoreVote(), feature_rows),
+}
+
+
+def scores_of(detector, X):
+    return detector.score(detector.zscores(X)) if isinstance(detector, ZScoreVote) else detector.score(X)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_scores_are_finite_and_votes_follow_the_threshold(name):
+    make, data = DETECTORS[name]
+    detector = make().fit(data(0))
+    scores = scores_of(detector, data(1))
+    assert scores.shape == (400,) and np.isfinite(scores).all()
+    assert (detector.vote(scores) == (scores >= (1.0 if name == "zscore" else detector.threshold))).all()
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_far_out_rows_score_higher(name):
+    make, data = DETECTORS[name]
+    X = data(0)
+    if name == "zscore":
+        X[:4, COLUMN["current_size"]] = 50_000
+    scores = scores_of(make().fit(data(1)), X)
+    assert scores[:4].min() > np.median(scores[4:])
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_pickling_round_trip_keeps_scores(name):
+    make, data = DETECTORS[name]
+    detector = make().fit(data(0)).fit(data(2))
+    restored = pickle.loads(pickle.dumps(detector))
+    np.testing.assert_array_equal(scores_of(restored, data(1)), scores_of(detector, data(1)))
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_same_seed_same_scores(name):
+    make, data = DETECTORS[name]
+    first = make().fit(data(0)).fit(data(2))
+    second = make().fit(data(0)).fit(data(2))
+    np.testing.assert_array_equal(scores_of(first, data(1)), scores_of(second, data(1)))
+
+
+def test_isolation_score_equals_scikit_learn_score_samples():
+    X = sample(0)
+    forest = IsolationForest(n_estimators=25, max_samples=256, random_state=5).fit(X)
+    vote = IsolationForestVote(n_trees=25, trees_per_fit=25)
+    vote.trees_.extend(_ScoredTree(tree, features) for tree, features in zip(forest.estimators_, forest.estimators_features_))
+    vote.normaliser_ = float(average_path_length(np.array([256]))[0])
+    np.testing.assert_allclose(vote.score(sample(1)), -forest.score_samples(sample(1)), rtol=1e-12)
+
+
+def test_rolling_forest_keeps_the_newest_trees():
+    vote = IsolationForestVote(n_trees=20, trees_per_fit=5, seed=1)
+    for seed in range(6):
+        vote.fit(sample(seed))
+    assert len(vote.trees_) == 20 and vote.fits_ == 6
+    # The oldest two fits (10 trees) are gone: refitting only the last four gives the same forest.
+    again = IsolationForestVote(n_trees=20, trees_per_fit=5, seed=1)
+    again.fits_ = 2
+    for seed in range(2, 6):
+        again.fit(sample(seed))
+    np.testing.assert_array_equal(again.score(sample(9)), vote.score(sample(9)))
+
+
+def test_envelope_cold_fit_is_scikit_learns_elliptic_envelope():
+    X = sample(0)
+    vote = EllipticEnvelopeVote(seed=4).fit(X)
+    scaled = StandardScaler().fit(X).transform(X)
+    reference = EllipticEnvelope(contamination=0.01, random_state=4).fit(scaled)
+    np.testing.assert_allclose(vote.score(X), reference.mahalanobis(scaled), rtol=1e-10)
+
+
+def test_warm_started_envelope_stays_close_to_a_cold_fit():
+    vote = EllipticEnvelopeVote(cold_every=100, seed=4).fit(sample(0))
+    vote.fit(sample(1))  # warm: starts from the estimate on sample(0)
+    cold = EllipticEnvelopeVote(seed=4).fit(sample(1))
+    test = sample(2)[4:]
+    warm_scores, cold_scores = vote.score(test), cold.score(test)
+    assert np.corrcoef(warm_scores, cold_scores)[0, 1] > 0.98
+    assert np.median(warm_scores) == pytest.approx(np.median(cold_scores), rel=0.15)
+
+
+def test_zscore_definitions():
+    features = feature_rows(0)
+    vote = ZScoreVote(price_threshold=4, volume_threshold=5, volatility_threshold=4.5).fit(features)
+    row = features[:1].copy()
+    row[0, COLUMN["current_price"]] = 100.5  # 0.5 above the mean, std 0.05
+    row[0, COLUMN["current_size"]] = np.expm1(vote.center_[0] + 6 * vote.scale_[0])
+    z = vote.zscores(row)[0]
+    assert z[0] == pytest.approx(10.0)
+    assert z[1] == pytest.approx(6.0)
+    assert vote.score(vote.zscores(row))[0] == pytest.approx(10.0 / 4)
+
+
+def test_price_std_is_floored_at_one_basis_point():
+    features = feature_rows(0)[:1]
+    features[0, COLUMN["price_std"]] = 0.0
+    features[0, COLUMN["current_price"]] = 100.01  # one tick after a run of equal prices
+    assert ZScoreVote().zscores(features)[0, 0] == pytest.approx(0.01 / 0.01)

@@ -1,0 +1,180 @@
+"""The engine end to end: determinism, retraining, recovery, votes, rejections."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+from models.config import DetectorConfig
+from models.engine import REFIT_LAG, DetectionEngine
+from models.features import FEATURE_NAMES
+from models.records import AnomalyRecord
+from models.trades import Rejection
+
+
+def run(config, trades, batch_sizes=None, state=None):
+    engine = DetectionEngine(config)
+    state = state or engine.new_state("NVDA")
+    outcomes, start = [], 0
+    for size in batch_sizes or [len(trades)]:
+        outcomes += engine.process(state, trades[start:start + size])
+        start += size
+    assert start >= len(trades)
+    return outcomes, state
+
+
+def comparable(outcomes):
+    """Records without their processing time; rejections as they are."""
+    out = []
+    for outcome in outcomes:
+        if isinstance(outcome, AnomalyRecord):
+            record = outcome.to_dict()
+            del record["detected_at"]
+            out.append(record)
+        else:
+            out.append(outcome)
+    return out
+
+
+def random_sizes(total, seed):
+    rng, sizes = random.Random(seed), []
+    while sum(sizes) < total:
+        sizes.append(rng.choice([1, 2, 3, 17, 64, 199, 200, 201, 450, 1000]))
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def reference(request):
+    """The opening slice scored in one batch: the records every other way must equal."""
+    trades = request.getfixturevalue("opening_trades")
+    config = DetectorConfig(retrain_every=200, train_size=200, forest_trees=20, trees_per_retrain=5)
+    outcomes, state = run(config, trades)
+    return config, trades, outcomes, state
+
+
+def test_reference_run_finds_anomalies(reference):
+    _, trades, outcomes, state = reference
+    assert 0 < len(outcomes) < len(trades) // 10
+    assert state.generation == len(trades) // 200 - REFIT_LAG
+    assert state.samples_seen == len(trades)
+
+
+@pytest.mark.parametrize("batches", ["ones", "random-1", "random-2"])
+def test_same_records_whatever_the_batch_boundaries(reference, batches):
+    config, trades, outcomes, _ = reference
+    sizes = [1] * len(trades) if batches == "ones" else random_sizes(len(trades), int(batches[-1]))
+    again, _ = run(config, trades, sizes)
+    assert comparable(again) == comparable(outcomes)
+
+
+def test_background_training_changes_nothing(reference):
+    config, trades, outcomes, _ = reference
+    foreground, _ = run(dataclasses.replace(config, background_training=False), trades, random_sizes(len(trades), 5))
+    assert comparable(foreground) == comparable(outcomes)
+
+
+@pytest.mark.parametrize("cut", [1, 777, 2000, 3333])
+def test_pickled_state_resumes_exactly(reference, cut):
+    config, trades, outcomes, _ = reference
+    first, state = run(config, trades[:cut])
+    restored = pickle.loads(pickle.dumps(state))
+    rest, _ = run(config, trades[cut:], state=restored)
+    assert comparable(first + rest) == comparable(outcomes)
+
+
+def test_retrain_happens_at_the_exact_sample_count_inside_a_batch(opening_trades):
+    config = DetectorConfig(retrain_every=100, train_size=100, forest_trees=10, trees_per_retrain=5)
+    engine = DetectionEngine(config)
+    state = engine.new_state("NVDA")
+    engine.process(state, opening_trades[:250])  # retrain points 100 and 200 fall inside
+    assert len(state.pending) == REFIT_LAG and state.generation == 0
+    engine.process(state, opening_trades[250:301])  # point 300: the first generation is installed
+    assert state.generation == 1 and state.forest.fits_ == 1
+    # generation 1 was fitted on samples 1..100
+    history = np.vstack([state.history.rows])
+    assert history.shape == (100, len(FEATURE_NAMES))
+
+
+def test_no_anomaly_during_warm_up(reference):
+    config, _, outcomes, _ = reference
+    warm_up = (1 + REFIT_LAG) * config.retrain_every
+    sequences = [record.trade["sequence"] for record in outcomes]
+    first_scored = reference[1][warm_up]["sequence"]
+    assert min(sequences) >= first_scored
+
+
+def test_records_carry_votes_scores_and_severity(reference):
+    config, _, outcomes, _ = reference
+    for record in outcomes:
+        data = record.to_dict()
+        assert data["votes"] >= config.votes_required
+        assert data["votes"] == sum(d["vote"] for d in data["detectors"].values())
+        assert data["confidence"] == pytest.approx(data["votes"] / 3)
+        assert data["level"] in {"low", "medium", "high", "critical"}
+        assert 0 <= data["severity"] <= 1
+        assert list(data["features"]) == list(FEATURE_NAMES)
+        assert all(np.isfinite(list(data["features"].values())))
+        assert data["anomaly_id"] == f"NVDA-20250509-{data['sequence']}"
+        assert len(data["explanation"]) == 3
+        assert data["model_generation"] >= 1
+
+
+def test_the_opening_cross_is_an_auction_anomaly(reference):
+    _, _, outcomes, _ = reference
+    cross = [r for r in outcomes if r.trade["size"] == 1452275]
+    assert len(cross) == 1 and cross[0].kind == "auction"
+    assert cross[0].explanation[0]["feature"] in {"current_size", "volume_total", "volume_std", "volume_mean"}
+
+
+@pytest.mark.parametrize("required", [1, 2, 3])
+def test_votes_required(reference, required):
+    config, trades, _, _ = reference
+    outcomes, _ = run(dataclasses.replace(config, votes_required=required), trades)
+    assert all(record.votes >= required for record in outcomes)
+    if required < 3:
+        assert outcomes
+    if required == 1:
+        assert any(record.votes == 1 for record in outcomes)
+
+
+def test_votes_required_nests(reference):
+    config, trades, _, _ = reference
+    found = {
+        required: {r.anomaly_id for r in run(dataclasses.replace(config, votes_required=required), trades)[0]}
+        for required in (1, 2, 3)
+    }
+    assert found[3] <= found[2] <= found[1]
+    assert len(found[3]) < len(found[2]) < len(found[1])
+
+
+def test_rejections_come_back_in_place_and_never_stop_the_engine(reference):
+    config, trades, outcomes, _ = reference
+    bad = {"symbol": "NVDA", "price": -1}
+    mixed = trades[:1000] + [bad] + trades[1000:2500] + ["garbage"] + trades[2500:]
+    again, state = run(config, mixed)
+    rejections = [o for o in again if isinstance(o, Rejection)]
+    assert [(r.index, r.reason) for r in rejections] == [
+        (1000, "missing field 'ts_recv'"), (2501, "not a trade object but str"),
+    ]
+    assert state.rejected == 2
+    assert comparable([o for o in again if isinstance(o, AnomalyRecord)]) == comparable(outcomes)
+    chunked, _ = run(config, mixed, random_sizes(len(mixed), 9))
+    assert len([o for o in chunked if isinstance(o, Rejection)]) == 2
+    assert comparable([o for o in chunked if isinstance(o, AnomalyRecord)]) == comparable(outcomes)
+
+
+def test_state_stays_bounded(opening_trades):
+    config = DetectorConfig(retrain_every=100, train_size=100, forest_trees=10, trees_per_retrain=5)
+    engine = DetectionEngine(config)
+    state = engine.new_state("NVDA")
+    sizes = []
+    for start in range(0, 4000, 500):
+        engine.process(state, opening_trades[start:start + 500])
+        sizes.append(len(pickle.dumps(state)))
+    # After the forest is full the snapshot no longer grows with the tape.
+    assert max(sizes[4:]) < 1.3 * min(sizes[4:])
+    assert len(state.window.prices) == config.window_size - 1
