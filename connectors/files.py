@@ -7,6 +7,7 @@ day of trades never has to sit in memory as Python objects all at once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from threading import Lock
@@ -106,7 +107,10 @@ def _dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     store = databento.DBNStore.from_file(path)
     if store.schema is None or str(store.schema) != "trades":
         raise UnsupportedFileError(f"{path}: DBN schema is {store.schema}, expected trades")
-    frame = store.to_df(price_type="float", pretty_ts=False, map_symbols=True).reset_index()
+    with warnings.catch_warnings():
+        # databento calls DataFrame.set_index(inplace=True), which pandas 3.1 deprecates.
+        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
+        frame = store.to_df(price_type="float", pretty_ts=False, map_symbols=True).reset_index()
     chunk: list[dict[str, Any]] = []
     for row in frame.to_dict("records"):
         trade = {name: row[name] for name in TRADE_FIELDS if name in row}
