@@ -1,0 +1,153 @@
+"""Reading the end of one Kafka topic without a consumer group.
+
+The dashboard only watches: it never commits offsets, and it assigns itself
+every partition instead of joining a group (the development broker, Tansu, does
+not finish group joins, and a viewer has no reason to share work anyway). It
+starts a little before the end of each partition so a freshly opened page shows
+the recent past, then follows new messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+METADATA_TIMEOUT_S = 2.0
+CONSUME_BATCH = 500
+IDLE_POLL_S = 0.1
+
+
+class BrokerUnreachable(RuntimeError):
+    """No broker answered a metadata request in time."""
+
+
+@dataclass(frozen=True)
+class TailedMessage:
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class TailState:
+    """What one read found out about the topic."""
+
+    topic_exists: bool
+    lag: int
+    """Messages published but not read yet, from the partitions' high watermarks."""
+
+
+class TopicTail:
+    """Every partition of ``topic``, from ``start_back`` messages before the end, onwards."""
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        start_back: int,
+        client_settings: Mapping[str, str] | None = None,
+        on_client_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.start_back = start_back
+        self._next_offsets: dict[int, int] = {}
+        self._ends_at_assignment: dict[int, int] = {}
+        self._report = on_client_error or (lambda _message: None)
+        settings = {
+            "bootstrap.servers": brokers,
+            # librdkafka insists on a group id, but without subscribe() no group is joined.
+            "group.id": "dashboard-viewer",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "socket.connection.setup.timeout.ms": 2000,
+            "reconnect.backoff.max.ms": 2000,
+            "log_level": 0,
+            "error_cb": self._client_error,
+        }
+        settings.update(client_settings or {})
+        self._consumer = Consumer(settings)
+
+    def _client_error(self, error: KafkaError) -> None:
+        self._report(f"Kafka client: {error.str()}")
+
+    def read(self, max_seconds: float, max_messages: int = 5000) -> tuple[list[TailedMessage], TailState]:
+        """New messages until the topic goes quiet, ``max_seconds`` pass or ``max_messages`` arrive.
+
+        Raises ``BrokerUnreachable`` when metadata cannot be fetched. Going quiet
+        (one empty poll) rather than reaching the high watermark decides "caught
+        up" once every partition has reached the end it had when it was assigned:
+        Tansu's watermarks can trail the offsets it has already served, so they
+        are not waited for exactly.
+        """
+        if not self._assign_new_partitions():
+            return [], TailState(topic_exists=False, lag=0)
+        deadline = time.monotonic() + max_seconds
+        messages: list[TailedMessage] = []
+        while len(messages) < max_messages:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            batch = self._consumer.consume(CONSUME_BATCH, timeout=min(IDLE_POLL_S, remaining))
+            if not batch and self._caught_up():
+                break
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        self._report(f"{self.topic}: {error.str()}")
+                    continue
+                self._next_offsets[message.partition()] = message.offset() + 1
+                messages.append(TailedMessage(message.partition(), message.offset(), message.value()))
+        return messages, TailState(topic_exists=True, lag=self._lag())
+
+    def _assign_new_partitions(self) -> bool:
+        try:
+            metadata = self._consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S)
+        except KafkaException as error:
+            raise BrokerUnreachable(_describe(error)) from None
+        if metadata.brokers == {}:
+            raise BrokerUnreachable("no brokers in the metadata response")
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            return False
+        new = [partition for partition in topic.partitions if partition not in self._next_offsets]
+        if new:
+            starts = [TopicPartition(self.topic, partition, self._start_offset(partition)) for partition in new]
+            for start in starts:
+                self._next_offsets[start.partition] = start.offset
+            self._consumer.incremental_assign(starts)
+        return True
+
+    def _caught_up(self) -> bool:
+        return all(
+            self._next_offsets[partition] >= end for partition, end in self._ends_at_assignment.items()
+        )
+
+    def _start_offset(self, partition: int) -> int:
+        try:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=METADATA_TIMEOUT_S, cached=False
+            )
+        except KafkaException as error:
+            raise BrokerUnreachable(_describe(error)) from None
+        self._ends_at_assignment[partition] = high
+        return max(low, high - self.start_back)
+
+    def _lag(self) -> int:
+        lag = 0
+        for partition, next_offset in self._next_offsets.items():
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            if high >= 0:
+                lag += max(0, high - next_offset)
+        return lag
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _describe(error: KafkaException) -> str:
+    detail = error.args[0] if error.args else error
+    return detail.str() if hasattr(detail, "str") else str(detail)

@@ -1,0 +1,104 @@
+"""The page, run by Streamlit's AppTest against the real broker holding recorded anomalies.
+
+Expected numbers are computed here straight from the recorded JSON lines, not by
+the dashboard's own functions, so a wrong metric function fails this test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from connectors.broker import free_port
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+pytestmark = pytest.mark.broker
+
+
+def run_app(monkeypatch, brokers: str, anomaly_topic: str, summary_topic: str, **extra: str) -> AppTest:
+    monkeypatch.setenv("KAFKA_BROKERS", brokers)
+    monkeypatch.setenv("ANOMALY_TOPIC", anomaly_topic)
+    monkeypatch.setenv("SUMMARY_TOPIC", summary_topic)
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    app = AppTest.from_file(APP, default_timeout=30)
+    app.run()
+    assert not app.exception, [exception.message for exception in app.exception]
+    return app
+
+
+def metric_values(app: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def expected_metrics(records: list[dict]) -> dict[str, str]:
+    unique = {record["anomaly_id"]: record for record in records}.values()
+    severities = [record["severity"] for record in unique]
+    sides = [record["side"] for record in unique]
+    return {
+        "Anomalies": str(len(severities)),
+        "Average severity": f"{sum(severities) / len(severities):.3f}",
+        "Max severity": f"{max(severities):.3f}",
+        "Critical": str(sum(record["level"] == "critical" for record in unique)),
+        "Side Ask": str(sides.count("A")),
+        "Side Bid": str(sides.count("B")),
+        "Side None": str(sides.count("N")),
+    }
+
+
+def test_every_metric_matches_the_recorded_anomalies(monkeypatch, broker, published_topics, recorded_anomalies):
+    app = run_app(monkeypatch, broker, *published_topics)
+    expected = expected_metrics(recorded_anomalies)
+    assert expected["Anomalies"] == "592"  # the recording, so the duplicates below really are duplicates
+    assert metric_values(app) == expected
+    caption = app.caption[0].value
+    assert "duplicates ignored 200" in caption
+    assert "undecodable 1" in caption
+    log = app.expander[0]
+    assert log.label == "Error log (1)"
+    assert "not valid JSON" in log.dataframe[0].value["message"][0]
+    table = app.main.dataframe[0].value  # the latest anomalies; the error log comes after it
+    assert len(table) == 50
+    newest = max(recorded_anomalies, key=lambda record: record["ts_event"])
+    assert table["anomaly_id"][0] == newest["anomaly_id"]
+    assert table["explanation"][0].startswith(newest["explanation"][0]["feature"] + "=")
+
+
+def test_filters_by_symbol_and_level_change_every_metric(monkeypatch, broker, published_topics, recorded_anomalies):
+    app = run_app(monkeypatch, broker, *published_topics)
+    app.multiselect(key="symbols").set_value(["SYN1"]).run()
+    assert metric_values(app) == expected_metrics([r for r in recorded_anomalies if r["symbol"] == "SYN1"])
+    app.multiselect(key="levels").set_value(["medium"]).run()
+    chosen = [r for r in recorded_anomalies if r["symbol"] == "SYN1" and r["level"] == "medium"]
+    assert 0 < len(chosen) < 592
+    assert metric_values(app) == expected_metrics(chosen)
+
+
+def test_a_small_buffer_keeps_only_the_latest_anomalies(monkeypatch, broker, published_topics):
+    app = run_app(monkeypatch, broker, *published_topics, DASHBOARD_BUFFER_SIZE="100")
+    assert metric_values(app)["Anomalies"] == "100"
+
+
+def test_broker_down_shows_a_banner_and_the_error_log_not_a_stack_trace(monkeypatch):
+    nobody = f"127.0.0.1:{free_port()}"
+    app = run_app(monkeypatch, nobody, "anomalies", "instrument-summaries")
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith(f"Kafka broker unreachable at {nobody}. Retrying every")
+    assert app.button(key="retry").label == "Retry now"
+    assert app.expander[0].label == "Error log (1)"
+    assert "broker unreachable" in list(app.expander[0].dataframe[0].value["kind"])
+    assert metric_values(app)["Anomalies"] == "0"
+    app.button(key="retry").click().run()
+    assert not app.exception
+    assert app.expander[0].dataframe[0].value["times"][0] == 2  # the retry failed again, counted once more
+
+
+def test_a_bad_setting_names_the_variable(monkeypatch):
+    monkeypatch.setenv("DASHBOARD_BUFFER_SIZE", "lots")
+    app = AppTest.from_file(APP, default_timeout=10)
+    app.run()
+    assert not app.exception
+    assert "DASHBOARD_BUFFER_SIZE must be a int number, got 'lots'" in app.code[0].value
