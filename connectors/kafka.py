@@ -28,6 +28,13 @@ SETTINGS_PREFIX = "KAFKA_"
 NOT_CLIENT_SETTINGS = frozenset({"KAFKA_BROKERS"})
 
 
+QUICK_FETCH = {"fetch.wait.max.ms": "10"}
+"""How long the broker may hold a fetch that finds no data. The embedded Tansu
+broker holds it the whole time even when data arrives meanwhile, so librdkafka's
+500 ms default would be the job's latency; Kafka and Redpanda answer at once
+anyway. ``KAFKA_FETCH_WAIT_MAX_MS`` overrides it."""
+
+
 def client_settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     """librdkafka properties from ``KAFKA_*`` variables: ``KAFKA_SASL_USERNAME`` -> ``sasl.username``.
 
@@ -61,9 +68,10 @@ class TradeSource(FixedPartitionedSource[TradeMessage | DeadLetter, int | None])
         client_settings: Mapping[str, str] | None = None,
         batch_size: int = 1000,
     ) -> None:
+        settings = {**QUICK_FETCH, **(client_settings or {})}
         self._kafka = KafkaSource(
             split_brokers(brokers), [topic], tail=not stop_at_end,
-            add_config=dict(client_settings or {}), batch_size=batch_size, raise_on_errors=False,
+            add_config=settings, batch_size=batch_size, raise_on_errors=False,
         )
 
     def list_parts(self) -> list[str]:
@@ -239,7 +247,7 @@ def read_topic(
         return []
     consumer = Consumer({
         "bootstrap.servers": brokers, "group.id": "trade-detector-reader",
-        "enable.auto.commit": False, "enable.partition.eof": True, **(client_settings or {}),
+        "enable.auto.commit": False, "enable.partition.eof": True, **QUICK_FETCH, **(client_settings or {}),
     })
     try:
         consumer.assign([TopicPartition(topic, index, OFFSET_BEGINNING) for index in range(count)])

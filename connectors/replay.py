@@ -245,6 +245,14 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     return args
 
 
+def _probe_timeout(environ: Mapping[str, str]) -> float:
+    text = environ.get("BROKER_PROBE_TIMEOUT_S", "10")
+    try:
+        return max(0.1, float(text))
+    except ValueError:
+        raise SystemExit(f"connectors.replay: BROKER_PROBE_TIMEOUT_S={text!r} is not a number") from None
+
+
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
     from connectors.kafka import client_settings_from_env, ensure_topics
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     args = parse_args(argv, environ)
     settings = client_settings_from_env(environ)
     try:
-        probe_broker(args.brokers, timeout=10.0, client_settings=settings)
+        probe_broker(args.brokers, timeout=_probe_timeout(environ), client_settings=settings)
     except (BrokerUnreachable, ClientSettingsRejected) as error:
         print(f"connectors.replay: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,100 @@
+"""The replay publishes every trade, keyed by symbol, in order per symbol, to a real broker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from connectors.broker import free_port
+from connectors.kafka import partition_count, read_topic
+from connectors.replay import main, timestamp_ns
+
+pytestmark = pytest.mark.broker
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "replay-three-symbols.csv"
+REAL_DAY = Path("/work/shared/data/nvda/xnas-itch-20250509.trades.csv.zst")
+
+
+def replay(broker: str, topic: str, *args: str) -> int:
+    return main([*args, "--brokers", broker, "--topic", topic], environ={})
+
+
+def test_every_trade_is_published_keyed_by_symbol_in_order(broker, topic_prefix, capsys):
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(FIXTURE), "--partitions", "3") == 0
+    assert partition_count(broker, topic) == 3
+    messages = read_topic(broker, topic)
+    trades = [orjson.loads(message.value()) for message in messages]
+    assert len(trades) == 30
+    assert all(message.key().decode() == trade["symbol"] for message, trade in zip(messages, trades))
+    for symbol in ("NVDA", "AAPL", "MSFT"):
+        mine = [(m.partition(), m.offset(), t["sequence"]) for m, t in zip(messages, trades) if t["symbol"] == symbol]
+        assert len({partition for partition, _, _ in mine}) == 1, "one symbol, one partition"
+        assert [sequence for _, _, sequence in sorted(mine)] == sorted(sequence for _, _, sequence in mine)
+    assert "published 30 trades" in capsys.readouterr().out
+
+
+def test_a_malformed_trade_is_published_as_it_is(broker, topic_prefix):
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(FIXTURE)) == 0
+    prices = {orjson.loads(m.value())["sequence"]: orjson.loads(m.value())["price"] for m in read_topic(broker, topic)}
+    assert prices[1016] == "oops"
+
+
+def test_limit_stops_after_n_trades(broker, topic_prefix):
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(FIXTURE), "--limit", "7") == 0
+    assert len(read_topic(broker, topic)) == 7
+
+
+def test_speed_follows_the_gaps_between_trades(broker, topic_prefix):
+    # The fixture spans 2.9 s of trading: at --speed 10 that is 0.29 s at least.
+    topic = f"{topic_prefix}-stocks"
+    started = time.monotonic()
+    assert replay(broker, topic, str(FIXTURE), "--speed", "10") == 0
+    assert time.monotonic() - started >= 0.29
+    assert len(read_topic(broker, topic)) == 30
+
+
+def test_synthetic_tape_is_published(broker, topic_prefix, capsys):
+    pytest.importorskip("connectors.synthetic", reason="connectors.synthetic is not written yet")
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, "--synthetic", "--symbols", "3", "--trades", "600", "--seed", "4") == 0
+    symbols = {message.key() for message in read_topic(broker, topic)}
+    assert symbols == {b"SYN0", b"SYN1", b"SYN2"}
+    assert "labelled injected anomalies" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not REAL_DAY.exists(), reason=f"real data {REAL_DAY} is not on this machine")
+def test_real_day_file_replays(broker, topic_prefix):
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(REAL_DAY), "--limit", "2000") == 0
+    assert {message.key() for message in read_topic(broker, topic)} == {b"NVDA"}
+
+
+def test_unreachable_broker_is_one_clear_line(capsys):
+    address = f"127.0.0.1:{free_port()}"
+    assert main([str(FIXTURE), "--brokers", address], environ={"BROKER_PROBE_TIMEOUT_S": "1"}) == 2
+    assert f"no Kafka broker answered at {address}" in capsys.readouterr().err
+
+
+def test_missing_file_is_reported_not_raised(broker, topic_prefix, capsys):
+    assert replay(broker, f"{topic_prefix}-stocks", "/nonexistent/trades.csv") == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_arguments_are_checked():
+    with pytest.raises(SystemExit):
+        main(["--speed", "0", str(FIXTURE)], environ={})
+    with pytest.raises(SystemExit):
+        main([], environ={})
+
+
+def test_timestamps_parse_to_nanoseconds():
+    assert timestamp_ns("2025-05-09T13:30:00.892370366Z") == 1746797400_892370366
+    assert timestamp_ns("2025-05-09T13:30:00Z") == 1746797400_000000000
+    assert timestamp_ns(1746797400_892370366) == 1746797400_892370366
+    assert timestamp_ns("yesterday") is None and timestamp_ns(None) is None
