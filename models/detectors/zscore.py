@@ -18,7 +18,9 @@ from models.features import COLUMN
 PRICE_STD_FLOOR = 1e-4
 """The smallest price std, relative to the mean price (one basis point)."""
 MAD_TO_STD = 1.4826
-MIN_SCALE = 1e-6
+MIN_SCALE = 0.1
+"""Smallest spread of log size and log volatility: before the open, a window's volatility
+can sit on one value for hundreds of trades (MAD 0), and a tiny change is not a 10-sigma event."""
 
 
 def price_zscores(features: np.ndarray) -> np.ndarray:
