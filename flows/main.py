@@ -25,14 +25,14 @@ from flows.settings import JobSettings, SettingsError
 
 def build_job(settings: JobSettings) -> Dataflow:
     """Probe the broker, make sure the topics exist, and wire Kafka around the dataflow."""
-    from flows.dataflow import build_flow
-
     brokers, client = settings.kafka_brokers, settings.kafka_client_settings
     probe_broker(brokers, timeout=settings.probe_timeout_s, client_settings=client)
     prepare_job_topics(
         brokers, settings.input_topic,
         (settings.output_topic, settings.dlq_topic, settings.summary_topic), client,
     )
+    from flows.dataflow import build_flow  # after the probe: it imports scikit-learn, a second or two
+
     source = TradeSource(
         brokers, settings.input_topic, stop_at_end=settings.stop_at_end,
         client_settings=client, batch_size=settings.input_batch_size,

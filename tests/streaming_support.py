@@ -75,3 +75,65 @@ def read_json(brokers: str, topic: str) -> list[dict]:
 
 def anomaly_ids(brokers: str, topic: str) -> list[str]:
     return [record["anomaly_id"] for record in read_json(brokers, topic)]
+
+
+TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED, TAPE_PARTITIONS = 3, 7_500, 11, 3
+"""The end-to-end tape: SYN0, SYN1 and SYN2 land on three different partitions of three."""
+
+GARBAGE = [
+    (b"SYN0", b"\xff\xfe not json"),
+    (b"SYN1", b"[1, 2, 3]"),
+    (b"SYN2", b'{"symbol": "SYN2", "price": -1.0, "size": 5}'),
+]
+"""Appended after the tape: two decode failures and one trade the engine rejects."""
+
+
+def encoded_tape(trades) -> list[bytes]:
+    from connectors.replay import _encode
+
+    return [_encode(trade) for trade in trades]
+
+
+def publish_garbage(brokers: str, topic: str) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random"})
+    for key, value in GARBAGE:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(10) == 0
+
+
+def without_processing_time(record: dict) -> dict:
+    return {name: value for name, value in record.items() if name != "detected_at"}
+
+
+def reference_records(trades) -> dict[str, dict]:
+    """The anomalies of ``build_flow`` run in this process on the same bytes, by anomaly id."""
+    import orjson
+    from bytewax import operators as op
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from connectors.codec import decode_trade, encode_record
+    from connectors.messages import Origin
+    from flows.dataflow import build_flow
+    from models.config import DetectorConfig
+
+    messages = [decode_trade(raw, Origin("tape", 0, offset)) for offset, raw in enumerate(encoded_tape(trades))]
+    anomalies: list = []
+    letters: list = []
+    run_main(build_flow(TestingSource(messages, batch_size=500), TestingSink(anomalies),
+                        TestingSink(letters), DetectorConfig()))
+    records = [orjson.loads(encode_record(record.to_dict())) for record in anomalies]
+    return {record["anomaly_id"]: without_processing_time(record) for record in records}
+
+
+def records_by_id(brokers: str, topic: str) -> dict[str, dict]:
+    return {record["anomaly_id"]: without_processing_time(record) for record in read_json(brokers, topic)}
+
+
+def start_jobs(env: dict[str, str], *args: str):
+    """Two processes of one cluster (``-i 0`` and ``-i 1``), one worker each."""
+    from connectors.broker import free_port
+
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    return [start_job(env, "-i", str(index), "-a", addresses, *args) for index in (0, 1)]

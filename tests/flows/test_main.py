@@ -1,0 +1,132 @@
+"""The streaming job end to end: replayed trades in, anomalies and dead letters out, via a real broker."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+
+import orjson
+import pytest
+
+from connectors.broker import free_port
+from connectors.kafka import ensure_topics, read_topic
+from streaming_support import (
+    GARBAGE,
+    anomaly_ids,
+    job_environment,
+    read_json,
+    reference_records,
+    run_job,
+    start_job,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+def test_job_finds_the_same_anomalies_as_the_dataflow_in_process(broker, published_tape, single_worker_run):
+    topic, trades = published_tape
+    prefix, records = single_worker_run
+    assert records, "the tape has anomalies to find"
+    ids = anomaly_ids(broker, f"{prefix}-anomalies")
+    assert len(ids) == len(set(ids)), "one uninterrupted run writes each anomaly once"
+    assert records == reference_records(trades)
+
+
+def test_anomalies_are_keyed_by_symbol(broker, single_worker_run):
+    prefix, _ = single_worker_run
+    messages = read_topic(broker, f"{prefix}-anomalies")
+    assert {message.key() for message in messages} <= {b"SYN0", b"SYN1", b"SYN2"}
+    assert all(orjson.loads(message.value())["symbol"].encode() == message.key() for message in messages)
+
+
+def test_bad_input_goes_to_the_dead_letter_topic_with_its_origin(broker, published_tape, single_worker_run):
+    topic, _ = published_tape
+    prefix, _ = single_worker_run
+    letters = read_json(broker, f"{prefix}-dlq")
+    originals = {letter["original"] for letter in letters}
+    assert "[1, 2, 3]" in originals and GARBAGE[2][1].decode() in originals
+    assert any(letter["original_encoding"] == "base64" for letter in letters)
+    assert {letter["stage"] for letter in letters} >= {"decode", "validate"}
+    assert all(letter["source"] == topic and letter["offset"] >= 0 and letter["reason"] for letter in letters)
+
+
+def test_summaries_are_written_per_symbol(broker, single_worker_run):
+    prefix, _ = single_worker_run
+    summaries = read_json(broker, f"{prefix}-summaries")
+    assert {summary["symbol"] for summary in summaries} == {"SYN0", "SYN1", "SYN2"}
+
+
+def one_line_failure(env: dict[str, str]) -> tuple[str, float]:
+    started = time.monotonic()
+    finished = run_job(env, timeout=60)
+    elapsed = time.monotonic() - started
+    assert finished.returncode != 0
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1, finished.stderr
+    return lines[0], elapsed
+
+
+def test_no_broker_is_one_line_naming_the_address_within_ten_seconds(topic_prefix):
+    address = f"127.0.0.1:{free_port()}"
+    line, elapsed = one_line_failure(job_environment(address, topic_prefix))
+    assert f"no Kafka broker answered at {address}" in line
+    assert elapsed < 10
+
+
+@pytest.mark.parametrize("variable, value", [("STOP_AT_END", "maybe"), ("DETECTOR_VOTES_REQUIRED", "7"),
+                                             ("INPUT_BATCH_SIZE", "zero")])
+def test_a_bad_setting_stops_the_job_naming_the_variable(broker, topic_prefix, variable, value):
+    line, _ = one_line_failure(job_environment(broker, topic_prefix, **{variable: value}))
+    assert variable in line
+
+
+def test_a_missing_input_topic_is_named(broker, topic_prefix):
+    line, _ = one_line_failure(job_environment(broker, topic_prefix))
+    assert f"{topic_prefix}-stocks" in line and "does not exist" in line
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        return response.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+    return sum(values)
+
+
+def test_job_counters_are_served_with_bytewax_metrics(broker, topic_prefix, published_tape):
+    topic, trades = published_tape
+    port = free_port()
+    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false",
+                          BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=str(port))
+    job = start_job(env)
+    try:
+        deadline, text = time.monotonic() + 60, ""
+        while time.monotonic() < deadline:
+            try:
+                text = scrape(port)
+                if metric(text, "trade_detector_trades_read_total") >= len(trades) + 1:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert metric(text, "trade_detector_trades_read_total") == len(trades) + 1  # + the rejected one
+        assert metric(text, "trade_detector_dead_letters_written_total") >= len(GARBAGE)
+        assert 'trade_detector_anomalies_written_total{level=' in text
+        assert "bytewax_" in text  # Bytewax's own step metrics, same endpoint
+    finally:
+        job.terminate()
+        try:
+            job.wait(20)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            job.wait()
+
+
+def test_stop_at_end_on_an_empty_topic_finishes(broker, topic_prefix):
+    ensure_topics(broker, {f"{topic_prefix}-stocks": 2})
+    finished = run_job(job_environment(broker, topic_prefix), timeout=60)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert read_topic(broker, f"{topic_prefix}-anomalies") == []
