@@ -28,7 +28,7 @@ from connectors.codec import format_timestamp_ns
 EVENT_KINDS = ("off_market", "block", "burst", "ramp", "flash_crash", "sweep")
 """off_market: one print 0.5-2% away from the market; block: 20,000-90,000 shares at
 the market; burst: 200-500 small prints within a few milliseconds; ramp: 30-80
-buyer-initiated prints walking the price up about 1%, then back to the market;
+buyer-initiated prints within a second walking the price up about 1%, then back to the market;
 flash_crash: 200-500 real trades repriced 1.5-3% down and back in a V; sweep: one
 aggressive order taking 10-30 price levels in the same nanosecond (0.3-0.6%)."""
 
@@ -166,6 +166,24 @@ class _Context:
         recent = self.trades[max(0, self.anchor - 100): self.anchor + 1]
         return int(recent[int(self.rng.integers(len(recent)))]["size"])
 
+    def move_to_gap(self, span_ns: int) -> int:
+        """Move the anchor to the first trade followed by a pause longer than ``span_ns``.
+
+        Events that take time (a burst, a ramp) need room before the next real trade,
+        or their timestamps would be squeezed onto it. Pauses of a second are common,
+        so this usually moves the anchor by a few dozen trades; in a busy spell without
+        such a pause the anchor goes to the longest one and the span shrinks to fit.
+        Returns the span to use.
+        """
+        limit = min(self.anchor + self.max_length // 2, len(self.stamps) - 1)
+        gaps = np.diff(self.stamps[self.anchor: limit + 1])
+        if not len(gaps):
+            return span_ns
+        roomy = np.flatnonzero(gaps > span_ns)
+        step = int(roomy[0]) if len(roomy) else int(np.argmax(gaps))
+        self.anchor += step
+        return min(span_ns, int(0.9 * gaps[step]))
+
     def new_trade(self, price: float, size: int, side: str, flags: int, offset_ns: int) -> dict[str, Any]:
         """A trade shaped like the anchor, ``offset_ns`` after it but never after the next one."""
         anchor = self.trades[self.anchor]
@@ -200,7 +218,7 @@ def _block(c: _Context) -> _Planned:
 
 def _burst(c: _Context) -> _Planned:
     count = int(c.rng.integers(200, 501))
-    span_ns = int(c.rng.uniform(2e6, 20e6))
+    span_ns = c.move_to_gap(int(c.rng.uniform(2e6, 20e6)))
     offsets = np.sort(c.rng.integers(1, span_ns, count))
     market = c.market_price
     inserted = [
@@ -216,7 +234,7 @@ def _burst(c: _Context) -> _Planned:
 def _ramp(c: _Context) -> _Planned:
     count = int(c.rng.integers(30, 81))
     rise = float(c.rng.uniform(0.008, 0.012))
-    duration_ns = int(c.rng.uniform(0.2e9, 2e9))
+    duration_ns = c.move_to_gap(int(c.rng.uniform(0.1e9, 1e9)))
     market = c.market_price
     offsets = np.sort(c.rng.integers(1, duration_ns, count))
     inserted = [

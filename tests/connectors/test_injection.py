@@ -101,9 +101,11 @@ def test_each_kind_has_the_promised_shape(injected):
         elif event.kind == "burst":
             assert 200 <= len(covered) <= 500
             assert (stamps.iloc[-1] - stamps.iloc[0]).total_seconds() <= 0.020
+            assert stamps.nunique() > 0.9 * len(covered)  # spread over the milliseconds, not stacked
         elif event.kind == "ramp":
             assert 30 <= len(covered) <= 80 and {t["side"] for t in covered} == {"B"}
             assert np.all(np.diff(prices) >= 0) and 0.0075 <= prices[-1] / market - 1 <= 0.0125
+            assert stamps.nunique() > 0.9 * len(covered)
             after = trades[first + len(covered)]["price"]
             assert abs(after / market - 1) < 0.005  # snaps back to the market
         elif event.kind == "flash_crash":
