@@ -21,8 +21,9 @@ from dashboard.feed import LiveFeed
 from dashboard.figures import detector_figure, per_minute_figure, price_figure, severity_figure
 from dashboard.metrics import compute_metrics, filter_records, latest_rows
 
+# A new page waits this long at most to catch up with what is already published.
+# (A comment, not a docstring: Streamlit's "magic" would print a bare string on the page.)
 FIRST_READ_SECONDS = 5.0
-"""A new page waits this long at most to catch up with what is already published."""
 
 
 def severity_text(value: float | None) -> str:

@@ -80,4 +80,5 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: float) -> fl
     try:
         return kind(raw)
     except ValueError:
-        raise DashboardConfigError(f"{name} must be a {kind.__name__} number, got {raw!r}") from None
+        wanted = "a whole number" if kind is int else "a number"
+        raise DashboardConfigError(f"{name} must be {wanted}, got {raw!r}") from None

@@ -24,8 +24,10 @@ SEVERITY_BIN = 0.05
 
 
 def plain(text: Any) -> str:
-    """Untrusted text made safe for Plotly's HTML-like labels."""
-    return html.escape(str(text), quote=True)
+    """Untrusted text made safe for Plotly's HTML-like labels: ``<``, ``>`` and ``&``
+    become entities, which Plotly draws as the characters (it leaves ``&quot;`` as is,
+    and quotes cannot open a tag anyway)."""
+    return html.escape(str(text), quote=False)
 
 
 def event_times(stamps: Sequence[str]) -> pd.DatetimeIndex:

@@ -38,6 +38,38 @@ def publish(brokers: str, topic: str, lines: list[bytes]) -> None:
     assert producer.flush(15) == 0, f"messages to {topic} were not delivered"
 
 
+def expected_metrics(records: list[dict]) -> dict[str, str]:
+    """What the page must show for ``records``, computed the plain way.
+
+    Deliberately independent of ``dashboard.metrics``: the page is compared with
+    this, so a wrong metric function in the dashboard fails the tests.
+    """
+    unique = list({record["anomaly_id"]: record for record in records}.values())
+    severities = [record["severity"] for record in unique]
+    sides = [record["side"] for record in unique]
+    return {
+        "Anomalies": str(len(severities)),
+        "Average severity": f"{sum(severities) / len(severities):.3f}",
+        "Max severity": f"{max(severities):.3f}",
+        "Critical": str(sum(record["level"] == "critical" for record in unique)),
+        "Side Ask": str(sides.count("A")),
+        "Side Bid": str(sides.count("B")),
+        "Side None": str(sides.count("N")),
+    }
+
+
+@pytest.fixture
+def page_expectations():
+    """``expected_metrics`` for the tests (under --import-mode=importlib they cannot import conftest)."""
+    return expected_metrics
+
+
+@pytest.fixture
+def publisher(broker):
+    """``publisher(topic, lines)`` publishes to the session broker like the job does."""
+    return lambda topic, lines: publish(broker, topic, lines)
+
+
 @pytest.fixture
 def recorded_anomalies() -> list[dict]:
     return [orjson.loads(line) for line in ANOMALY_LINES]

@@ -34,24 +34,11 @@ def metric_values(app: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in app.metric}
 
 
-def expected_metrics(records: list[dict]) -> dict[str, str]:
-    unique = {record["anomaly_id"]: record for record in records}.values()
-    severities = [record["severity"] for record in unique]
-    sides = [record["side"] for record in unique]
-    return {
-        "Anomalies": str(len(severities)),
-        "Average severity": f"{sum(severities) / len(severities):.3f}",
-        "Max severity": f"{max(severities):.3f}",
-        "Critical": str(sum(record["level"] == "critical" for record in unique)),
-        "Side Ask": str(sides.count("A")),
-        "Side Bid": str(sides.count("B")),
-        "Side None": str(sides.count("N")),
-    }
-
-
-def test_every_metric_matches_the_recorded_anomalies(monkeypatch, broker, published_topics, recorded_anomalies):
+def test_every_metric_matches_the_recorded_anomalies(
+    monkeypatch, broker, published_topics, recorded_anomalies, page_expectations
+):
     app = run_app(monkeypatch, broker, *published_topics)
-    expected = expected_metrics(recorded_anomalies)
+    expected = page_expectations(recorded_anomalies)
     assert expected["Anomalies"] == "592"  # the recording, so the duplicates below really are duplicates
     assert metric_values(app) == expected
     caption = app.caption[0].value
@@ -67,14 +54,16 @@ def test_every_metric_matches_the_recorded_anomalies(monkeypatch, broker, publis
     assert table["explanation"][0].startswith(newest["explanation"][0]["feature"] + "=")
 
 
-def test_filters_by_symbol_and_level_change_every_metric(monkeypatch, broker, published_topics, recorded_anomalies):
+def test_filters_by_symbol_and_level_change_every_metric(
+    monkeypatch, broker, published_topics, recorded_anomalies, page_expectations
+):
     app = run_app(monkeypatch, broker, *published_topics)
     app.multiselect(key="symbols").set_value(["SYN1"]).run()
-    assert metric_values(app) == expected_metrics([r for r in recorded_anomalies if r["symbol"] == "SYN1"])
+    assert metric_values(app) == page_expectations([r for r in recorded_anomalies if r["symbol"] == "SYN1"])
     app.multiselect(key="levels").set_value(["medium"]).run()
     chosen = [r for r in recorded_anomalies if r["symbol"] == "SYN1" and r["level"] == "medium"]
     assert 0 < len(chosen) < 592
-    assert metric_values(app) == expected_metrics(chosen)
+    assert metric_values(app) == page_expectations(chosen)
 
 
 def test_a_small_buffer_keeps_only_the_latest_anomalies(monkeypatch, broker, published_topics):
@@ -101,4 +90,4 @@ def test_a_bad_setting_names_the_variable(monkeypatch):
     app = AppTest.from_file(APP, default_timeout=10)
     app.run()
     assert not app.exception
-    assert "DASHBOARD_BUFFER_SIZE must be a int number, got 'lots'" in app.code[0].value
+    assert "DASHBOARD_BUFFER_SIZE must be a whole number, got 'lots'" in app.code[0].value
