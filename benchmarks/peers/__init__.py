@@ -14,10 +14,11 @@ import numpy as np
 
 from benchmarks.peers.half_space_trees import flag_half_space_trees
 from benchmarks.peers.rolling_zscore import flag_rolling_zscore
-from benchmarks.peers.seed_design import flag_seed_design
+from benchmarks.peers.seed_design import flag_seed_design, flag_seed_design_causal
 
 PEERS: dict[str, Callable[[list[dict[str, Any]], int], np.ndarray]] = {
     "seed design (IF+EE+z, 18 raw features)": flag_seed_design,
+    "seed design, causal (fit on previous 500)": flag_seed_design_causal,
     "River HalfSpaceTrees (Bytewax example)": flag_half_space_trees,
     "rolling z-score (|z| > 4)": flag_rolling_zscore,
 }

@@ -34,7 +34,7 @@ def test_writes_tables_json_and_figure(evaluated):
 
 def test_the_reported_numbers_follow_from_the_reported_events(evaluated):
     report = orjson.loads((evaluated / "quiet-seed4.json").read_bytes())
-    assert [d["name"] for d in report["detectors"]][0] == PRODUCT and len(report["detectors"]) == 4
+    assert [d["name"] for d in report["detectors"]][0] == PRODUCT and len(report["detectors"]) == 5
     for detector in report["detectors"]:
         details = detector["events_detail"]
         assert len(details) == detector["events"] == 4  # (6,000 - 1,500 warm-up) // 1,000
