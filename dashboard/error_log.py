@@ -1,13 +1,14 @@
-"""The problems the page shows in its error panel, newest first, bounded.
+"""The problems the page shows in its error panel, most recent first, bounded.
 
-A broker that is down makes the Kafka client report the same failure every
-second; repeats of the latest entry are folded into a count so the panel stays
+A broker that is down makes the Kafka client report the same few failures every
+second, alternating; every repeat of a (kind, message) already in the log is
+folded into that entry's count and moves it to the top, so the panel stays
 readable and memory stays bounded.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -23,20 +24,25 @@ class LogEntry:
 
 class ErrorLog:
     def __init__(self, capacity: int = 200) -> None:
-        self._entries: deque[LogEntry] = deque(maxlen=capacity)
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, str], LogEntry] = OrderedDict()
 
     def add(self, kind: str, message: str, now: datetime | None = None) -> None:
         moment = now or datetime.now(timezone.utc)
-        latest = self._entries[-1] if self._entries else None
-        if latest is not None and latest.kind == kind and latest.message == message:
-            latest.count += 1
-            latest.last_seen = moment
+        key = (kind, message)
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = LogEntry(moment, moment, kind, message)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
             return
-        self._entries.append(LogEntry(moment, moment, kind, message))
+        entry.count += 1
+        entry.last_seen = moment
+        self._entries.move_to_end(key)
 
     def entries(self) -> list[LogEntry]:
-        """Newest first."""
-        return list(reversed(self._entries))
+        """Most recently seen first."""
+        return list(reversed(self._entries.values()))
 
     def __len__(self) -> int:
         return len(self._entries)

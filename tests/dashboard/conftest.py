@@ -65,6 +65,12 @@ def page_expectations():
 
 
 @pytest.fixture
+def publish_to():
+    """``publish_to(brokers, topic, lines)``, for a broker the test starts itself."""
+    return publish
+
+
+@pytest.fixture
 def publisher(broker):
     """``publisher(topic, lines)`` publishes to the session broker like the job does."""
     return lambda topic, lines: publish(broker, topic, lines)

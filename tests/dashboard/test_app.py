@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from connectors.broker import free_port
+from connectors.broker import EmbeddedBroker, free_port
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
@@ -91,3 +92,18 @@ def test_a_bad_setting_names_the_variable(monkeypatch):
     app.run()
     assert not app.exception
     assert "DASHBOARD_BUFFER_SIZE must be a whole number, got 'lots'" in app.code[0].value
+
+
+def test_the_page_recovers_when_the_broker_comes_up(
+    monkeypatch, topic_prefix, page_expectations, recorded_anomalies, publish_to
+):
+    port = free_port()
+    anomaly_topic = f"{topic_prefix}-anomalies"
+    app = run_app(monkeypatch, f"127.0.0.1:{port}", anomaly_topic, f"{topic_prefix}-summaries")
+    assert app.error[0].value.startswith("Kafka broker unreachable")
+    with EmbeddedBroker(port) as late_broker:
+        publish_to(late_broker.bootstrap, anomaly_topic, [orjson.dumps(r) for r in recorded_anomalies[:40]])
+        app.button(key="retry").click().run()
+        assert not app.exception
+        assert not app.error
+        assert metric_values(app) == page_expectations(recorded_anomalies[:40])

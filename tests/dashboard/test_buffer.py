@@ -67,16 +67,19 @@ def test_price_history_is_bounded_per_symbol_and_in_symbols():
     assert history.points() == {"B": [("2025-05-09T13:30:03Z", 3.0)], "C": [("2025-05-09T13:30:04Z", 4.0)]}
 
 
-def test_the_error_log_folds_repeats_and_lists_newest_first():
+def test_the_error_log_folds_repeats_and_lists_the_most_recent_first():
     log = ErrorLog(capacity=2)
     start = datetime(2026, 11, 29, 2, 0, tzinfo=timezone.utc)
-    log.add("broker unreachable", "no broker at x", start)
-    log.add("broker unreachable", "no broker at x", start + timedelta(seconds=2))
-    log.add("undecodable message", "offset 4", start + timedelta(seconds=3))
-    log.add("lag", "1500 behind", start + timedelta(seconds=4))
+    log.add("kafka client", "connection refused", start)
+    log.add("kafka client", "1/1 brokers are down", start + timedelta(seconds=1))
+    log.add("kafka client", "connection refused", start + timedelta(seconds=2))
     entries = log.entries()
-    assert [(e.kind, e.count) for e in entries] == [("lag", 1), ("undecodable message", 1)]
+    assert [(e.message, e.count) for e in entries] == [("connection refused", 2), ("1/1 brokers are down", 1)]
+    assert (entries[0].first_seen, entries[0].last_seen) == (start, start + timedelta(seconds=2))
     assert entries[0].last_seen.tzinfo is timezone.utc
+    log.add("lag", "1500 behind", start + timedelta(seconds=3))
+    assert [e.kind for e in log.entries()] == ["lag", "kafka client"]  # the oldest entry went
+    assert len(log) == 2
 
 
 def test_settings_come_from_the_environment():
