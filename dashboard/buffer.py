@@ -12,10 +12,13 @@ from collections import OrderedDict, deque
 from typing import Any
 
 import orjson
+import pandas as pd
+
+from connectors.codec import format_timestamp_ns
 
 LEVELS = ("low", "medium", "high", "critical")
 SIDES = {"A": "Ask", "B": "Bid", "N": "None"}
-REQUIRED_TEXT = ("anomaly_id", "symbol", "ts_event")
+REQUIRED_TEXT = ("anomaly_id", "symbol")
 
 
 class UndecodableMessage(ValueError):
@@ -28,6 +31,7 @@ def decode_anomaly(raw: bytes | None) -> dict[str, Any]:
     for name in REQUIRED_TEXT:
         if not isinstance(record.get(name), str) or not record[name]:
             raise UndecodableMessage(f"missing or empty {name!r}")
+    record["ts_event"] = _event_time(record.get("ts_event"))
     if record.get("level") not in LEVELS:
         raise UndecodableMessage(f"unknown level {record.get('level')!r}")
     if not _is_number(record.get("severity")):
@@ -42,8 +46,9 @@ def decode_anomaly(raw: bytes | None) -> dict[str, Any]:
 def decode_summary(raw: bytes | None) -> dict[str, Any]:
     """An instrument summary: only symbol, ts_event and last_price are used."""
     summary = _json_object(raw)
-    if not isinstance(summary.get("symbol"), str) or not isinstance(summary.get("ts_event"), str):
-        raise UndecodableMessage("summary without 'symbol' or 'ts_event'")
+    if not isinstance(summary.get("symbol"), str) or not summary["symbol"]:
+        raise UndecodableMessage("summary without 'symbol'")
+    summary["ts_event"] = _event_time(summary.get("ts_event"))
     if not _is_number(summary.get("last_price")):
         raise UndecodableMessage("summary 'last_price' is not a number")
     return summary
@@ -59,6 +64,25 @@ def _json_object(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UndecodableMessage(f"not a JSON object but {type(value).__name__}")
     return value
+
+
+def _event_time(value: Any) -> str:
+    """``ts_event`` as an ISO-8601 UTC string with nanoseconds.
+
+    Trades may carry integer nanoseconds instead of the string (the contract allows
+    both), and the job's summaries carry integer nanoseconds; one fixed-width form
+    makes text order time order and keeps plotting simple.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return format_timestamp_ns(value)
+    if isinstance(value, str):
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, OverflowError):
+            stamp = None
+        if stamp is not None and stamp is not pd.NaT and stamp.tzinfo is not None:
+            return format_timestamp_ns(stamp.tz_convert("UTC").value)
+    raise UndecodableMessage(f"'ts_event' is neither an ISO-8601 UTC time nor nanoseconds: {value!r}")
 
 
 def _is_number(value: Any) -> bool:

@@ -18,6 +18,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ANOMALY_LINES = (FIXTURES / "anomalies_recorded.jsonl").read_bytes().splitlines()
 SUMMARY_LINES = (FIXTURES / "summaries_recorded.jsonl").read_bytes().splitlines()
 PARTITIONS = 3
+REPUBLISHED = 100
+"""Anomalies published twice by ``published_topics``, as a restarted job would."""
 
 
 def create_topics(brokers: str, *topics: str) -> None:
@@ -77,6 +79,11 @@ def publisher(broker):
 
 
 @pytest.fixture
+def republished() -> int:
+    return REPUBLISHED
+
+
+@pytest.fixture
 def recorded_anomalies() -> list[dict]:
     return [orjson.loads(line) for line in ANOMALY_LINES]
 
@@ -88,7 +95,7 @@ def published_topics(broker, topic_prefix):
     have something to do."""
     anomaly_topic, summary_topic = f"{topic_prefix}-anomalies", f"{topic_prefix}-summaries"
     create_topics(broker, anomaly_topic, summary_topic)
-    publish(broker, anomaly_topic, ANOMALY_LINES[:200])
+    publish(broker, anomaly_topic, ANOMALY_LINES[:REPUBLISHED])
     publish(broker, anomaly_topic, [b"this is not an anomaly record"])
     publish(broker, anomaly_topic, ANOMALY_LINES)
     publish(broker, summary_topic, SUMMARY_LINES)

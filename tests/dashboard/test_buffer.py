@@ -36,10 +36,24 @@ def test_a_recorded_line_decodes_and_bad_ones_say_why(recorded_anomalies):
 
 
 def test_summaries_need_symbol_time_and_price():
-    good = {"symbol": "NVDA", "ts_event": "2025-05-09T13:30:00Z", "last_price": 117.3}
-    assert decode_summary(orjson.dumps(good)) == good
+    # The job's summaries carry ts_event as integer nanoseconds.
+    good = {"symbol": "NVDA", "ts_event": 1746797400892370366, "last_price": 117.3}
+    assert decode_summary(orjson.dumps(good)) == dict(good, ts_event="2025-05-09T13:30:00.892370366Z")
+    with pytest.raises(UndecodableMessage, match="ts_event"):
+        decode_summary(orjson.dumps(dict(good, ts_event="yesterday")))
     with pytest.raises(UndecodableMessage, match="last_price"):
         decode_summary(orjson.dumps(dict(good, last_price="n/a")))
+
+
+def test_event_times_become_one_fixed_width_utc_form():
+    for ts_event in (1746797400892370366, "2025-05-09T13:30:00.892370366Z", "2025-05-09T09:30:00.892370366-04:00"):
+        assert decode_anomaly(orjson.dumps(dict(anomaly(1), ts_event=ts_event)))["ts_event"] == (
+            "2025-05-09T13:30:00.892370366Z")
+    assert decode_anomaly(orjson.dumps(dict(anomaly(1), ts_event="2025-05-09T13:30:00Z")))["ts_event"] == (
+        "2025-05-09T13:30:00.000000000Z")
+    for bad in ("2025-05-09T13:30:00", None, -5, True):  # no time zone, missing, negative, not a time
+        with pytest.raises(UndecodableMessage, match="ts_event"):
+            decode_anomaly(orjson.dumps(dict(anomaly(1), ts_event=bad)))
 
 
 def test_the_buffer_keeps_the_latest_distinct_anomalies():
