@@ -120,12 +120,25 @@ def test_the_live_page_shows_the_right_numbers(
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
 
-        # Published while the page is open: the live part picks it up without a reload.
-        publisher(anomaly_topic, [orjson.dumps(hostile), orjson.dumps(recorded_anomalies[0])])
-        shown = wait_for_metric(page, "Anomalies", str(len(recorded_anomalies) + 1))
-        assert shown == page_expectations([*recorded_anomalies, hostile])
-        assert page.locator("#injected").count() == 0, "a symbol was rendered as HTML"
-        assert page.get_by_text(HOSTILE_SYMBOL, exact=True).count() >= 1, "the hostile symbol is not shown as text"
+        # A symbol filter chosen in the page holds while new anomalies (and a new symbol) arrive.
+        syn1 = [record for record in recorded_anomalies if record["symbol"] == "SYN1"]
+        page.locator('[data-testid="stMultiSelect"]').first.click()
+        page.keyboard.type("SYN1")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        assert wait_for_metric(page, "Anomalies", str(len(syn1))) == page_expectations(syn1)
+        live = dict(syn1[-1], anomaly_id="SYN1-live-1", side="N", severity=0.99, level="critical")
+        publisher(anomaly_topic, [orjson.dumps(hostile), orjson.dumps(live), orjson.dumps(recorded_anomalies[0])])
+        shown = wait_for_metric(page, "Anomalies", str(len(syn1) + 1))
+        assert shown == page_expectations([*syn1, live])
+        assert shown["Critical"] == "1" and shown["Max severity"] == "0.990"
+
+        # A new page (new session) reads everything back from the topic, unfiltered.
+        page.reload()
+        shown = wait_for_metric(page, "Anomalies", str(len(recorded_anomalies) + 2))
+        assert shown == page_expectations([*recorded_anomalies, hostile, live])
+        page.get_by_text(HOSTILE_SYMBOL, exact=True).first.wait_for(timeout=15_000)  # shown as text...
+        assert page.locator("#injected").count() == 0, "a symbol was rendered as HTML"  # ...never as HTML
         assert page.locator('[data-testid="stException"]').count() == 0
     assert SCREENSHOT.stat().st_size > 50_000
 
