@@ -120,6 +120,13 @@ def test_the_live_page_shows_the_right_numbers(
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
 
+        # Refreshes update the charts in place: the same DOM nodes survive several of them.
+        chart = page.locator(".js-plotly-plot").first.element_handle()
+        updated = page.get_by_text("Updated ", exact=False).first.inner_text()
+        page.wait_for_timeout(3000)
+        assert page.get_by_text("Updated ", exact=False).first.inner_text() != updated, "the page did not refresh"
+        assert chart.evaluate("node => node.isConnected"), "a refresh rebuilt the chart instead of updating it"
+
         # A symbol filter chosen in the page holds while new anomalies (and a new symbol) arrive.
         syn1 = [record for record in recorded_anomalies if record["symbol"] == "SYN1"]
         page.locator('[data-testid="stMultiSelect"]').first.click()
