@@ -40,6 +40,13 @@ def decode_anomaly(raw: bytes | None) -> dict[str, Any]:
         raise UndecodableMessage("'price' is not a number")
     if not isinstance(record.get("detectors", {}), dict):
         raise UndecodableMessage("'detectors' is not an object")
+    # Fields only displayed are made displayable rather than rejected: an odd side
+    # counts as None, a size or vote count that is not a whole number is left blank.
+    if not isinstance(record.get("side"), str) or record["side"] not in SIDES:
+        record["side"] = "N"
+    for name in ("size", "votes"):
+        if not isinstance(record.get(name), int) or isinstance(record.get(name), bool):
+            record[name] = None
     return record
 
 

@@ -8,15 +8,17 @@ page can always draw what it has and say what is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from confluent_kafka import KafkaException
 
 from dashboard.buffer import AnomalyBuffer, PriceHistory, UndecodableMessage, decode_anomaly, decode_summary
 from dashboard.config import DashboardConfig
 from dashboard.error_log import ErrorLog
-from dashboard.kafka_tail import BrokerUnreachable, TopicTail
+from dashboard.kafka_tail import BrokerUnreachable, TailState, TopicTail
 
 SUMMARY_START_BACK = 5000
 """Summaries read back per partition when the page opens (about 80 minutes of one instrument)."""
@@ -43,12 +45,16 @@ class LiveFeed:
         self._summary_tail: TopicTail | None = None
 
     def refresh(self, max_seconds: float) -> FeedStatus:
-        """Read what is new (up to ``max_seconds`` per topic); never raises for Kafka trouble."""
+        """Read what is new (up to ``max_seconds`` per topic); never raises for Kafka trouble.
+
+        Each topic's messages are kept as soon as they are read, so a broker that
+        fails between the two topics loses nothing already consumed.
+        """
         now = datetime.now(timezone.utc)
         try:
             anomaly_tail, summary_tail = self._tails()
-            messages, anomaly_state = anomaly_tail.read(max_seconds)
-            summaries, summary_state = summary_tail.read(max_seconds)
+            anomaly_state = self._read(anomaly_tail, max_seconds, decode_anomaly, self.anomalies.add)
+            summary_state = self._read(summary_tail, max_seconds, decode_summary, self.prices.add)
         except BrokerUnreachable as error:
             detail = f"no Kafka broker answered at {self.config.brokers}: {error}"
             self.errors.add("broker unreachable", detail)
@@ -59,16 +65,6 @@ class LiveFeed:
             self.errors.add("kafka client", detail)
             self.status = FeedStatus(False, detail, self.status.anomaly_lag, now)
             return self.status
-        for message in messages:
-            try:
-                self.anomalies.add(decode_anomaly(message.value))
-            except UndecodableMessage as error:
-                self._undecodable(anomaly_tail.topic, message.partition, message.offset, str(error))
-        for message in summaries:
-            try:
-                self.prices.add(decode_summary(message.value))
-            except UndecodableMessage as error:
-                self._undecodable(summary_tail.topic, message.partition, message.offset, str(error))
         if anomaly_state.lag >= self.config.lag_warning:
             self.errors.add("lag", f"{anomaly_state.lag} anomalies published but not read yet")
         missing = [
@@ -78,6 +74,18 @@ class LiveFeed:
         detail = f"waiting for topic(s): {', '.join(missing)}" if missing else ""
         self.status = FeedStatus(True, detail, anomaly_state.lag, now)
         return self.status
+
+    def _read(
+        self, tail: TopicTail, max_seconds: float,
+        decode: Callable[[bytes | None], dict[str, Any]], keep: Callable[[dict[str, Any]], None],
+    ) -> TailState:
+        messages, state = tail.read(max_seconds)
+        for message in messages:
+            try:
+                keep(decode(message.value))
+            except UndecodableMessage as error:
+                self._undecodable(tail.topic, message.partition, message.offset, str(error))
+        return state
 
     def _undecodable(self, topic: str, partition: int, offset: int, reason: str) -> None:
         self.undecodable += 1

@@ -35,6 +35,13 @@ def test_a_recorded_line_decodes_and_bad_ones_say_why(recorded_anomalies):
             decode_anomaly(raw)
 
 
+def test_fields_only_displayed_are_made_displayable_not_rejected():
+    odd = dict(anomaly(1), side=["A"], size="a lot", votes=True)
+    decoded = decode_anomaly(orjson.dumps(odd))
+    assert (decoded["side"], decoded["size"], decoded["votes"]) == ("N", None, None)
+    assert decode_anomaly(orjson.dumps(dict(anomaly(1), side="B", size=300, votes=2)))["size"] == 300
+
+
 def test_summaries_need_symbol_time_and_price():
     # The job's summaries carry ts_event as integer nanoseconds.
     good = {"symbol": "NVDA", "ts_event": 1746797400892370366, "last_price": 117.3}
