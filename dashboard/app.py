@@ -72,6 +72,30 @@ def show_error_log(feed: LiveFeed, broker_up: bool) -> None:
         )
 
 
+def draw_anomalies(feed: LiveFeed) -> None:
+    """Filters, metrics, figures and the table, for what the feed holds now."""
+    records = feed.anomalies.records()
+    known_symbols = sorted({record["symbol"] for record in records} | set(feed.prices.points()))
+    # A chosen symbol stays an option after its anomalies leave the buffer.
+    symbol_options = sorted(set(known_symbols) | set(st.session_state.get("symbols", [])))
+    filter_columns = st.columns(2)
+    chosen_symbols = filter_columns[0].multiselect("Symbols", symbol_options, key="symbols", placeholder="all")
+    chosen_levels = filter_columns[1].multiselect("Levels", LEVELS, key="levels", placeholder="all")
+    shown = filter_records(records, chosen_symbols, chosen_levels)
+    show_metrics(shown)
+    panels = chosen_symbols or known_symbols
+    st.plotly_chart(price_figure(feed.prices.points(), shown, panels), key="price_chart")
+    left, middle, right = st.columns(3)
+    left.plotly_chart(severity_figure(shown), key="severity_chart")
+    middle.plotly_chart(per_minute_figure(shown), key="per_minute_chart")
+    right.plotly_chart(detector_figure(shown), key="detector_chart")
+    st.subheader("Latest anomalies")
+    if shown:
+        st.dataframe(pd.DataFrame(latest_rows(shown)), hide_index=True, key="latest_table")
+    else:
+        st.text("No anomalies to show yet.")
+
+
 def live_view(feed: LiveFeed) -> None:
     config = feed.config
     first = st.session_state.pop("first_read", False)
@@ -90,26 +114,11 @@ def live_view(feed: LiveFeed) -> None:
         f"undecodable {feed.undecodable}"
     )
 
-    records = feed.anomalies.records()
-    known_symbols = sorted({record["symbol"] for record in records} | set(feed.prices.points()))
-    filter_columns = st.columns(2)
-    chosen_symbols = filter_columns[0].multiselect("Symbols", known_symbols, key="symbols", placeholder="all")
-    chosen_levels = filter_columns[1].multiselect("Levels", LEVELS, key="levels", placeholder="all")
-    shown = filter_records(records, chosen_symbols, chosen_levels)
-
-    show_metrics(shown)
-    panels = chosen_symbols or known_symbols
-    st.plotly_chart(price_figure(feed.prices.points(), shown, panels), key="price_chart")
-    left, middle, right = st.columns(3)
-    left.plotly_chart(severity_figure(shown), key="severity_chart")
-    middle.plotly_chart(per_minute_figure(shown), key="per_minute_chart")
-    right.plotly_chart(detector_figure(shown), key="detector_chart")
-
-    st.subheader("Latest anomalies")
-    if shown:
-        st.dataframe(pd.DataFrame(latest_rows(shown)), hide_index=True, key="latest_table")
-    else:
-        st.text("No anomalies to show yet.")
+    try:
+        draw_anomalies(feed)
+    except Exception as error:  # noqa: BLE001 - the page boundary: say what broke, keep the page
+        feed.errors.add("page", f"could not draw the anomalies: {type(error).__name__}: {error}")
+        st.error("Part of the page could not be drawn; the error log below says why.")
     show_error_log(feed, status.broker_up)
 
 

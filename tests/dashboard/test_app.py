@@ -108,3 +108,15 @@ def test_the_page_recovers_when_the_broker_comes_up(
         assert not app.exception
         assert not app.error
         assert metric_values(app) == page_expectations(recorded_anomalies[:40])
+
+
+def test_a_drawing_failure_is_reported_on_the_page_not_as_a_stack_trace(monkeypatch, broker, published_topics):
+    def broken_figure(*_args, **_kwargs):
+        raise ValueError("figure exploded")
+
+    monkeypatch.setattr("dashboard.figures.severity_figure", broken_figure)
+    app = run_app(monkeypatch, broker, *published_topics)
+    assert [error.value for error in app.error] == ["Part of the page could not be drawn; the error log below says why."]
+    messages = list(app.expander[0].dataframe[0].value["message"])
+    assert "could not draw the anomalies: ValueError: figure exploded" in messages
+    assert app.metric  # what was drawn before the failure stays
