@@ -28,7 +28,7 @@ import numpy as np
 
 from models.config import DetectorConfig
 from models.detectors import EllipticEnvelopeVote, IsolationForestVote, ZScoreVote
-from models.features import FEATURE_NAMES, RollingWindow, model_inputs
+from models.features import FEATURE_NAMES, RollingWindow, model_inputs, scale_floors
 from models.training import PendingRefit, forest_from_config, start_refit
 from models.records import AnomalyRecord, anomaly_id
 from models.session import is_auction_print
@@ -99,8 +99,10 @@ class DetectionEngine:
             window=RollingWindow(c.window_size),
             history=TrainingBuffer(c.train_size),
             forest=forest_from_config(c),
-            envelope=EllipticEnvelopeVote(c.envelope_threshold, c.envelope_cold_every, seed=c.seed),
-            zscore=ZScoreVote(c.zscore_price_threshold, c.zscore_volume_threshold, c.zscore_volatility_threshold),
+            envelope=EllipticEnvelopeVote(
+                c.envelope_threshold, c.envelope_cold_every, scale_floor=scale_floors(c.model_features), seed=c.seed
+            ),
+            zscore=ZScoreVote(c.zscore_price_threshold, c.zscore_volume_threshold, c.zscore_volatility_threshold, c.zscore_intensity_threshold),
             feature_center=np.zeros(len(FEATURE_NAMES)),
             feature_scale=np.ones(len(FEATURE_NAMES)),
         )

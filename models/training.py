@@ -58,7 +58,7 @@ def refit(
         envelope=envelope,
         zscore=ZScoreVote(
             config.zscore_price_threshold, config.zscore_volume_threshold,
-            config.zscore_volatility_threshold,
+            config.zscore_volatility_threshold, config.zscore_intensity_threshold,
         ).fit(rows),
         feature_center=rows.mean(axis=0),
         feature_scale=np.maximum(rows.std(axis=0), 1e-12),

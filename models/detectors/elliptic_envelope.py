@@ -21,7 +21,7 @@ from sklearn.covariance._robust_covariance import c_step
 from sklearn.preprocessing import StandardScaler
 
 
-RIDGE = 0.01
+RIDGE = 1e-6
 WARM_ITERATIONS = 10
 """Concentration steps from the previous estimate; they converge in a few."""
 
@@ -31,9 +31,12 @@ class EllipticEnvelopeVote:
 
     def __init__(
         self, threshold: float = 60.0, cold_every: int = 20, contamination: float = 0.01,
+        support_fraction: float | None = 0.9, scale_floor: np.ndarray | float = 1e-12,
         seed: int = 0,
     ) -> None:
+        self.scale_floor = scale_floor
         self.threshold = threshold
+        self.support_fraction = support_fraction
         self.cold_every = cold_every
         self.contamination = contamination
         self.seed = seed
@@ -44,15 +47,19 @@ class EllipticEnvelopeVote:
 
     def fit(self, X: np.ndarray) -> EllipticEnvelopeVote:
         scaler = StandardScaler().fit(X)
+        scaler.scale_ = np.maximum(scaler.scale_, self.scale_floor)
         scaled = scaler.transform(X)
         if self.envelope_ is None or self.fits_ % self.cold_every == 0:
             envelope = EllipticEnvelope(
-                contamination=self.contamination, random_state=self.seed + self.fits_
+                contamination=self.contamination, support_fraction=self.support_fraction,
+                random_state=self.seed + self.fits_,
             ).fit(scaled)
         else:
             envelope = self._warm_fit(scaled, scaler)
         self.scaler_, self.envelope_ = scaler, envelope
-        self.precision_ = _regularised_precision(envelope.covariance_)
+        self.precision_ = _regularised_precision(
+            envelope.covariance_, (np.broadcast_to(self.scale_floor, scaler.scale_.shape) / scaler.scale_) ** 2
+        )
         self.fits_ += 1
         return self
 
@@ -63,13 +70,18 @@ class EllipticEnvelopeVote:
         location = (previous.raw_location_ * self.scaler_.scale_ + self.scaler_.mean_ - scaler.mean_) / scaler.scale_
         covariance = previous.raw_covariance_ * np.outer(ratio, ratio)
         n_samples, n_features = scaled.shape
-        n_support = min(math.ceil(0.5 * (n_samples + n_features + 1)), n_samples)
+        if self.support_fraction is None:  # scikit-learn's default, as in fast_mcd
+            n_support = min(math.ceil(0.5 * (n_samples + n_features + 1)), n_samples)
+        else:
+            n_support = int(self.support_fraction * n_samples)
         raw_location, raw_covariance, _, raw_support, raw_dist = c_step(
             scaled, n_support, remaining_iterations=WARM_ITERATIONS,
             initial_estimates=(location, covariance),
             random_state=np.random.RandomState(self.seed + self.fits_),
         )
-        envelope = EllipticEnvelope(contamination=self.contamination, random_state=self.seed)
+        envelope = EllipticEnvelope(
+            contamination=self.contamination, support_fraction=self.support_fraction, random_state=self.seed
+        )
         envelope.raw_location_, envelope.raw_covariance_ = raw_location, raw_covariance
         envelope.raw_support_ = envelope.support_ = raw_support
         envelope.location_, envelope.dist_ = raw_location, raw_dist
@@ -87,12 +99,14 @@ class EllipticEnvelopeVote:
         return scores >= self.threshold
 
 
-def _regularised_precision(covariance: np.ndarray) -> np.ndarray:
-    """Inverse of the robust covariance with ``RIDGE`` added to its diagonal.
+def _regularised_precision(covariance: np.ndarray, floor_variance: np.ndarray) -> np.ndarray:
+    """Inverse of the robust covariance with each input's floor variance added.
 
-    Trade inputs are discrete (sizes in round lots, side shares in hundredths), so
-    the half of the samples that MCD keeps can share one value of an input and
-    leave the covariance singular: distances of 1e8 for ordinary trades. Adding a
-    hundredth of the (scaled) unit variance keeps every direction finite.
+    Trade inputs are discrete and spiky (sizes in round lots, no price change for
+    hundreds of trades), so the samples MCD keeps can share one value of an input and
+    leave the covariance (nearly) singular: distances of 1e8 for ordinary trades.
+    Adding the square of each input's smallest meaningful spread
+    (``models.features.INPUT_SCALE_FLOORS``, in scaled units here) keeps every
+    direction at least that wide.
     """
-    return np.linalg.inv(covariance + RIDGE * np.eye(len(covariance)))
+    return np.linalg.inv(covariance + np.diag(floor_variance + RIDGE))

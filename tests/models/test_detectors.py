@@ -11,6 +11,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.preprocessing import StandardScaler
 
 from models.detectors import EllipticEnvelopeVote, IsolationForestVote, ZScoreVote
+from models.detectors.elliptic_envelope import RIDGE
 from models.detectors.isolation_forest import _ScoredTree, average_path_length
 from models.features import COLUMN, FEATURE_NAMES
 
@@ -103,12 +104,14 @@ def test_rolling_forest_keeps_the_newest_trees():
 
 def test_envelope_cold_fit_is_scikit_learns_elliptic_envelope():
     X = sample(0)
-    vote = EllipticEnvelopeVote(seed=4).fit(X)
-    scaled = StandardScaler().fit(X).transform(X)
-    reference = EllipticEnvelope(contamination=0.01, random_state=4).fit(scaled)
-    reference.covariance_ += 0.01 * np.eye(X.shape[1])  # the documented ridge
-    reference.precision_ = np.linalg.inv(reference.covariance_)
-    np.testing.assert_allclose(vote.score(X), reference.mahalanobis(scaled), rtol=1e-10)
+    floor = np.array([0.5, 0.5, 0.5, 0.5, 10.0])  # the last input's spread (5) is below its floor
+    vote = EllipticEnvelopeVote(support_fraction=0.9, scale_floor=floor, seed=4).fit(X)
+    scale = np.maximum(StandardScaler().fit(X).scale_, floor)
+    scaled = (X - X.mean(axis=0)) / scale
+    reference = EllipticEnvelope(contamination=0.01, support_fraction=0.9, random_state=4).fit(scaled)
+    # the documented regularisation: each input's floor variance (in scaled units) on the diagonal
+    reference.precision_ = np.linalg.inv(reference.covariance_ + np.diag((floor / scale) ** 2 + RIDGE))
+    np.testing.assert_allclose(vote.score(X), reference.mahalanobis(scaled), rtol=1e-8)
 
 
 def test_warm_started_envelope_stays_close_to_a_cold_fit():
@@ -138,3 +141,28 @@ def test_price_std_is_floored_at_one_basis_point():
     features[0, COLUMN["price_std"]] = 0.0
     features[0, COLUMN["current_price"]] = 100.01  # one tick after a run of equal prices
     assert ZScoreVote().zscores(features)[0, 0] == pytest.approx(0.01 / 0.01)
+
+
+def test_small_sizes_and_calm_windows_do_not_vote():
+    features = feature_rows(0)
+    vote = ZScoreVote(volume_threshold=3, volatility_threshold=3).fit(features)
+    row = features[:1].copy()
+    row[0, COLUMN["current_size"]] = 1
+    row[0, COLUMN["price_volatility"]] = 1e-9
+    z = vote.zscores(row)
+    assert z[0, 1] < -3 and z[0, 2] < -3  # far below their means...
+    assert not vote.vote(vote.score(z))[0]  # ...which is not an anomaly
+
+
+def test_intensity_zscore_flags_a_two_sided_burst_not_a_one_sided_sweep():
+    features = feature_rows(0)
+    features[:, COLUMN["trades_per_second"]] = 20.0
+    features[:, COLUMN["bid_ratio"]] = features[:, COLUMN["ask_ratio"]] = 0.45
+    vote = ZScoreVote(intensity_threshold=5).fit(features)
+    burst, sweep = features[:1].copy(), features[:1].copy()
+    burst[0, COLUMN["trades_per_second"]] = sweep[0, COLUMN["trades_per_second"]] = 99_000.0
+    sweep[0, COLUMN["bid_ratio"]], sweep[0, COLUMN["ask_ratio"]] = 1.0, 0.0
+    # balanced sides (imbalance 0) and a spread floored at 1.0: z is the difference of the log rates
+    assert vote.zscores(burst)[0, 3] == pytest.approx(np.log1p(99_000) - np.log1p(20))
+    assert vote.vote(vote.score(vote.zscores(burst)))[0]
+    assert not vote.vote(vote.score(vote.zscores(sweep)))[0]
