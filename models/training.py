@@ -135,6 +135,15 @@ def _single_threaded() -> None:
     threadpool_limits(1)
 
 
+def shutdown_helper() -> None:
+    """Stop the helper process (it is started again when needed)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+            _POOL = None
+
+
 def _reset_pool() -> None:
     global _POOL
     with _POOL_LOCK:

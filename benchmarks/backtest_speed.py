@@ -1,0 +1,81 @@
+"""Backtest throughput: a real trade day through the dataflow, one worker, retraining on.
+
+    python -m benchmarks.backtest_speed [FILE] [--repeat N]
+
+Runs ``flows.backtest`` as a user would (file reader, Bytewax dataflow, engine,
+JSON-lines sinks) and reports trades per second and the peak memory of the job and
+of the helper process that fits the models. Results go to
+``benchmarks/results/backtest_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from flows.backtest import run_backtest
+from models.config import DetectorConfig
+
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "shared/data/nvda/xnas-itch-20250509.trades.csv.zst"
+RESULTS = Path(__file__).parent / "results" / "backtest_speed.json"
+
+
+def measure(path: Path, repeat: int) -> dict:
+    config = DetectorConfig.from_env()
+    runs = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for attempt in range(repeat):
+            report = run_backtest([path], Path(workdir) / f"anomalies-{attempt}.jsonl", config)
+            runs.append({
+                "trades": report.trades_read,
+                "wall_seconds": round(report.wall_seconds, 3),
+                "trades_per_second": round(report.trades_per_second),
+                "anomalies": sum(report.anomalies_by_level.values()),
+            })
+            print(f"run {attempt + 1}: {report.trades_read:,} trades in {report.wall_seconds:.2f} s "
+                  f"= {report.trades_per_second:,.0f} trades/s, {runs[-1]['anomalies']} anomalies")
+    kib = 1024
+    return {
+        "file": path.name,
+        "config": {"retrain_every": config.retrain_every, "forest_trees": config.forest_trees,
+                   "trees_per_retrain": config.trees_per_retrain,
+                   "background_training": config.background_training},
+        "runs": runs,
+        "median_trades_per_second": round(statistics.median(r["trades_per_second"] for r in runs)),
+        "peak_rss_mib_job": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib),
+        "peak_rss_mib_fit_helper": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib),
+        "python": platform.python_version(),
+        "cpus": __import__("os").cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.backtest_speed")
+    parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    if not args.file.exists():
+        print(f"error: {args.file}: no such file (the shared NVDA day lives in ../shared/data/nvda/)", file=sys.stderr)
+        return 2
+    result = measure(args.file, args.repeat)
+    # The helper process is reaped only at exit; read its peak after shutting it down.
+    from models.training import shutdown_helper
+
+    shutdown_helper()
+    result["peak_rss_mib_fit_helper"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(f"median {result['median_trades_per_second']:,} trades/s; peak RSS job {result['peak_rss_mib_job']} MiB, "
+          f"fit helper {result['peak_rss_mib_fit_helper']} MiB -> {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
