@@ -92,7 +92,8 @@ class EllipticEnvelopeVote:
         return envelope
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        centred = self.scaler_.transform(X) - self.envelope_.location_
+        # The scaler's own arithmetic, without scikit-learn's per-call validation.
+        centred = (X - self.scaler_.mean_) / self.scaler_.scale_ - self.envelope_.location_
         return np.einsum("ij,jk,ik->i", centred, self.precision_, centred)
 
     def vote(self, scores: np.ndarray) -> np.ndarray:

@@ -43,11 +43,14 @@ class _ScoredTree:
             depth[children] = depth[level].max() + 1
             level = children
         self.tree = tree
-        self.features = features
+        # IsolationForest grows every tree on all features in order; keep the
+        # column selection only if it is not that, to avoid a copy per tree.
+        self.features = None if np.array_equal(features, np.arange(len(features))) else features
         self.path_length = depth + average_path_length(tree.n_node_samples)
 
     def path_lengths(self, X32: np.ndarray) -> np.ndarray:
-        return self.path_length[self.tree.apply(X32[:, self.features])]
+        columns = X32 if self.features is None else np.ascontiguousarray(X32[:, self.features])
+        return self.path_length[self.tree.apply(columns)]
 
 
 class IsolationForestVote:
