@@ -1,0 +1,1 @@
+"""Prototypes behind the tuning recommendations in the README; not product code."""
