@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,10 +42,28 @@ def run_job(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess
 
 
 def start_job(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """The job in its own process group, so ``kill_job`` takes its helper processes too."""
     return subprocess.Popen(
         [PYTHON, "-m", "bytewax.run", "flows.main", *args],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )
+
+
+def kill_job(job: subprocess.Popen, signal_number: int = signal.SIGKILL) -> None:
+    """``kill -9`` the job's whole process group (the job and the engine's training helpers)."""
+    try:
+        os.killpg(job.pid, signal_number)
+        job.wait(20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    try:  # helpers the job left behind when it stopped on a signal
+        os.killpg(job.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def synthetic_tape(symbols: int, trades: int, seed: int):
@@ -77,7 +96,7 @@ def anomaly_ids(brokers: str, topic: str) -> list[str]:
     return [record["anomaly_id"] for record in read_json(brokers, topic)]
 
 
-TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED, TAPE_PARTITIONS = 3, 7_500, 11, 3
+TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED, TAPE_PARTITIONS = 3, 12_000, 11, 3
 """The end-to-end tape: SYN0, SYN1 and SYN2 land on three different partitions of three."""
 
 GARBAGE = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import signal
 import time
 import urllib.request
 
@@ -15,6 +15,7 @@ from streaming_support import (
     GARBAGE,
     anomaly_ids,
     job_environment,
+    kill_job,
     read_json,
     reference_records,
     run_job,
@@ -117,12 +118,7 @@ def test_job_counters_are_served_with_bytewax_metrics(broker, topic_prefix, publ
         assert 'trade_detector_anomalies_written_total{level=' in text
         assert "bytewax_" in text  # Bytewax's own step metrics, same endpoint
     finally:
-        job.terminate()
-        try:
-            job.wait(20)
-        except subprocess.TimeoutExpired:
-            job.kill()
-            job.wait()
+        kill_job(job, signal.SIGINT)
 
 
 def test_stop_at_end_on_an_empty_topic_finishes(broker, topic_prefix):
