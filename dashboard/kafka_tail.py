@@ -64,6 +64,9 @@ class TopicTail:
             "enable.auto.offset.store": False,
             "socket.connection.setup.timeout.ms": 2000,
             "reconnect.backoff.max.ms": 2000,
+            # Tansu holds an empty fetch for the whole wait even when data arrives
+            # meanwhile; a short wait keeps the page live (Kafka and Redpanda answer at once).
+            "fetch.wait.max.ms": 10,
             "log_level": 0,
             "error_cb": self._client_error,
         }

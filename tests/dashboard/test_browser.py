@@ -93,13 +93,15 @@ def page_metrics(page) -> dict[str, str]:
     return metrics
 
 
-def wait_for_metric(page, label: str, value: str, timeout_s: float = 30) -> dict[str, str]:
+def wait_for_metrics(page, expected: dict[str, str], timeout_s: float = 30) -> None:
+    """Until the page shows exactly ``expected``: the page redraws as data arrives, so a
+    reading taken mid-refresh may be partial; only a reading that never comes right fails."""
     deadline = time.monotonic() + timeout_s
     while True:
         shown = page_metrics(page)
-        if shown.get(label) == value:
-            return shown
-        assert time.monotonic() < deadline, f"{label} never showed {value}; the page shows {shown}"
+        if shown == expected:
+            return
+        assert time.monotonic() < deadline, f"the page never showed {expected}; it shows {shown}"
         page.wait_for_timeout(250)
 
 
@@ -109,8 +111,7 @@ def test_the_live_page_shows_the_right_numbers(
     anomaly_topic, summary_topic = published_topics
     hostile = dict(recorded_anomalies[-1], symbol=HOSTILE_SYMBOL, anomaly_id="hostile-1")
     with streamlit_page(broker, anomaly_topic, summary_topic) as url, browser_page(url) as page:
-        shown = wait_for_metric(page, "Anomalies", str(len(recorded_anomalies)))
-        assert shown == page_expectations(recorded_anomalies)
+        wait_for_metrics(page, page_expectations(recorded_anomalies))
         page.locator(".js-plotly-plot").nth(3).wait_for(state="visible", timeout=15_000)
         assert page.locator(".js-plotly-plot").count() == 4
         assert page.locator('[data-testid="stException"]').count() == 0
@@ -133,17 +134,16 @@ def test_the_live_page_shows_the_right_numbers(
         page.keyboard.type("SYN1")
         page.keyboard.press("Enter")
         page.keyboard.press("Escape")
-        assert wait_for_metric(page, "Anomalies", str(len(syn1))) == page_expectations(syn1)
+        wait_for_metrics(page, page_expectations(syn1))
         live = dict(syn1[-1], anomaly_id="SYN1-live-1", side="N", severity=0.99, level="critical")
         publisher(anomaly_topic, [orjson.dumps(hostile), orjson.dumps(live), orjson.dumps(recorded_anomalies[0])])
-        shown = wait_for_metric(page, "Anomalies", str(len(syn1) + 1))
-        assert shown == page_expectations([*syn1, live])
-        assert shown["Critical"] == "1" and shown["Max severity"] == "0.990"
+        expected = page_expectations([*syn1, live])
+        assert expected["Critical"] == "1" and expected["Max severity"] == "0.990"
+        wait_for_metrics(page, expected)
 
         # A new page (new session) reads everything back from the topic, unfiltered.
         page.reload()
-        shown = wait_for_metric(page, "Anomalies", str(len(recorded_anomalies) + 2))
-        assert shown == page_expectations([*recorded_anomalies, hostile, live])
+        wait_for_metrics(page, page_expectations([*recorded_anomalies, hostile, live]))
         page.get_by_text(HOSTILE_SYMBOL, exact=True).first.wait_for(timeout=15_000)  # shown as text...
         assert page.locator("#injected").count() == 0, "a symbol was rendered as HTML"  # ...never as HTML
         assert page.locator('[data-testid="stException"]').count() == 0
