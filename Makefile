@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo browser bench clean
+.PHONY: install test demo browser screenshot clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ browser:
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Refresh the README's screenshot from the browser test.
+screenshot: install browser
+	DASHBOARD_SCREENSHOT=docs/dashboard.png $(PY) -m pytest tests/dashboard/test_browser.py -q
 
 demo: install
 	$(PY) -m connectors.demo
