@@ -46,7 +46,7 @@ def build_flow(
     op.output("write_dead_letters", dead_letters, dead_letter_sink)
     if summary_sink is not None:
         summaries = op.filter_map("summaries", outcomes, _summary_dict)
-        # dict, at most one per instrument per second of event time
+        # dict: at most one per instrument and batch, when the batch reaches a new second
         op.output("write_summaries", summaries, summary_sink)
     return flow
 
