@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"connectors.broker: {error}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     print(f"Kafka-API broker (Tansu, in memory) listening on {broker.bootstrap}; Ctrl-C stops it", flush=True)
     try:
         while broker.running:

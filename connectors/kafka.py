@@ -15,8 +15,10 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.connectors.kafka import _list_parts as list_partitions
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka.admin import AdminClient
 
 from connectors import metrics
 from connectors.codec import decode_trade, encode_dead_letter, encode_record
@@ -68,14 +70,18 @@ class TradeSource(FixedPartitionedSource[TradeMessage | DeadLetter, int | None])
         client_settings: Mapping[str, str] | None = None,
         batch_size: int = 1000,
     ) -> None:
-        settings = {**QUICK_FETCH, **(client_settings or {})}
+        self._brokers, self._topic = ",".join(split_brokers(brokers)), topic
+        self._client_settings = dict(client_settings or {})
+        settings = {**QUICK_FETCH, **self._client_settings}
         self._kafka = KafkaSource(
             split_brokers(brokers), [topic], tail=not stop_at_end,
             add_config=settings, batch_size=batch_size, raise_on_errors=False,
         )
 
     def list_parts(self) -> list[str]:
-        return self._kafka.list_parts()
+        # Bytewax's own list_parts would hand the consumer-only fetch setting to an admin client.
+        admin = AdminClient({"bootstrap.servers": self._brokers, **self._client_settings})
+        return list(list_partitions(admin, [self._topic]))
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> DecodingPartition:
         return DecodingPartition(self._kafka.build_part(step_id, for_part, resume_state))

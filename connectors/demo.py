@@ -1,0 +1,178 @@
+"""``python -m connectors.demo`` (``make demo``): the whole product on one machine, no Docker.
+
+Starts, in order: the embedded Kafka-API broker, the streaming job, a replay of the
+synthetic tape (or of ``DEMO_FILE``), and the Streamlit dashboard; prints where
+to look; and on Ctrl-C stops them in reverse order. Each child runs in its own
+process group so stopping one also stops the helpers it started.
+
+Settings (environment): ``DEMO_BROKER_PORT`` (9092; a free port when taken),
+``DEMO_FILE`` (a Databento trades file instead of the synthetic tape),
+``DEMO_SPEED`` (replay speed, default 10), ``DEMO_SYMBOLS`` (5), ``DEMO_TRADES``
+(40000), ``DEMO_DASHBOARD_PORT`` (8501), ``DEMO_METRICS_PORT`` (3030).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.broker import EmbeddedBroker, free_port
+from connectors.kafka import ensure_topics
+
+REPO = Path(__file__).resolve().parent.parent
+TOPIC_PARTITIONS = 3
+
+
+class DemoSettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    broker_port: int = 9092
+    file: str | None = None
+    speed: float = 10.0
+    symbols: int = 5
+    trades: int = 40_000
+    dashboard_port: int = 8501
+    metrics_port: int = 3030
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DemoSettings:
+        def number(name: str, default, kind):
+            text = environ.get(name)
+            if text is None:
+                return default
+            try:
+                value = kind(text)
+            except ValueError:
+                raise DemoSettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+            if value <= 0:
+                raise DemoSettingsError(f"{name}={text!r} must be positive")
+            return value
+
+        file = environ.get("DEMO_FILE") or None
+        if file is not None and not Path(file).exists():
+            raise DemoSettingsError(f"DEMO_FILE={file!r}: no such file")
+        return cls(
+            broker_port=number("DEMO_BROKER_PORT", cls.broker_port, int),
+            file=file,
+            speed=number("DEMO_SPEED", cls.speed, float),
+            symbols=number("DEMO_SYMBOLS", cls.symbols, int),
+            trades=number("DEMO_TRADES", cls.trades, int),
+            dashboard_port=number("DEMO_DASHBOARD_PORT", cls.dashboard_port, int),
+            metrics_port=number("DEMO_METRICS_PORT", cls.metrics_port, int),
+        )
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def start(command: list[str], env: Mapping[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(command, env=dict(env), cwd=REPO, start_new_session=True)
+
+
+def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to the child's process group, SIGKILL after ``grace``.
+
+    Not SIGINT: a demo started in the background inherits SIGINT ignored, and so do its children.
+    """
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
+    try:  # helpers the child left behind
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def replay_command(settings: DemoSettings) -> list[str]:
+    command = [sys.executable, "-m", "connectors.replay", "--speed", str(settings.speed),
+               "--partitions", str(TOPIC_PARTITIONS)]
+    if settings.file:
+        return [*command, settings.file]
+    return [*command, "--synthetic", "--symbols", str(settings.symbols), "--trades", str(settings.trades)]
+
+
+def main() -> int:
+    try:
+        settings = DemoSettings.from_env(os.environ)
+    except DemoSettingsError as error:
+        print(f"connectors.demo: {error}", file=sys.stderr)
+        return 2
+    port = settings.broker_port if port_is_free(settings.broker_port) else free_port()
+    children: list[tuple[str, subprocess.Popen]] = []
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    with EmbeddedBroker(port) as broker:
+        env = {
+            **os.environ, "PYTHONPATH": str(REPO), "KAFKA_BROKERS": broker.bootstrap,
+            "BYTEWAX_DATAFLOW_API_ENABLED": "true", "BYTEWAX_DATAFLOW_API_PORT": str(settings.metrics_port),
+            "ANOMALY_TOPIC": os.environ.get("OUTPUT_TOPIC", "anomalies"),
+        }
+        ensure_topics(broker.bootstrap, {env.get("INPUT_TOPIC", "stocks"): TOPIC_PARTITIONS})
+        try:
+            children.append(("job", start([sys.executable, "-m", "bytewax.run", "flows.main"], env)))
+            children.append(("replay", start(replay_command(settings), env)))
+            children.append(("dashboard", start(
+                [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+                 "--server.port", str(settings.dashboard_port)], env)))
+            print(
+                f"\nbroker     {broker.bootstrap} (Tansu, in memory)\n"
+                f"dashboard  http://localhost:{settings.dashboard_port}\n"
+                f"metrics    http://localhost:{settings.metrics_port}/metrics\n"
+                f"replay     {settings.file or f'synthetic tape, {settings.symbols} symbols'} at {settings.speed:g}x\n"
+                "Ctrl-C stops everything.\n", flush=True,
+            )
+            return watch(children)
+        except KeyboardInterrupt:
+            print("\nstopping ...", file=sys.stderr)
+            return 0
+        finally:
+            for _name, process in reversed(children):
+                stop(process)
+
+
+def _interrupt(*_args) -> None:
+    """SIGTERM (docker stop, kill) stops the demo the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def watch(children: list[tuple[str, subprocess.Popen]]) -> int:
+    """Run until Ctrl-C; the replay may finish, the job and the dashboard may not."""
+    reported = set()
+    while True:
+        for name, process in children:
+            code = process.poll()
+            if code is None or name in reported:
+                continue
+            reported.add(name)
+            if name == "replay" and code == 0:
+                print("replay finished; the job and the dashboard keep running (Ctrl-C stops)", flush=True)
+            else:
+                print(f"connectors.demo: the {name} exited with status {code}; stopping", file=sys.stderr)
+                return 1
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
