@@ -1,0 +1,205 @@
+"""Streaming job speed through a real broker: throughput vs a pass-through flow, and latency.
+
+``python -m benchmarks.streaming [FILE] [--skip-latency]``
+
+1. Replays the whole day (default ``/work/shared/data/nvda/xnas-itch-20250509.trades.csv.zst``)
+   into the embedded broker, then runs ``python -m bytewax.run flows.main`` with
+   ``STOP_AT_END=true`` and one worker: trades/s end to end (process start to exit),
+   and the same with the start-up (a run over an empty topic) taken off.
+2. The same for a pass-through flow (same source, decode, key and Kafka sink; no
+   detection) for the ratio.
+3. Latency: the busiest five minutes of the day replayed at ``--speed 1`` while the job
+   tails the topic; for every anomaly, the time from its trade's publish (the input
+   message's CreateTime, set by the producer) to the anomaly being read from ``anomalies``.
+
+Results go to ``benchmarks/results/streaming.json`` and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_FILE = Path("/work/shared/data/nvda/xnas-itch-20250509.trades.csv.zst")
+RESULTS = REPO / "benchmarks" / "results" / "streaming.json"
+WINDOW_S = 300
+
+
+def passthrough_flow():
+    """Source, decode and key as the job does, then every trade straight to a Kafka sink."""
+    from bytewax import operators as op
+    from bytewax.dataflow import Dataflow
+
+    from connectors.kafka import EncodingSink, TradeSource
+    from connectors.messages import TradeMessage
+    from flows.settings import JobSettings
+
+    settings = JobSettings.from_env()
+    brokers, client = settings.kafka_brokers, settings.kafka_client_settings
+    flow = Dataflow("passthrough")
+    messages = op.input("read", flow, TradeSource(brokers, settings.input_topic, stop_at_end=settings.stop_at_end,
+                                                  client_settings=client, batch_size=settings.input_batch_size))
+    trades = op.filter("trades", messages, lambda item: isinstance(item, TradeMessage))
+    keyed = op.key_on("key", trades, lambda message: message.symbol)
+    op.output("write", keyed, EncodingSink(brokers, settings.output_topic, _raw_message, client))
+    return flow
+
+
+def _raw_message(item) -> tuple[bytes, bytes]:
+    symbol, message = item
+    return symbol.encode(), message.raw
+
+
+def job_env(brokers: str, topic: str, prefix: str, **extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "BYTEWAX_"))}
+    env.update(PYTHONPATH=str(REPO), KAFKA_BROKERS=brokers, INPUT_TOPIC=topic, OUTPUT_TOPIC=f"{prefix}-anomalies",
+               DLQ_TOPIC=f"{prefix}-dlq", SUMMARY_TOPIC=f"{prefix}-summaries", STOP_AT_END="true", **extra)
+    return env
+
+
+def timed_run(flow: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    finished = subprocess.run([sys.executable, "-m", "bytewax.run", flow, "-w", "1"], env=env, cwd=REPO,
+                              capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if finished.returncode != 0:
+        raise SystemExit(f"{flow} failed:\n{finished.stderr[-3000:]}")
+    return seconds
+
+
+def throughput(brokers: str, path: Path) -> dict:
+    from connectors.kafka import ensure_topics
+    from connectors.replay import file_trades, publish
+
+    ensure_topics(brokers, {"bench-stocks": 1, "bench-empty": 1})
+    replayed = publish(file_trades([str(path)]), brokers, "bench-stocks")
+    trades = replayed.published
+    results = {"trades": trades, "replay_seconds": round(replayed.seconds, 2)}
+    for name, flow in (("job", "flows.main"), ("passthrough", "benchmarks.streaming:passthrough_flow()")):
+        startup = timed_run(flow, job_env(brokers, "bench-empty", f"{name}-empty"))
+        total = timed_run(flow, job_env(brokers, "bench-stocks", f"{name}-full"))
+        results[name] = {
+            "seconds": round(total, 2), "startup_seconds": round(startup, 2),
+            "trades_per_s": round(trades / total), "trades_per_s_after_startup": round(trades / max(total - startup, 1e-9)),
+        }
+    results["ratio"] = round(results["job"]["trades_per_s"] / results["passthrough"]["trades_per_s"], 3)
+    results["ratio_after_startup"] = round(
+        results["job"]["trades_per_s_after_startup"] / results["passthrough"]["trades_per_s_after_startup"], 3)
+    return results
+
+
+def busiest_window(trades: list[dict]) -> tuple[int, int]:
+    """Indices [start, end) of the five minutes (by ts_recv) holding the most trades."""
+    from connectors.replay import timestamp_ns
+
+    times = np.array([timestamp_ns(trade["ts_recv"]) or 0 for trade in trades], dtype=np.int64)
+    ends = np.searchsorted(times, times + WINDOW_S * 1_000_000_000, side="left")
+    start = int(np.argmax(ends - np.arange(len(times))))
+    return start, int(ends[start])
+
+
+def latency(brokers: str, path: Path) -> dict:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from connectors.kafka import ensure_topics, read_topic
+    from connectors.replay import file_trades, publish
+
+    trades = list(file_trades([str(path)]))
+    start, end = busiest_window(trades)
+    window = trades[start:end]
+    ensure_topics(brokers, {"latency-stocks": 1, "latency-anomalies": 1})
+    env = job_env(brokers, "latency-stocks", "latency", STOP_AT_END="false")
+    job = subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.main", "-w", "1"], env=env, cwd=REPO,
+                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    received: dict[str, float] = {}
+    stop = threading.Event()
+
+    def follow() -> None:
+        consumer = Consumer({"bootstrap.servers": brokers, "group.id": "latency", "enable.auto.commit": False,
+                             "fetch.wait.max.ms": 5})
+        consumer.assign([TopicPartition("latency-anomalies", 0, OFFSET_BEGINNING)])
+        while not stop.is_set():
+            for message in consumer.consume(100, 0.05):
+                if message.error() is None:
+                    now = time.time()
+                    received.setdefault(json.loads(message.value())["anomaly_id"], now)
+        consumer.close()
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    time.sleep(8)  # the job is up and polling before the first trade
+    published = publish(window, brokers, "latency-stocks", speed=1.0)
+    time.sleep(5)
+    stop.set()
+    follower.join()
+    os.killpg(job.pid, 15)
+    job.wait()
+    created = {}
+    for message in read_topic(brokers, "latency-stocks"):
+        trade = json.loads(message.value())
+        created[(trade["symbol"], trade["sequence"])] = message.timestamp()[1] / 1000
+    anomalies = {record["anomaly_id"]: record for record in
+                 (json.loads(message.value()) for message in read_topic(brokers, "latency-anomalies"))}
+    delays_ms = np.array([
+        (received[anomaly_id] - created[(record["symbol"], record["sequence"])]) * 1000
+        for anomaly_id, record in anomalies.items() if anomaly_id in received
+    ])
+    first, last = window[0]["ts_recv"], window[-1]["ts_recv"]
+    result = {"window": f"{first} .. {last}", "trades": published.published, "anomalies": len(delays_ms)}
+    if len(delays_ms):
+        result.update({f"p{q}_ms": round(float(np.percentile(delays_ms, q)), 1) for q in (50, 90, 99)})
+        result["max_ms"] = round(float(delays_ms.max()), 1)
+    return result
+
+
+def table(results: dict) -> str:
+    lines = ["| measure | value | target |", "|---|---|---|"]
+    job, passthrough = results["throughput"]["job"], results["throughput"]["passthrough"]
+    lines.append(f"| job trades/s, end to end (incl. start-up {job['startup_seconds']} s) | {job['trades_per_s']:,} | >= 20,000 |")
+    lines.append(f"| job trades/s after start-up | {job['trades_per_s_after_startup']:,} | |")
+    lines.append(f"| pass-through trades/s, end to end | {passthrough['trades_per_s']:,} | |")
+    lines.append(f"| pass-through trades/s after start-up | {passthrough['trades_per_s_after_startup']:,} | |")
+    lines.append(f"| job / pass-through (end to end; after start-up) | {results['throughput']['ratio']}; "
+                 f"{results['throughput']['ratio_after_startup']} | >= 0.4 |")
+    if "latency" in results:
+        latency_ = results["latency"]
+        lines.append(f"| latency p50 / p99 / max, publish -> readable on anomalies ({latency_['anomalies']} anomalies) "
+                     f"| {latency_.get('p50_ms')} / {latency_.get('p99_ms')} / {latency_.get('max_ms')} ms | p99 <= 50 ms |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from connectors.broker import EmbeddedBroker
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.streaming", description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--skip-latency", action="store_true", help="skip the five-minute latency run")
+    args = parser.parse_args(argv)
+    if not args.file.exists():
+        print(f"benchmarks.streaming: {args.file} not found (the real NVDA day is needed)", file=sys.stderr)
+        return 2
+    results: dict = {"file": str(args.file), "cpus": os.cpu_count(),
+                     "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with EmbeddedBroker() as broker:
+        results["throughput"] = throughput(broker.bootstrap, args.file)
+        if not args.skip_latency:
+            results["latency"] = latency(broker.bootstrap, args.file)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
