@@ -20,5 +20,5 @@ PEERS: dict[str, Callable[[list[dict[str, Any]], int], np.ndarray]] = {
     "seed design (IF+EE+z, 18 raw features)": flag_seed_design,
     "seed design, causal (fit on previous 500)": flag_seed_design_causal,
     "River HalfSpaceTrees (Bytewax example)": flag_half_space_trees,
-    "rolling z-score (z > 4)": flag_rolling_zscore,
+    "rolling z-score (4 sigma, either side)": flag_rolling_zscore,
 }
