@@ -61,7 +61,9 @@ def evaluate_file(
     print(text, flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.md").write_text(text + "\n")
-    (out_dir / f"{name}.json").write_bytes(orjson.dumps(_as_json(path, seed, results, auctions), option=orjson.OPT_INDENT_2))
+    report = _as_json(path, seed, results, auctions)
+    report["product_false_alarms"] = _false_alarm_trades(injected, score)
+    (out_dir / f"{name}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     for symbol in sequences:
         prices = np.array([t["price"] for t in injected if t["symbol"] == symbol], dtype=float)
         title = (
@@ -120,6 +122,18 @@ def _as_json(path: Path, seed: int, results: list[DetectorResult], auctions: int
             for r in results
         ],
     }
+
+
+def _false_alarm_trades(tape: list[dict[str, Any]], score: Score) -> list[dict[str, Any]]:
+    """The first trade of each of the product's false alarms: what tuning has to look at."""
+    by_symbol: dict[str, list[dict[str, Any]]] = {}
+    for trade in tape:
+        by_symbol.setdefault(trade["symbol"], []).append(trade)
+    return [
+        {name: by_symbol[symbol][position][name] for name in ("symbol", "sequence", "ts_event", "side", "price", "size", "flags")}
+        for symbol, positions in sorted(score.false_alarm_positions.items())
+        for position in positions
+    ]
 
 
 def combine(per_file: list[list[DetectorResult]]) -> list[DetectorResult]:

@@ -46,6 +46,13 @@ def test_the_reported_numbers_follow_from_the_reported_events(evaluated):
         assert detector["trades"] == 6_000 + sum(d["trade_count"] for d in details if d["kind"] != "flash_crash")
 
 
+def test_the_product_false_alarms_are_listed_with_their_trade(evaluated):
+    report = orjson.loads((evaluated / "quiet-seed4.json").read_bytes())
+    listed = report["product_false_alarms"]
+    assert len(listed) == report["detectors"][0]["false_alarms"]
+    assert all(set(alarm) == {"symbol", "sequence", "ts_event", "side", "price", "size", "flags"} for alarm in listed)
+
+
 def test_combining_files_adds_counts_and_recomputes_ratios():
     event = LabelledEvent("block", "X", 1, 1, 1, "2025-05-09T15:00:00.000000000Z", "")
     first = DetectorResult("d", Score(100_000, [EventOutcome(event, True, 0, 5)], 3), 10, 2.0)
