@@ -17,7 +17,7 @@ import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from threading import Lock
+from threading import Event, Lock
 
 import numpy as np
 import sklearn
@@ -103,7 +103,9 @@ def start_refit(
 ) -> PendingRefit:
     """Start fitting a generation; in the background when the config asks for it."""
     job = (rows, config, fit_number, envelope)
-    if not config.background_training:
+    if not config.background_training or not _helper_ready():
+        # Until the helper process has started (about 1.5 s of imports) fitting here
+        # beats waiting for it; the function is pure, so the models are the same.
         return PendingRefit(None, refit(*job), job)
     try:
         return PendingRefit(_pool().submit(refit, *job), None, job)
@@ -113,6 +115,7 @@ def start_refit(
 
 
 _POOL: ProcessPoolExecutor | None = None
+_POOL_READY = Event()
 _POOL_LOCK = Lock()
 
 
@@ -124,8 +127,22 @@ def _pool() -> ProcessPoolExecutor:
             _POOL = ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded
             )
+            _POOL_READY.clear()
+            _POOL.submit(_importing).add_done_callback(lambda _: _POOL_READY.set())
             atexit.register(_reset_pool)
         return _POOL
+
+
+def _helper_ready() -> bool:
+    """Start the helper if needed; whether it can take work now."""
+    _pool()
+    return _POOL_READY.is_set()
+
+
+def _importing() -> None:
+    """The helper's first job: load what refits need, so the first real one is quick."""
+    import sklearn.covariance  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
 
 
 def _single_threaded() -> None:
@@ -142,6 +159,7 @@ def shutdown_helper() -> None:
         if _POOL is not None:
             _POOL.shutdown(wait=True)
             _POOL = None
+            _POOL_READY.clear()
 
 
 def _reset_pool() -> None:
@@ -150,3 +168,4 @@ def _reset_pool() -> None:
         if _POOL is not None:
             _POOL.shutdown(wait=False, cancel_futures=True)
             _POOL = None
+            _POOL_READY.clear()
