@@ -1,6 +1,6 @@
 """Detection quality on a real tape: inject labelled events, run the product and its peers, score.
 
-    python -m benchmarks.evaluate FILE... [--seed S] [--out DIR] [--no-peers] [--spacing N]
+    python -m benchmarks.evaluate FILE... [--seed S] [--out DIR] [--no-peers] [--spacing N] [--kinds K...]
 
 For each file: inject events (``connectors.injection``, from the seed), run the
 injected tape through the backtest (the real dataflow), run the peers on the same
@@ -29,7 +29,7 @@ from benchmarks.product import detect_with_backtest
 from benchmarks.report import DetectorResult, detectors_table, kinds_table, recall_by_kind_table
 from benchmarks.scoring import Score, score_anomalies, symbol_sequences
 from connectors.files import iter_trades
-from connectors.injection import inject_events
+from connectors.injection import EVENT_KINDS, inject_events
 from models.config import DetectorConfig
 
 PRODUCT = "product (dataflow)"
@@ -40,10 +40,10 @@ DEFAULT_SPACING = 5_000
 
 def evaluate_file(
     path: Path, seed: int, out_dir: Path, config: DetectorConfig, with_peers: bool = True,
-    spacing_trades: int = DEFAULT_SPACING,
+    spacing_trades: int = DEFAULT_SPACING, kinds: tuple[str, ...] = EVENT_KINDS,
 ) -> list[DetectorResult]:
     trades = list(iter_trades(path))
-    injected, events = inject_events(trades, seed, spacing_trades=spacing_trades)
+    injected, events = inject_events(trades, seed, kinds=kinds, spacing_trades=spacing_trades)
     del trades
     sequences = symbol_sequences(injected)
     with tempfile.TemporaryDirectory() as workdir:
@@ -155,10 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result directory (default {DEFAULT_OUT})")
     parser.add_argument("--no-peers", action="store_true", help="score the product only (the seed design is slow)")
     parser.add_argument("--spacing", type=int, default=DEFAULT_SPACING, help="trades between injected events")
+    parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, default=list(EVENT_KINDS), help="event kinds to inject")
     args = parser.parse_args(argv)
     config = DetectorConfig.from_env()
     per_file = [
-        evaluate_file(path, args.seed, args.out, config, not args.no_peers, args.spacing) for path in args.files
+        evaluate_file(path, args.seed, args.out, config, not args.no_peers, args.spacing, tuple(args.kinds))
+        for path in args.files
     ]
     if len(per_file) > 1:
         combined = combine(per_file)

@@ -99,3 +99,14 @@ def test_the_engine_accepts_every_trade(tape):
     trades, _ = tape
     _, rejections = trades_module.validate_trades(trades)
     assert rejections == []
+
+
+def test_injection_can_be_limited_to_some_kinds_and_refuses_unknown_ones():
+    from connectors.injection import inject_events
+    from connectors.synthetic import generate_quiet_tape
+
+    quiet = generate_quiet_tape(symbols=1, trades=6_000, seed=3)
+    _, events = inject_events(quiet, seed=1, kinds=("block", "sweep"), spacing_trades=1_000)
+    assert len(events) == 4 and {e.kind for e in events} == {"block", "sweep"}
+    with pytest.raises(ValueError, match="unknown event kinds"):
+        inject_events(quiet, seed=1, kinds=("spoofing",))
