@@ -1,0 +1,40 @@
+"""Job settings come from the environment once; a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.settings import JobSettings, SettingsError
+
+
+def test_defaults_without_variables():
+    settings = JobSettings.from_env({})
+    assert (settings.kafka_brokers, settings.input_topic, settings.output_topic, settings.dlq_topic,
+            settings.summary_topic, settings.stop_at_end) == (
+        "localhost:9092", "stocks", "anomalies", "stocks-dlq", "instrument-summaries", False)
+    assert settings.kafka_client_settings == {}
+
+
+def test_variables_override_and_kafka_ones_pass_through():
+    settings = JobSettings.from_env({
+        "KAFKA_BROKERS": "a:1,b:2", "INPUT_TOPIC": "t", "STOP_AT_END": "TRUE", "SUMMARY_TOPIC": "",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_PASSWORD": "secret", "DETECTOR_VOTES_REQUIRED": "3",
+    })
+    assert settings.kafka_brokers == "a:1,b:2" and settings.input_topic == "t" and settings.stop_at_end
+    assert settings.summary_topic == ""
+    assert settings.kafka_client_settings == {"security.protocol": "SASL_SSL", "sasl.password": "secret"}
+    assert settings.detector.votes_required == 3
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("STOP_AT_END", "sometimes"), ("INPUT_BATCH_SIZE", "0"), ("INPUT_BATCH_SIZE", "many"),
+    ("BROKER_PROBE_TIMEOUT_S", "soon"), ("OUTPUT_TOPIC", " "), ("DETECTOR_RETRAIN_EVERY", "x"),
+])
+def test_a_bad_value_names_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        JobSettings.from_env({variable: value})
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        JobSettings().input_topic = "other"
