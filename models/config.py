@@ -37,17 +37,18 @@ class DetectorConfig:
     """Trees refitted at each retrain; the oldest as many are dropped."""
     forest_max_samples: int = 256
     """Samples each isolation tree is grown on (scikit-learn's ``max_samples``)."""
-    forest_threshold: float = 0.60
+    forest_threshold: float = 0.58
     """IsolationForest votes when its anomaly score (0..1) is at least this."""
     envelope_threshold: float = 4000.0
     """EllipticEnvelope votes when the robust squared Mahalanobis distance is at least this."""
     envelope_cold_every: int = 50
     """Every this many retrains the robust covariance is refitted from scratch
     (FastMCD); in between it is warm-started from the previous estimate."""
-    zscore_price_threshold: float = 4.5
+    zscore_price_threshold: float = 5.0
     zscore_volume_threshold: float = 6.0
-    zscore_volatility_threshold: float = 12.0
+    zscore_volatility_threshold: float = 16.0
     zscore_intensity_threshold: float = 7.0
+    zscore_momentum_threshold: float = 8.0
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
     background_training: bool = True
@@ -72,7 +73,8 @@ class DetectorConfig:
         _require(0.0 < self.forest_threshold < 1.0, "forest_threshold", "must be in (0, 1)")
         _require(self.envelope_threshold > 0, "envelope_threshold", "must be positive")
         _require(self.envelope_cold_every >= 1, "envelope_cold_every", "must be at least 1")
-        for name in ("zscore_price_threshold", "zscore_volume_threshold", "zscore_volatility_threshold", "zscore_intensity_threshold"):
+        for name in ("zscore_price_threshold", "zscore_volume_threshold", "zscore_volatility_threshold", "zscore_intensity_threshold",
+                     "zscore_momentum_threshold"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
 

@@ -29,7 +29,7 @@ import numpy as np
 from models.config import DetectorConfig
 from models.detectors import EllipticEnvelopeVote, IsolationForestVote, ZScoreVote
 from models.features import FEATURE_NAMES, RollingWindow, model_inputs, scale_floors
-from models.training import PendingRefit, forest_from_config, start_refit
+from models.training import PendingRefit, forest_from_config, start_refit, zscore_from_config
 from models.records import AnomalyRecord, anomaly_id
 from models.session import is_auction_print
 from models.severity import level, severity
@@ -102,7 +102,7 @@ class DetectionEngine:
             envelope=EllipticEnvelopeVote(
                 c.envelope_threshold, c.envelope_cold_every, scale_floor=scale_floors(c.model_features), seed=c.seed
             ),
-            zscore=ZScoreVote(c.zscore_price_threshold, c.zscore_volume_threshold, c.zscore_volatility_threshold, c.zscore_intensity_threshold),
+            zscore=zscore_from_config(c),
             feature_center=np.zeros(len(FEATURE_NAMES)),
             feature_scale=np.ones(len(FEATURE_NAMES)),
         )

@@ -33,7 +33,7 @@ class AnomalyRecord:
     detector_votes: list[bool]
     anomaly_score: float
     confidence: float
-    zscores: tuple[float, float, float, float]  # price, volume, volatility, intensity
+    zscores: tuple[float, ...]  # price, volume, volatility, intensity, momentum
     severity: float
     level: str
     model_generation: int
@@ -68,7 +68,7 @@ class AnomalyRecord:
             "votes": self.votes,
             "anomaly_score": self.anomaly_score,
             "confidence": self.confidence,
-            "zscores": dict(zip(("price", "volume", "volatility", "intensity"), self.zscores)),
+            "zscores": dict(zip(("price", "volume", "volatility", "intensity", "momentum"), self.zscores)),
             "severity": self.severity,
             "level": self.level,
             "model_generation": self.model_generation,

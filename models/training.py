@@ -56,12 +56,17 @@ def refit(
     return Refit(
         trees=trees,
         envelope=envelope,
-        zscore=ZScoreVote(
-            config.zscore_price_threshold, config.zscore_volume_threshold,
-            config.zscore_volatility_threshold, config.zscore_intensity_threshold,
-        ).fit(rows),
+        zscore=zscore_from_config(config).fit(rows),
         feature_center=rows.mean(axis=0),
         feature_scale=np.maximum(rows.std(axis=0), 1e-12),
+    )
+
+
+def zscore_from_config(config: DetectorConfig) -> ZScoreVote:
+    return ZScoreVote(
+        config.zscore_price_threshold, config.zscore_volume_threshold,
+        config.zscore_volatility_threshold, config.zscore_intensity_threshold,
+        config.zscore_momentum_threshold,
     )
 
 

@@ -1,4 +1,4 @@
-"""Z-scores of price, volume, volatility and trade intensity, each against its own threshold.
+"""Z-scores of price, volume, volatility, trade intensity and price momentum, each against its own threshold.
 
 * price: the trade's price against its own window, ``(price - mean) / std``, with the
   std floored at ``PRICE_STD_FLOOR`` of the price so a one-tick move after a run of
@@ -16,8 +16,13 @@
   price, volume or volatility, so without this fourth z-score it could never
   gather two votes.
 
+* momentum: ``price_momentum`` in bp (the move from the window's first trade) against
+  its mean and standard deviation, spread floored at 5 bp. A flash crash walks the
+  price 1.5-3% down over a few hundred trades, each a small step from the last: the
+  price against its own window and the volatility rise only a little, the move does.
+
 Only large sizes, high volatility and high intensity vote: a one-share print is not
-an anomaly. The price z votes both ways.
+an anomaly. The price and momentum z-scores vote both ways.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from models.features import COLUMN, DERIVED_INPUTS
 
 PRICE_STD_FLOOR = 1e-4
 """The smallest price std, relative to the mean price (one basis point)."""
-MIN_SCALE = np.array([0.1, 0.1, 1.0])
+MIN_SCALE = np.array([0.1, 0.1, 1.0, 5.0])
 """Smallest spread of log size, log volatility and intensity. Before the open a
 window's volatility can sit on one value for hundreds of trades, and in a calm
-hour the intensity varies by a few tenths: a small change is not a 10-sigma event."""
+hour the intensity varies by a few tenths and the momentum by a basis point or two:
+a small change is not a 10-sigma event."""
 
 
 def price_zscores(features: np.ndarray) -> np.ndarray:
@@ -52,37 +58,52 @@ def intensities(features: np.ndarray) -> np.ndarray:
     return DERIVED_INPUTS["two_sided_intensity"](features)
 
 
+def momenta_bps(features: np.ndarray) -> np.ndarray:
+    return DERIVED_INPUTS["momentum_bps"](features)
+
+
 class ZScoreVote:
     """Votes when a z-score reaches its threshold; the score is the largest z / threshold."""
 
     def __init__(
         self, price_threshold: float = 4.5, volume_threshold: float = 4.5,
         volatility_threshold: float = 4.5, intensity_threshold: float = 4.5,
+        momentum_threshold: float = 4.5,
     ) -> None:
+        self.momentum_threshold = momentum_threshold
         self.price_threshold = price_threshold
         self.volume_threshold = volume_threshold
         self.volatility_threshold = volatility_threshold
         self.intensity_threshold = intensity_threshold
-        self.center_ = np.zeros(3)
-        self.scale_ = np.ones(3)
+        self.center_ = np.zeros(4)
+        self.scale_ = np.ones(4)
 
     def fit(self, features: np.ndarray) -> ZScoreVote:
-        """Learn mean and standard deviation of log size, log volatility and intensity."""
-        columns = np.column_stack([log_sizes(features), log_volatilities(features), intensities(features)])
+        """Learn mean and standard deviation of log size, log volatility, intensity and momentum."""
+        columns = self._learned_columns(features)
         self.center_ = columns.mean(axis=0)
         self.scale_ = np.maximum(columns.std(axis=0), MIN_SCALE)
         return self
 
     def zscores(self, features: np.ndarray) -> np.ndarray:
-        """Columns: price z, volume z, volatility z, intensity z."""
-        others = np.column_stack([log_sizes(features), log_volatilities(features), intensities(features)])
-        return np.column_stack([price_zscores(features), (others - self.center_) / self.scale_])
+        """Columns: price z, volume z, volatility z, intensity z, momentum z."""
+        others = (self._learned_columns(features) - self.center_) / self.scale_
+        return np.column_stack([price_zscores(features), others])
+
+    @staticmethod
+    def _learned_columns(features: np.ndarray) -> np.ndarray:
+        return np.column_stack([
+            log_sizes(features), log_volatilities(features), intensities(features), momenta_bps(features),
+        ])
 
     def score(self, zscores: np.ndarray) -> np.ndarray:
         thresholds = np.array([
-            self.price_threshold, self.volume_threshold, self.volatility_threshold, self.intensity_threshold
+            self.price_threshold, self.volume_threshold, self.volatility_threshold,
+            self.intensity_threshold, self.momentum_threshold,
         ])
-        surprise = np.column_stack([np.abs(zscores[:, 0]), np.maximum(zscores[:, 1:], 0.0)])
+        surprise = np.column_stack([
+            np.abs(zscores[:, 0]), np.maximum(zscores[:, 1:4], 0.0), np.abs(zscores[:, 4]),
+        ])
         return (surprise / thresholds).max(axis=1)
 
     def vote(self, scores: np.ndarray) -> np.ndarray:
