@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import orjson
-from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.connectors.kafka import KafkaError, KafkaSource
 from bytewax.connectors.kafka import _list_parts as list_partitions
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -122,6 +122,10 @@ def _int_or(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
+class DeliveryFailed(RuntimeError):
+    """The broker did not take a message the job wrote; the job stops rather than lose it."""
+
+
 class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
     """A Kafka topic that items are written to as ``encode(item) -> (key, value)``."""
 
@@ -132,26 +136,53 @@ class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
         encode: Callable[[ITEM], tuple[bytes | None, bytes]],
         client_settings: Mapping[str, str] | None = None,
     ) -> None:
-        self._kafka = KafkaSink(split_brokers(brokers), topic, add_config=dict(client_settings or {}))
+        self._config = {"bootstrap.servers": ",".join(split_brokers(brokers)), **(client_settings or {})}
+        self._topic = topic
         self._encode = encode
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> EncodingSinkPartition[ITEM]:
-        return EncodingSinkPartition(self._kafka.build(step_id, worker_index, worker_count), self._encode)
+        from confluent_kafka import Producer
+
+        return EncodingSinkPartition(Producer(self._config), self._topic, self._encode)
 
 
 class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
-    """Bytewax's producer partition, which flushes each batch before the epoch can close."""
+    """One worker's producer; a batch returns only once the broker has every message.
 
-    def __init__(self, kafka_partition: StatelessSinkPartition, encode: Callable) -> None:
-        self._kafka_partition = kafka_partition
+    Bytewax closes an epoch, and may snapshot it, only after ``write_batch`` returns,
+    so what a snapshot covers is on the broker. A message the broker refuses (or that
+    times out) raises ``DeliveryFailed``: the job stops loudly and, with recovery,
+    resumes from its last snapshot, instead of the message vanishing.
+    """
+
+    def __init__(self, producer: Any, topic: str, encode: Callable) -> None:
+        self._producer = producer
+        self._topic = topic
         self._encode = encode
 
     def write_batch(self, items: list[ITEM]) -> None:
-        messages = [KafkaSinkMessage(*self._encode(item)) for item in items]
-        self._kafka_partition.write_batch(messages)
+        failures: list[Any] = []
+
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(error)
+
+        for item in items:
+            key, value = self._encode(item)
+            while True:
+                try:
+                    self._producer.produce(self._topic, value=value, key=key, on_delivery=delivered)
+                    break
+                except BufferError:  # local queue full: let deliveries drain it
+                    self._producer.poll(0.1)
+        self._producer.flush()
+        if failures:
+            raise DeliveryFailed(
+                f"{len(failures)} of {len(items)} messages to {self._topic} were not delivered: {failures[0].str()}"
+            )
 
     def close(self) -> None:
-        self._kafka_partition.close()
+        self._producer.flush()
 
 
 def encode_anomaly(record: Any) -> tuple[bytes, bytes]:

@@ -189,3 +189,13 @@ def test_a_kafka_error_becomes_a_dead_letter_of_stage_kafka():
     letter = _decode_message(error)
     assert letter == DeadLetter(f"Kafka error: {ClientError(ClientError.UNKNOWN_TOPIC_OR_PART).str()}",
                                 "kafka", Origin("stocks", 1, -1), b"")
+
+
+def test_a_message_the_broker_never_takes_stops_the_job_instead_of_vanishing():
+    from connectors.broker import free_port
+    from connectors.kafka import DeliveryFailed
+
+    sink = anomaly_sink(f"127.0.0.1:{free_port()}", "anomalies", {"message.timeout.ms": "500"})
+    partition = sink.build("write", 0, 1)
+    with pytest.raises(DeliveryFailed, match="1 of 1 messages to anomalies were not delivered"):
+        partition.write_batch([record()])
