@@ -125,7 +125,7 @@ def latency(brokers: str, path: Path) -> dict:
     ensure_topics(brokers, {"latency-stocks": 1, "latency-anomalies": 1, "latency-summaries": 1})
     metrics_port = free_port()
     env = job_env(brokers, "latency-stocks", "latency", STOP_AT_END="false", BYTEWAX_DATAFLOW_API_ENABLED="true",
-                  BYTEWAX_DATAFLOW_API_PORT=str(metrics_port), BYTEWAX_DATAFLOW_API_CACHE_PATH=str(Path(tempfile.mkdtemp()) / "dataflow.json"))
+                  BYTEWAX_DATAFLOW_API_PORT=str(metrics_port), BYTEWAX_DATAFLOW_API_CACHE_PATH=tempfile.mkdtemp())  # a directory
     job = subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.main", "-w", "1"], env=env, cwd=REPO,
                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     received: dict[tuple[str, str], float] = {}

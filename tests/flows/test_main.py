@@ -102,7 +102,7 @@ def test_job_counters_are_served_with_bytewax_metrics(broker, topic_prefix, publ
     port = free_port()
     env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false",
                           BYTEWAX_DATAFLOW_API_ENABLED="true", BYTEWAX_DATAFLOW_API_PORT=str(port),
-                          BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path / "dataflow.json"))
+                          BYTEWAX_DATAFLOW_API_CACHE_PATH=str(tmp_path))  # a directory
     job = start_job(env)
     try:
         deadline, text = time.monotonic() + 60, ""
