@@ -196,7 +196,7 @@ class _Context:
         trade.update(
             ts_event=format_timestamp_ns(event_ns) if as_text else event_ns,
             ts_recv=format_timestamp_ns(receive_ns) if as_text else receive_ns,
-            action="T", side=side, price=round(price, 2), size=int(size), flags=flags,
+            action="T", side=side, price=float(round(price, 2)), size=int(size), flags=flags,
         )
         return trade
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from connectors.codec import encode_record, encode_trade
+from connectors.codec import encode_trade
 
 DEFAULT_PARTITIONS = 4
 
@@ -151,7 +151,7 @@ def publish(
             first_ns = _wait_for_turn(producer, trade, first_ns, started, speed)
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
-        _produce(producer, topic, key, _encode(trade), delivered)
+        _produce(producer, topic, key, encode_trade(trade), delivered)
         summary.published += 1
         summary.by_symbol[symbol if isinstance(symbol, str) else "(no symbol)"] += 1
         if progress is not None:
@@ -176,14 +176,6 @@ def _wait_for_turn(producer, trade: dict[str, Any], first_ns: int | None, starte
     while (delay := due - time.monotonic()) > 0:
         producer.poll(min(delay, 0.05))
     return first_ns
-
-
-def _encode(trade: dict[str, Any]) -> bytes:
-    """The trade's JSON; numpy numbers (which generated tapes may hold) are written as plain numbers."""
-    try:
-        return encode_trade(trade)
-    except TypeError:
-        return encode_record(trade)
 
 
 def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered) -> None:

@@ -107,7 +107,7 @@ def _symbol_tape(index: int, count: int, rng: np.random.Generator) -> list[dict[
 def _touch_price(mid: float, side: str) -> float:
     """Buyers lift the ask, sellers hit the bid (one tick below); "N" prints near the mid."""
     bid = np.floor(mid * 100) / 100
-    return round(bid + 0.01 if side == "B" else bid if side == "A" else round(mid, 2), 2)
+    return float(round(bid + 0.01 if side == "B" else bid if side == "A" else round(mid, 2), 2))
 
 
 def _size(rng: np.random.Generator) -> int:
@@ -129,7 +129,7 @@ def _trade(
         "ts_recv": format_timestamp_ns(event_ns + delay_ns),
         "ts_event": format_timestamp_ns(event_ns),
         "rtype": 0, "publisher_id": 2, "instrument_id": 20_000 + index, "action": "T",
-        "side": side, "depth": 0, "price": price, "size": size,
+        "side": side, "depth": 0, "price": float(price), "size": int(size),
         "flags": (130 if rng.random() < 0.7 else 128) if last else 0,
         "ts_in_delta": delay_ns, "sequence": sequence, "symbol": symbol,
     }

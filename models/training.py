@@ -14,10 +14,12 @@ from __future__ import annotations
 import atexit
 import copy
 import multiprocessing
+import os
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from threading import Event, Lock
+from threading import Event, Lock, Thread
 
 import numpy as np
 import sklearn
@@ -130,7 +132,7 @@ def _pool() -> ProcessPoolExecutor:
         if _POOL is None:
             # spawn, not fork: the parent runs Bytewax's Rust threads.
             _POOL = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_single_threaded
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_started
             )
             _POOL_READY.clear()
             _POOL.submit(_importing).add_done_callback(lambda _: _POOL_READY.set())
@@ -150,11 +152,19 @@ def _importing() -> None:
     import sklearn.ensemble  # noqa: F401
 
 
-def _single_threaded() -> None:
+def _helper_started() -> None:
     # The helper has one core to itself; BLAS threads would only fight the scorer.
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End the helper when the job is gone, even after a kill -9 that left no time to stop it."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def shutdown_helper() -> None:
