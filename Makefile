@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo browser screenshot clean
+.PHONY: install test demo browser screenshot bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: install browser
 # Refresh the README's screenshot from the browser test.
 screenshot: install browser
 	DASHBOARD_SCREENSHOT=docs/dashboard.png $(PY) -m pytest tests/dashboard/test_browser.py -q
+
+# Speed and detection-quality measurements on the shared NVDA days (../shared/data/nvda).
+bench: install
+	$(PY) -m benchmarks.backtest_speed
+	$(PY) -m benchmarks.streaming
+	$(PY) -m benchmarks.evaluate ../shared/data/nvda/xnas-itch-20250509.trades.csv.zst ../shared/data/nvda/xnas-itch-20240923.trades.csv.zst --seed 0
 
 demo: install
 	$(PY) -m connectors.demo
