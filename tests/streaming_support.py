@@ -108,9 +108,9 @@ GARBAGE = [
 
 
 def encoded_tape(trades) -> list[bytes]:
-    from connectors.replay import _encode
+    from connectors.codec import encode_trade
 
-    return [_encode(trade) for trade in trades]
+    return [encode_trade(trade) for trade in trades]
 
 
 def publish_garbage(brokers: str, topic: str) -> None:
