@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.broker import free_port
+from connectors.broker import free_port, stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -66,12 +66,7 @@ def streamlit_page(brokers: str, anomaly_topic: str, summary_topic: str) -> Iter
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
 
 
 @contextmanager
