@@ -158,6 +158,18 @@ class EmbeddedBroker:
         self.stop()
 
 
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """Ask a child process to stop (SIGTERM), and kill it if it has not within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m connectors.broker",
@@ -186,15 +198,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def stop_process(process: subprocess.Popen, timeout: float) -> None:
-    """Ask a child process to stop (SIGTERM), and kill it if it has not within ``timeout`` seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
