@@ -47,7 +47,7 @@ class DetectorConfig:
     zscore_price_threshold: float = 5.0
     zscore_volume_threshold: float = 6.0
     zscore_volatility_threshold: float = 16.0
-    zscore_intensity_threshold: float = 7.0
+    zscore_intensity_threshold: float = 6.0
     zscore_momentum_threshold: float = 8.0
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
