@@ -60,7 +60,9 @@ def refit(
         envelope=envelope,
         zscore=zscore_from_config(config).fit(rows),
         feature_center=rows.mean(axis=0),
-        feature_scale=np.maximum(rows.std(axis=0), 1e-12),
+        # Floored at a thousandth of the feature's size: a feature that sat still over
+        # the training samples (price_min in a calm spell) should not explain at z = 150.
+        feature_scale=np.maximum(rows.std(axis=0), np.maximum(1e-3 * np.abs(rows.mean(axis=0)), 1e-9)),
     )
 
 
