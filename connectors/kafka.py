@@ -26,8 +26,6 @@ from connectors.messages import DeadLetter, Origin, TradeMessage
 
 ITEM = TypeVar("ITEM")
 
-SETTINGS_PREFIX = "KAFKA_"
-NOT_CLIENT_SETTINGS = frozenset({"KAFKA_BROKERS"})
 
 
 QUICK_FETCH = {"fetch.wait.max.ms": "10"}
@@ -35,19 +33,6 @@ QUICK_FETCH = {"fetch.wait.max.ms": "10"}
 Tansu broker librdkafka's 500 ms default showed up as up to half a second before
 new data (or the end of a partition) was seen; Kafka and Redpanda answer a waiting
 fetch as soon as data arrives anyway. ``KAFKA_FETCH_WAIT_MAX_MS`` overrides it."""
-
-
-def client_settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """librdkafka properties from ``KAFKA_*`` variables: ``KAFKA_SASL_USERNAME`` -> ``sasl.username``.
-
-    This is how SASL/TLS for a real cluster reaches every client the job opens,
-    without the job knowing each property.
-    """
-    return {
-        name[len(SETTINGS_PREFIX):].lower().replace("_", "."): value
-        for name, value in sorted(environ.items())
-        if name.startswith(SETTINGS_PREFIX) and name not in NOT_CLIENT_SETTINGS
-    }
 
 
 def split_brokers(brokers: str) -> list[str]:

@@ -247,7 +247,8 @@ def _probe_timeout(environ: Mapping[str, str]) -> float:
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
-    from connectors.kafka import client_settings_from_env, ensure_topics
+    from connectors.kafka import ensure_topics
+    from connectors.kafka_settings import client_settings_from_env
 
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)

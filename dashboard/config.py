@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-CLIENT_SETTING_PREFIX = "KAFKA_"
-NOT_CLIENT_SETTINGS = frozenset({"KAFKA_BROKERS"})
+from connectors.kafka_settings import client_settings_from_env
+
 
 
 class DashboardConfigError(ValueError):
@@ -65,11 +65,7 @@ class DashboardConfig:
             buffer_size=_number(env, "DASHBOARD_BUFFER_SIZE", int, defaults.buffer_size),
             refresh_seconds=_number(env, "DASHBOARD_REFRESH_SECONDS", float, defaults.refresh_seconds),
             lag_warning=_number(env, "DASHBOARD_LAG_WARNING", int, defaults.lag_warning),
-            client_settings={
-                name[len(CLIENT_SETTING_PREFIX):].lower().replace("_", "."): value
-                for name, value in sorted(env.items())
-                if name.startswith(CLIENT_SETTING_PREFIX) and name not in NOT_CLIENT_SETTINGS
-            },
+            client_settings=client_settings_from_env(env),
         )
 
 

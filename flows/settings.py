@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connectors.kafka import client_settings_from_env
+from connectors.kafka_settings import client_settings_from_env
 from models.config import ConfigError, DetectorConfig
 
 TRUE_WORDS = ("1", "true", "yes", "on")

@@ -14,7 +14,6 @@ from connectors.kafka import (
     MissingTopic,
     TradeSource,
     anomaly_sink,
-    client_settings_from_env,
     dead_letter_sink,
     ensure_topics,
     partition_count,
@@ -22,6 +21,7 @@ from connectors.kafka import (
     read_topic,
     summary_sink,
 )
+from connectors.kafka_settings import client_settings_from_env
 from connectors.messages import DeadLetter, Origin, TradeMessage
 from models.records import AnomalyRecord
 
