@@ -169,20 +169,18 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def shutdown_helper() -> None:
-    """Stop the helper process (it is started again when needed)."""
+def shutdown_helper(wait: bool = True) -> None:
+    """Stop the helper process (it is started again when needed).
+
+    ``wait=False`` drops queued work: for a helper that died, or at exit.
+    """
     global _POOL
     with _POOL_LOCK:
         if _POOL is not None:
-            _POOL.shutdown(wait=True)
+            _POOL.shutdown(wait=wait, cancel_futures=not wait)
             _POOL = None
             _POOL_READY.clear()
 
 
 def _reset_pool() -> None:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False, cancel_futures=True)
-            _POOL = None
-            _POOL_READY.clear()
+    shutdown_helper(wait=False)
