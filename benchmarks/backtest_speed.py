@@ -4,8 +4,8 @@
 
 Runs ``flows.backtest`` as a user would (file reader, Bytewax dataflow, engine,
 JSON-lines sinks) and reports trades per second and the peak memory of the job and
-of the helper process that fits the models. Results go to
-``benchmarks/results/backtest_speed.json``.
+of the helper process that fits the models. Results go to ``out/backtest_speed.json``
+(``--out benchmarks/results`` records them).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import orjson
 from flows.backtest import run_backtest
 from models.config import DetectorConfig
 
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "shared/data/nvda/xnas-itch-20250509.trades.csv.zst"
-RESULTS = Path(__file__).parent / "results" / "backtest_speed.json"
+from benchmarks import OUTPUT, SHARED_NVDA
+
+DEFAULT_FILE = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 
 
 def measure(path: Path, repeat: int) -> dict:
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.backtest_speed")
     parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=OUTPUT, help=f"result directory (default {OUTPUT})")
     args = parser.parse_args(argv)
     if not args.file.exists():
         print(f"error: {args.file}: no such file (the shared NVDA day lives in ../shared/data/nvda/)", file=sys.stderr)
@@ -70,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     shutdown_helper()
     result["peak_rss_mib_fit_helper"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    results = args.out / "backtest_speed.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(f"median {result['median_trades_per_second']:,} trades/s; peak RSS job {result['peak_rss_mib_job']} MiB, "
-          f"fit helper {result['peak_rss_mib_fit_helper']} MiB -> {RESULTS}")
+          f"fit helper {result['peak_rss_mib_fit_helper']} MiB -> {results}")
     return 0
 
 

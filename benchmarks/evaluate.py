@@ -6,7 +6,7 @@ For each file: inject events (``connectors.injection``, from the seed), run the
 injected tape through the backtest (the real dataflow), run the peers on the same
 tape, score everyone (``benchmarks.scoring``), print the tables and write them,
 with a Plotly figure of the price, events and alarms, to DIR
-(``benchmarks/results`` by default). With several files a combined table follows.
+(``out/`` by default; ``--out benchmarks/results`` records them). With several files a combined table follows.
 Anomalies the product reports as ``kind = "auction"`` (opening and closing cross
 prints) are counted apart, not as alarms: they are labelled as what they are.
 """
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks import OUTPUT
 from benchmarks.figure import positions_of, price_figure, save_figure
 from benchmarks.peers import PEERS
 from benchmarks.product import detect_with_backtest
@@ -33,7 +34,7 @@ from connectors.injection import EVENT_KINDS, inject_events
 from models.config import DetectorConfig
 
 PRODUCT = "product (dataflow)"
-DEFAULT_OUT = Path(__file__).parent / "results"
+DEFAULT_OUT = OUTPUT
 DEFAULT_SPACING = 5_000
 """Trades between events: about 35 events on a real NVDA day, six of each kind."""
 

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.streaming [FILE] [--skip-latency]``
 
-1. Replays the whole day (default ``/work/shared/data/nvda/xnas-itch-20250509.trades.csv.zst``)
+1. Replays the whole day (default ``../shared/data/nvda/xnas-itch-20250509.trades.csv.zst``)
    into the embedded broker, then runs ``python -m bytewax.run flows.main`` with
    ``STOP_AT_END=true`` and one worker: trades/s end to end (process start to exit),
    and the same with the start-up (a run over an empty topic) taken off.
@@ -15,7 +15,7 @@
    (``connectors.injection``, seed 0, one per 1,500 trades) are injected into them: the
    latency is measured on the alarms a user would get.
 
-Results go to ``benchmarks/results/streaming.json`` and a table is printed.
+Results go to ``out/streaming.json`` (``--out benchmarks/results`` records them) and a table is printed.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_FILE = Path("/work/shared/data/nvda/xnas-itch-20250509.trades.csv.zst")
-RESULTS = REPO / "benchmarks" / "results" / "streaming.json"
+from benchmarks import OUTPUT, REPO, SHARED_NVDA
+DEFAULT_FILE = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 WINDOW_S = 300
 LATENCY_EVENT_SPACING = 1_500
 
@@ -279,12 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--skip-latency", action="store_true", help="skip the five-minute latency run")
     parser.add_argument("--skip-throughput", action="store_true", help="skip the throughput runs")
+    parser.add_argument("--out", type=Path, default=OUTPUT, help=f"result directory (default {OUTPUT})")
     args = parser.parse_args(argv)
+    result_file = args.out / "streaming.json"
     if not args.file.exists():
         print(f"benchmarks.streaming: {args.file} not found (the real NVDA day is needed)", file=sys.stderr)
         return 2
     # A partial run (--skip-...) keeps the other part of the previous results.
-    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results: dict = json.loads(result_file.read_text()) if result_file.exists() else {}
     results.update({"file": str(args.file), "cpus": os.cpu_count(),
                     "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     with EmbeddedBroker() as broker:
@@ -292,10 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             results["throughput"] = throughput(broker.bootstrap, args.file)
         if not args.skip_latency:
             results["latency"] = latency(broker.bootstrap, args.file)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
-    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+    print(f"\nwritten to {result_file}")
     return 0
 
 

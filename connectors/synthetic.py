@@ -2,7 +2,7 @@
 
 Real tapes cannot be shipped with the demo, and a demo is only convincing when the
 detector has something to find. The tape imitates what matters to the detector in
-a real NASDAQ tape (see ``/work/shared/data/nvda``): prices on a one-cent tick
+a real NASDAQ tape (the shared NVDA days, ``../shared/data/nvda``): prices on a one-cent tick
 around a random-walk mid with a one-tick spread, heavy-tailed sizes with round
 lots (median about 40 shares, 99th percentile several hundred, rare blocks),
 about 45% sell, 36% buy and 19% unattributed ("N") aggressors, irregular gaps with

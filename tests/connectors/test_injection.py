@@ -10,10 +10,11 @@ import pytest
 
 from benchmarks.scoring import symbol_sequences
 from connectors.codec import TRADE_FIELDS
+from benchmarks import SHARED_NVDA
 from connectors.files import iter_trades
 from connectors.injection import EVENT_KINDS, inject_events
 
-REAL_TAPE = Path("/work/shared/data/nvda/xnas-itch-20250509.trades.csv.zst")
+REAL_TAPE = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 pytestmark = pytest.mark.skipif(not REAL_TAPE.exists(), reason="shared NVDA tape not available")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from benchmarks import SHARED_NVDA
 from connectors.broker import free_port
 from connectors.kafka import partition_count, read_topic
 from connectors.replay import main, timestamp_ns
@@ -15,7 +16,7 @@ from connectors.replay import main, timestamp_ns
 pytestmark = pytest.mark.broker
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "replay-three-symbols.csv"
-REAL_DAY = Path("/work/shared/data/nvda/xnas-itch-20250509.trades.csv.zst")
+REAL_DAY = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 
 
 def replay(broker: str, topic: str, *args: str) -> int:
