@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from connectors.messages import DeadLetter, Origin, TradeMessage
+from models.trades import symbol_problem
 
 TRADE_FIELDS = (
     "ts_recv", "ts_event", "rtype", "publisher_id", "instrument_id", "action", "side",
@@ -51,10 +52,10 @@ def as_trade_message(trade: Any, origin: Origin, raw: bytes) -> TradeMessage | D
     """A decoded object as a trade keyed by its symbol, or a dead letter."""
     if not isinstance(trade, dict):
         return DeadLetter(f"not a JSON object but {type(trade).__name__}", "decode", origin, raw)
-    symbol = trade.get("symbol")
-    if not isinstance(symbol, str) or not symbol.strip():
-        return DeadLetter("missing or empty 'symbol'", "decode", origin, raw)
-    return TradeMessage(symbol, trade, origin, raw)
+    problem = symbol_problem(trade.get("symbol"))
+    if problem is not None:  # the symbol is the routing key: no state for a junk one
+        return DeadLetter(problem, "decode", origin, raw)
+    return TradeMessage(trade["symbol"], trade, origin, raw)
 
 
 def encode_record(record: dict[str, Any]) -> bytes:

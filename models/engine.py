@@ -33,7 +33,7 @@ from models.training import PendingRefit, forest_from_config, start_refit, zscor
 from models.records import AnomalyRecord, anomaly_id
 from models.session import is_auction_print
 from models.severity import level, severity
-from models.trades import Rejection, ValidTrades, validate_trades
+from models.trades import TRADE_FIELDS, Rejection, ValidTrades, validate_trades
 
 EXPLAINED_FEATURES = 3
 REFIT_LAG = 2
@@ -199,10 +199,13 @@ class DetectionEngine:
             batch_index = int(valid.indices[at])
             trade = trades[batch_index]
             records.append((batch_index, AnomalyRecord(
-                anomaly_id=anomaly_id(state.symbol, int(valid.timestamps_ns[at]), int(valid.sequences[at])),
+                anomaly_id=anomaly_id(
+                    state.symbol, int(valid.timestamps_ns[at]), int(valid.publisher_ids[at]),
+                    int(valid.instrument_ids[at]), int(valid.sequences[at]),
+                ),
                 symbol=state.symbol,
                 kind="auction" if is_auction_print(int(valid.timestamps_ns[at]), trade["side"]) else "trade",
-                trade=dict(trade),
+                trade={name: trade[name] for name in TRADE_FIELDS},  # never unknown extra fields
                 features=block[row].tolist(),
                 detector_scores=[float(forest_scores[row]), float(envelope_scores[row]), float(zscore_scores[row])],
                 detector_thresholds=thresholds,

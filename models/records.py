@@ -11,10 +11,14 @@ from models.features import FEATURE_NAMES
 DETECTOR_NAMES = ("isolation_forest", "elliptic_envelope", "zscore")
 
 
-def anomaly_id(symbol: str, timestamp_ns: int, sequence: int) -> str:
-    """``SYMBOL-YYYYMMDD-SEQUENCE``: venue sequences restart every day, so the date is part of it."""
+def anomaly_id(symbol: str, timestamp_ns: int, publisher_id: int, instrument_id: int, sequence: int) -> str:
+    """``SYMBOL-YYYYMMDD-PUBLISHER-INSTRUMENT-SEQUENCE``: unique per distinct trade.
+
+    Venue sequences restart every day, so the date is part of it; two venues (publishers)
+    can print the same sequence number, and so can two instruments of one symbol.
+    """
     day = datetime.fromtimestamp(timestamp_ns // 1_000_000_000, tz=timezone.utc).strftime("%Y%m%d")
-    return f"{symbol}-{day}-{sequence}"
+    return f"{symbol}-{day}-{publisher_id}-{instrument_id}-{sequence}"
 
 
 def _utc_now() -> str:
@@ -51,6 +55,7 @@ class AnomalyRecord:
             "anomaly_id": self.anomaly_id,
             "symbol": self.symbol,
             "instrument_id": trade.get("instrument_id"),
+            "publisher_id": trade.get("publisher_id"),
             "sequence": trade.get("sequence"),
             "ts_event": trade.get("ts_event"),
             "side": trade.get("side"),

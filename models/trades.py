@@ -1,9 +1,15 @@
-"""Validation of incoming trades against the Databento trades schema.
+"""Validation of incoming trades: the Databento trades schema plus plausibility bounds.
+
+Every field has bounds (``FIELD_BOUNDS``, the README table "What a valid trade is"):
+the ranges of the field's DBN type for the identifiers, and ranges no real US
+equity trade leaves for price, size and time. A value outside them is hostile or
+broken input, and letting it through is how a price of 1e308 once reached a model
+fit and crashed the job. A bad trade becomes a ``Rejection`` with a specific
+reason; it is never raised and never dropped.
 
 A batch is checked column by column: clean columns (the usual case) are converted
-in one numpy call, and only a column with a bad cell is walked cell by cell to
-find which trade is bad and why. A bad trade becomes a ``Rejection`` with a
-specific reason; it is never raised and never dropped.
+and range-checked in a few numpy calls, and only a column with a bad cell is
+walked cell by cell to find which trade is bad and why.
 """
 
 from __future__ import annotations
@@ -25,8 +31,30 @@ TRADE_FIELDS = (
 )
 INTEGER_FIELDS = ("rtype", "publisher_id", "instrument_id", "depth", "size", "flags", "ts_in_delta", "sequence")
 TIMESTAMP_FIELDS = ("ts_recv", "ts_event")
-TEXT_FIELDS = ("action", "symbol")
-INT64_MAX = 2**63 - 1
+NANOS_PER_SECOND = 1_000_000_000
+
+EARLIEST_NS = 946_684_800 * NANOS_PER_SECOND  # 2000-01-01T00:00:00Z
+LATEST_NS = 4_102_444_800 * NANOS_PER_SECOND  # 2100-01-01T00:00:00Z
+FIELD_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "rtype": (0, 255),  # u8 in DBN
+    "publisher_id": (0, 65_535),  # u16
+    "instrument_id": (0, 4_294_967_295),  # u32
+    "depth": (0, 255),  # u8
+    "flags": (0, 255),  # u8 bit field
+    "ts_in_delta": (-2_147_483_648, 2_147_483_647),  # i32
+    "sequence": (0, 4_294_967_295),  # u32
+    "size": (1, 1_000_000_000),  # the largest closing cross on the shared days is 17.8 million shares
+    "price": (1e-4, 1e7),  # a hundredth of a cent to ten million dollars
+    "ts_event": (EARLIEST_NS, LATEST_NS - 1),
+    "ts_recv": (EARLIEST_NS, LATEST_NS - 1),
+}
+"""Inclusive bounds of each numeric field; timestamps in nanoseconds since the epoch."""
+RECEIVE_DELAY_NS = (-60 * NANOS_PER_SECOND, 86_400 * NANOS_PER_SECOND)
+"""``ts_recv - ts_event``: a feed receives a trade after it happened (0.17-84 ms on the
+shared days), never a day later; a minute of clock skew the other way is tolerated."""
+TRADE_ACTION = "T"
+SYMBOL_MAX_LENGTH = 32
+"""Databento raw symbols are at most 22 characters; anything far longer is not a symbol."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +63,7 @@ class Rejection:
 
     index: int
     reason: str
+    stage: str = "validate"
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,8 @@ class ValidTrades:
     sides: np.ndarray
     sequences: np.ndarray
     flags: np.ndarray
+    publisher_ids: np.ndarray
+    instrument_ids: np.ndarray
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -55,6 +86,23 @@ class ValidTrades:
 
 class _Invalid(ValueError):
     pass
+
+
+def symbol_problem(symbol: Any) -> str | None:
+    """Why ``symbol`` cannot name an instrument, or None.
+
+    Checked before a trade is routed (a symbol is a state key: " NVDA" would
+    become a second instrument) and again with the other fields.
+    """
+    if not isinstance(symbol, str) or not symbol:
+        return f"field 'symbol' must be a non-empty string, got {_shown(symbol)}"
+    if len(symbol) > SYMBOL_MAX_LENGTH:
+        return f"field 'symbol' is longer than {SYMBOL_MAX_LENGTH} characters ({len(symbol)})"
+    if symbol != symbol.strip():
+        return f"field 'symbol' has surrounding whitespace: {symbol!r}"
+    if not symbol.isprintable():
+        return f"field 'symbol' has unprintable characters: {symbol!r}"
+    return None
 
 
 def validate_trades(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, list[Rejection]]:
@@ -68,6 +116,7 @@ def validate_trades(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, l
     for name in TRADE_FIELDS:
         cells = [row.get(name) for row in rows]
         parsed[name] = _parse_column(name, cells, reasons)
+    _check_receive_delay(parsed["ts_event"], parsed["ts_recv"], reasons)
     rejections = [Rejection(index, reasons[index]) for index in sorted(reasons)]
     keep = np.ones(len(trades), bool)
     keep[list(reasons)] = False
@@ -79,13 +128,15 @@ def validate_trades(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, l
         sides=parsed["side"][keep],
         sequences=parsed["sequence"][keep],
         flags=parsed["flags"][keep],
+        publisher_ids=parsed["publisher_id"][keep],
+        instrument_ids=parsed["instrument_id"][keep],
     )
     return valid, rejections
 
 
 def _parse_column(name: str, cells: list[Any], reasons: dict[int, str]) -> np.ndarray:
     fast = _FAST_PARSERS[name](cells)
-    if fast is not None:
+    if fast is not None and _within_bounds(name, fast):
         return fast
     parse_cell = _CELL_PARSERS[name]
     values = []
@@ -93,11 +144,50 @@ def _parse_column(name: str, cells: list[Any], reasons: dict[int, str]) -> np.nd
         try:
             if cell is None:
                 raise _Invalid(f"missing field '{name}'")
-            values.append(parse_cell(cell))
+            values.append(_bounded(name, parse_cell(cell), cell))
         except _Invalid as problem:
             reasons.setdefault(index, str(problem))
             values.append(_PLACEHOLDER[name])
     return np.array(values, dtype=_DTYPE[name])
+
+
+def _within_bounds(name: str, column: np.ndarray) -> bool:
+    if name not in FIELD_BOUNDS or not len(column):
+        return True
+    low, high = FIELD_BOUNDS[name]
+    return bool(column.min() >= low and column.max() <= high)
+
+
+def _bounded(name: str, value: Any, cell: Any) -> Any:
+    if name in FIELD_BOUNDS:
+        low, high = FIELD_BOUNDS[name]
+        if not low <= value <= high:
+            raise _Invalid(_out_of_bounds(name, cell, low, high))
+    return value
+
+
+def _out_of_bounds(name: str, cell: Any, low: float, high: float) -> str:
+    if name in TIMESTAMP_FIELDS:
+        return f"field '{name}' is outside 2000-01-01 to 2099-12-31: {_shown(cell)}"
+    if name == "price":
+        return f"price must be between {low:g} and {high:g}: {_shown(cell)}"
+    return f"field '{name}' must be between {low:,} and {high:,}: {_shown(cell)}"
+
+
+def _check_receive_delay(events: np.ndarray, receipts: np.ndarray, reasons: dict[int, str]) -> None:
+    delay = receipts - events
+    low, high = RECEIVE_DELAY_NS
+    for index in np.flatnonzero((delay < low) | (delay > high)):
+        reasons.setdefault(int(index), (
+            f"ts_recv is {delay[index] / NANOS_PER_SECOND:,.3f} s after ts_event "
+            f"(allowed: {low // NANOS_PER_SECOND} s to {high // NANOS_PER_SECOND:,} s)"
+        ))
+
+
+def _shown(cell: Any) -> str:
+    """A bad value in a reason: its repr, shortened (a reason is read, not a copy of the input)."""
+    text = repr(cell)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 # Fast paths: one pass over a clean column, or None to fall back to cell by cell.
@@ -110,15 +200,13 @@ def _fast_integers(cells: list[Any]) -> np.ndarray | None:
     return None
 
 
-def _fast_sizes(cells: list[Any]) -> np.ndarray | None:
-    column = _fast_integers(cells)
-    return column if column is not None and (column >= 0).all() else None
-
-
 def _fast_prices(cells: list[Any]) -> np.ndarray | None:
     if set(map(type, cells)) <= {float, int}:
-        column = np.array(cells, dtype=np.float64)
-        if np.isfinite(column).all() and (column > 0).all():
+        try:
+            column = np.array(cells, dtype=np.float64)
+        except OverflowError:  # an int beyond float range
+            return None
+        if np.isfinite(column).all():
             return column
     return None
 
@@ -127,15 +215,17 @@ _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|\+0
 
 
 def _fast_timestamps(cells: list[Any]) -> np.ndarray | None:
-    # The wire format: exactly 'YYYY-MM-DDTHH:MM:SS.fffffffffZ' (30 characters).
-    if not all(type(cell) is str and len(cell) == 30 and cell[19] == "." and cell[29] == "Z" for cell in cells):
+    # The wire format: exactly 'YYYY-MM-DDTHH:MM:SS.fffffffffZ' (30 characters), years 2000-2099
+    # (checked before the seconds are scaled to nanoseconds, which would overflow for year 2300).
+    if not all(type(cell) is str and len(cell) == 30 and cell[:2] == "20" and cell[19] == "." and cell[29] == "Z"
+               for cell in cells):
         return None
     try:
         seconds = np.array([cell[:19] for cell in cells], dtype="datetime64[s]").astype(np.int64)
         nanos = np.array([cell[20:29] for cell in cells]).astype(np.int64)
     except ValueError:
         return None
-    return seconds * 1_000_000_000 + nanos
+    return seconds * NANOS_PER_SECOND + nanos
 
 
 def _fast_sides(cells: list[Any]) -> np.ndarray | None:
@@ -145,8 +235,12 @@ def _fast_sides(cells: list[Any]) -> np.ndarray | None:
         return None
 
 
-def _fast_text(cells: list[Any]) -> np.ndarray | None:
-    if set(map(type, cells)) <= {str} and all(cells):
+def _fast_actions(cells: list[Any]) -> np.ndarray | None:
+    return np.zeros(len(cells), np.int8) if all(cell == TRADE_ACTION for cell in cells) else None
+
+
+def _fast_symbols(cells: list[Any]) -> np.ndarray | None:
+    if all(symbol_problem(cell) is None for cell in cells):
         return np.zeros(len(cells), np.int8)  # only validated; the text stays in the trade
     return None
 
@@ -155,73 +249,77 @@ def _fast_text(cells: list[Any]) -> np.ndarray | None:
 def _cell_integer(name: str):
     def parse(cell: Any) -> int:
         if isinstance(cell, bool) or not isinstance(cell, (int, float)):
-            raise _Invalid(f"field '{name}' is not an integer: {cell!r}")
+            raise _Invalid(f"field '{name}' is not an integer: {_shown(cell)}")
         if isinstance(cell, float) and not (math.isfinite(cell) and cell.is_integer()):
-            raise _Invalid(f"field '{name}' is not an integer: {cell!r}")
-        if abs(int(cell)) > INT64_MAX:
-            raise _Invalid(f"field '{name}' is out of range: {cell!r}")
-        if name == "size" and cell < 0:
-            raise _Invalid(f"negative size: {cell!r}")
+            raise _Invalid(f"field '{name}' is not an integer: {_shown(cell)}")
         return int(cell)
     return parse
 
 
 def _cell_price(cell: Any) -> float:
     if isinstance(cell, bool) or not isinstance(cell, (int, float)):
-        raise _Invalid(f"field 'price' is not a number: {cell!r}")
-    if not math.isfinite(cell):
-        raise _Invalid(f"price is not finite: {cell!r}")
-    if cell <= 0:
-        raise _Invalid(f"price must be positive: {cell!r}")
-    return float(cell)
+        raise _Invalid(f"field 'price' is not a number: {_shown(cell)}")
+    try:
+        price = float(cell)
+    except OverflowError:
+        raise _Invalid(f"price is not finite: {_shown(cell)}") from None
+    if not math.isfinite(price):
+        raise _Invalid(f"price is not finite: {_shown(cell)}")
+    return price
 
 
 def _cell_timestamp(name: str):
     def parse(cell: Any) -> int:
         if isinstance(cell, int) and not isinstance(cell, bool):
-            if not 0 <= cell <= INT64_MAX:
-                raise _Invalid(f"field '{name}' is out of range: {cell!r}")
             return cell
         match = _ISO.match(cell) if isinstance(cell, str) else None
         if match is None:
-            raise _Invalid(f"field '{name}' is not an ISO-8601 UTC timestamp or integer nanoseconds: {cell!r}")
+            raise _Invalid(
+                f"field '{name}' is not an ISO-8601 UTC timestamp or integer nanoseconds: {_shown(cell)}"
+            )
         try:
             moment = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
         except ValueError:
-            raise _Invalid(f"field '{name}' is not a valid date and time: {cell!r}") from None
+            raise _Invalid(f"field '{name}' is not a valid date and time: {_shown(cell)}") from None
         fraction = (match.group(2) or "").ljust(9, "0")
-        return int(moment.timestamp()) * 1_000_000_000 + int(fraction)
+        return int(moment.timestamp()) * NANOS_PER_SECOND + int(fraction)
     return parse
 
 
 def _cell_side(cell: Any) -> int:
-    if cell not in SIDE_CODES or not isinstance(cell, str):
-        raise _Invalid(f"side must be A, B or N, got {cell!r}")
+    if not isinstance(cell, str) or cell not in SIDE_CODES:
+        raise _Invalid(f"side must be A, B or N, got {_shown(cell)}")
     return SIDE_CODES[cell]
 
 
-def _cell_text(name: str):
-    def parse(cell: Any) -> int:
-        if not isinstance(cell, str) or not cell.strip():
-            raise _Invalid(f"field '{name}' must be a non-empty string, got {cell!r}")
-        return 0
-    return parse
+def _cell_action(cell: Any) -> int:
+    if cell != TRADE_ACTION:
+        raise _Invalid(f"action must be 'T' (a trade), got {_shown(cell)}")
+    return 0
+
+
+def _cell_symbol(cell: Any) -> int:
+    problem = symbol_problem(cell)
+    if problem is not None:
+        raise _Invalid(problem)
+    return 0
 
 
 _FAST_PARSERS = {
     **{name: _fast_integers for name in INTEGER_FIELDS},
-    "size": _fast_sizes,
     "price": _fast_prices,
     **{name: _fast_timestamps for name in TIMESTAMP_FIELDS},
     "side": _fast_sides,
-    **{name: _fast_text for name in TEXT_FIELDS},
+    "action": _fast_actions,
+    "symbol": _fast_symbols,
 }
 _CELL_PARSERS = {
     **{name: _cell_integer(name) for name in INTEGER_FIELDS},
     "price": _cell_price,
     **{name: _cell_timestamp(name) for name in TIMESTAMP_FIELDS},
     "side": _cell_side,
-    **{name: _cell_text(name) for name in TEXT_FIELDS},
+    "action": _cell_action,
+    "symbol": _cell_symbol,
 }
 _DTYPE = {
     **{name: np.int64 for name in INTEGER_FIELDS + TIMESTAMP_FIELDS},

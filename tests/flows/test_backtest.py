@@ -61,7 +61,7 @@ def test_bad_rows_become_dead_letters_with_reason_and_line(tmp_path):
     # Decode failures and engine rejections reach the sink by different branches.
     assert sorted((letter["offset"], letter["stage"], letter["reason"]) for letter in letters) == [
         (11, "validate", "side must be A, B or N, got 'Q'"),
-        (501, "decode", "missing or empty 'symbol'"),
+        (501, "decode", "field 'symbol' must be a non-empty string, got ''"),
         (901, "validate", "field 'price' is not a number: 'abc'"),
     ]
     assert all(letter["source"] == str(bad) for letter in letters)

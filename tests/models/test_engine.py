@@ -8,6 +8,9 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+
+from hostile_values import trade_batches
 
 from models.config import DetectorConfig
 from models.engine import REFIT_LAG, DetectionEngine
@@ -118,7 +121,7 @@ def test_records_carry_votes_scores_and_severity(reference):
         assert 0 <= data["severity"] <= 1
         assert list(data["features"]) == list(FEATURE_NAMES)
         assert all(np.isfinite(list(data["features"].values())))
-        assert data["anomaly_id"] == f"NVDA-20250509-{data['sequence']}"
+        assert data["anomaly_id"] == f"NVDA-20250509-2-{data['instrument_id']}-{data['sequence']}"
         assert len(data["explanation"]) == 3
         assert data["model_generation"] >= 1
 
@@ -178,3 +181,25 @@ def test_state_stays_bounded(opening_trades):
     # After the forest is full the snapshot no longer grows with the tape.
     assert max(sizes[4:]) < 1.3 * min(sizes[4:])
     assert len(state.window.prices) == config.window_size - 1
+
+
+@pytest.fixture(scope="module")
+def warm_state(request):
+    """An instrument whose models already serve (small config), pickled, to start each example from."""
+    config = DetectorConfig(retrain_every=20, train_size=20, forest_trees=10, trees_per_retrain=5,
+                            background_training=False)
+    _, state = run(config, request.getfixturevalue("opening_trades")[:200])
+    assert state.generation > 0
+    return config, pickle.dumps(state)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=trade_batches(max_size=30))
+def test_the_engine_never_raises_and_accounts_for_every_trade(warm_state, batch):
+    config, pickled = warm_state
+    outcomes, state = run(config, batch, state=pickle.loads(pickled))
+    rejected = {outcome.index for outcome in outcomes if isinstance(outcome, Rejection)}
+    assert state.samples_seen == 200 + len(batch) - len(rejected)
+    for outcome in outcomes:
+        if isinstance(outcome, AnomalyRecord):
+            assert np.isfinite(outcome.severity) and 0 <= outcome.severity <= 1

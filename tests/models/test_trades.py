@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
 
+from hostile_values import trade_batches
 from models.trades import TRADE_FIELDS, validate_trades
 
 GOOD = {
@@ -13,29 +16,65 @@ GOOD = {
 }
 
 
+NS = 1_000_000_000
+
+
 @pytest.mark.parametrize(
     "change, reason",
     [
         *[({name: None}, f"missing field '{name}'") for name in TRADE_FIELDS],
         ({"price": float("nan")}, "price is not finite: nan"),
         ({"price": float("inf")}, "price is not finite: inf"),
-        ({"price": 0.0}, "price must be positive: 0.0"),
-        ({"price": -1.5}, "price must be positive: -1.5"),
+        ({"price": 10**400}, f"price is not finite: {'1' + '0' * 59}... (401 characters)"),
+        ({"price": 0.0}, "price must be between 0.0001 and 1e+07: 0.0"),
+        ({"price": -1.5}, "price must be between 0.0001 and 1e+07: -1.5"),
+        ({"price": 1e308}, "price must be between 0.0001 and 1e+07: 1e+308"),
+        ({"price": 1e200}, "price must be between 0.0001 and 1e+07: 1e+200"),
+        ({"price": 1e-300}, "price must be between 0.0001 and 1e+07: 1e-300"),
+        ({"price": 1e-200}, "price must be between 0.0001 and 1e+07: 1e-200"),
         ({"price": "117.33"}, "field 'price' is not a number: '117.33'"),
         ({"price": True}, "field 'price' is not a number: True"),
-        ({"size": -5}, "negative size: -5"),
+        ({"size": -5}, "field 'size' must be between 1 and 1,000,000,000: -5"),
+        ({"size": 0}, "field 'size' must be between 1 and 1,000,000,000: 0"),
+        ({"size": 10**12}, "field 'size' must be between 1 and 1,000,000,000: 1000000000000"),
         ({"size": 1.5}, "field 'size' is not an integer: 1.5"),
         ({"sequence": "x"}, "field 'sequence' is not an integer: 'x'"),
-        ({"flags": 2**70}, "field 'flags' is out of range: 1180591620717411303424"),
+        ({"sequence": -1}, "field 'sequence' must be between 0 and 4,294,967,295: -1"),
+        ({"flags": 2**70}, "field 'flags' must be between 0 and 255: 1180591620717411303424"),
+        ({"flags": -1}, "field 'flags' must be between 0 and 255: -1"),
+        ({"depth": -3}, "field 'depth' must be between 0 and 255: -3"),
+        ({"publisher_id": 70_000}, "field 'publisher_id' must be between 0 and 65,535: 70000"),
+        ({"instrument_id": 2**32}, "field 'instrument_id' must be between 0 and 4,294,967,295: 4294967296"),
+        ({"rtype": 256}, "field 'rtype' must be between 0 and 255: 256"),
+        ({"ts_in_delta": 2**31}, "field 'ts_in_delta' must be between -2,147,483,648 and 2,147,483,647: 2147483648"),
         ({"side": "S"}, "side must be A, B or N, got 'S'"),
         ({"side": 1}, "side must be A, B or N, got 1"),
+        ({"side": ["A"]}, "side must be A, B or N, got ['A']"),
+        ({"action": "A"}, "action must be 'T' (a trade), got 'A'"),
+        ({"action": 5}, "action must be 'T' (a trade), got 5"),
         ({"symbol": ""}, "field 'symbol' must be a non-empty string, got ''"),
-        ({"action": 5}, "field 'action' must be a non-empty string, got 5"),
+        ({"symbol": " NVDA"}, "field 'symbol' has surrounding whitespace: ' NVDA'"),
+        ({"symbol": "NVDA\n"}, "field 'symbol' has surrounding whitespace: 'NVDA\\n'"),
+        ({"symbol": "NV\x00DA"}, "field 'symbol' has unprintable characters: 'NV\\x00DA'"),
+        ({"symbol": "X" * 33}, "field 'symbol' is longer than 32 characters (33)"),
+        ({"symbol": 7}, "field 'symbol' must be a non-empty string, got 7"),
         ({"ts_event": "yesterday"},
          "field 'ts_event' is not an ISO-8601 UTC timestamp or integer nanoseconds: 'yesterday'"),
         ({"ts_event": "2025-02-30T10:00:00.000000000Z"},
          "field 'ts_event' is not a valid date and time: '2025-02-30T10:00:00.000000000Z'"),
-        ({"ts_recv": -1}, "field 'ts_recv' is out of range: -1"),
+        ({"ts_event": "2300-01-01T00:00:00Z"},
+         "field 'ts_event' is outside 2000-01-01 to 2099-12-31: '2300-01-01T00:00:00Z'"),
+        ({"ts_event": "2999-01-01T00:00:00.000000000Z"},
+         "field 'ts_event' is outside 2000-01-01 to 2099-12-31: '2999-01-01T00:00:00.000000000Z'"),
+        ({"ts_event": "1970-01-01T00:00:00.000000000Z"},
+         "field 'ts_event' is outside 2000-01-01 to 2099-12-31: '1970-01-01T00:00:00.000000000Z'"),
+        ({"ts_event": 0}, "field 'ts_event' is outside 2000-01-01 to 2099-12-31: 0"),
+        ({"ts_event": 2**64 - 1}, "field 'ts_event' is outside 2000-01-01 to 2099-12-31: 18446744073709551615"),
+        ({"ts_recv": -1}, "field 'ts_recv' is outside 2000-01-01 to 2099-12-31: -1"),
+        ({"ts_recv": "2025-05-11T13:30:00.892539241Z"},
+         "ts_recv is 172,800.000 s after ts_event (allowed: -60 s to 86,400 s)"),
+        ({"ts_recv": "2025-05-09T13:00:00.892370366Z"},
+         "ts_recv is -1,800.000 s after ts_event (allowed: -60 s to 86,400 s)"),
     ],
 )
 def test_each_bad_field_is_rejected_with_its_reason(change, reason):
@@ -69,8 +108,18 @@ def test_timestamps_as_iso_strings_or_integer_nanoseconds(stamp, nanos):
 
 
 def test_columns_of_valid_trades():
-    valid, _ = validate_trades([GOOD, {**GOOD, "side": "B", "price": 118, "size": 0, "sequence": 43}])
+    valid, _ = validate_trades([GOOD, {**GOOD, "side": "B", "price": 118, "size": 1, "sequence": 43}])
     assert valid.prices.tolist() == [117.33, 118.0]
-    assert valid.sizes.tolist() == [1452275, 0]
+    assert valid.sizes.tolist() == [1452275, 1]
     assert valid.sides.tolist() == [0, 2]
     assert valid.sequences.tolist() == [42, 43]
+
+
+@settings(max_examples=300, deadline=None)
+@given(trade_batches())
+def test_validation_never_raises_and_accounts_for_every_trade(batch):
+    valid, rejections = validate_trades(batch)
+    rejected = [r.index for r in rejections]
+    assert sorted(rejected + valid.indices.tolist()) == list(range(len(batch)))
+    assert all(r.reason for r in rejections)
+    assert np.isfinite(valid.prices).all() and (valid.prices > 0).all() and (valid.sizes >= 1).all()
