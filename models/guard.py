@@ -1,0 +1,247 @@
+"""What only an instrument's history can tell: repeated trades and timestamps off its clock.
+
+A duplicate (the same publisher, instrument, UTC day and sequence as a trade already
+processed) or a trade an hour behind the instrument's clock is valid on its own, and
+scoring it would change the features, models and alarms of the trades after it. The
+guard remembers just enough of each instrument to refuse them, and notices when an
+instrument comes back after being idle long enough to start afresh.
+
+The clock is the median of the last ``CLOCK_TRADES`` accepted timestamps, not the latest
+one, so one trade with a plausible but wrong time cannot move it: the trades after it
+are judged against the real clock. A jump further ahead than ``max_jump_s`` is refused
+unless the next trade confirms it (two trades agreeing on the new time).
+
+Every trade is judged against the memory as the trades before it left it, so batch
+boundaries change nothing; ``check`` leaves the guard as it was, and the engine applies
+the verdict with ``commit`` once the whole batch went through. Ordinary runs (one
+publisher, instrument and day, sequences and times increasing, no gap) take a
+vectorised path with the same outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NANOS_PER_SECOND = 1_000_000_000
+DAY_NS = 86_400 * NANOS_PER_SECOND
+CLOCK_TRADES = 5
+"""Accepted timestamps the clock is the median of."""
+MIN_CLOCK_TRADES = 3
+"""Below this many accepted trades there is no clock to be late or early against."""
+RECENT_DAYS = 8
+"""(publisher, instrument, day) keys whose highest sequence is kept."""
+MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    remembered_trades: int = 2_048
+    """Trades per instrument whose identity is kept to recognise repeats."""
+    max_lateness_s: float = 60.0
+    """A trade further behind the instrument's clock than this is refused."""
+    max_jump_s: float = 7 * 86_400.0
+    """A trade further ahead of the clock than this is refused unless the next one confirms it."""
+    idle_s: float = 86_400.0
+    """A trade this long after the instrument's last one starts it afresh (one day of event time)."""
+
+
+@dataclass(frozen=True)
+class GuardMemory:
+    """What the guard knows; never changed in place, so a verdict can carry the next one."""
+
+    identities: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    """Hashes of the remembered trades' (publisher, instrument, day, sequence), oldest first."""
+    sequences: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    """Their sequences, same order."""
+    stamps: tuple[int, ...] = ()
+    """The last ``CLOCK_TRADES`` accepted timestamps, oldest first."""
+    latest_sequence: tuple[tuple[tuple[int, int, int], int], ...] = ()
+    """Highest sequence per (publisher, instrument, day) of the recent days: anything above is new."""
+    pending_jump_ns: int | None = None
+    """A refused far jump, waiting for a second trade to confirm it."""
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """The guard's answer for a run of trades."""
+
+    refused: dict[int, tuple[str, str]]
+    """Row -> (stage, reason); stage ``duplicate`` or ``validate``."""
+    fresh_starts: tuple[int, ...]
+    """Accepted rows that come after an idle gap: the instrument starts afresh at each."""
+    memory: GuardMemory
+
+
+@dataclass
+class TradeGuard:
+    """One instrument's memory of trade identities and time; small and picklable."""
+
+    settings: GuardSettings = field(default_factory=GuardSettings)
+    memory: GuardMemory = field(default_factory=GuardMemory)
+
+    def check(
+        self, timestamps_ns: np.ndarray, publishers: np.ndarray, instruments: np.ndarray, sequences: np.ndarray,
+    ) -> GuardVerdict:
+        """Judge a run of valid trades in order; the guard itself is unchanged until ``commit``."""
+        fast = _ordinary_run(self.settings, self.memory, timestamps_ns, publishers, instruments, sequences)
+        if fast is not None:
+            return GuardVerdict({}, (), fast)
+        walk = _Walk(self.settings, self.memory)
+        refused, fresh_starts = {}, []
+        columns = (timestamps_ns.tolist(), publishers.tolist(), instruments.tolist(), sequences.tolist())
+        for row, trade in enumerate(zip(*columns)):
+            problem = walk.judge(*trade)
+            if problem is not None:
+                refused[row] = problem
+            elif walk.accept(*trade):
+                fresh_starts.append(row)
+        return GuardVerdict(refused, tuple(fresh_starts), walk.memory())
+
+    def commit(self, verdict: GuardVerdict) -> None:
+        self.memory = verdict.memory
+
+
+def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarray, publishers: np.ndarray,
+                  instruments: np.ndarray, sequences: np.ndarray) -> GuardMemory | None:
+    """The memory after a run that needs no trade-by-trade look, or None.
+
+    Such a run cannot refuse anything or start afresh: one publisher, instrument and day,
+    sequences above the day's highest and increasing, times from the clock's latest on
+    and not decreasing (so none is late: the clock, a median, only rises), no idle gap,
+    no far jump, no jump waiting for confirmation.
+    """
+    if not len(stamps) or len(memory.stamps) < MIN_CLOCK_TRADES or memory.pending_jump_ns is not None:
+        return None
+    first, last = int(stamps[0]), int(stamps[-1])
+    day = first // DAY_NS
+    key = (int(publishers[0]), int(instruments[0]), day)
+    clock = _median(memory.stamps)
+    ordinary = (
+        last // DAY_NS == day and int(sequences[0]) > dict(memory.latest_sequence).get(key, -1)
+        and first >= max(memory.stamps) and last - clock <= settings.max_jump_s * NANOS_PER_SECOND
+        and last - memory.stamps[-1] <= settings.idle_s * NANOS_PER_SECOND
+        and (publishers == key[0]).all() and (instruments == key[1]).all()
+        and (np.diff(sequences) > 0).all() and (np.diff(stamps) >= 0).all()
+    )
+    if not ordinary:
+        return None
+    kept = settings.remembered_trades
+    new = sequences[-kept:].tolist()
+    identities = np.array([_identity(key[0], key[1], day, sequence) for sequence in new], np.uint64)
+    return GuardMemory(
+        identities=np.concatenate([memory.identities, identities])[-kept:],
+        sequences=np.concatenate([memory.sequences, sequences[-kept:].astype(np.int64)])[-kept:],
+        stamps=(memory.stamps + tuple(stamps[-CLOCK_TRADES:].tolist()))[-CLOCK_TRADES:],
+        latest_sequence=_with_latest(dict(memory.latest_sequence), key, new[-1]),
+    )
+
+
+class _Walk:
+    """A run judged trade by trade, with plain Python values; ``memory()`` hands back the result."""
+
+    def __init__(self, settings: GuardSettings, memory: GuardMemory) -> None:
+        self.settings = settings
+        self.base = memory
+        self.new_identities: list[int] = []
+        self.new_sequences: list[int] = []
+        self.accepted_at: dict[int, int] = {}  # identity -> its place among the new ones
+        self.stamps = list(memory.stamps)
+        self.latest = dict(memory.latest_sequence)
+        self.pending = memory.pending_jump_ns
+
+    def judge(self, moment: int, publisher: int, instrument: int, sequence: int) -> tuple[str, str] | None:
+        day = moment // DAY_NS
+        identity = _identity(publisher, instrument, day, sequence)
+        if self._accepted_recently(identity) or self._remembered(identity):
+            return "duplicate", (f"duplicate: publisher {publisher}, instrument {instrument}, "
+                                 f"sequence {sequence} was already processed")
+        latest = self.latest.get((publisher, instrument, day))
+        if latest is not None and sequence < latest and sequence < self._oldest_remembered():
+            return "duplicate", (f"sequence {sequence} is older than the last {self.settings.remembered_trades:,} "
+                                 "trades remembered; a repeat cannot be ruled out")
+        if len(self.stamps) < MIN_CLOCK_TRADES:
+            return None
+        clock = _median(self.stamps)
+        lateness = (clock - moment) / NANOS_PER_SECOND
+        if lateness > self.settings.max_lateness_s:
+            return "validate", (f"ts_event is {lateness:,.0f} s before the instrument's last trades "
+                                f"(out of order by more than {self.settings.max_lateness_s:g} s)")
+        jump = (moment - clock) / NANOS_PER_SECOND
+        confirmed = self.pending is not None and (
+            abs(moment - self.pending) <= self.settings.max_lateness_s * NANOS_PER_SECOND)
+        if jump <= self.settings.max_jump_s or confirmed:
+            self.pending = None
+            return None
+        self.pending = moment
+        return "validate", (f"ts_event is {jump / 86_400:,.1f} days after the instrument's last trades (more than "
+                            f"{self.settings.max_jump_s / 86_400:g} days; accepted once a second trade confirms it)")
+
+    def accept(self, moment: int, publisher: int, instrument: int, sequence: int) -> bool:
+        """Remember an accepted trade; True when it starts the instrument afresh (after an idle gap)."""
+        fresh = bool(self.stamps) and moment - self.stamps[-1] > self.settings.idle_s * NANOS_PER_SECOND
+        if fresh:
+            self.base = GuardMemory()
+            self.new_identities, self.new_sequences, self.stamps, self.latest = [], [], [], {}
+            self.accepted_at = {}
+        day = moment // DAY_NS
+        self.latest = dict(_with_latest(self.latest, (publisher, instrument, day), sequence))
+        identity = _identity(publisher, instrument, day, sequence)
+        self.accepted_at[identity] = len(self.new_identities)
+        self.new_identities.append(identity)
+        self.new_sequences.append(sequence)
+        self.stamps = (self.stamps + [moment])[-CLOCK_TRADES:]
+        return fresh
+
+    def _accepted_recently(self, identity: int) -> bool:
+        place = self.accepted_at.get(identity)
+        return place is not None and place >= len(self.new_identities) - self.settings.remembered_trades
+
+    def _remembered(self, identity: int) -> bool:
+        kept_from_base = self.settings.remembered_trades - len(self.new_identities)
+        if kept_from_base <= 0 or not len(self.base.identities):
+            return False
+        return bool((self.base.identities[-kept_from_base:] == np.uint64(identity)).any())
+
+    def _oldest_remembered(self) -> int:
+        """The lowest remembered sequence once the memory is full; -1 (nothing is too old) before."""
+        kept = self.settings.remembered_trades
+        if len(self.base.sequences) + len(self.new_sequences) < kept:
+            return -1
+        from_base = kept - len(self.new_sequences)
+        candidates = self.new_sequences[-kept:]
+        lowest = min(candidates) if candidates else None
+        if from_base > 0:
+            base_lowest = int(self.base.sequences[-from_base:].min())
+            lowest = base_lowest if lowest is None else min(lowest, base_lowest)
+        return lowest
+
+    def memory(self) -> GuardMemory:
+        kept = self.settings.remembered_trades
+        return GuardMemory(
+            identities=np.concatenate([self.base.identities, np.array(self.new_identities, np.uint64)])[-kept:],
+            sequences=np.concatenate([self.base.sequences, np.array(self.new_sequences, np.int64)])[-kept:],
+            stamps=tuple(self.stamps),
+            latest_sequence=tuple(self.latest.items()),
+            pending_jump_ns=self.pending,
+        )
+
+
+def _median(stamps) -> int:
+    ordered = sorted(stamps)
+    return ordered[len(ordered) // 2]
+
+
+def _with_latest(table: dict, key: tuple[int, int, int], sequence: int) -> tuple:
+    table = {**table, key: max(sequence, table.get(key, -1))}
+    return tuple(sorted(table.items(), key=lambda item: item[0][2])[-RECENT_DAYS:])
+
+
+def _identity(publisher: int, instrument: int, day: int, sequence: int) -> int:
+    """A 64-bit hash of a trade's identity.
+
+    Python's hash of a tuple of ints: not salted per process (only str and bytes are), so
+    the same in every worker, process and restart, and an xxHash-style mix of its parts.
+    """
+    return hash((publisher, instrument, day, sequence)) & MASK64

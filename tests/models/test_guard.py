@@ -1,0 +1,162 @@
+"""The guard refuses repeats and trades off the instrument's clock, the same way for any batch split."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.guard import DAY_NS, GuardSettings, TradeGuard
+
+SECOND = 1_000_000_000
+START = 1_746_797_400 * SECOND  # 2025-05-09T13:30:00Z
+
+
+def columns(trades):
+    """(timestamp, publisher, instrument, sequence) tuples as the guard's four columns."""
+    stamps, publishers, instruments, sequences = zip(*trades) if trades else ((), (), (), ())
+    return (np.array(stamps, np.int64), np.array(publishers, np.int64), np.array(instruments, np.int64),
+            np.array(sequences, np.int64))
+
+
+def tape(count, start=START, sequence=1000, step=SECOND // 10):
+    return [(start + i * step, 2, 11667, sequence + i) for i in range(count)]
+
+
+def judge(guard, trades, runs=None):
+    """Refusals and fresh starts over ``trades`` cut into ``runs`` (sizes), rows counted over the whole."""
+    refused, fresh, start = {}, [], 0
+    for size in runs or [len(trades)]:
+        verdict = guard.check(*columns(trades[start:start + size]))
+        guard.commit(verdict)
+        refused.update({start + row: problem for row, problem in verdict.refused.items()})
+        fresh += [start + row for row in verdict.fresh_starts]
+        start += size
+    return refused, fresh
+
+
+@pytest.mark.parametrize("runs", [None, [1] * 30, [7, 13, 10]])
+def test_an_exact_repeat_is_a_duplicate(runs):
+    trades = tape(20)
+    trades = trades[:15] + [trades[3]] + trades[15:] + [trades[19]] + tape(8, start=START + 3 * SECOND, sequence=1020)
+    refused, _ = judge(TradeGuard(), trades, runs)
+    assert {row: stage for row, (stage, _) in refused.items()} == {15: "duplicate", 21: "duplicate"}
+    assert refused[15][1] == "duplicate: publisher 2, instrument 11667, sequence 1003 was already processed"
+
+
+@pytest.mark.parametrize("other", [
+    pytest.param(lambda t: (t[0], 3, t[2], t[3]), id="another publisher"),
+    pytest.param(lambda t: (t[0], t[1], 99, t[3]), id="another instrument"),
+])
+def test_the_same_sequence_from_another_publisher_or_instrument_is_new(other):
+    trades = tape(10)
+    refused, _ = judge(TradeGuard(), trades + [other(trades[5])])
+    assert refused == {}
+
+
+def test_sequences_restart_every_day():
+    today, tomorrow = tape(10), tape(10, start=START + DAY_NS // 2)
+    refused, _ = judge(TradeGuard(), today + tomorrow)
+    assert refused == {}
+
+
+@pytest.mark.parametrize("late_s, refused_too", [(30, False), (60, False), (61, True), (3_600, True)])
+def test_a_trade_behind_the_clock_is_refused_beyond_a_minute(late_s, refused_too):
+    trades = tape(10)
+    late = (trades[-1][0] - late_s * SECOND, 2, 11667, 2000)
+    refused, _ = judge(TradeGuard(), trades + [late] + tape(5, start=trades[-1][0] + SECOND, sequence=2001))
+    assert (10 in refused) == refused_too
+    assert set(refused) <= {10}
+    if refused_too:
+        assert refused[10][0] == "validate" and "before the instrument's last trades" in refused[10][1]
+
+
+def test_one_far_jump_is_refused_and_the_clock_stays():
+    trades = tape(10)
+    jump = (START + 10 * 86_400 * SECOND, 2, 11667, 2000)
+    refused, fresh = judge(TradeGuard(), trades + [jump] + tape(5, start=START + 2 * SECOND, sequence=2001))
+    assert list(refused) == [10] and fresh == []
+    assert refused[10][1] == ("ts_event is 10.0 days after the instrument's last trades "
+                              "(more than 7 days; accepted once a second trade confirms it)")
+
+
+def test_a_confirmed_jump_starts_the_instrument_afresh():
+    later = START + 10 * 86_400 * SECOND
+    trades = tape(10) + tape(10, start=later, sequence=1)
+    refused, fresh = judge(TradeGuard(), trades)
+    assert list(refused) == [10] and fresh == [11]
+
+
+def test_a_gap_of_more_than_a_day_starts_afresh_and_forgets():
+    monday = START + 3 * 86_400 * SECOND
+    trades = tape(10) + tape(10, start=monday, sequence=1000)  # same sequences again, another day
+    guard = TradeGuard()
+    refused, fresh = judge(guard, trades)
+    assert refused == {} and fresh == [10]
+    assert len(guard.memory.identities) == 10
+
+
+def test_one_plausible_early_trade_does_not_lock_the_instrument_out():
+    trades = tape(10)
+    early = (START + 2 * 86_400 * SECOND, 2, 11667, 1010)
+    after = tape(10, start=START + 2 * SECOND, sequence=1011)
+    refused, fresh = judge(TradeGuard(), trades + [early] + after)
+    assert refused == {}  # taken as a new session (indistinguishable), then the real clock returns
+    assert fresh == [10]
+
+
+def test_memory_is_bounded_and_old_sequences_are_refused():
+    guard = TradeGuard(GuardSettings(remembered_trades=50))
+    trades = tape(200)
+    refused, _ = judge(guard, trades + [trades[10]], [64, 64, 73])
+    assert len(guard.memory.identities) == len(guard.memory.sequences) == 50
+    assert refused[200][0] == "duplicate" and "older than the last 50 trades remembered" in refused[200][1]
+
+
+def test_the_guard_pickles_mid_stream():
+    guard = TradeGuard()
+    trades = tape(30)
+    judge(guard, trades[:20])
+    twin = pickle.loads(pickle.dumps(guard))
+    assert judge(twin, trades[20:] + [trades[5]]) == judge(guard, trades[20:] + [trades[5]])
+
+
+def test_check_leaves_the_guard_unchanged_until_commit():
+    guard = TradeGuard()
+    judge(guard, tape(10))
+    before = pickle.dumps(guard)
+    guard.check(*columns(tape(5, start=START + 5 * SECOND, sequence=2000)))
+    assert pickle.dumps(guard) == before
+
+
+@st.composite
+def messy_tapes(draw):
+    """Mostly increasing trades of two publishers with repeats, late ones, jumps and gaps mixed in."""
+    trades, moment, sequence = [], START, 100
+    for _ in range(draw(st.integers(5, 120))):
+        kind = draw(st.sampled_from(["next"] * 8 + ["repeat", "late", "jump", "gap", "other publisher"]))
+        if kind == "repeat" and trades:
+            trades.append(draw(st.sampled_from(trades)))
+            continue
+        moment += draw(st.integers(0, 5 * SECOND))
+        sequence += draw(st.integers(1, 3))
+        at = {"late": moment - 120 * SECOND, "jump": moment + 9 * 86_400 * SECOND,
+              "gap": moment + 2 * 86_400 * SECOND}.get(kind, moment)
+        if kind == "gap":
+            moment = at
+        trades.append((at, 3 if kind == "other publisher" else 2, 11667, sequence))
+    return trades
+
+
+@settings(max_examples=200, deadline=None)
+@given(messy_tapes(), st.lists(st.integers(1, 20), min_size=1, max_size=40))
+def test_verdicts_do_not_depend_on_batch_boundaries(trades, sizes):
+    runs = []
+    while sum(runs) < len(trades):
+        runs.append(sizes[len(runs) % len(sizes)])
+    whole, cut = TradeGuard(GuardSettings(remembered_trades=16)), TradeGuard(GuardSettings(remembered_trades=16))
+    assert judge(whole, trades) == judge(cut, trades, runs)
+    assert pickle.dumps(whole) == pickle.dumps(cut)
