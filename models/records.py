@@ -40,6 +40,8 @@ class AnomalyRecord:
     explanation: list[dict[str, Any]]
     detected_at: str = field(default_factory=_utc_now)
     """Processing time: the one field that differs between two runs over the same tape."""
+    incident_id: str | None = None
+    """The incident this anomaly belongs to (``models.incidents``), once it is tracked."""
 
     @property
     def votes(self) -> int:
@@ -49,6 +51,7 @@ class AnomalyRecord:
         trade = self.trade
         return {
             "anomaly_id": self.anomaly_id,
+            "incident_id": self.incident_id,
             "symbol": self.symbol,
             "instrument_id": trade.get("instrument_id"),
             "sequence": trade.get("sequence"),
