@@ -20,7 +20,7 @@ from models.kinds import KindEvidence
 
 NORMAL = {
     "size_vs_median": 90.0,       # size / median size of the previous 100 trades
-    "size_vs_mean": 25.0,         # size / mean size of the window
+    "size_vs_mean": 35.0,         # size / mean size of the other trades of the window
     "deviation_bps": 5.0,         # |price vs the recent median|, bp
     "price_vs_mean_bps": 8.0,     # |price vs the window mean|, bp
     "instant_move_bps": 8.0,      # |price move within one timestamp|, bp
@@ -54,9 +54,11 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
     if "size_vs_median" in extra and size is not None:
         ratio = extra["size_vs_median"]
         items.append(_item("size_vs_median", ratio, f"size {size:,.0f} = {_times(ratio)} the median of {window}"))
-    elif size is not None and f.get("volume_mean"):
-        ratio = size / f["volume_mean"]
-        items.append(_item("size_vs_mean", ratio, f"size {size:,.0f} = {_times(ratio)} the mean size of {window}"))
+    elif size is not None and count and count > 1 and f.get("volume_total", 0.0) > size:
+        others = (f["volume_total"] - size) / (count - 1)
+        ratio = size / others
+        items.append(_item("size_vs_mean", ratio, f"size {size:,.0f} = {_times(ratio)} the mean size of the "
+                                                  f"other {count - 1:,.0f} trades of the window"))
     if "deviation_bps" in extra:
         bps = extra["deviation_bps"]
         items.append(_item("deviation_bps", bps, f"price {_percent(bps)} {_side(bps)} the recent median price"))
