@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from models.explain import explain_incident, plain_count, plain_duration, plain_shares
-from models.kinds import KindEvidence, KindRules, decide_kind, measure
+from models.kinds import KindEvidence, KindRules, context_baseline, decide_kind, measure
 from models.records import AnomalyRecord
 from models.session import NEW_YORK
 from models.severity import level as severity_level
@@ -309,6 +309,7 @@ class _OpenIncident:
     peak_anomaly_score: float = 0.0
     peak_vote_share: float = 0.0
     revision: int = -1
+    baseline: tuple[float, float] | None = None  # reference price and median size of the context
     assessed: _Assessment | None = None
     assessed_index: int = 0
     sent_view: tuple[str, str | None, str] | None = None
@@ -452,8 +453,12 @@ class IncidentTracker:
         """Kind, direction, severity and level of the incident as it stands."""
         kinds = self.settings.kinds
         whole = _Tape.joined([incident.context, incident.tape()])
+        if incident.baseline is None:
+            first = incident.parts[0]
+            incident.baseline = context_baseline(incident.context.prices, incident.context.sizes,
+                                                 float(first.prices[0]), float(first.sizes[0]))
         evidence = measure(whole.prices, whole.sizes, whole.timestamps_ns, whole.sides, len(incident.context),
-                           kinds, incident.has_auction)
+                           kinds, incident.has_auction, incident.baseline)
         kind, direction = decide_kind(evidence, kinds)
         confidence = member_confidence(incident.peak_anomaly_score, incident.peak_vote_share, incident.members)
         severity = incident_severity(magnitude(evidence), confidence, incident.last_index - incident.first_index + 1)

@@ -129,18 +129,20 @@ class KindEvidence:
 def measure(
     prices: np.ndarray, sizes: np.ndarray, timestamps_ns: np.ndarray, sides: np.ndarray,
     incident_start: int, rules: KindRules = KindRules(), has_auction: bool = False,
+    baseline: tuple[float, float] | None = None,
 ) -> KindEvidence:
     """Reduce context + incident trades (columns, oldest first) to the evidence.
 
     ``incident_start`` is the row of the incident's first anomaly; the rows before it
     are the context. The reference price is the median of the older half of the
     context: a flash crash is often flagged a few dozen trades into its fall, and
-    those trades must not move the reference.
+    those trades must not move the reference. ``baseline`` is (reference price, median
+    size) when the caller has already computed them from the same context (``context_baseline``).
     """
     count = len(prices)
     start = min(max(incident_start, 0), count - 1)
     recent = start // 2  # the newer half of the context: inside the windows that were flagged
-    reference = float(np.median(prices[:recent])) if recent else float(prices[0])
+    reference, median_size = baseline or context_baseline(prices[:start], sizes[:start], prices[start], sizes[start])
     relative = 1e4 * (prices / reference - 1.0)
     extreme = recent + int(np.argmax(np.abs(relative[recent:])))
     move = float(relative[extreme])
@@ -170,7 +172,7 @@ def measure(
         walk_side_share=float(np.count_nonzero(walk_sides == pushing) / len(walk_sides)) if len(walk_sides) else 0.0,
         max_size=float(sizes[largest]),
         max_size_price=float(prices[largest]),
-        median_size=max(float(np.median(sizes[:start])) if start else float(sizes[0]), 1.0),
+        median_size=median_size,
         burst_stamps=stamps,
         burst_prints=prints,
         burst_ms=span_ns / 1e6,
@@ -178,6 +180,15 @@ def measure(
         burst_sell_share=sell,
         has_auction=has_auction,
     )
+
+
+def context_baseline(prices: np.ndarray, sizes: np.ndarray, first_price: float, first_size: float) -> tuple[float, float]:
+    """(reference price, median size) of a context: the median price of its older half and
+    the median size of all of it (at least 1 share); the first anomaly's own when empty."""
+    half = max(len(prices) // 2, 1)
+    reference = float(np.median(prices[:half])) if len(prices) else float(first_price)
+    median_size = float(np.median(sizes)) if len(sizes) else float(first_size)
+    return reference, max(median_size, 1.0)
 
 
 def _densest(timestamps_ns: np.ndarray, sides: np.ndarray, window_ns: int) -> tuple[int, int, int, float, float]:
