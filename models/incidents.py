@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from models.config import ConfigError
 from models.explain import explain_incident, plain_count, plain_duration, plain_shares
 from models.kinds import KindEvidence, KindRules, context_baseline, decide_kind, measure
 from models.records import AnomalyRecord
@@ -80,7 +81,7 @@ class IncidentSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IncidentSettings:
-        """Unset variables keep their default; a bad value raises naming the variable."""
+        """Unset variables keep their default; a bad value raises ``ConfigError`` naming the variable."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for setting in fields(cls):
@@ -91,16 +92,16 @@ class IncidentSettings:
             try:
                 values[setting.name] = kind(environ[variable])
             except ValueError:
-                raise ValueError(f"{variable}={environ[variable]!r} is not a valid {kind.__name__}") from None
+                raise ConfigError(f"{variable}={environ[variable]!r} is not a valid {kind.__name__}") from None
         try:
             return cls(**values)
-        except ValueError as error:
-            raise ValueError(f"{ENV_PREFIX}{error}") from None
+        except ConfigError as error:
+            raise ConfigError(f"{ENV_PREFIX}{error}") from None
 
 
 def _require(condition: bool, name: str, message: str) -> None:
     if not condition:
-        raise ValueError(f"{name.upper()}: {message}")
+        raise ConfigError(f"{name.upper()}: {message}")
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ class IncidentUpdate:
     reference_price: float
     price_move_bps: float
     recovered: float | None
-    max_size: float
+    max_size: int
     size_vs_median: float
     severity: float
     level: str
@@ -300,12 +301,11 @@ class _OpenIncident:
     last_sequence: int
     last_ts: int
     latest_ts: int  # largest event time observed (times may go backwards)
-    last_trade_sequence: int
     members: int = 0
     anomaly_ids: list[str] = field(default_factory=list)
     has_auction: bool = False
     peak_id: str = ""
-    peak_severity: float = -math.inf
+    peak_severity: float = 0.0
     peak_anomaly_score: float = 0.0
     peak_vote_share: float = 0.0
     revision: int = -1
@@ -393,7 +393,6 @@ class IncidentTracker:
         incident.parts.append(trades.rows(start, stop).tail(stop - start))
         incident.trades_seen += stop - start
         incident.latest_ts = max(incident.latest_ts, latest)
-        incident.last_trade_sequence = int(trades.sequences[stop - 1])
 
     def _anomaly(self, trades: TradeColumns, row: int, record: AnomalyRecord,
                  updates: list[tuple[int, IncidentUpdate]]) -> None:
@@ -410,8 +409,9 @@ class IncidentTracker:
         if len(incident.anomaly_ids) < self.settings.listed_anomalies:
             incident.anomaly_ids.append(record.anomaly_id)
         incident.has_auction |= record.kind == "auction"
-        if record.severity > incident.peak_severity:
-            incident.peak_id, incident.peak_severity = record.anomaly_id, float(record.severity)
+        severity = _finite(record.severity)
+        if incident.members == 1 or severity > incident.peak_severity:
+            incident.peak_id, incident.peak_severity = record.anomaly_id, severity
         incident.peak_anomaly_score = max(incident.peak_anomaly_score, _finite(record.anomaly_score))
         incident.peak_vote_share = max(incident.peak_vote_share, _finite(record.confidence))
         record.incident_id = incident.incident_id
@@ -441,7 +441,6 @@ class IncidentTracker:
             context=context, parts=[trades.rows(row, row + 1).tail(1)], trades_seen=1,
             first_index=self.trades_seen + row, first_sequence=sequence, first_ts=stamp,
             last_index=self.trades_seen + row, last_sequence=sequence, last_ts=stamp, latest_ts=stamp,
-            last_trade_sequence=sequence,
         )
 
     def _close(self, incident: _OpenIncident, closed_by: str) -> IncidentUpdate:
@@ -483,7 +482,7 @@ class IncidentTracker:
             duration_s=round(duration, 6), anomalies=incident.members, trades=trades,
             reference_price=evidence.reference_price, price_move_bps=round(evidence.move_bps, 2),
             recovered=None if evidence.recovered is None else round(evidence.recovered, 4),
-            max_size=evidence.max_size, size_vs_median=round(evidence.size_vs_median, 2),
+            max_size=int(evidence.max_size), size_vs_median=round(evidence.size_vs_median, 2),
             severity=round(a.severity, 4), level=a.level, confidence=round(a.confidence, 4),
             peak_anomaly_id=incident.peak_id, peak_severity=incident.peak_severity,
             anomaly_ids=tuple(incident.anomaly_ids), summary=summary(facts),

@@ -13,6 +13,7 @@ from incident_support import (
     columns, comparable, engine_like_flags, final_states, injected, quiet_tape, random_runs, record, track,
 )
 from connectors.injection import inject_events
+from models.config import ConfigError
 from models.incidents import (
     SEVERITY_WEIGHTS, IncidentSettings, IncidentTracker, TradeColumns, incident_severity, log_scale, magnitude,
 )
@@ -366,11 +367,11 @@ def test_settings_are_read_from_the_environment_and_a_bad_value_names_the_variab
                                           "DETECTOR_INCIDENT_QUIET_SECONDS": "2.5", "OTHER": "x"})
     assert (settings.quiet_trades, settings.quiet_seconds) == (300, 2.5)
     assert settings.context_trades == IncidentSettings().context_trades
-    with pytest.raises(ValueError, match="DETECTOR_INCIDENT_QUIET_TRADES"):
+    with pytest.raises(ConfigError, match="DETECTOR_INCIDENT_QUIET_TRADES"):
         IncidentSettings.from_env({"DETECTOR_INCIDENT_QUIET_TRADES": "many"})
-    with pytest.raises(ValueError, match="DETECTOR_INCIDENT_PATH_CONTEXT"):
+    with pytest.raises(ConfigError, match="DETECTOR_INCIDENT_PATH_CONTEXT"):
         IncidentSettings.from_env({"DETECTOR_INCIDENT_PATH_CONTEXT": "400"})
-    with pytest.raises(ValueError, match="DETECTOR_INCIDENT_MAX_SECONDS"):
+    with pytest.raises(ConfigError, match="DETECTOR_INCIDENT_MAX_SECONDS"):
         IncidentSettings.from_env({"DETECTOR_INCIDENT_MAX_SECONDS": "inf"})
 
 
