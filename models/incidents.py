@@ -128,9 +128,11 @@ class TradeColumns:
                      self.sides[start:stop])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Tape:
-    """Price, size, time and side columns of consecutive trades (the state keeps these)."""
+    """Price, size, time and side columns of consecutive trades (the state keeps these).
+    Never modified once made; not frozen only because frozen construction is slower on the
+    path every run takes."""
 
     prices: np.ndarray
     sizes: np.ndarray
@@ -152,9 +154,13 @@ class _Tape:
         return len(self.prices)
 
     def tail(self, count: int) -> _Tape:
-        """The last ``count`` trades, as copies (a view would keep the caller's arrays alive)."""
-        return _Tape(self.prices[-count:].astype(np.float64), self.sizes[-count:].astype(np.float64),
-                     self.timestamps_ns[-count:].astype(np.int64), self.sides[-count:].astype(np.int8))
+        """The last ``count`` trades, as copies: the caller may reuse its arrays."""
+        return _Tape(_copy(self.prices[-count:], np.float64), _copy(self.sizes[-count:], np.float64),
+                     _copy(self.timestamps_ns[-count:], np.int64), _copy(self.sides[-count:], np.int8))
+
+
+def _copy(column: np.ndarray, dtype: type) -> np.ndarray:
+    return column.copy() if column.dtype == dtype else column.astype(dtype)
 
 
 @dataclass(frozen=True)
@@ -348,7 +354,7 @@ class IncidentTracker:
         if not count:
             return []
         if self._open is None and not flagged:
-            self._remember(trades, 0, count)
+            self._remember(trades, count)
             return []
         updates: list[tuple[int, IncidentUpdate]] = []
         position = 0
@@ -359,15 +365,15 @@ class IncidentTracker:
             self._anomaly(trades, row, record, updates)
             position = row + 1
         self._quiet_run(trades, position, count, updates)
-        self._remember(trades, 0, count)
+        self._remember(trades, count)
         return updates
 
-    def _remember(self, trades: TradeColumns, start: int, stop: int) -> None:
-        """Keep the last ``context_trades`` trades; count the run."""
+    def _remember(self, trades: TradeColumns, count: int) -> None:
+        """Keep the last ``context_trades`` trades; count the run (the path most runs take)."""
         keep = self.settings.context_trades
-        run = trades.rows(start, stop)
-        self._context = (run if len(run) >= keep else _Tape.joined([self._context, run])).tail(keep)
-        self.trades_seen += stop - start
+        run = _Tape(trades.prices, trades.sizes, trades.timestamps_ns, trades.sides)
+        self._context = (run if count >= keep else _Tape.joined([self._context, run])).tail(keep)
+        self.trades_seen += count
 
     def _quiet_run(self, trades: TradeColumns, start: int, stop: int,
                    updates: list[tuple[int, IncidentUpdate]]) -> None:
