@@ -82,8 +82,9 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
         prints = count or 0
         span = (prints - 1) * f.get("avg_time_between_trades", 0.0)
         buyers, sellers = f.get("bid_ratio", 0.0), f.get("ask_ratio", 0.0)
-        items.append(_item("two_sided_rate", rate,
-                           f"{prints:,.0f} prints in {plain_duration(span)}, {buyers:.0%} buyer / {sellers:.0%} seller initiated"))
+        text = (f"{prints:,.0f} prints in {plain_duration(span)}, "
+                f"{buyers:.0%} buyer / {sellers:.0%} seller initiated")
+        items.append(_item("two_sided_rate", rate, text))
     return _ranked(items, limit)
 
 
@@ -113,9 +114,9 @@ def explain_incident(evidence: KindEvidence, kind: str, anomalies: int, trades: 
     if e.recovered is not None and abs(e.move_bps) >= NORMAL["momentum_bps"]:
         items.append((0.5, {"input": "recovered", "value": e.recovered,
                             "text": f"{e.recovered:.0%} of the move retraced by the last trade"}))
-    items.append((0.25, {"input": "anomalies", "value": anomalies,
-                         "text": f"{plain_count(anomalies, 'anomaly', 'anomalies')} over {plain_count(trades, 'trade')} "
-                                 f"in {plain_duration(duration_s)}"}))
+    extent = (f"{plain_count(anomalies, 'anomaly', 'anomalies')} over {plain_count(trades, 'trade')} "
+              f"in {plain_duration(duration_s)}")
+    items.append((0.25, {"input": "anomalies", "value": anomalies, "text": extent}))
     lead = KIND_EVIDENCE.get(kind)
     items = [(math.inf if item["input"] == lead else telling, item) for telling, item in items]
     return _ranked(items, limit)

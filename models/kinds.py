@@ -11,16 +11,17 @@ match wins:
 
 1. ``auction``: a member anomaly is an opening or closing cross print.
 2. a price kind, when the largest excursion from the reference price is at least
-   ``KindRules.price_move_bps``:
+   ``KindRules.price_move_bps`` (times the square root of the walk's length in hundreds of
+   trades, beyond 100: a slow drift is no ramp):
    ``off_market_print`` when at most ``off_market_prints`` prints are that far out and the
    price jumped there (no walk through the levels in between);
    ``flash_crash`` when the price also walked back through the levels in between
    (``reversal_prints``, none retracing ``reversal_step`` or more at once) and at least
    ``reversal_recovered`` of the move is retraced;
    ``ramp`` otherwise (a one-sided walk, or a sweep of many levels in one instant).
-3. ``block``: the largest print is ``block_size_ratio`` times the median size before the
+3. ``burst``: ``burst_stamps`` distinct timestamps within ``burst_window_ms``.
+4. ``block``: the largest print is ``block_size_ratio`` times the median size before the
    incident, at the market.
-4. ``burst``: ``burst_stamps`` distinct timestamps within ``burst_window_ms``.
 5. ``other``.
 """
 
@@ -32,8 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 
 KINDS = ("off_market_print", "block", "burst", "ramp", "flash_crash", "auction", "other")
-DIRECTED_KINDS = frozenset({"off_market_print", "ramp", "flash_crash"})
-"""Kinds that carry a direction ("up" or "down"); the others carry none."""
 
 SIDE_SELL, SIDE_BUY = 1, 2  # models.features.SIDE_CODES: N 0, A 1, B 2
 
@@ -142,7 +141,8 @@ def measure(
     count = len(prices)
     start = min(max(incident_start, 0), count - 1)
     recent = start // 2  # the newer half of the context: inside the windows that were flagged
-    reference, median_size = baseline or context_baseline(prices[:start], sizes[:start], prices[start], sizes[start])
+    reference, median_size = baseline or context_baseline(
+        prices[:start], sizes[:start], float(prices[start]), float(sizes[start]))
     relative = 1e4 * (prices / reference - 1.0)
     extreme = recent + int(np.argmax(np.abs(relative[recent:])))
     move = float(relative[extreme])
@@ -165,11 +165,11 @@ def measure(
         away_prints=int(np.count_nonzero(signed[recent:] >= 0.5 * size)) if size else 0,
         walk_prints=int(np.count_nonzero(between[walk])) if size else 0,
         return_prints=int(np.count_nonzero(between[extreme + 1:])) if size else 0,
-        return_step=float(np.max(signed[extreme:-1] - signed[extreme + 1:]) / size) if size and extreme + 1 < count else 0.0,
+        return_step=_largest_step_back(signed, extreme, size),
         recovered=float(np.clip((move - relative[-1]) / move, 0.0, 1.0)) + 0.0 if move else None,
         walk_trades=extreme - departure,
         walk_seconds=max(int(timestamps_ns[extreme]) - int(timestamps_ns[departure]), 0) / 1e9,
-        walk_side_share=float(np.count_nonzero(walk_sides == pushing) / len(walk_sides)) if len(walk_sides) else 0.0,
+        walk_side_share=float(np.count_nonzero(walk_sides == pushing) / max(len(walk_sides), 1)),
         max_size=float(sizes[largest]),
         max_size_price=float(prices[largest]),
         median_size=median_size,
@@ -182,7 +182,16 @@ def measure(
     )
 
 
-def context_baseline(prices: np.ndarray, sizes: np.ndarray, first_price: float, first_size: float) -> tuple[float, float]:
+def _largest_step_back(signed: np.ndarray, extreme: int, size: float) -> float:
+    """The largest share of the excursion one print after the extreme took back."""
+    if not size or extreme + 1 >= len(signed):
+        return 0.0
+    return float(np.max(signed[extreme:-1] - signed[extreme + 1:]) / size)
+
+
+def context_baseline(
+    prices: np.ndarray, sizes: np.ndarray, first_price: float, first_size: float
+) -> tuple[float, float]:
     """(reference price, median size) of a context: the median price of its older half and
     the median size of all of it (at least 1 share); the first anomaly's own when empty."""
     half = max(len(prices) // 2, 1)

@@ -89,7 +89,9 @@ def test_missing_or_odd_inputs_fall_back_to_the_features(block_features, inputs)
     assert items[0]["input"] == "size_vs_mean"
 
 
-@pytest.mark.parametrize("features", [[], {}, [float("nan")] * 18, {"current_size": 5.0}, dict.fromkeys(FEATURE_NAMES, 0.0)])
+@pytest.mark.parametrize("features", [
+    [], {}, [float("nan")] * 18, {"current_size": 5.0}, dict.fromkeys(FEATURE_NAMES, 0.0),
+])
 def test_missing_or_degenerate_features_give_what_can_be_said_and_never_raise(features):
     items = explain_record(features)
     assert all(math.isfinite(item["value"]) for item in items)
@@ -120,7 +122,8 @@ def test_an_incident_explanation_leads_with_the_fact_that_decided_its_kind():
     assert anomalies["text"] == "57 anomalies over 312 trades in 41 s"
     as_block = explain_incident(evidence, "block", anomalies=1, trades=1, duration_s=0.0)
     assert as_block[0]["input"] == "size_vs_median"
-    assert next(i for i in as_block if i["input"] == "anomalies")["text"] == "1 anomaly over 1 trade in the same nanosecond"
+    extent = next(item for item in as_block if item["input"] == "anomalies")
+    assert extent["text"] == "1 anomaly over 1 trade in the same nanosecond"
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
