@@ -342,6 +342,11 @@ class IncidentTracker:
     def open_incident_id(self) -> str | None:
         return self._open.incident_id if self._open else None
 
+    @property
+    def open_incident_level(self) -> str | None:
+        """Level of the open incident as last assessed (the summary's ``open_incident_level``)."""
+        return self._open.assessed.level if self._open and self._open.assessed else None
+
     def observe(
         self, trades: TradeColumns, flagged: Sequence[tuple[int, AnomalyRecord]]
     ) -> list[tuple[int, IncidentUpdate]]:

@@ -101,6 +101,13 @@ def test_an_incident_still_quiet_at_the_end_of_the_input_stays_open():
     updates, tracker, _ = track(tape, [25], tracker=IncidentTracker("FLAT", IncidentSettings(quiet_trades=10)))
     assert statuses(updates) == [(25, "open", 0)]
     assert tracker.open_incident_id == "INC-FLAT-1025"
+    assert tracker.open_incident_level == updates[0][1].level
+    assert tracker.incidents_opened == 1
+
+
+def test_a_tracker_without_open_incident_reports_no_level():
+    tracker = IncidentTracker("FLAT")
+    assert (tracker.open_incident_id, tracker.open_incident_level, tracker.incidents_opened) == (None, None, 0)
 
 
 def test_updated_is_sent_when_members_double_or_the_view_changes_not_per_anomaly():
