@@ -44,6 +44,8 @@ class AnomalyRecord:
     explanation: list[dict[str, Any]]
     detected_at: str = field(default_factory=_utc_now)
     """Processing time: the one field that differs between two runs over the same tape."""
+    incident_id: str | None = None
+    """The incident this anomaly belongs to (``models.incidents``), once it is tracked."""
 
     @property
     def votes(self) -> int:
@@ -53,6 +55,7 @@ class AnomalyRecord:
         trade = self.trade
         return {
             "anomaly_id": self.anomaly_id,
+            "incident_id": self.incident_id,
             "symbol": self.symbol,
             "instrument_id": trade.get("instrument_id"),
             "publisher_id": trade.get("publisher_id"),

@@ -1,0 +1,610 @@
+"""Incidents: one alert per market event, named, with a severity that ranks.
+
+A flash crash raises hundreds of anomaly records; an analyst wants one thing to look at.
+The ``IncidentTracker`` of an instrument groups its anomalies: an anomaly opens an
+incident, the following anomalies join it, and it closes once it has been quiet for
+``quiet_trades`` trades *and* ``quiet_seconds`` of event time (both: a busy market
+makes 200 trades in a second, a sleepy one 10 seconds in two trades). Every state
+change is one ``IncidentUpdate`` (``open``, ``updated``, ``closed``).
+
+Deterministic: every decision is taken trade by trade in event order, from the trades
+and flags alone, so the updates are the same whatever the runs the trades arrive in,
+and a tracker unpickled at any point continues exactly as the original. "updated" is
+sent when the kind, direction or level changes, or when the members have doubled since
+the last message: a few messages per incident, not one per anomaly.
+
+Bounded: the tracker keeps the last ``context_trades`` trades and, while an incident is
+open, its trades; an incident that has run ``max_trades`` trades or ``max_seconds`` of
+event time since its first anomaly closes (``closed_by: "limit"``) and the next anomaly
+opens a new one, so a market that never goes quiet cannot grow the state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from models.config import ConfigError
+from models.explain import explain_incident, plain_count, plain_duration, plain_shares
+from models.kinds import KindEvidence, KindRules, context_baseline, decide_kind, measure
+from models.records import AnomalyRecord
+from models.session import NEW_YORK
+from models.severity import level as severity_level
+
+ENV_PREFIX = "DETECTOR_INCIDENT_"
+SIDE_LETTERS = {0: "N", 1: "A", 2: "B"}  # inverse of models.features.SIDE_CODES
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    """How anomalies are grouped into incidents and how much of them is kept.
+
+    Read from ``DETECTOR_INCIDENT_<SETTING>`` by ``from_env`` (README *Incident settings*).
+    """
+
+    quiet_trades: int = 200
+    """An open incident closes once this many trades ..."""
+    quiet_seconds: float = 10.0
+    """... and this many seconds of event time have passed since its last anomaly."""
+    context_trades: int = 200
+    """Trades kept before the first anomaly: reference price, median size, the start of
+    a burst that is flagged only once the window is full of it, the price path."""
+    max_trades: int = 5_000
+    """An incident closes (``closed_by: "limit"``) after this many trades ..."""
+    max_seconds: float = 900.0
+    """... or this many seconds of event time since its first anomaly."""
+    path_trades: int = 300
+    """Most points in ``price_path``: context first, then the incident."""
+    path_context: int = 50
+    """Of which context trades."""
+    listed_anomalies: int = 50
+    """Most anomaly ids listed in ``anomaly_ids`` (the first ones)."""
+    kinds: KindRules = field(default_factory=KindRules)
+
+    def __post_init__(self) -> None:
+        _require(self.quiet_trades >= 1, "quiet_trades", "must be at least 1")
+        _require(math.isfinite(self.quiet_seconds) and self.quiet_seconds >= 0, "quiet_seconds",
+                 "must be a finite number of seconds, at least 0")
+        _require(self.context_trades >= 2, "context_trades", "must be at least 2")
+        _require(self.max_trades >= 2, "max_trades", "must be at least 2")
+        _require(math.isfinite(self.max_seconds) and self.max_seconds > 0, "max_seconds",
+                 "must be a finite positive number of seconds")
+        _require(self.path_trades >= 2, "path_trades", "must be at least 2")
+        _require(0 <= self.path_context < self.path_trades, "path_context", "must be in [0, path_trades)")
+        _require(self.listed_anomalies >= 1, "listed_anomalies", "must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IncidentSettings:
+        """Unset variables keep their default; a bad value raises ``ConfigError`` naming the variable."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            variable = ENV_PREFIX + setting.name.upper()
+            if setting.name == "kinds" or variable not in environ:
+                continue
+            kind = int if isinstance(getattr(cls(), setting.name), int) else float
+            try:
+                values[setting.name] = kind(environ[variable])
+            except ValueError:
+                raise ConfigError(f"{variable}={environ[variable]!r} is not a valid {kind.__name__}") from None
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{ENV_PREFIX}{error}") from None
+
+
+def _require(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name.upper()}: {message}")
+
+
+@dataclass(frozen=True)
+class TradeColumns:
+    """The valid trades just scored, in order (the columns of ``models.trades.ValidTrades``)."""
+
+    prices: np.ndarray
+    sizes: np.ndarray
+    timestamps_ns: np.ndarray
+    sides: np.ndarray
+    """int8 codes of ``models.features.SIDE_CODES`` (N 0, A 1, B 2)."""
+    sequences: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.prices)
+
+    @classmethod
+    def of(cls, valid: Any) -> TradeColumns:
+        """The columns of anything that has them, e.g. ``models.trades.ValidTrades``."""
+        return cls(valid.prices, valid.sizes, valid.timestamps_ns, valid.sides, valid.sequences)
+
+    def rows(self, start: int, stop: int) -> _Tape:
+        return _Tape(self.prices[start:stop], self.sizes[start:stop], self.timestamps_ns[start:stop],
+                     self.sides[start:stop])
+
+
+@dataclass(slots=True)
+class _Tape:
+    """Price, size, time and side columns of consecutive trades (the state keeps these).
+    Never modified once made; not frozen only because frozen construction is slower on the
+    path every run takes."""
+
+    prices: np.ndarray
+    sizes: np.ndarray
+    timestamps_ns: np.ndarray
+    sides: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Tape:
+        return cls(np.empty(0), np.empty(0), np.empty(0, np.int64), np.empty(0, np.int8))
+
+    @classmethod
+    def joined(cls, parts: Sequence[_Tape]) -> _Tape:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate(columns) for columns in zip(
+            *((p.prices, p.sizes, p.timestamps_ns, p.sides) for p in parts))))
+
+    def __len__(self) -> int:
+        return len(self.prices)
+
+    def tail(self, count: int) -> _Tape:
+        """The last ``count`` trades, as copies: the caller may reuse its arrays."""
+        return _Tape(_copy(self.prices[-count:], np.float64), _copy(self.sizes[-count:], np.float64),
+                     _copy(self.timestamps_ns[-count:], np.int64), _copy(self.sides[-count:], np.int8))
+
+
+def _copy(column: np.ndarray, dtype: type) -> np.ndarray:
+    return column.copy() if column.dtype == dtype else column.astype(dtype)
+
+
+@dataclass(frozen=True)
+class IncidentUpdate:
+    """One state change of an incident: the incident as it stands after trade ``row``."""
+
+    incident_id: str
+    symbol: str
+    instrument_id: int | None
+    publisher_id: int | None
+    status: str
+    revision: int
+    kind: str
+    direction: str | None
+    first_sequence: int
+    last_sequence: int
+    first_ts_event: str
+    last_ts_event: str
+    duration_s: float
+    anomalies: int
+    trades: int
+    reference_price: float
+    price_move_bps: float
+    recovered: float | None
+    max_size: int
+    size_vs_median: float
+    severity: float
+    level: str
+    confidence: float
+    peak_anomaly_id: str
+    peak_severity: float
+    anomaly_ids: tuple[str, ...]
+    summary: str
+    explanation: tuple[dict[str, Any], ...]
+    price_path: tuple[tuple[int, float, int, str], ...]
+    closed_by: str | None = None
+    updated_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    """Processing time: the one field that differs between two runs over the same tape."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The incident JSON of docs/CONTRACTS.md."""
+        return {
+            "incident_id": self.incident_id, "symbol": self.symbol,
+            "instrument_id": self.instrument_id, "publisher_id": self.publisher_id,
+            "status": self.status, "revision": self.revision, "kind": self.kind, "direction": self.direction,
+            "first_sequence": self.first_sequence, "last_sequence": self.last_sequence,
+            "first_ts_event": self.first_ts_event, "last_ts_event": self.last_ts_event,
+            "duration_s": self.duration_s, "anomalies": self.anomalies, "trades": self.trades,
+            "reference_price": self.reference_price, "price_move_bps": self.price_move_bps,
+            "recovered": self.recovered, "max_size": self.max_size, "size_vs_median": self.size_vs_median,
+            "severity": self.severity, "level": self.level, "confidence": self.confidence,
+            "peak_anomaly_id": self.peak_anomaly_id, "peak_severity": self.peak_severity,
+            "anomaly_ids": list(self.anomaly_ids), "summary": self.summary,
+            "explanation": [dict(item) for item in self.explanation],
+            "price_path": [list(point) for point in self.price_path],
+            "closed_by": self.closed_by, "updated_at": self.updated_at,
+        }
+
+
+# --- severity -------------------------------------------------------------------------
+
+SEVERITY_WEIGHTS = {"magnitude": 0.8, "confidence": 0.15, "extent": 0.05}
+MAGNITUDE_SCALES = {
+    # input: (value scoring 0, value scoring 1), on a log scale in between
+    "price_move_bps": (5.0, 100.0),
+    "size_vs_median": (20.0, 1_000.0),
+    "burst_stamps": (40.0, 400.0),
+}
+EXTENT_SCALE = (1.0, 1_000.0)
+"""Trades from the first to the last anomaly: 1 scores 0, 1,000 or more score 1."""
+
+
+def log_scale(value: float, low: float, high: float) -> float:
+    """0 at ``low`` or below, 1 at ``high`` or above, logarithmic in between."""
+    if not value > low:
+        return 0.0
+    return min(math.log(value / low) / math.log(high / low), 1.0)
+
+
+def magnitude(evidence: KindEvidence) -> float:
+    """The largest of the price move, the size against the median and the burst density,
+    each on its log scale (``MAGNITUDE_SCALES``)."""
+    return max(
+        log_scale(abs(evidence.move_bps), *MAGNITUDE_SCALES["price_move_bps"]),
+        log_scale(evidence.size_vs_median, *MAGNITUDE_SCALES["size_vs_median"]),
+        log_scale(evidence.burst_stamps, *MAGNITUDE_SCALES["burst_stamps"]),
+    )
+
+
+def incident_severity(magnitude_score: float, confidence: float, trades: int) -> float:
+    """Weighted sum of magnitude, confidence and extent, in [0, 1]; non-decreasing in each."""
+    return (
+        SEVERITY_WEIGHTS["magnitude"] * min(max(magnitude_score, 0.0), 1.0)
+        + SEVERITY_WEIGHTS["confidence"] * min(max(confidence, 0.0), 1.0)
+        + SEVERITY_WEIGHTS["extent"] * log_scale(trades, *EXTENT_SCALE)
+    )
+
+
+def member_confidence(peak_anomaly_score: float, peak_vote_share: float, members: int) -> float:
+    """How sure the detectors are: the best calibrated anomaly score, the largest share of
+    detectors that agreed, and how many anomalies the incident has (10 or more count fully)."""
+    return (0.4 * min(max(peak_anomaly_score, 0.0), 1.0) + 0.3 * min(max(peak_vote_share, 0.0), 1.0)
+            + 0.3 * min(members / 10.0, 1.0))
+
+
+# --- the tracker ----------------------------------------------------------------------
+
+ASSESS_EVERY_TRADES = 25
+"""An open incident is re-assessed (kind, severity) when an anomaly joins and its member
+count is a power of two, or this many trades after the last assessment: a flash crash of
+400 anomalies is assessed a few dozen times, not 400."""
+
+
+@dataclass(frozen=True)
+class _Assessment:
+    evidence: KindEvidence
+    kind: str
+    direction: str | None
+    severity: float
+    level: str
+    confidence: float
+
+    @property
+    def view(self) -> tuple[str, str | None, str]:
+        """What an analyst sees change: a new kind, direction or level is worth a message."""
+        return self.kind, self.direction, self.level
+
+
+
+@dataclass
+class _OpenIncident:
+    """Everything an open incident needs; bounded by ``max_trades``."""
+
+    incident_id: str
+    instrument_id: int | None
+    publisher_id: int | None
+    context: _Tape
+    parts: list[_Tape]
+    trades_seen: int  # trades from the first anomaly to the last one observed
+    first_index: int  # tracker-wide index of the first anomaly's trade
+    first_sequence: int
+    first_ts: int
+    last_index: int
+    last_sequence: int
+    last_ts: int
+    latest_ts: int  # largest event time observed (times may go backwards)
+    members: int = 0
+    anomaly_ids: list[str] = field(default_factory=list)
+    has_auction: bool = False
+    peak_id: str = ""
+    peak_severity: float = 0.0
+    peak_anomaly_score: float = 0.0
+    peak_vote_share: float = 0.0
+    revision: int = -1
+    baseline: tuple[float, float] | None = None  # reference price and median size of the context
+    assessed: _Assessment | None = None
+    assessed_index: int = 0
+    sent_view: tuple[str, str | None, str] | None = None
+    sent_members: int = 0
+
+    def tape(self) -> _Tape:
+        joined = _Tape.joined(self.parts)
+        self.parts = [joined]
+        return joined
+
+
+class IncidentTracker:
+    """The incidents of one instrument: small, picklable, deterministic."""
+
+    def __init__(self, symbol: str, settings: IncidentSettings | None = None) -> None:
+        self.symbol = symbol
+        self.settings = settings or IncidentSettings()
+        self.trades_seen = 0
+        self.incidents_opened = 0
+        self._context = _Tape.empty()
+        self._open: _OpenIncident | None = None
+
+    @property
+    def open_incident_id(self) -> str | None:
+        return self._open.incident_id if self._open else None
+
+    @property
+    def open_incident_level(self) -> str | None:
+        """Level of the open incident as last assessed (the summary's ``open_incident_level``)."""
+        return self._open.assessed.level if self._open and self._open.assessed else None
+
+    def observe(
+        self, trades: TradeColumns, flagged: Sequence[tuple[int, AnomalyRecord]]
+    ) -> list[tuple[int, IncidentUpdate]]:
+        """Feed every scored run of trades; ``flagged`` are (row, record) of its anomalies.
+
+        Sets ``record.incident_id``. Returns (row, update) pairs: each update belongs
+        right after trade ``row``.
+        """
+        count = len(trades)
+        if not count:
+            return []
+        if self._open is None and not flagged:
+            self._remember(trades, count)
+            return []
+        updates: list[tuple[int, IncidentUpdate]] = []
+        position = 0
+        for row, record in sorted(flagged, key=lambda pair: pair[0]):
+            if not position <= row < count:
+                continue  # defensive: a row outside the run, or given twice
+            self._quiet_run(trades, position, row, updates)
+            self._anomaly(trades, row, record, updates)
+            position = row + 1
+        self._quiet_run(trades, position, count, updates)
+        self._remember(trades, count)
+        return updates
+
+    def _remember(self, trades: TradeColumns, count: int) -> None:
+        """Keep the last ``context_trades`` trades; count the run (the path most runs take)."""
+        keep = self.settings.context_trades
+        run = _Tape(trades.prices, trades.sizes, trades.timestamps_ns, trades.sides)
+        self._context = (run if count >= keep else _Tape.joined([self._context, run])).tail(keep)
+        self.trades_seen += count
+
+    def _quiet_run(self, trades: TradeColumns, start: int, stop: int,
+                   updates: list[tuple[int, IncidentUpdate]]) -> None:
+        """Trades without anomaly: they extend the open incident until it closes."""
+        incident = self._open
+        if incident is None or start >= stop:
+            return
+        s = self.settings
+        stamps = np.maximum.accumulate(np.maximum(trades.timestamps_ns[start:stop], incident.latest_ts))
+        index = self.trades_seen + np.arange(start, stop)
+        quiet = ((index - incident.last_index >= s.quiet_trades)
+                 & (stamps - incident.last_ts >= round(s.quiet_seconds * 1e9)))
+        limit = ((incident.trades_seen + np.arange(1, stop - start + 1) >= s.max_trades)
+                 | (stamps - incident.first_ts >= round(s.max_seconds * 1e9)))
+        ends = np.flatnonzero(quiet | limit)
+        until = start + int(ends[0]) + 1 if len(ends) else stop
+        self._extend(incident, trades, start, until, int(stamps[until - start - 1]))
+        if len(ends):
+            closed_by = "quiet" if quiet[ends[0]] else "limit"
+            updates.append((until - 1, self._close(incident, closed_by)))
+
+    def _extend(self, incident: _OpenIncident, trades: TradeColumns, start: int, stop: int, latest: int) -> None:
+        incident.parts.append(trades.rows(start, stop).tail(stop - start))
+        incident.trades_seen += stop - start
+        incident.latest_ts = max(incident.latest_ts, latest)
+
+    def _anomaly(self, trades: TradeColumns, row: int, record: AnomalyRecord,
+                 updates: list[tuple[int, IncidentUpdate]]) -> None:
+        incident = self._open
+        stamp = int(trades.timestamps_ns[row])
+        if incident is None:
+            incident = self._open = self._start(trades, row, record)
+        else:
+            self._extend(incident, trades, row, row + 1, stamp)
+        incident.members += 1
+        incident.last_index = self.trades_seen + row
+        incident.last_sequence = int(trades.sequences[row])
+        incident.last_ts = max(stamp, incident.latest_ts)
+        if len(incident.anomaly_ids) < self.settings.listed_anomalies:
+            incident.anomaly_ids.append(record.anomaly_id)
+        incident.has_auction |= record.kind == "auction"
+        severity = _finite(record.severity)
+        if incident.members == 1 or severity > incident.peak_severity:
+            incident.peak_id, incident.peak_severity = record.anomaly_id, severity
+        incident.peak_anomaly_score = max(incident.peak_anomaly_score, _finite(record.anomaly_score))
+        incident.peak_vote_share = max(incident.peak_vote_share, _finite(record.confidence))
+        record.incident_id = incident.incident_id
+        index = self.trades_seen + row
+        due = incident.members & (incident.members - 1) == 0 or index - incident.assessed_index >= ASSESS_EVERY_TRADES
+        if due:
+            incident.assessed, incident.assessed_index = self._assess(incident), index
+            view = incident.assessed.view
+            if incident.members == 1 or view != incident.sent_view or incident.members >= 2 * incident.sent_members:
+                updates.append((row, self._send(incident, "open" if incident.members == 1 else "updated")))
+        s = self.settings
+        if (incident.trades_seen >= s.max_trades
+                or incident.latest_ts - incident.first_ts >= round(s.max_seconds * 1e9)):
+            updates.append((row, self._close(incident, "limit")))
+
+    def _start(self, trades: TradeColumns, row: int, record: AnomalyRecord) -> _OpenIncident:
+        keep = self.settings.context_trades
+        before = trades.rows(max(0, row - keep), row)
+        context = (before if len(before) >= keep else _Tape.joined([self._context, before])).tail(keep)
+        stamp = int(trades.timestamps_ns[row])
+        sequence = int(trades.sequences[row])
+        self.incidents_opened += 1
+        return _OpenIncident(
+            incident_id="INC-" + record.anomaly_id,
+            instrument_id=_integer(record.trade.get("instrument_id")),
+            publisher_id=_integer(record.trade.get("publisher_id")),
+            context=context, parts=[trades.rows(row, row + 1).tail(1)], trades_seen=1,
+            first_index=self.trades_seen + row, first_sequence=sequence, first_ts=stamp,
+            last_index=self.trades_seen + row, last_sequence=sequence, last_ts=stamp, latest_ts=stamp,
+        )
+
+    def _close(self, incident: _OpenIncident, closed_by: str) -> IncidentUpdate:
+        self._open = None
+        incident.assessed = self._assess(incident)
+        return self._send(incident, "closed", closed_by)
+
+    def _assess(self, incident: _OpenIncident) -> _Assessment:
+        """Kind, direction, severity and level of the incident as it stands."""
+        kinds = self.settings.kinds
+        whole = _Tape.joined([incident.context, incident.tape()])
+        if incident.baseline is None:
+            first = incident.parts[0]
+            incident.baseline = context_baseline(incident.context.prices, incident.context.sizes,
+                                                 float(first.prices[0]), float(first.sizes[0]))
+        evidence = measure(whole.prices, whole.sizes, whole.timestamps_ns, whole.sides, len(incident.context),
+                           kinds, incident.has_auction, incident.baseline)
+        kind, direction = decide_kind(evidence, kinds)
+        confidence = member_confidence(incident.peak_anomaly_score, incident.peak_vote_share, incident.members)
+        severity = incident_severity(magnitude(evidence), confidence, incident.last_index - incident.first_index + 1)
+        return _Assessment(evidence, kind, direction, severity, severity_level(severity), confidence)
+
+    def _send(self, incident: _OpenIncident, status: str, closed_by: str | None = None) -> IncidentUpdate:
+        """The next message of the incident, from its latest assessment."""
+        a = incident.assessed
+        incident.revision += 1
+        incident.sent_view, incident.sent_members = a.view, incident.members
+        evidence, trades = a.evidence, incident.last_index - incident.first_index + 1
+        duration = max(incident.last_ts - incident.first_ts, 0) / 1e9
+        facts = IncidentFacts(self.symbol, a.kind, a.direction, evidence, incident.members, trades, duration,
+                              _is_morning(incident.first_ts))
+        s = self.settings
+        return IncidentUpdate(
+            incident_id=incident.incident_id, symbol=self.symbol,
+            instrument_id=incident.instrument_id, publisher_id=incident.publisher_id,
+            status=status, revision=incident.revision, kind=a.kind, direction=a.direction,
+            first_sequence=incident.first_sequence, last_sequence=incident.last_sequence,
+            first_ts_event=format_ns(incident.first_ts), last_ts_event=format_ns(incident.last_ts),
+            duration_s=round(duration, 6), anomalies=incident.members, trades=trades,
+            reference_price=evidence.reference_price, price_move_bps=round(evidence.move_bps, 2),
+            recovered=None if evidence.recovered is None else round(evidence.recovered, 4),
+            max_size=int(evidence.max_size), size_vs_median=round(evidence.size_vs_median, 2),
+            severity=round(a.severity, 4), level=a.level, confidence=round(a.confidence, 4),
+            peak_anomaly_id=incident.peak_id, peak_severity=incident.peak_severity,
+            anomaly_ids=tuple(incident.anomaly_ids), summary=summary(facts),
+            explanation=tuple(explain_incident(evidence, a.kind, incident.members, trades, duration)),
+            price_path=_price_path(incident.context, incident.tape(), s.path_context, s.path_trades),
+            closed_by=closed_by,
+        )
+
+
+def _price_path(context: _Tape, tape: _Tape, context_points: int, points: int) -> tuple:
+    """The last context trades, then the incident's trades thinned evenly (the first and the
+    last kept) so that the whole fits in ``points``."""
+    before = context.tail(min(context_points, len(context))) if context_points else _Tape.empty()
+    room = points - len(before)
+    if len(tape) > room:
+        rows = np.unique(np.round(np.linspace(0, len(tape) - 1, room)).astype(np.int64))
+        tape = _Tape(tape.prices[rows], tape.sizes[rows], tape.timestamps_ns[rows], tape.sides[rows])
+    path = _Tape.joined([before, tape])
+    sides = [SIDE_LETTERS.get(code, "N") for code in path.sides.tolist()]
+    return tuple(zip(path.timestamps_ns.tolist(), path.prices.tolist(),
+                     path.sizes.astype(np.int64).tolist(), sides))
+
+
+# --- the summary ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """What the one-line summary is written from."""
+
+    symbol: str
+    kind: str
+    direction: str | None
+    evidence: KindEvidence
+    anomalies: int
+    trades: int
+    duration_s: float
+    morning: bool = True
+    """Before noon New York time: an auction is the opening cross, else the closing one."""
+
+
+def summary(facts: IncidentFacts) -> str:
+    """One sentence an analyst can read in the alert list, in the incident's own units."""
+    e, symbol = facts.evidence, facts.symbol
+    move = _percent(e.move_bps)
+    if facts.kind == "flash_crash":
+        name = "flash crash" if facts.direction == "down" else "flash spike"
+        recovered = f", {e.recovered:.0%} recovered" if e.recovered is not None else ""
+        return (f"{symbol} {name}: {move} over {facts.trades:,} trades in {plain_duration(facts.duration_s)}"
+                f"{recovered}")
+    if facts.kind == "ramp":
+        when = "in one instant" if e.walk_seconds <= 0 else f"in {plain_duration(e.walk_seconds)}"
+        pushers = "buyer" if facts.direction == "up" else "seller"
+        return (f"{symbol} ramp: {move} {when} over {e.walk_trades:,} prints, "
+                f"{e.walk_side_share:.0%} {pushers}-initiated")
+    if facts.kind == "off_market_print":
+        back = "" if e.recovered is None else (
+            ", then back at the market" if e.recovered >= 0.8 else f", {e.recovered:.0%} back since")
+        return (f"{symbol} off-market print: {plain_shares(e.extreme_size)} at {e.extreme_price:,.2f}, "
+                f"{move} from the market ({e.reference_price:,.2f}){back}")
+    if facts.kind == "block":
+        return (f"{symbol} block: {e.max_size:,.0f} shares at {e.max_size_price:,.2f} = "
+                f"{e.size_vs_median:,.0f}x the median size")
+    if facts.kind == "burst":
+        return (f"{symbol} burst: {e.burst_prints:,} prints in {plain_duration(e.burst_ms / 1e3)}, "
+                f"{_sides(e.burst_buy_share, e.burst_sell_share)}")
+    if facts.kind == "auction":
+        cross = "opening" if facts.morning else "closing"
+        return f"{symbol} {cross} cross: {e.max_size:,.0f} shares at {e.max_size_price:,.2f}"
+    return (f"{symbol} unusual trading: {plain_count(facts.anomalies, 'anomaly', 'anomalies')} over "
+            f"{plain_count(facts.trades, 'trade')} in {plain_duration(facts.duration_s)}, largest move {move}, "
+            f"largest print {plain_shares(e.max_size)}")
+
+
+def _percent(bps: float) -> str:
+    return f"{bps / 100:+.1f}%" if abs(bps) >= 100 else f"{bps / 100:+.2f}%"
+
+
+def _sides(buy: float, sell: float) -> str:
+    if buy >= 0.2 and sell >= 0.2:
+        return "both sides"
+    if buy > sell:
+        return f"{buy:.0%} buyers"
+    return f"{sell:.0%} sellers"
+
+
+# --- small helpers --------------------------------------------------------------------
+
+
+def format_ns(timestamp_ns: int) -> str:
+    """ISO-8601 UTC with nanoseconds, as the trade messages carry it."""
+    seconds, nanos = divmod(int(timestamp_ns), 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+def _is_morning(timestamp_ns: int) -> bool:
+    moment = datetime.fromtimestamp(int(timestamp_ns) // 1_000_000_000, tz=timezone.utc)
+    return moment.astimezone(NEW_YORK).hour < 12
+
+
+def _finite(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
+def _integer(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
