@@ -1,12 +1,16 @@
-"""Recorded messages and a way to put them on the real broker for the dashboard tests.
+"""What the job would publish, and a way to put it on the real broker, for the dashboard tests.
 
-The shared ``broker`` fixture (tests/conftest.py) gives the address; these helpers
-create each test's own topics and publish the recorded anomaly records and
-summaries exactly as the job would: keyed by symbol, JSON bytes as recorded.
+The shared ``broker`` fixture (tests/conftest.py) gives the address; these
+fixtures create each test's own topics and publish, exactly as the job would
+(JSON bytes, keyed by symbol, incidents keyed by incident id on a compacted
+topic), the engine's recorded anomalies and the incidents and summaries that
+``contract_fixtures.py`` builds from them.
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -14,89 +18,89 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-ANOMALY_LINES = (FIXTURES / "anomalies_recorded.jsonl").read_bytes().splitlines()
-SUMMARY_LINES = (FIXTURES / "summaries_recorded.jsonl").read_bytes().splitlines()
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # contract_fixtures, record_fixture
+
+from contract_fixtures import World, build_world  # noqa: E402
+
 PARTITIONS = 3
 REPUBLISHED = 100
-"""Anomalies published twice by ``published_topics``, as a restarted job would."""
+"""Anomalies published twice by ``published``, as a restarted job would."""
+JUNK = b"this is not an anomaly record"
 
 
-def create_topics(brokers: str, *topics: str) -> None:
+def create_topics(brokers: str, *topics: str, compacted: bool = False, partitions: int = PARTITIONS) -> None:
     admin = AdminClient({"bootstrap.servers": brokers})
-    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1) for topic in topics]).values():
+    config = {"cleanup.policy": "compact"} if compacted else {}
+    for future in admin.create_topics([NewTopic(topic, partitions, 1, config=config) for topic in topics]).values():
         future.result(timeout=10)
 
 
-def publish(brokers: str, topic: str, lines: list[bytes]) -> None:
-    """Each line as one message keyed by its symbol, as the job's sinks do."""
+def publish(brokers: str, topic: str, lines: list[bytes], key_field: str = "symbol") -> None:
+    """Each line as one message keyed by its ``key_field``, as the job's sinks do."""
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
     for line in lines:
         try:
-            key = orjson.loads(line)["symbol"].encode()
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            key = orjson.loads(line)[key_field].encode()
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             key = None
         producer.produce(topic, key=key, value=line)
     assert producer.flush(15) == 0, f"messages to {topic} were not delivered"
 
 
-def expected_metrics(records: list[dict]) -> dict[str, str]:
-    """What the page must show for ``records``, computed the plain way.
+@dataclass(frozen=True)
+class Topics:
+    brokers: str
+    anomalies: str
+    summaries: str
+    incidents: str
+    reviews: str
+    stocks: str
 
-    Deliberately independent of ``dashboard.metrics``: the page is compared with
-    this, so a wrong metric function in the dashboard fails the tests.
-    """
-    unique = list({record["anomaly_id"]: record for record in records}.values())
-    severities = [record["severity"] for record in unique]
-    sides = [record["side"] for record in unique]
-    return {
-        "Anomalies": str(len(severities)),
-        "Average severity": f"{sum(severities) / len(severities):.3f}",
-        "Max severity": f"{max(severities):.3f}",
-        "Critical": str(sum(record["level"] == "critical" for record in unique)),
-        "Side Ask": str(sides.count("A")),
-        "Side Bid": str(sides.count("B")),
-        "Side None": str(sides.count("N")),
-    }
+    def environment(self, **extra: str) -> dict[str, str]:
+        return {
+            "KAFKA_BROKERS": self.brokers, "ANOMALY_TOPIC": self.anomalies, "SUMMARY_TOPIC": self.summaries,
+            "INCIDENT_TOPIC": self.incidents, "REVIEW_TOPIC": self.reviews, "INPUT_TOPIC": self.stocks, **extra,
+        }
+
+
+def topics_for(brokers: str, prefix: str) -> Topics:
+    return Topics(brokers, f"{prefix}-anomalies", f"{prefix}-summaries", f"{prefix}-incidents",
+                  f"{prefix}-reviews", f"{prefix}-stocks")
+
+
+def publish_world(topics: Topics, world: World, summaries: list[dict] | None = None) -> None:
+    """The world on ``topics``: every anomaly (the first ``REPUBLISHED`` twice, plus one message
+    that is not JSON), every incident state change, every summary; the input topic empty."""
+    create_topics(topics.brokers, topics.anomalies, topics.summaries, topics.stocks)
+    create_topics(topics.brokers, topics.incidents, compacted=True)
+    lines = world.lines(world.anomalies)
+    publish(topics.brokers, topics.anomalies, lines[:REPUBLISHED])
+    publish(topics.brokers, topics.anomalies, [JUNK])
+    publish(topics.brokers, topics.anomalies, lines)
+    publish(topics.brokers, topics.incidents, world.lines(world.incident_messages), key_field="incident_id")
+    chosen = world.summaries if summaries is None else summaries
+    publish(topics.brokers, topics.summaries, world.lines([dict(s, source=topics.stocks) for s in chosen]))
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return build_world()
 
 
 @pytest.fixture
-def page_expectations():
-    """``expected_metrics`` for the tests (under --import-mode=importlib they cannot import conftest)."""
-    return expected_metrics
+def topics(broker, topic_prefix) -> Topics:
+    """Topic names of this test (nothing created)."""
+    return topics_for(broker, topic_prefix)
 
 
 @pytest.fixture
-def publish_to():
-    """``publish_to(brokers, topic, lines)``, for a broker the test starts itself."""
-    return publish
+def published(topics, world) -> Topics:
+    """``topics`` holding the world, as the job would have left them."""
+    publish_world(topics, world)
+    return topics
 
 
 @pytest.fixture
 def publisher(broker):
-    """``publisher(topic, lines)`` publishes to the session broker like the job does."""
-    return lambda topic, lines: publish(broker, topic, lines)
-
-
-@pytest.fixture
-def republished() -> int:
-    return REPUBLISHED
-
-
-@pytest.fixture
-def recorded_anomalies() -> list[dict]:
-    return [orjson.loads(line) for line in ANOMALY_LINES]
-
-
-@pytest.fixture
-def published_topics(broker, topic_prefix):
-    """Anomaly and summary topics holding the recordings; every anomaly is published twice
-    (a restarted job re-emits) and one message is not JSON, so dedupe and the error log
-    have something to do."""
-    anomaly_topic, summary_topic = f"{topic_prefix}-anomalies", f"{topic_prefix}-summaries"
-    create_topics(broker, anomaly_topic, summary_topic)
-    publish(broker, anomaly_topic, ANOMALY_LINES[:REPUBLISHED])
-    publish(broker, anomaly_topic, [b"this is not an anomaly record"])
-    publish(broker, anomaly_topic, ANOMALY_LINES)
-    publish(broker, summary_topic, SUMMARY_LINES)
-    return anomaly_topic, summary_topic
+    """``publisher(topic, lines, key_field="symbol")`` publishes to the session broker like the job does."""
+    return lambda topic, lines, key_field="symbol": publish(broker, topic, lines, key_field)

@@ -1,0 +1,498 @@
+"""Every record the page reads, checked before it is kept: anomalies, incidents, summaries, reviews.
+
+The topics carry whatever anybody published, so each message is treated as
+hostile input, like a trade: a wrong type, a number that is not finite or out of
+its range (a severity of 1e308 or -5), a time before 1990 or after 2100 (2^64-1
+nanoseconds) raises ``InvalidRecord`` with the reason, and the feed puts that in
+the error log with the message's topic, partition and offset. What passes is a
+small frozen record holding only what the page shows, so one bad message can
+never reach a figure and memory stays small. Fields that older jobs did not
+write yet are optional: missing means "not known", never an error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+LEVELS = ("low", "medium", "high", "critical")
+LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}
+SIDES = ("A", "B", "N")
+INCIDENT_STATUSES = ("open", "updated", "closed")
+DECISIONS = ("acknowledged", "dismissed")
+DIRECTIONS = ("up", "down")
+DETECTORS = ("isolation_forest", "elliptic_envelope", "zscore")
+
+EARLIEST_NS = int(datetime(1990, 1, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+LATEST_NS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+MAX_PRICE = 1e9
+MAX_COUNT = 10**15
+MAX_ID_LENGTH = 200
+MAX_SYMBOL_LENGTH = 100
+MAX_TEXT_LENGTH = 1000
+MAX_NOTE_LENGTH = 500
+MAX_ANALYST_LENGTH = 80
+MAX_PRICE_PATH = 1000
+MAX_LIST = 1000
+
+_ISO_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})"
+)
+
+
+class InvalidRecord(ValueError):
+    """The message is not a record the page can show; the text says why."""
+
+
+# ---------------------------------------------------------------- field checks
+
+
+def json_object(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise InvalidRecord("empty message (no value)")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRecord(f"not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"not a JSON object but {type(value).__name__}")
+    return value
+
+
+def time_ns(value: Any, name: str) -> int:
+    """An ISO-8601 time with a zone, or integer nanoseconds, as nanoseconds since the epoch,
+    between 1990 and 2100 (anything else is a corrupt or hostile time, not a trade's)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        stamp = value
+    elif isinstance(value, str):
+        stamp = _parse_iso(value, name)
+    else:
+        raise InvalidRecord(f"{name!r} is neither an ISO-8601 time nor nanoseconds: {_short(value)}")
+    if not EARLIEST_NS <= stamp < LATEST_NS:
+        raise InvalidRecord(f"{name!r} is outside 1990-2100: {_short(value)}")
+    return stamp
+
+
+def _parse_iso(value: str, name: str) -> int:
+    match = _ISO_TIME.fullmatch(value.strip())
+    if match is None:
+        raise InvalidRecord(f"{name!r} is not an ISO-8601 time with a zone: {_short(value)}")
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    if not 1990 <= year < 2100:
+        raise InvalidRecord(f"{name!r} is outside 1990-2100: {_short(value)}")
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    except ValueError as error:
+        raise InvalidRecord(f"{name!r} is not a valid time ({error}): {_short(value)}") from None
+    nanos = int((match.group(7) or "0").ljust(9, "0"))
+    zone = match.group(8)
+    offset_s = 0
+    if zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset_s = (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * (1 if zone[0] == "+" else -1)
+    return (int(moment.timestamp()) - offset_s) * 1_000_000_000 + nanos
+
+
+def text(record: dict[str, Any], name: str, max_length: int, *, required: bool = True,
+         truncate: bool = False) -> str | None:
+    """A non-empty string; too long is an error for names and ids, cut for free text."""
+    value = record.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRecord(f"missing or empty {name!r}" if value in (None, "") else f"{name!r} is not text")
+    if len(value) > max_length:
+        if not truncate:
+            raise InvalidRecord(f"{name!r} is longer than {max_length} characters")
+        return value[: max_length - 1] + "…"
+    return value
+
+
+def whole(record: dict[str, Any], name: str, *, required: bool = True, low: int = 0,
+          high: int = MAX_COUNT) -> int | None:
+    value = record.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRecord(f"{name!r} is not a whole number: {_short(value)}")
+    if not low <= value <= high:
+        raise InvalidRecord(f"{name!r} is outside {low}-{high}: {value}")
+    return value
+
+
+def number(record: dict[str, Any], name: str, *, required: bool = True, low: float = -math.inf,
+           high: float = math.inf) -> float | None:
+    value = record.get(name)
+    if value is None and not required:
+        return None
+    return checked_number(value, name, low, high)
+
+
+def checked_number(value: Any, name: str, low: float = -math.inf, high: float = math.inf) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidRecord(f"{name!r} is not a number: {_short(value)}")
+    if not math.isfinite(value):
+        raise InvalidRecord(f"{name!r} is not finite: {value}")
+    if not low <= value <= high:
+        raise InvalidRecord(f"{name!r} is outside {low:g} to {high:g}: {value:g}")
+    return float(value)
+
+
+def choice(record: dict[str, Any], name: str, allowed: tuple[str, ...], *, required: bool = True) -> str | None:
+    value = record.get(name)
+    if value is None and not required:
+        return None
+    if value not in allowed or not isinstance(value, str):
+        raise InvalidRecord(f"{name!r} must be one of {', '.join(allowed)}: {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def explanation_lines(value: Any) -> tuple[str, ...]:
+    """Explanation items as lines of plain text, whatever the job version.
+
+    Current jobs send ``{"input", "value", "text"}`` with the text in plain units;
+    older ones ``{"feature", "value", "zscore"}``, shown as ``feature = value (z ...)``.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRecord("'explanation' is not a list")
+    lines = []
+    for position, item in enumerate(value[:20]):
+        if not isinstance(item, dict):
+            raise InvalidRecord(f"'explanation[{position}]' is not an object")
+        if isinstance(item.get("text"), str) and item["text"].strip():
+            lines.append(text(item, "text", MAX_TEXT_LENGTH, truncate=True))
+            continue
+        name = text(item, "feature", MAX_ID_LENGTH, required=False) or text(item, "input", MAX_ID_LENGTH)
+        amount = number(item, "value", required=False)
+        zscore = number(item, "zscore", required=False)
+        line = name if amount is None else f"{name} = {amount:.6g}"
+        lines.append(line if zscore is None else f"{line} (z {zscore:.1f})")
+    return tuple(lines)
+
+
+# ---------------------------------------------------------------- anomalies
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorVerdict:
+    name: str
+    score: float
+    threshold: float | None
+    vote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    anomaly_id: str
+    incident_id: str | None
+    symbol: str
+    ts_ns: int
+    side: str
+    price: float
+    size: int | None
+    kind: str
+    severity: float
+    level: str
+    votes: int | None
+    detectors: tuple[DetectorVerdict, ...]
+    explanation: tuple[str, ...]
+    sequence: int | None
+
+    @property
+    def voted(self) -> tuple[str, ...]:
+        return tuple(verdict.name for verdict in self.detectors if verdict.vote)
+
+
+def decode_anomaly(raw: bytes | None) -> Anomaly:
+    return anomaly_from(json_object(raw))
+
+
+def anomaly_from(record: dict[str, Any]) -> Anomaly:
+    side = record.get("side")
+    return Anomaly(
+        anomaly_id=text(record, "anomaly_id", MAX_ID_LENGTH),
+        incident_id=text(record, "incident_id", MAX_ID_LENGTH, required=False),
+        symbol=text(record, "symbol", MAX_SYMBOL_LENGTH),
+        ts_ns=time_ns(record.get("ts_event"), "ts_event"),
+        # Shown only: an odd side counts as "none" rather than hiding the anomaly.
+        side=side if side in SIDES else "N",
+        price=number(record, "price", low=0, high=MAX_PRICE),
+        size=whole(record, "size", required=False),
+        kind=choice(record, "kind", ("trade", "auction"), required=False) or "trade",
+        severity=number(record, "severity", low=0, high=1),
+        level=choice(record, "level", LEVELS),
+        votes=whole(record, "votes", required=False, high=len(DETECTORS)),
+        detectors=_detectors(record.get("detectors")),
+        explanation=explanation_lines(record.get("explanation")),
+        sequence=whole(record, "sequence", required=False),
+    )
+
+
+def _detectors(value: Any) -> tuple[DetectorVerdict, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise InvalidRecord("'detectors' is not an object")
+    verdicts = []
+    for name, verdict in list(value.items())[:10]:
+        label = f"detectors.{name}"[:60]
+        if not isinstance(verdict, dict):
+            raise InvalidRecord(f"{label!r} is not an object")
+        vote = verdict.get("vote")
+        if not isinstance(vote, bool):
+            raise InvalidRecord(f"'{label}.vote' is not true or false")
+        verdicts.append(DetectorVerdict(
+            name=text({"name": name}, "name", MAX_ID_LENGTH),
+            score=checked_number(verdict.get("score"), f"{label}.score"),
+            threshold=None if verdict.get("threshold") is None else checked_number(
+                verdict["threshold"], f"{label}.threshold"),
+            vote=vote,
+        ))
+    return tuple(verdicts)
+
+
+# ---------------------------------------------------------------- incidents
+
+
+@dataclass(frozen=True, slots=True)
+class PricePoint:
+    ts_ns: int
+    price: float
+    size: int | None
+    side: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    incident_id: str
+    symbol: str
+    status: str
+    revision: int
+    kind: str
+    direction: str | None
+    first_ns: int
+    last_ns: int
+    duration_s: float
+    anomalies: int
+    trades: int | None
+    reference_price: float | None
+    price_move_bps: float | None
+    recovered: float | None
+    max_size: int | None
+    size_vs_median: float | None
+    severity: float
+    level: str
+    peak_anomaly_id: str | None
+    peak_severity: float | None
+    anomaly_ids: tuple[str, ...]
+    summary: str
+    explanation: tuple[str, ...]
+    price_path: tuple[PricePoint, ...]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "closed"
+
+
+def decode_incident(raw: bytes | None) -> Incident:
+    return incident_from(json_object(raw))
+
+
+def incident_from(record: dict[str, Any]) -> Incident:
+    first_ns = time_ns(record.get("first_ts_event"), "first_ts_event")
+    last_ns = time_ns(record.get("last_ts_event", record.get("first_ts_event")), "last_ts_event")
+    if last_ns < first_ns:
+        raise InvalidRecord("'last_ts_event' is before 'first_ts_event'")
+    duration = number(record, "duration_s", required=False, low=0, high=1e8)
+    return Incident(
+        incident_id=text(record, "incident_id", MAX_ID_LENGTH),
+        symbol=text(record, "symbol", MAX_SYMBOL_LENGTH),
+        status=choice(record, "status", INCIDENT_STATUSES),
+        revision=whole(record, "revision", required=False) or 0,
+        kind=text(record, "kind", 40, required=False) or "other",
+        direction=choice(record, "direction", DIRECTIONS, required=False),
+        first_ns=first_ns,
+        last_ns=last_ns,
+        duration_s=(last_ns - first_ns) / 1e9 if duration is None else duration,
+        anomalies=whole(record, "anomalies", required=False) or 0,
+        trades=whole(record, "trades", required=False),
+        reference_price=number(record, "reference_price", required=False, low=0, high=MAX_PRICE),
+        price_move_bps=number(record, "price_move_bps", required=False, low=-1e6, high=1e6),
+        recovered=number(record, "recovered", required=False, low=-1e3, high=1e3),
+        max_size=whole(record, "max_size", required=False),
+        size_vs_median=number(record, "size_vs_median", required=False, low=0, high=1e12),
+        severity=number(record, "severity", low=0, high=1),
+        level=choice(record, "level", LEVELS),
+        peak_anomaly_id=text(record, "peak_anomaly_id", MAX_ID_LENGTH, required=False),
+        peak_severity=number(record, "peak_severity", required=False, low=0, high=1),
+        anomaly_ids=_ids(record.get("anomaly_ids")),
+        summary=text(record, "summary", MAX_TEXT_LENGTH, required=False, truncate=True) or "",
+        explanation=explanation_lines(record.get("explanation")),
+        price_path=_price_path(record.get("price_path")),
+    )
+
+
+def _ids(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRecord("'anomaly_ids' is not a list of ids")
+    return tuple(item[:MAX_ID_LENGTH] for item in value[:MAX_LIST])
+
+
+def _price_path(value: Any) -> tuple[PricePoint, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRecord("'price_path' is not a list")
+    if len(value) > MAX_PRICE_PATH:
+        raise InvalidRecord(f"'price_path' has {len(value)} points, more than {MAX_PRICE_PATH}")
+    points = []
+    for position, point in enumerate(value):
+        name = f"price_path[{position}]"
+        if not isinstance(point, list) or len(point) < 2:
+            raise InvalidRecord(f"{name!r} is not [time, price, size, side]")
+        size = point[2] if len(point) > 2 else None
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise InvalidRecord(f"'{name}.size' is not a whole number: {_short(size)}")
+        side = point[3] if len(point) > 3 else "N"
+        points.append(PricePoint(
+            ts_ns=time_ns(point[0], f"{name}.time"),
+            price=checked_number(point[1], f"{name}.price", 0, MAX_PRICE),
+            size=size,
+            side=side if side in SIDES else "N",
+        ))
+    return tuple(points)
+
+
+# ---------------------------------------------------------------- instrument summaries
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    symbol: str
+    ts_ns: int
+    last_price: float
+    trades_processed: int | None
+    anomalies: int | None
+    rejected: int | None
+    model_generation: int | None
+    incidents: int | None
+    open_incident_level: str | None
+    anomalies_by_level: dict[str, int] | None
+    anomalies_by_side: dict[str, int] | None
+    severity_sum: float | None
+    severity_max: float | None
+    source: str | None
+    partition: int | None
+    offset: int | None
+
+    @property
+    def has_totals(self) -> bool:
+        """Whether the job that wrote it counts severities and sides (the richer summaries)."""
+        return None not in (self.anomalies, self.anomalies_by_level, self.anomalies_by_side,
+                            self.severity_sum, self.severity_max)
+
+
+def decode_summary(raw: bytes | None) -> Summary:
+    return summary_from(json_object(raw))
+
+
+def summary_from(record: dict[str, Any]) -> Summary:
+    anomalies = whole(record, "anomalies", required=False)
+    by_level = _counts(record.get("anomalies_by_level"), "anomalies_by_level", LEVELS)
+    by_side = _counts(record.get("anomalies_by_side"), "anomalies_by_side", SIDES)
+    for name, counts in (("anomalies_by_level", by_level), ("anomalies_by_side", by_side)):
+        if counts is not None and anomalies is not None and sum(counts.values()) != anomalies:
+            raise InvalidRecord(f"{name!r} adds up to {sum(counts.values())}, not 'anomalies' {anomalies}")
+    return Summary(
+        symbol=text(record, "symbol", MAX_SYMBOL_LENGTH),
+        ts_ns=time_ns(record.get("ts_event"), "ts_event"),
+        last_price=number(record, "last_price", low=0, high=MAX_PRICE),
+        trades_processed=whole(record, "trades_processed", required=False),
+        anomalies=anomalies,
+        rejected=whole(record, "rejected", required=False),
+        model_generation=whole(record, "model_generation", required=False),
+        incidents=whole(record, "incidents", required=False),
+        open_incident_level=choice(record, "open_incident_level", LEVELS, required=False),
+        anomalies_by_level=by_level,
+        anomalies_by_side=by_side,
+        severity_sum=number(record, "severity_sum", required=False, low=0, high=MAX_COUNT),
+        severity_max=number(record, "severity_max", required=False, low=0, high=1),
+        source=text(record, "source", MAX_ID_LENGTH, required=False),
+        partition=whole(record, "partition", required=False, high=1_000_000),
+        offset=whole(record, "offset", required=False, high=2**63 - 1),
+    )
+
+
+def _counts(value: Any, name: str, keys: tuple[str, ...]) -> dict[str, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"{name!r} is not an object")
+    unknown = [key for key in value if key not in keys]
+    if unknown:  # reported, not silently left out of the totals
+        raise InvalidRecord(f"{name!r} has an unknown key {_short(unknown[0])}")
+    return {key: whole(value, key, required=False) or 0 for key in keys}
+
+
+# ---------------------------------------------------------------- reviews
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    incident_id: str
+    decision: str
+    note: str
+    analyst: str
+    reviewed_at_ns: int
+    symbol: str | None = None
+    kind: str | None = None
+    level: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message the dashboard writes to the reviews topic (docs/CONTRACTS.md)."""
+        return {
+            "incident_id": self.incident_id, "decision": self.decision, "note": self.note,
+            "analyst": self.analyst, "reviewed_at": iso_time(self.reviewed_at_ns),
+            "symbol": self.symbol, "kind": self.kind, "level": self.level,
+        }
+
+
+def decode_review(raw: bytes | None) -> Review:
+    return review_from(json_object(raw))
+
+
+def review_from(record: dict[str, Any]) -> Review:
+    note = record.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH:
+        raise InvalidRecord(f"'note' is not text of at most {MAX_NOTE_LENGTH} characters")
+    return Review(
+        incident_id=text(record, "incident_id", MAX_ID_LENGTH),
+        decision=choice(record, "decision", DECISIONS),
+        note=note,
+        analyst=text(record, "analyst", MAX_ANALYST_LENGTH),
+        reviewed_at_ns=time_ns(record.get("reviewed_at"), "reviewed_at"),
+        symbol=text(record, "symbol", MAX_SYMBOL_LENGTH, required=False),
+        kind=text(record, "kind", 40, required=False),
+        level=choice(record, "level", LEVELS, required=False),
+    )
+
+
+def iso_time(ts_ns: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.fffffffffZ``: the contract's form of a UTC time."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos:09d}Z"

@@ -1,0 +1,225 @@
+"""The sections of the page, each drawn from one ``FeedView``.
+
+Data text (symbols, ids, summaries, notes, reasons) only ever goes through
+``st.text``, ``st.dataframe``, widget options and escaped Plotly labels, never
+through Markdown or HTML. Settings (topic names) come from the environment and
+may appear in captions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures
+from dashboard.clock import both_text, duration_text
+from dashboard.config import DashboardConfig
+from dashboard.feed import FeedView, LiveFeed
+from dashboard.incidents import QueueFilter, incident_queue, worst_open_level
+from dashboard.metrics import (
+    compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, price_move_text,
+    queue_rows, review_text,
+)
+from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
+from dashboard.reviews import ReviewNotSaved, decisions_by_kind
+from dashboard.totals import instrument_rows, topic_totals
+
+PROGRESS_ALERTS = {"stalled": st.error, "falling behind": st.warning}
+DECISION_LABELS = {"acknowledged": "Acknowledge", "dismissed": "Dismiss as false positive"}
+
+
+def severity_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def count_text(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def status(view: FeedView, config: DashboardConfig) -> None:
+    """Broker banner, the job's progress, and what the page holds."""
+    if not view.broker_up:
+        st.error(f"Kafka broker unreachable at {config.brokers}. Retrying every {config.refresh_seconds:g} s; "
+                 "the page shows the last data received.")
+        st.button("Retry now", key="retry")
+    elif view.detail:
+        st.info(view.detail)
+    progress = view.progress
+    alert = PROGRESS_ALERTS.get(progress.state)
+    if alert is not None:
+        alert(f"Job {progress.state}: {progress.message} (input topic {config.input_topic}).")
+    st.caption(
+        f"Updated {view.checked_at:%H:%M:%S} UTC · job: {progress.state}, {progress.message} · "
+        f"anomalies lag {view.anomaly_lag:,} · keeping the newest {config.buffer_size:,} anomalies across "
+        f"all instruments · duplicates ignored {view.duplicates:,} · invalid records {sum(view.invalid.values()):,}"
+    )
+
+
+def tiles(view: FeedView, symbols: Collection[str], config: DashboardConfig) -> None:
+    """Totals counted by the job (newest summary per instrument); the buffer only if the job does not count."""
+    totals = topic_totals(view.summaries.values(), symbols)
+    columns = st.columns(9)
+    if totals is not None:
+        values = [totals.anomalies, severity_text(totals.average_severity), severity_text(totals.max_severity),
+                  totals.critical, *(totals.by_side[side] for side in "ABN"), count_text(totals.incidents),
+                  totals.instruments]
+        st.caption(
+            f"Totals since the job started, counted by the job: the newest summary of each of "
+            f"{totals.instruments:,} instruments on {config.summary_topic}"
+            f"{' for the chosen symbols' if symbols else ''}, not the anomalies held in memory."
+        )
+    else:
+        shown = filter_records(view.anomalies, symbols)
+        metrics = compute_metrics(shown)
+        values = [metrics.total, severity_text(metrics.average_severity), severity_text(metrics.max_severity),
+                  metrics.critical, *(metrics.by_side[side] for side in "ABN"), "–",
+                  len({record.symbol for record in shown})]
+        st.caption(
+            f"Counted over the {len(shown):,} anomalies held in memory: the instrument summaries do not "
+            "carry the job's totals (an older job, or none read yet)."
+        )
+    labels = ["Anomalies", "Average severity", "Max severity", "Critical", "Side Ask", "Side Bid", "Side None",
+              "Incidents", "Instruments"]
+    for column, label, value in zip(columns, labels, values):
+        column.metric(label, value if isinstance(value, str) else f"{value:,}")
+
+
+def incident_section(feed: LiveFeed, view: FeedView, symbols: Collection[str]) -> None:
+    left, right = st.columns(2)
+    hide_auctions = left.checkbox("Hide auction incidents (opening and closing crosses)", key="hide_auctions")
+    hide_reviewed = right.checkbox("Hide reviewed incidents", key="hide_reviewed")
+    queue = incident_queue(view.incidents.values(), view.reviews, QueueFilter(hide_auctions, hide_reviewed, symbols))
+    open_count = sum(incident.is_open for incident in queue)
+    st.caption(f"{len(queue):,} incidents ({open_count:,} open) of {len(view.incidents):,} in memory: "
+               "open ones first, then by level, newest first.")
+    if queue:
+        st.dataframe(pd.DataFrame(queue_rows(queue, view.reviews)), hide_index=True, key="incident_queue",
+                     height=min(38 + 35 * len(queue), 420))
+    else:
+        st.text("No incidents to show." if view.incidents else "No incidents yet.")
+    options = [incident.incident_id for incident in queue]
+    chosen = st.session_state.get("incident")
+    if chosen and chosen not in options and chosen in view.incidents:
+        options.append(chosen)  # stays open after a filter hides it (e.g. once reviewed)
+    st.selectbox(
+        "Open incident", options, key="incident", index=None, placeholder="choose an incident to open",
+        format_func=lambda incident_id: incident_label(view.incidents[incident_id]) if incident_id in view.incidents
+        else incident_id,
+    )
+    incident = view.incidents.get(st.session_state.get("incident") or "")
+    if incident is not None:
+        incident_detail(feed, view, incident)
+    counts = decisions_by_kind(view.reviews.values(), view.incidents)
+    if counts:
+        st.text("Decisions per incident kind (a kind dismissed again and again is a threshold to review):")
+        st.dataframe(pd.DataFrame(decision_rows(counts)), hide_index=True, key="decisions_by_kind")
+
+
+def incident_detail(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
+    with st.container(border=True, key="incident_detail"):
+        st.text(incident.summary or f"{incident.symbol} {incident.kind}")
+        st.text(f"Started {both_text(incident.first_ns)}; last anomaly {both_text(incident.last_ns)}. "
+                f"Status {incident.status}, revision {incident.revision}.")
+        columns = st.columns(6)
+        for column, label, value in zip(columns, ["Level", "Severity", "Duration", "Trades", "Price move", "Recovered"], [
+            incident.level, f"{incident.severity:.3f}", duration_text(incident.duration_s), count_text(incident.trades),
+            price_move_text(incident), "–" if incident.recovered is None else f"{incident.recovered:.0%}",
+        ]):
+            column.metric(label, value)
+        members = _members(view, incident)
+        st.plotly_chart(figures.incident_figure(incident, members), key="incident_chart")
+        if incident.explanation:
+            st.text("Why:\n" + "\n".join(f"- {line}" for line in incident.explanation))
+        st.text(f"Member anomalies: {len(members):,} in memory of {incident.anomalies:,} "
+                "(each detector: score / threshold, and whether it voted).")
+        if members:
+            st.dataframe(pd.DataFrame(member_rows(members)), hide_index=True, key="incident_members")
+        review_form(feed, view, incident)
+
+
+def _members(view: FeedView, incident: Incident) -> list:
+    kept = {record.anomaly_id: record for record in view.members.get(incident.incident_id, [])}
+    for record in view.anomalies:
+        if record.incident_id == incident.incident_id:
+            kept[record.anomaly_id] = record
+    return sorted(kept.values(), key=lambda record: (record.ts_ns, record.anomaly_id))
+
+
+def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
+    review = view.reviews.get(incident.incident_id)
+    if review is not None:
+        st.text(f"Reviewed: {review_text(review)} at {both_text(review.reviewed_at_ns)}"
+                + (f"\nNote: {review.note}" if review.note else ""))
+    with st.form("review_form", border=True):
+        decision = st.radio("Decision", DECISIONS, format_func=DECISION_LABELS.__getitem__, horizontal=True,
+                            key="decision")
+        analyst = st.text_input("Your name", max_chars=MAX_ANALYST_LENGTH, key="analyst")
+        note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key="note", height=80)
+        submitted = st.form_submit_button("Save review" if review is None else "Replace review")
+    if not submitted:
+        return
+    if not analyst.strip():
+        st.error("Enter your name: a review says who decided.")
+        return
+    decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH],
+                     analyst.strip()[:MAX_ANALYST_LENGTH], time.time_ns(), incident.symbol, incident.kind,
+                     incident.level)
+    try:
+        feed.save_review(decided)
+    except ReviewNotSaved as error:
+        feed.errors.add("review not saved", f"{incident.incident_id}: {error}")
+        st.error(f"The review was not saved: {error}")
+        return
+    st.success(f"Saved: {review_text(decided)}.")
+
+
+def instrument_section(view: FeedView, symbols: Collection[str]) -> None:
+    open_levels = worst_open_level(view.incidents.values())
+    rows = [row for row in instrument_rows(view.summaries, view.in_memory, open_levels)
+            if not symbols or row["symbol"] in symbols]
+    st.caption("One row per instrument: totals from the job's newest summary; "
+               "'anomalies in memory' is what this page holds for the charts.")
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="instruments")
+    else:
+        st.text("No instrument seen yet.")
+    panels = list(symbols) or [row["symbol"] for row in rows]
+    if len(panels) > figures.MAX_PRICE_PANELS:
+        st.caption(f"Price charts of the first {figures.MAX_PRICE_PANELS} of {len(panels)} instruments; "
+                   "choose symbols above to see others.")
+    st.plotly_chart(figures.price_figure(view.prices, filter_records(view.anomalies, symbols), panels),
+                    key="price_chart")
+
+
+def anomaly_section(view: FeedView, symbols: Collection[str]) -> None:
+    levels = st.multiselect("Levels", LEVELS, key="levels", placeholder="all levels")
+    shown = filter_records(view.anomalies, symbols, levels)
+    st.caption(f"{len(shown):,} of the {len(view.anomalies):,} anomalies held in memory "
+               "(the newest of every instrument).")
+    left, middle, right = st.columns(3)
+    left.plotly_chart(figures.severity_figure(shown), key="severity_chart")
+    middle.plotly_chart(figures.per_minute_figure(shown), key="per_minute_chart")
+    right.plotly_chart(figures.detector_figure(shown), key="detector_chart")
+    if shown:
+        st.dataframe(pd.DataFrame(latest_rows(shown)), hide_index=True, key="latest_table")
+    else:
+        st.text("No anomalies to show yet.")
+
+
+def error_log(feed: LiveFeed, view: FeedView) -> None:
+    entries = feed.log_entries()
+    with st.expander(f"Error log ({len(entries)})", expanded=not view.broker_up):
+        if not entries:
+            st.text("No problems so far.")
+            return
+        st.dataframe(
+            pd.DataFrame([
+                {"last seen (UTC)": entry.last_seen.strftime("%Y-%m-%d %H:%M:%S"), "kind": entry.kind,
+                 "times": entry.count, "message": entry.message}
+                for entry in entries
+            ]),
+            hide_index=True, key="error_log",
+        )
