@@ -103,7 +103,7 @@ def incident_figure(incident: Incident, members: list[Anomaly]) -> go.Figure:
                          annotation_text="reference price", annotation_position="bottom left")
     times = [point.ts_ns for point in path] + [incident.first_ns, incident.last_ns]
     left, right = new_york_index([min(times), max(times)])
-    pad = max((right - left) * 0.03, pd.Timedelta(milliseconds=5))
+    pad = max((right - left) * 0.03, pd.Timedelta(milliseconds=5)).floor("us")
     figure.update_layout(
         title=f"{plain(incident.symbol)}: the incident's trades ({NEW_YORK_AXIS})", height=420,
         xaxis={"range": [left - pad, right + pad]}, yaxis={"title": "price"},

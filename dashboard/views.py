@@ -31,6 +31,13 @@ PROGRESS_ALERTS = {"stalled": st.error, "falling behind": st.warning}
 DECISION_LABELS = {"acknowledged": "Acknowledge", "dismissed": "Dismiss as false positive"}
 
 
+def data_table(rows: list[dict[str, object]], key: str, **options: object) -> None:
+    """A table of plain values in a container named ``key`` (what tests and styles find it by);
+    the table keeps its own stable key so a refresh updates it in place."""
+    with st.container(key=key):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"{key}_table", **options)
+
+
 def severity_text(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -96,8 +103,7 @@ def incident_section(feed: LiveFeed, view: FeedView, symbols: Collection[str]) -
     st.caption(f"{len(queue):,} incidents ({open_count:,} open) of {len(view.incidents):,} in memory: "
                "open ones first, then by level, newest first.")
     if queue:
-        st.dataframe(pd.DataFrame(queue_rows(queue, view.reviews)), hide_index=True, key="incident_queue",
-                     height=min(38 + 35 * len(queue), 420))
+        data_table(queue_rows(queue, view.reviews), "incident_queue", height=min(38 + 35 * len(queue), 420))
     else:
         st.text("No incidents to show." if view.incidents else "No incidents yet.")
     options = [incident.incident_id for incident in queue]
@@ -115,7 +121,7 @@ def incident_section(feed: LiveFeed, view: FeedView, symbols: Collection[str]) -
     counts = decisions_by_kind(view.reviews.values(), view.incidents)
     if counts:
         st.text("Decisions per incident kind (a kind dismissed again and again is a threshold to review):")
-        st.dataframe(pd.DataFrame(decision_rows(counts)), hide_index=True, key="decisions_by_kind")
+        data_table(decision_rows(counts), "decisions_by_kind")
 
 
 def incident_detail(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
@@ -136,7 +142,7 @@ def incident_detail(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         st.text(f"Member anomalies: {len(members):,} in memory of {incident.anomalies:,} "
                 "(each detector: score / threshold, and whether it voted).")
         if members:
-            st.dataframe(pd.DataFrame(member_rows(members)), hide_index=True, key="incident_members")
+            data_table(member_rows(members), "incident_members")
         review_form(feed, view, incident)
 
 
@@ -183,7 +189,7 @@ def instrument_section(view: FeedView, symbols: Collection[str]) -> None:
     st.caption("One row per instrument: totals from the job's newest summary; "
                "'anomalies in memory' is what this page holds for the charts.")
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="instruments")
+        data_table(rows, "instruments")
     else:
         st.text("No instrument seen yet.")
     panels = list(symbols) or [row["symbol"] for row in rows]
@@ -204,7 +210,7 @@ def anomaly_section(view: FeedView, symbols: Collection[str]) -> None:
     middle.plotly_chart(figures.per_minute_figure(shown), key="per_minute_chart")
     right.plotly_chart(figures.detector_figure(shown), key="detector_chart")
     if shown:
-        st.dataframe(pd.DataFrame(latest_rows(shown)), hide_index=True, key="latest_table")
+        data_table(latest_rows(shown), "latest_anomalies")
     else:
         st.text("No anomalies to show yet.")
 
@@ -215,11 +221,8 @@ def error_log(feed: LiveFeed, view: FeedView) -> None:
         if not entries:
             st.text("No problems so far.")
             return
-        st.dataframe(
-            pd.DataFrame([
-                {"last seen (UTC)": entry.last_seen.strftime("%Y-%m-%d %H:%M:%S"), "kind": entry.kind,
-                 "times": entry.count, "message": entry.message}
-                for entry in entries
-            ]),
-            hide_index=True, key="error_log",
-        )
+        data_table([
+            {"last seen (UTC)": entry.last_seen.strftime("%Y-%m-%d %H:%M:%S"), "kind": entry.kind,
+             "times": entry.count, "message": entry.message}
+            for entry in entries
+        ], "error_log")

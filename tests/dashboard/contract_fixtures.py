@@ -184,7 +184,7 @@ def _incident_state(incident_id: str, members: list[dict], kind: str, tape: Tape
     peak = max(members, key=lambda record: (record["severity"], record["anomaly_id"]))
     context = tape.trades[max(0, first - CONTEXT_TRADES):first]
     path = [*context, *span][:PATH_LIMIT]
-    first_ns, last_ns = (_ns(trade["ts_event"]) for trade in (span[0], span[-1]))
+    first_ns, last_ns = (ns_of(trade["ts_event"]) for trade in (span[0], span[-1]))
     max_size = max(trade["size"] for trade in span)
     median = statistics.median([trade["size"] for trade in before]) if before else max_size
     direction = None if kind in ("block", "burst", "auction", "other") else ("up" if move_bps > 0 else "down")
@@ -204,7 +204,7 @@ def _incident_state(incident_id: str, members: list[dict], kind: str, tape: Tape
         "summary": f"{members[0]['symbol']} {kind.replace('_', ' ')}: {move_bps / 100:+.2f}% over "
                    f"{len(span)} trades in {duration:.1f} s, {len(members)} anomalies",
         "explanation": _upgrade_anomaly(peak, incident_id)["explanation"],
-        "price_path": [[_ns(trade["ts_event"]), trade["price"], trade["size"], trade["side"]] for trade in path],
+        "price_path": [[ns_of(trade["ts_event"]), trade["price"], trade["size"], trade["side"]] for trade in path],
         "updated_at": PROCESSED_AT,
         "updated_order": last_ns,
     }
@@ -220,7 +220,7 @@ def _summaries(trades: dict[str, list[dict]], anomalies: list[dict], incident_me
     summaries = []
     for symbol, tape in trades.items():
         found = per_symbol[symbol]
-        stamps = [_ns(record["ts_event"]) for record in found]
+        stamps = [ns_of(record["ts_event"]) for record in found]
         incidents: dict[str, list[dict]] = defaultdict(list)
         for message in incident_messages:
             if message["symbol"] == symbol:
@@ -228,13 +228,13 @@ def _summaries(trades: dict[str, list[dict]], anomalies: list[dict], incident_me
         for index, trade in enumerate(tape):
             if index + 1 < len(tape) and tape[index + 1]["ts_event"][:19] == trade["ts_event"][:19]:
                 continue  # not the last trade of its second
-            now = _ns(trade["ts_event"])
+            now = ns_of(trade["ts_event"])
             so_far = found[:bisect_right(stamps, now)]
             summaries.append({
                 "symbol": symbol, "ts_event": now, "last_price": trade["price"], "trades_processed": index + 1,
                 "anomalies": len(so_far), "rejected": 0,
                 "model_generation": so_far[-1]["model_generation"] if so_far else 0,
-                "incidents": sum(_ns(messages[0]["first_ts_event"]) <= now for messages in incidents.values()),
+                "incidents": sum(ns_of(messages[0]["first_ts_event"]) <= now for messages in incidents.values()),
                 "open_incident_level": _worst_open(incidents, now),
                 "anomalies_by_level": {level: sum(r["level"] == level for r in so_far) for level in LEVELS},
                 "anomalies_by_side": {side: sum(r["side"] == side for r in so_far) for side in "ABN"},
@@ -250,11 +250,11 @@ def _worst_open(incidents: dict[str, list[dict]], now: int) -> str | None:
     """The level of the worst incident open at ``now``: begun, and not closed yet."""
     levels = []
     for messages in incidents.values():
-        if _ns(messages[0]["first_ts_event"]) > now:
+        if ns_of(messages[0]["first_ts_event"]) > now:
             continue
-        if messages[-1]["status"] == "closed" and _ns(messages[-1]["last_ts_event"]) + CLOSE_AFTER_NS <= now:
+        if messages[-1]["status"] == "closed" and ns_of(messages[-1]["last_ts_event"]) + CLOSE_AFTER_NS <= now:
             continue
-        seen = [m for m in messages if m["status"] != "closed" and _ns(m["last_ts_event"]) <= now] or messages[:1]
+        seen = [m for m in messages if m["status"] != "closed" and ns_of(m["last_ts_event"]) <= now] or messages[:1]
         levels.append(seen[-1]["level"])
     return max(levels, key=LEVELS.index, default=None)
 
@@ -271,7 +271,8 @@ def _input_offsets(trades: dict[str, list[dict]]) -> dict[str, list[int]]:
     return offsets
 
 
-def _ns(stamp: str) -> int:
+def ns_of(stamp: str) -> int:
+    """An ISO-8601 UTC time with nanoseconds as integer nanoseconds."""
     day, clock = stamp.rstrip("Z").split("T")
     whole, _, fraction = clock.partition(".")
     seconds = int(datetime.fromisoformat(f"{day}T{whole}").replace(tzinfo=timezone.utc).timestamp())
