@@ -117,7 +117,9 @@ class LiveFeed:
             return
         if anomaly_state.lag >= self.config.lag_warning:
             self.errors.add("lag", f"{anomaly_state.lag} anomalies published but not read yet")
-        missing = [tail.topic for tail, state in zip(tails.values(), states) if not state.topic_exists]
+        # The reviews topic only exists once somebody has reviewed: not worth a notice.
+        missing = [tail.topic for name, tail, state in zip(tails, tails.values(), states)
+                   if not state.topic_exists and name != "reviews"]
         with self._state_lock:
             progress = self._observe_progress(ends)
             detail = f"waiting for topic(s): {', '.join(missing)}" if missing else ""

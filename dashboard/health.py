@@ -77,7 +77,7 @@ class ProgressMonitor:
             return Progress("falling behind", f"{gap:,} trades behind the input end, {growth:,} more than "
                             f"{now - self._gaps[0][0]:.0f} s ago", gap, idle)
         if gap == 0:
-            return Progress("caught up", "caught up with the input topic", 0, idle)
+            return Progress("caught up", "no trade waiting on the input topic", 0, idle)
         return Progress("processing", f"{gap:,} trades behind the input end", gap, idle)
 
     def _remember_gap(self, now: float, gap: int) -> None:

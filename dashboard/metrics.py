@@ -118,8 +118,8 @@ def queue_rows(queue: list[Incident], reviews: Mapping[str, Review]) -> list[dic
             "trades": incident.trades,
             "anomalies": incident.anomalies,
             "price move": price_move_text(incident),
-            "summary": incident.summary,
             "review": review_text(reviews.get(incident.incident_id)),
+            "summary": incident.summary,
             "incident_id": incident.incident_id,
         }
         for incident in queue

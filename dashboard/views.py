@@ -20,8 +20,8 @@ from dashboard.config import DashboardConfig
 from dashboard.feed import FeedView, LiveFeed
 from dashboard.incidents import QueueFilter, incident_queue, worst_open_level
 from dashboard.metrics import (
-    compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, price_move_text,
-    queue_rows, review_text,
+    compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, queue_rows,
+    review_text,
 )
 from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
 from dashboard.reviews import ReviewNotSaved, decisions_by_kind
@@ -59,7 +59,7 @@ def status(view: FeedView, config: DashboardConfig) -> None:
     if alert is not None:
         alert(f"Job {progress.state}: {progress.message} (input topic {config.input_topic}).")
     st.caption(
-        f"Updated {view.checked_at:%H:%M:%S} UTC · job: {progress.state}, {progress.message} · "
+        f"Updated {view.checked_at:%H:%M:%S} UTC · job {progress.state} ({progress.message}) · "
         f"anomalies lag {view.anomaly_lag:,} · keeping the newest {config.buffer_size:,} anomalies across "
         f"all instruments · duplicates ignored {view.duplicates:,} · invalid records {sum(view.invalid.values()):,}"
     )
@@ -132,7 +132,8 @@ def incident_detail(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         columns = st.columns(6)
         for column, label, value in zip(columns, ["Level", "Severity", "Duration", "Trades", "Price move", "Recovered"], [
             incident.level, f"{incident.severity:.3f}", duration_text(incident.duration_s), count_text(incident.trades),
-            price_move_text(incident), "–" if incident.recovered is None else f"{incident.recovered:.0%}",
+            "–" if incident.price_move_bps is None else f"{incident.price_move_bps / 100:+.2f}%",
+            "–" if incident.recovered is None else f"{incident.recovered:.0%}",
         ]):
             column.metric(label, value)
         members = _members(view, incident)
@@ -165,11 +166,18 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         analyst = st.text_input("Your name", max_chars=MAX_ANALYST_LENGTH, key="analyst")
         note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key="note", height=80)
         submitted = st.form_submit_button("Save review" if review is None else "Replace review")
-    if not submitted:
-        return
+    if submitted:
+        st.session_state["review_outcome"] = (incident.incident_id, *save_review(feed, incident, decision, analyst, note))
+    # The outcome stays on the page (live refreshes re-run this without the click) until another incident opens.
+    outcome = st.session_state.get("review_outcome")
+    if outcome is not None and outcome[0] == incident.incident_id:
+        (st.success if outcome[1] else st.error)(outcome[2])
+
+
+def save_review(feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str) -> tuple[bool, str]:
+    """Writes the decision; (saved, what to tell the analyst)."""
     if not analyst.strip():
-        st.error("Enter your name: a review says who decided.")
-        return
+        return False, "Enter your name: a review says who decided."
     decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH],
                      analyst.strip()[:MAX_ANALYST_LENGTH], time.time_ns(), incident.symbol, incident.kind,
                      incident.level)
@@ -177,9 +185,8 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         feed.save_review(decided)
     except ReviewNotSaved as error:
         feed.errors.add("review not saved", f"{incident.incident_id}: {error}")
-        st.error(f"The review was not saved: {error}")
-        return
-    st.success(f"Saved: {review_text(decided)}.")
+        return False, f"The review was not saved: {error}"
+    return True, f"Saved: {review_text(decided)}."
 
 
 def instrument_section(view: FeedView, symbols: Collection[str]) -> None:
@@ -196,8 +203,9 @@ def instrument_section(view: FeedView, symbols: Collection[str]) -> None:
     if len(panels) > figures.MAX_PRICE_PANELS:
         st.caption(f"Price charts of the first {figures.MAX_PRICE_PANELS} of {len(panels)} instruments; "
                    "choose symbols above to see others.")
-    st.plotly_chart(figures.price_figure(view.prices, filter_records(view.anomalies, symbols), panels),
-                    key="price_chart")
+    with st.container(key="price_block"):
+        st.plotly_chart(figures.price_figure(view.prices, filter_records(view.anomalies, symbols), panels),
+                        key="price_chart")
 
 
 def anomaly_section(view: FeedView, symbols: Collection[str]) -> None:
