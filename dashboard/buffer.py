@@ -84,5 +84,5 @@ class PriceHistory:
         points.append((summary.ts_ns, summary.last_price))
 
     def points(self) -> dict[str, list[tuple[int, float]]]:
-        """Each symbol's points in event-time order (summaries of a replayed epoch come again)."""
-        return {symbol: sorted(set(points)) for symbol, points in self._points.items()}
+        """Each symbol's points as read (a figure puts the ones it draws in order)."""
+        return {symbol: list(points) for symbol, points in self._points.items()}

@@ -59,7 +59,8 @@ def price_figure(
     )
     legend_shown: set[str] = set()
     for row, symbol in enumerate(shown, start=1):
-        points = prices.get(symbol, [])
+        # In event-time order, once each: a restarted job sends its replayed epoch's summaries again.
+        points = sorted(set(prices.get(symbol, [])))
         if points:
             figure.add_trace(go.Scattergl(
                 x=new_york_index([stamp for stamp, _ in points]), y=[price for _, price in points],
@@ -83,13 +84,13 @@ def incident_figure(incident: Incident, members: list[Anomaly]) -> go.Figure:
     dashed, member anomalies marked by level."""
     figure = go.Figure()
     path = incident.price_path
-    if path:
+    if len(path):
         figure.add_trace(go.Scatter(
-            x=new_york_index([point.ts_ns for point in path]), y=[point.price for point in path],
+            x=new_york_index(list(path.times)), y=list(path.prices),
             mode="lines+markers", line={"color": "#4c72b0", "width": 1.5}, marker={"size": 3},
-            name="trades", hovertext=[f"size {point.size} side {point.side}<br>{utc_text(point.ts_ns)} UTC"
-                                      for point in path],
-            hoverinfo="text+x+y",
+            name="trades", hoverinfo="text+x+y",
+            hovertext=[f"size {size if size >= 0 else '?'} side {side}<br>{utc_text(stamp)} UTC"
+                       for stamp, size, side in zip(path.times, path.sizes, path.sides)],
         ))
     for level in LEVELS:
         marked = [record for record in members if record.level == level]
@@ -101,7 +102,7 @@ def incident_figure(incident: Incident, members: list[Anomaly]) -> go.Figure:
     if incident.reference_price is not None:
         figure.add_hline(y=incident.reference_price, line={"dash": "dash", "color": "#777", "width": 1},
                          annotation_text="reference price", annotation_position="bottom left")
-    times = [point.ts_ns for point in path] + [incident.first_ns, incident.last_ns]
+    times = [*path.times, incident.first_ns, incident.last_ns]
     left, right = new_york_index([min(times), max(times)])
     pad = max((right - left) * 0.03, pd.Timedelta(milliseconds=5)).floor("us")
     figure.update_layout(

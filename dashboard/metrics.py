@@ -130,7 +130,7 @@ def review_text(review: Review | None) -> str:
     if review is None:
         return ""
     decision = "dismissed (false positive)" if review.decision == "dismissed" else "acknowledged"
-    return f"{decision} by {review.analyst}"
+    return f"{decision} by {review.analyst}"  # shown as text only (tables, st.text): the name is data
 
 
 def incident_label(incident: Incident) -> str:

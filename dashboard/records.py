@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -267,11 +268,20 @@ def _detectors(value: Any) -> tuple[DetectorVerdict, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class PricePoint:
-    ts_ns: int
-    price: float
-    size: int | None
-    side: str
+class PricePath:
+    """An incident's trades, kept compact: a few arrays rather than an object per trade (a page
+    holds up to thousands of incidents of up to 1,000 trades each)."""
+
+    times: array = field(default_factory=lambda: array("q"))
+    """Event times, nanoseconds."""
+    prices: array = field(default_factory=lambda: array("d"))
+    sizes: array = field(default_factory=lambda: array("q"))
+    """-1 where the size is not given."""
+    sides: str = ""
+    """One letter (A, B, N) per trade."""
+
+    def __len__(self) -> int:
+        return len(self.prices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +309,7 @@ class Incident:
     anomaly_ids: tuple[str, ...]
     summary: str
     explanation: tuple[str, ...]
-    price_path: tuple[PricePoint, ...]
+    price_path: PricePath
 
     @property
     def is_open(self) -> bool:
@@ -352,29 +362,28 @@ def _ids(value: Any) -> tuple[str, ...]:
     return tuple(item[:MAX_ID_LENGTH] for item in value[:MAX_LIST])
 
 
-def _price_path(value: Any) -> tuple[PricePoint, ...]:
+def _price_path(value: Any) -> PricePath:
+    path = PricePath()
     if value is None:
-        return ()
+        return path
     if not isinstance(value, list):
         raise InvalidRecord("'price_path' is not a list")
     if len(value) > MAX_PRICE_PATH:
         raise InvalidRecord(f"'price_path' has {len(value)} points, more than {MAX_PRICE_PATH}")
-    points = []
+    sides = []
     for position, point in enumerate(value):
         name = f"price_path[{position}]"
         if not isinstance(point, list) or len(point) < 2:
             raise InvalidRecord(f"{name!r} is not [time, price, size, side]")
-        size = point[2] if len(point) > 2 else None
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        size = point[2] if len(point) > 2 else -1
+        if not isinstance(size, int) or isinstance(size, bool) or not -1 <= size <= MAX_COUNT:
             raise InvalidRecord(f"'{name}.size' is not a whole number: {_short(size)}")
         side = point[3] if len(point) > 3 else "N"
-        points.append(PricePoint(
-            ts_ns=time_ns(point[0], f"{name}.time"),
-            price=checked_number(point[1], f"{name}.price", 0, MAX_PRICE),
-            size=size,
-            side=side if side in SIDES else "N",
-        ))
-    return tuple(points)
+        path.times.append(time_ns(point[0], f"{name}.time"))
+        path.prices.append(checked_number(point[1], f"{name}.price", 0, MAX_PRICE))
+        path.sizes.append(size)
+        sides.append(side if side in SIDES else "N")
+    return PricePath(path.times, path.prices, path.sizes, "".join(sides))
 
 
 # ---------------------------------------------------------------- instrument summaries

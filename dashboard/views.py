@@ -29,6 +29,7 @@ from dashboard.totals import instrument_rows, topic_totals
 
 PROGRESS_ALERTS = {"stalled": st.error, "falling behind": st.warning}
 DECISION_LABELS = {"acknowledged": "Acknowledge", "dismissed": "Dismiss as false positive"}
+DECISION_TEXT = {"acknowledged": "acknowledged", "dismissed": "dismissed (false positive)"}
 
 
 def data_table(rows: list[dict[str, object]], key: str, **options: object) -> None:
@@ -156,10 +157,8 @@ def _members(view: FeedView, incident: Incident) -> list:
 
 
 def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
+    reviewed = st.container()  # the decision on record, filled in once this run's submission is handled
     review = view.reviews.get(incident.incident_id)
-    if review is not None:
-        st.text(f"Reviewed: {review_text(review)} at {both_text(review.reviewed_at_ns)}"
-                + (f"\nNote: {review.note}" if review.note else ""))
     with st.form("review_form", border=True):
         decision = st.radio("Decision", DECISIONS, format_func=DECISION_LABELS.__getitem__, horizontal=True,
                             key="decision")
@@ -167,17 +166,24 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key="note", height=80)
         submitted = st.form_submit_button("Save review" if review is None else "Replace review")
     if submitted:
-        st.session_state["review_outcome"] = (incident.incident_id, *save_review(feed, incident, decision, analyst, note))
+        saved, message, decided = save_review(feed, incident, decision, analyst, note)
+        st.session_state["review_outcome"] = (incident.incident_id, saved, message)
+        review = decided or review
+    if review is not None:
+        reviewed.text(f"Reviewed: {review_text(review)} at {both_text(review.reviewed_at_ns)}"
+                      + (f"\nNote: {review.note}" if review.note else ""))
     # The outcome stays on the page (live refreshes re-run this without the click) until another incident opens.
     outcome = st.session_state.get("review_outcome")
     if outcome is not None and outcome[0] == incident.incident_id:
         (st.success if outcome[1] else st.error)(outcome[2])
 
 
-def save_review(feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str) -> tuple[bool, str]:
-    """Writes the decision; (saved, what to tell the analyst)."""
+def save_review(
+    feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str
+) -> tuple[bool, str, Review | None]:
+    """Writes the decision: (saved, what to tell the analyst, the review saved)."""
     if not analyst.strip():
-        return False, "Enter your name: a review says who decided."
+        return False, "Enter your name: a review says who decided.", None
     decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH],
                      analyst.strip()[:MAX_ANALYST_LENGTH], time.time_ns(), incident.symbol, incident.kind,
                      incident.level)
@@ -185,8 +191,9 @@ def save_review(feed: LiveFeed, incident: Incident, decision: str, analyst: str,
         feed.save_review(decided)
     except ReviewNotSaved as error:
         feed.errors.add("review not saved", f"{incident.incident_id}: {error}")
-        return False, f"The review was not saved: {error}"
-    return True, f"Saved: {review_text(decided)}."
+        return False, f"The review was not saved: {error}", None
+    # The analyst's own words stay out of this alert (alerts render Markdown); "Reviewed: ..." shows them as text.
+    return True, f"Saved: {DECISION_TEXT[decision]}.", decided
 
 
 def instrument_section(view: FeedView, symbols: Collection[str]) -> None:

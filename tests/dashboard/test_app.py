@@ -172,7 +172,8 @@ def test_a_review_round_trip_through_the_broker(pages, published, world):
     app.text_input(key="analyst").input("Ada Lovelace")
     app.text_area(key="note").input("a 38,400-share print at the market: a real block")
     app.button(key="FormSubmitter:review_form-Save review").click().run()
-    assert [message.value for message in app.success] == ["Saved: dismissed (false positive) by Ada Lovelace."]
+    assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
+    assert any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ") for text in app.text)
 
     tail = TopicTail(published.brokers, published.reviews, start_back=None)
     try:

@@ -16,7 +16,7 @@ from dashboard.metrics import (
     compute_metrics, decision_rows, detector_vote_counts, filter_records, incident_label, latest_rows, level_counts,
     member_rows, price_move_text, queue_rows, review_text,
 )
-from dashboard.records import Anomaly, DetectorVerdict, Review, decode_incident
+from dashboard.records import Anomaly, DetectorVerdict, PricePath, Review, decode_incident
 
 NAMES = ("isolation_forest", "elliptic_envelope", "zscore")
 
@@ -143,7 +143,8 @@ def test_figures_carry_the_counts_and_colours():
 
 
 def test_price_figure_has_a_line_per_instrument_and_markers_by_level():
-    prices = {"NVDA": [(T0, 117.3), (T0 + 60_000_000_000, 117.5)]}
+    # As read: a replayed summary comes again, after a newer one.
+    prices = {"NVDA": [(T0, 117.3), (T0 + 60_000_000_000, 117.5), (T0, 117.3)]}
     figure = price_figure(prices, RECORDS, ["NVDA", "AAPL"])
     lines = [trace for trace in figure.data if trace.mode == "lines"]
     assert len(lines) == 1 and list(lines[0].y) == [117.3, 117.5]
@@ -155,15 +156,15 @@ def test_price_figure_has_a_line_per_instrument_and_markers_by_level():
 
 def test_the_incident_chart_is_zoomed_to_its_price_path_with_its_anomalies(world, incidents):
     crash = next(i for i in incidents.values() if i.kind == "flash_crash")
-    members = [record(n, "SYN1", crash.price_path[60 + n].ts_ns, "A", 0.5, "medium", (True, False, True))
+    members = [record(n, "SYN1", crash.price_path.times[60 + n], "A", 0.5, "medium", (True, False, True))
                for n in range(3)]
     figure = incident_figure(crash, members)
     path = figure.data[0]
-    assert len(path.y) == len(crash.price_path) and path.y[0] == crash.price_path[0].price
+    assert len(path.y) == len(crash.price_path) and path.y[0] == crash.price_path.prices[0]
     assert [trace.name for trace in figure.data[1:]] == ["medium"] and len(figure.data[1].y) == 3
     left, right = figure.layout.xaxis.range
     assert left < path.x[0] and right > path.x[-1]
-    shown_ns = max(crash.price_path[-1].ts_ns, crash.last_ns) - min(crash.price_path[0].ts_ns, crash.first_ns)
+    shown_ns = max(crash.price_path.times[-1], crash.last_ns) - min(crash.price_path.times[0], crash.first_ns)
     assert shown_ns / 1e9 < (right - left).total_seconds() < 1.1 * shown_ns / 1e9  # the path and the incident, little else
     assert figure.layout.shapes[0].type == "rect"  # the incident's span
     assert figure.layout.shapes[1].y0 == crash.reference_price
@@ -173,7 +174,7 @@ def test_an_incident_without_a_price_path_still_draws(incidents):
     bare = next(iter(incidents.values()))
     from dataclasses import replace
 
-    figure = incident_figure(replace(bare, price_path=(), reference_price=None), [])
+    figure = incident_figure(replace(bare, price_path=PricePath(), reference_price=None), [])
     assert figure.data == () and figure.layout.xaxis.range is not None
 
 
