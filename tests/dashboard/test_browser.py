@@ -171,6 +171,10 @@ def test_an_analyst_works_an_incident_on_the_live_page(published, world, publish
         detail.get_by_text(crash["summary"], exact=True).wait_for(timeout=15_000)
         page.locator(".st-key-incident_detail .js-plotly-plot").wait_for(state="visible", timeout=15_000)
         page.wait_for_timeout(1500)  # a refresh or two, so the picture shows the settled page
+        for _ in range(30):  # and between two refreshes, without the "Running" indicator
+            if not page.locator('[data-testid="stStatusWidget"]').is_visible():
+                break
+            page.wait_for_timeout(50)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
         member_times = {record["ts_event"].replace("T", " ")[:23] for record in anomalies
@@ -216,6 +220,6 @@ def test_broker_down_gives_a_banner_not_a_stack_trace():
         banner = page.locator('[data-testid="stAlert"]').filter(has_text="Kafka broker unreachable")
         banner.wait_for(state="visible", timeout=30_000)
         assert nobody in banner.inner_text()
-        assert page.get_by_role("button", name="Retry now").is_visible()
+        page.get_by_role("button", name="Retry now").wait_for(state="visible", timeout=10_000)
         assert page.locator('[data-testid="stException"]').count() == 0
         assert "Traceback" not in page.content()
