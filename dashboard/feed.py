@@ -37,8 +37,9 @@ from dashboard.totals import SummaryBook
 
 READ_SECONDS = 0.5
 """Longest a background read spends on one topic before the others get their turn."""
-IDLE_STOP_SECONDS = 60.0
-"""The reader stops when no page has asked for a view for this long."""
+IDLE_STOP_SECONDS = 300.0
+"""The reader stops when no page has asked for a view for this long (a closed tab; a tab in the
+background is refreshed less often by the browser, but still within this)."""
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,8 @@ class ProgressMonitor:
         self._ends = dict(ends)
         idle = now - self._progress_at
         if not self._positions:
-            if any(ends.values()) and idle >= self.stall_seconds and self._end_moved_at > self._progress_at:
-                return Progress("stalled", f"no trade reported as processed in {idle:.0f} s while trades "
-                                "arrive (no instrument summary carries an input position)", None, idle)
+            # No position to measure: no summary yet, or a job whose summaries do not carry one.
+            # Saying nothing is better than calling a working job stalled.
             return Progress("waiting", "no instrument summary with an input position yet", None, None)
         gap = sum(max(0, end - self._positions.get(partition, 0)) for partition, end in ends.items())
         self._remember_gap(now, gap)

@@ -109,7 +109,9 @@ def incident_section(feed: LiveFeed, view: FeedView, symbols: Collection[str]) -
         st.text("No incidents to show." if view.incidents else "No incidents yet.")
     options = [incident.incident_id for incident in queue]
     chosen = st.session_state.get("incident")
-    if chosen and chosen not in options and chosen in view.incidents:
+    if chosen and chosen not in view.incidents:
+        del st.session_state["incident"]  # no longer in memory (closed long ago and evicted)
+    elif chosen and chosen not in options:
         options.append(chosen)  # stays open after a filter hides it (e.g. once reviewed)
     st.selectbox(
         "Open incident", options, key="incident", index=None, placeholder="choose an incident to open",
