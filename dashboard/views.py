@@ -132,12 +132,13 @@ def incident_detail(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         st.text(incident.summary or f"{incident.symbol} {incident.kind}")
         st.text(f"Started {both_text(incident.first_ns)}; last anomaly {both_text(incident.last_ns)}. "
                 f"Status {incident.status}, revision {incident.revision}.")
-        columns = st.columns(6)
-        for column, label, value in zip(columns, ["Level", "Severity", "Duration", "Trades", "Price move", "Recovered"], [
-            incident.level, f"{incident.severity:.3f}", duration_text(incident.duration_s), count_text(incident.trades),
-            "–" if incident.price_move_bps is None else f"{incident.price_move_bps / 100:+.2f}%",
-            "–" if incident.recovered is None else f"{incident.recovered:.0%}",
-        ]):
+        facts = {
+            "Level": incident.level, "Severity": f"{incident.severity:.3f}",
+            "Duration": duration_text(incident.duration_s), "Trades": count_text(incident.trades),
+            "Price move": "–" if incident.price_move_bps is None else f"{incident.price_move_bps / 100:+.2f}%",
+            "Recovered": "–" if incident.recovered is None else f"{incident.recovered:.0%}",
+        }
+        for column, (label, value) in zip(st.columns(len(facts)), facts.items()):
             column.metric(label, value)
         members = _members(view, incident)
         st.plotly_chart(figures.incident_figure(incident, members), key="incident_chart")

@@ -180,7 +180,8 @@ def _incident_state(incident_id: str, members: list[dict], kind: str, tape: Tape
     reference = before[-1]["price"] if before else span[0]["price"]
     extreme = max(span, key=lambda trade: abs(trade["price"] - reference))["price"]
     move_bps = 1e4 * (extreme / reference - 1)
-    recovered = None if extreme == reference else max(0.0, min(1.0, 1 - (span[-1]["price"] - reference) / (extreme - reference)))
+    retraced = None if extreme == reference else 1 - (span[-1]["price"] - reference) / (extreme - reference)
+    recovered = None if retraced is None else max(0.0, min(1.0, retraced))
     peak = max(members, key=lambda record: (record["severity"], record["anomaly_id"]))
     context = tape.trades[max(0, first - CONTEXT_TRADES):first]
     path = [*context, *span][:PATH_LIMIT]
