@@ -238,7 +238,9 @@ def test_hostile_records_go_to_the_error_log_and_hide_nothing(pages, topics, wor
     assert any(m.startswith(f"{topics.reviews} partition ") and "'decision' must be one of" in m for m in invalid)
     assert metric_values(app) == expected_tiles(world.anomalies, len(world.final_incidents()), 4)
     assert len(table(app, "latest_anomalies")) == 50
-    assert set(table(app, "instruments")["symbol"]) == {"NVDA", "SYN0", "SYN1", "SYN2"}
+    instruments = table(app, "instruments")
+    assert set(instruments["symbol"]) == {"NVDA", "SYN0", "SYN1", "SYN2"}
+    assert instruments["anomalies in memory"].sum() == len(world.anomalies)  # every valid record, before and after
     assert not app.error
 
 
