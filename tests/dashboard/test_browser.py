@@ -220,6 +220,6 @@ def test_broker_down_gives_a_banner_not_a_stack_trace():
         banner = page.locator('[data-testid="stAlert"]').filter(has_text="Kafka broker unreachable")
         banner.wait_for(state="visible", timeout=30_000)
         assert nobody in banner.inner_text()
-        page.get_by_role("button", name="Retry now").wait_for(state="visible", timeout=10_000)
+        page.get_by_role("button", name="Retry now").wait_for(state="visible", timeout=10_000)  # drawn just after the banner
         assert page.locator('[data-testid="stException"]').count() == 0
         assert "Traceback" not in page.content()
