@@ -1,6 +1,8 @@
-"""The live dashboard (``streamlit run dashboard/app.py``): reads Kafka, never writes.
+"""The analyst's dashboard (``streamlit run dashboard/app.py``): reads Kafka, writes only reviews.
 
-Kafka reading (``kafka_tail``, ``feed``), memory (``buffer``, ``error_log``) and the
-numbers and figures (``metrics``, ``figures``) are plain modules without
-Streamlit, so they are tested directly; ``app`` only lays them out.
+Kafka (``kafka_tail``, ``reviews``, ``feed``), validation (``records``), memory
+(``buffer``, ``incidents``, ``totals``, ``error_log``), the job's progress
+(``health``) and the numbers and figures (``metrics``, ``figures``, ``clock``)
+are plain modules without Streamlit, so they are tested directly; ``views`` and
+``app`` only lay them out.
 """

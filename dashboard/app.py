@@ -1,37 +1,28 @@
-"""Live view of what the detection job finds: ``streamlit run dashboard/app.py``.
+"""The analyst's page: ``streamlit run dashboard/app.py`` (from the repository root).
 
-The page only reads Kafka. Its live part is one ``st.fragment`` that re-runs every
-``DASHBOARD_REFRESH_SECONDS``: only that part is redrawn, in place, so the page
-does not flicker and the filters keep their state. Kafka trouble never reaches
-the user as a stack trace: the feed records it and the page shows a banner and
-the error log while it keeps retrying. Data text (symbols, reasons, ids) is only
-ever shown through text elements, never as HTML or Markdown.
+Incidents first (the queue, one incident opened with its trades, anomalies and
+explanation, and the analyst's decision on it), then every instrument, then the
+anomalies held in memory, and the error log. The live part is one
+``st.fragment`` that re-runs every ``DASHBOARD_REFRESH_SECONDS``; it only draws
+what the feed's background reader has already read, so a refresh is quick, only
+that part is redrawn, in place, and widgets keep their state. Kafka trouble and
+bad records never reach the page as a stack trace: they are a banner and lines
+in the error log, and a section that fails to draw says so while the others stay.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 
-import pandas as pd
 import streamlit as st
 
-from dashboard.buffer import LEVELS
+from dashboard import views
 from dashboard.config import DashboardConfig, DashboardConfigError
-from dashboard.feed import LiveFeed
-from dashboard.figures import detector_figure, per_minute_figure, price_figure, severity_figure
-from dashboard.metrics import compute_metrics, filter_records, latest_rows
+from dashboard.feed import FeedView, LiveFeed
 
-# A new page waits this long at most to catch up with what is already published.
-# (A comment, not a docstring: Streamlit's "magic" would print a bare string on the page.)
+# A new page (or "Retry now") waits this long at most per topic to catch up with what is
+# already published. (Comments, not docstrings: Streamlit's "magic" would print a bare string.)
 FIRST_READ_SECONDS = 5.0
-
-
-def severity_text(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def utc_clock(moment: datetime) -> str:
-    return moment.strftime("%H:%M:%S UTC")
 
 
 def session_feed(config: DashboardConfig) -> LiveFeed:
@@ -41,85 +32,37 @@ def session_feed(config: DashboardConfig) -> LiveFeed:
         if feed is not None:
             feed.close()
         feed = st.session_state["feed"] = LiveFeed(config)
-        st.session_state["first_read"] = True
+        with st.spinner("Reading the topics ..."):
+            feed.refresh(FIRST_READ_SECONDS)
     return feed
 
 
-def show_metrics(records: list[dict]) -> None:
-    metrics = compute_metrics(records)
-    columns = st.columns(7)
-    columns[0].metric("Anomalies", metrics.total)
-    columns[1].metric("Average severity", severity_text(metrics.average_severity))
-    columns[2].metric("Max severity", severity_text(metrics.max_severity))
-    columns[3].metric("Critical", metrics.critical)
-    for column, side in zip(columns[4:], ("Ask", "Bid", "None")):
-        column.metric(f"Side {side}", metrics.by_side[side])
-
-
-def show_error_log(feed: LiveFeed, broker_up: bool) -> None:
-    entries = feed.errors.entries()
-    with st.expander(f"Error log ({len(entries)})", expanded=not broker_up):
-        if not entries:
-            st.text("No problems so far.")
-            return
-        st.dataframe(
-            pd.DataFrame([
-                {"last seen (UTC)": entry.last_seen.strftime("%Y-%m-%d %H:%M:%S"), "kind": entry.kind,
-                 "times": entry.count, "message": entry.message}
-                for entry in entries
-            ]),
-            hide_index=True, key="error_log",
-        )
-
-
-def draw_anomalies(feed: LiveFeed) -> None:
-    """Filters, metrics, figures and the table, for what the feed holds now."""
-    records = feed.anomalies.records()
-    known_symbols = sorted({record["symbol"] for record in records} | set(feed.prices.points()))
-    # A chosen symbol stays an option after its anomalies leave the buffer.
-    symbol_options = sorted(set(known_symbols) | set(st.session_state.get("symbols", [])))
-    filter_columns = st.columns(2)
-    chosen_symbols = filter_columns[0].multiselect("Symbols", symbol_options, key="symbols", placeholder="all")
-    chosen_levels = filter_columns[1].multiselect("Levels", LEVELS, key="levels", placeholder="all")
-    shown = filter_records(records, chosen_symbols, chosen_levels)
-    show_metrics(shown)
-    panels = chosen_symbols or known_symbols
-    st.plotly_chart(price_figure(feed.prices.points(), shown, panels), key="price_chart")
-    left, middle, right = st.columns(3)
-    left.plotly_chart(severity_figure(shown), key="severity_chart")
-    middle.plotly_chart(per_minute_figure(shown), key="per_minute_chart")
-    right.plotly_chart(detector_figure(shown), key="detector_chart")
-    st.subheader("Latest anomalies")
-    if shown:
-        st.dataframe(pd.DataFrame(latest_rows(shown)), hide_index=True, key="latest_table")
-    else:
-        st.text("No anomalies to show yet.")
+def section(feed: LiveFeed, name: str, draw: Callable[[], None]) -> None:
+    """Draw one section; if it fails, say so and log why, and let the rest of the page draw."""
+    try:
+        draw()
+    except Exception as error:  # noqa: BLE001 - the page boundary: say what broke, keep the page
+        feed.errors.add("page", f"could not draw the {name}: {type(error).__name__}: {error}")
+        st.error(f"The {name} could not be drawn; the error log below says why.")
 
 
 def live_view(feed: LiveFeed) -> None:
     config = feed.config
-    first = st.session_state.pop("first_read", False)
-    status = feed.refresh(FIRST_READ_SECONDS if first else min(1.0, config.refresh_seconds / 2))
-    if not status.broker_up:
-        st.error(
-            f"Kafka broker unreachable at {config.brokers}. Retrying every {config.refresh_seconds:g} s; "
-            "the figures below show the last data received."
-        )
-        st.button("Retry now", key="retry")
-    elif status.detail:
-        st.info(status.detail)
-    st.caption(
-        f"Updated {utc_clock(status.checked_at)} · topic {config.anomaly_topic} · lag {status.anomaly_lag} · "
-        f"keeping the last {config.buffer_size} anomalies · duplicates ignored {feed.anomalies.duplicates} · "
-        f"undecodable {feed.undecodable}"
-    )
-
-    try:
-        draw_anomalies(feed)
-    except Exception as error:  # noqa: BLE001 - the page boundary: say what broke, keep the page
-        feed.errors.add("page", f"could not draw the anomalies: {type(error).__name__}: {error}")
-        st.error("Part of the page could not be drawn; the error log below says why.")
-    show_error_log(feed, status.broker_up)
+    if st.session_state.get("retry"):
+        feed.refresh(FIRST_READ_SECONDS)
+    view: FeedView = feed.view(st.session_state.get("incident"))
+    views.status(view, config)
+    known = set(view.summaries) | set(view.in_memory) | {item.symbol for item in view.incidents.values()}
+    options = sorted(known | set(st.session_state.get("symbols", [])))  # a choice stays an option
+    symbols = st.multiselect("Symbols", options, key="symbols", placeholder="all instruments")
+    section(feed, "totals", lambda: views.tiles(view, symbols, config))
+    st.subheader("Incidents")
+    section(feed, "incidents", lambda: views.incident_section(feed, view, symbols))
+    st.subheader("Instruments")
+    section(feed, "instruments", lambda: views.instrument_section(view, symbols))
+    st.subheader("Anomalies in memory")
+    section(feed, "anomalies", lambda: views.anomaly_section(view, symbols))
+    views.error_log(feed, view)
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from connectors.kafka_settings import client_settings_from_env
 
 
-
 class DashboardConfigError(ValueError):
     """An environment variable has a bad value; the message names it."""
 
@@ -26,9 +25,21 @@ class DashboardConfig:
     anomaly_topic: str = "anomalies"
     """ANOMALY_TOPIC: where the job publishes anomaly records."""
     summary_topic: str = "instrument-summaries"
-    """SUMMARY_TOPIC: per-instrument summaries that draw the price line."""
+    """SUMMARY_TOPIC: per-instrument summaries: totals, price line, the job's input position."""
+    incident_topic: str = "incidents"
+    """INCIDENT_TOPIC: incidents, one message per state change (read from the beginning)."""
+    review_topic: str = "incident-reviews"
+    """REVIEW_TOPIC: analysts' decisions; the only topic the dashboard writes (created compacted)."""
+    input_topic: str = "stocks"
+    """INPUT_TOPIC: the job's input, whose end the job's progress is measured against; empty: not watched."""
     buffer_size: int = 1000
-    """DASHBOARD_BUFFER_SIZE: anomalies kept in memory (the most recent ones)."""
+    """DASHBOARD_BUFFER_SIZE: anomalies kept in memory (the newest of every instrument)."""
+    incident_limit: int = 2000
+    """DASHBOARD_INCIDENT_LIMIT: incidents kept in memory (closed and old ones leave first)."""
+    summary_history: int = 5000
+    """DASHBOARD_SUMMARY_HISTORY: summaries read back per partition when a page opens."""
+    stall_seconds: float = 30.0
+    """DASHBOARD_STALL_SECONDS: no progress for this long while trades arrive means the job is stalled."""
     refresh_seconds: float = 1.5
     """DASHBOARD_REFRESH_SECONDS: how often the live part of the page re-reads Kafka."""
     lag_warning: int = 1000
@@ -40,19 +51,23 @@ class DashboardConfig:
     def __post_init__(self) -> None:
         if not self.brokers.strip():
             raise DashboardConfigError("KAFKA_BROKERS must not be empty")
-        for variable, topic in (("ANOMALY_TOPIC", self.anomaly_topic), ("SUMMARY_TOPIC", self.summary_topic)):
+        for variable, topic in (
+            ("ANOMALY_TOPIC", self.anomaly_topic), ("SUMMARY_TOPIC", self.summary_topic),
+            ("INCIDENT_TOPIC", self.incident_topic), ("REVIEW_TOPIC", self.review_topic),
+        ):
             if not topic.strip():
                 raise DashboardConfigError(f"{variable} must not be empty")
-        if not 1 <= self.buffer_size <= 1_000_000:
-            raise DashboardConfigError(
-                f"DASHBOARD_BUFFER_SIZE must be between 1 and 1000000, got {self.buffer_size}"
-            )
-        if not 0.2 <= self.refresh_seconds <= 60:
-            raise DashboardConfigError(
-                f"DASHBOARD_REFRESH_SECONDS must be between 0.2 and 60, got {self.refresh_seconds}"
-            )
-        if self.lag_warning < 1:
-            raise DashboardConfigError(f"DASHBOARD_LAG_WARNING must be at least 1, got {self.lag_warning}")
+        for variable, value, low, high in (
+            ("DASHBOARD_BUFFER_SIZE", self.buffer_size, 1, 1_000_000),
+            ("DASHBOARD_INCIDENT_LIMIT", self.incident_limit, 10, 1_000_000),
+            ("DASHBOARD_SUMMARY_HISTORY", self.summary_history, 1, 10_000_000),
+            ("DASHBOARD_REFRESH_SECONDS", self.refresh_seconds, 0.2, 60),
+            ("DASHBOARD_STALL_SECONDS", self.stall_seconds, 1, 86_400),
+            ("DASHBOARD_LAG_WARNING", self.lag_warning, 1, 10**12),
+        ):
+            if not low <= value <= high:  # also false for nan
+                raise DashboardConfigError(
+                    f"{variable} must be between {_shown(low)} and {_shown(high)}, got {_shown(value)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardConfig:
@@ -62,7 +77,13 @@ class DashboardConfig:
             brokers=env.get("KAFKA_BROKERS", defaults.brokers),
             anomaly_topic=env.get("ANOMALY_TOPIC", defaults.anomaly_topic),
             summary_topic=env.get("SUMMARY_TOPIC", defaults.summary_topic),
+            incident_topic=env.get("INCIDENT_TOPIC", defaults.incident_topic),
+            review_topic=env.get("REVIEW_TOPIC", defaults.review_topic),
+            input_topic=env.get("INPUT_TOPIC", defaults.input_topic).strip(),
             buffer_size=_number(env, "DASHBOARD_BUFFER_SIZE", int, defaults.buffer_size),
+            incident_limit=_number(env, "DASHBOARD_INCIDENT_LIMIT", int, defaults.incident_limit),
+            summary_history=_number(env, "DASHBOARD_SUMMARY_HISTORY", int, defaults.summary_history),
+            stall_seconds=_number(env, "DASHBOARD_STALL_SECONDS", float, defaults.stall_seconds),
             refresh_seconds=_number(env, "DASHBOARD_REFRESH_SECONDS", float, defaults.refresh_seconds),
             lag_warning=_number(env, "DASHBOARD_LAG_WARNING", int, defaults.lag_warning),
             client_settings=client_settings_from_env(env),
@@ -78,3 +99,8 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: float) -> fl
     except ValueError:
         wanted = "a whole number" if kind is int else "a number"
         raise DashboardConfigError(f"{name} must be {wanted}, got {raw!r}") from None
+
+
+def _shown(value: float) -> str:
+    """1000000 rather than 1e+06, 0.2 as 0.2, nan as nan."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -3,13 +3,15 @@
 A broker that is down makes the Kafka client report the same few failures every
 second, alternating; every repeat of a (kind, message) already in the log is
 folded into that entry's count and moves it to the top, so the panel stays
-readable and memory stays bounded.
+readable and memory stays bounded. Entries come from the page and from the
+thread that reads Kafka, so the log has its own lock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 
@@ -26,9 +28,13 @@ class ErrorLog:
     def __init__(self, capacity: int = 200) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[tuple[str, str], LogEntry] = OrderedDict()
+        self._lock = threading.Lock()
 
     def add(self, kind: str, message: str, now: datetime | None = None) -> None:
-        moment = now or datetime.now(timezone.utc)
+        with self._lock:
+            self._add(kind, message, now or datetime.now(timezone.utc))
+
+    def _add(self, kind: str, message: str, moment: datetime) -> None:
         key = (kind, message)
         entry = self._entries.get(key)
         if entry is None:
@@ -41,8 +47,9 @@ class ErrorLog:
         self._entries.move_to_end(key)
 
     def entries(self) -> list[LogEntry]:
-        """Most recently seen first."""
-        return list(reversed(self._entries.values()))
+        """Most recently seen first (copies: the log goes on changing)."""
+        with self._lock:
+            return [replace(entry) for entry in reversed(self._entries.values())]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,109 +1,253 @@
-"""The live feed behind one browser session: Kafka tails, buffers and the error log.
+"""The live feed behind one browser session: Kafka readers, what they found, and the error log.
 
-Each refresh of the page calls ``refresh()``: it reads what is new on the
-anomaly and summary topics, decodes it, and records every problem (broker
-down, undecodable message, lag) in the error log instead of raising, so the
-page can always draw what it has and say what is wrong.
+A thread reads the topics in the background (anomalies, incidents, reviews,
+summaries, and the input topic's end for the job's progress); the page only
+draws a copy of what has been read (``view()``). Drawing never waits for Kafka,
+so a refresh is quick and the page is not greyed out while a busy topic is read.
+Nothing here raises for Kafka trouble or bad data: a broker that is down, a
+record that fails validation, a client error, each becomes a status or an entry
+in the error log (with topic, partition, offset and reason), and the page keeps
+drawing what it has. The thread stops by itself once no page has asked for a
+view for a while (the browser tab was closed) and starts again when one does.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from confluent_kafka import KafkaException
 
-from dashboard.buffer import AnomalyBuffer, PriceHistory, UndecodableMessage, decode_anomaly, decode_summary
+from dashboard.buffer import AnomalyBuffer, PriceHistory
 from dashboard.config import DashboardConfig
-from dashboard.error_log import ErrorLog
-from dashboard.kafka_tail import BrokerUnreachable, TailState, TopicTail
+from dashboard.error_log import ErrorLog, LogEntry
+from dashboard.health import Progress, ProgressMonitor
+from dashboard.incidents import IncidentBook, IncidentMembers
+from dashboard.kafka_tail import BrokerUnreachable, TailState, TopicEnds, TopicTail
+from dashboard.records import (
+    Anomaly, Incident, InvalidRecord, Review, Summary, decode_anomaly, decode_incident, decode_review,
+    decode_summary,
+)
+from dashboard.reviews import ReviewBook, ReviewWriter
+from dashboard.totals import SummaryBook
 
-SUMMARY_START_BACK = 5000
-"""Summaries read back per partition when the page opens (about 80 minutes of one instrument)."""
+READ_SECONDS = 0.5
+"""Longest a background read spends on one topic before the others get their turn."""
+IDLE_STOP_SECONDS = 300.0
+"""The reader stops when no page has asked for a view for this long (a closed tab; a tab in the
+background is refreshed less often by the browser, but still within this)."""
 
 
 @dataclass(frozen=True)
-class FeedStatus:
+class FeedView:
+    """What the page draws: copies, so the reader can go on while the page draws."""
+
     broker_up: bool
     detail: str
     """Why the broker is considered down, or which topics are missing."""
-    anomaly_lag: int
     checked_at: datetime
+    anomaly_lag: int
+    progress: Progress
+    anomalies: list[Anomaly]
+    in_memory: dict[str, int]
+    duplicates: int
+    invalid: dict[str, int]
+    """Records that failed validation, per topic."""
+    incidents: dict[str, Incident]
+    reviews: dict[str, Review]
+    summaries: dict[str, Summary]
+    prices: dict[str, list[tuple[int, float]]]
+    members: dict[str, list[Anomaly]] = field(default_factory=dict)
 
 
 class LiveFeed:
-    def __init__(self, config: DashboardConfig) -> None:
+    def __init__(self, config: DashboardConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.anomalies = AnomalyBuffer(config.buffer_size)
-        self.prices = PriceHistory()
         self.errors = ErrorLog()
-        self.undecodable = 0
-        self.status = FeedStatus(False, "not connected yet", 0, datetime.now(timezone.utc))
-        self._anomaly_tail: TopicTail | None = None
-        self._summary_tail: TopicTail | None = None
+        self._clock = clock
+        self._anomalies = AnomalyBuffer(config.buffer_size)
+        self._members = IncidentMembers()
+        self._incidents = IncidentBook(config.incident_limit)
+        self._reviews = ReviewBook()
+        self._summaries = SummaryBook()
+        self._prices = PriceHistory()
+        self._invalid: dict[str, int] = {}
+        self._monitor = ProgressMonitor(config.stall_seconds, config.lag_warning)
+        self._status: tuple[bool, str, int, Progress] = (
+            False, "not connected yet", 0, Progress("unknown", "not read yet", None, None))
+        self._checked_at = datetime.now(timezone.utc)
+        self._state_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._tails: dict[str, TopicTail] = {}
+        self._input_ends: TopicEnds | None = None
+        self._writer = ReviewWriter(config.brokers, config.review_topic, config.client_settings)
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._last_view = time.monotonic()
 
-    def refresh(self, max_seconds: float) -> FeedStatus:
-        """Read what is new (up to ``max_seconds`` per topic); never raises for Kafka trouble.
+    # ------------------------------------------------------------ reading
 
-        Each topic's messages are kept as soon as they are read, so a broker that
-        fails between the two topics loses nothing already consumed.
-        """
-        now = datetime.now(timezone.utc)
+    def refresh(self, max_seconds: float) -> None:
+        """Read what is new, up to ``max_seconds`` per topic; never raises for Kafka trouble."""
+        with self._read_lock:
+            self._refresh(max_seconds)
+
+    def _refresh(self, max_seconds: float) -> None:
+        checked_at = datetime.now(timezone.utc)
         try:
-            anomaly_tail, summary_tail = self._tails()
-            anomaly_state = self._read(anomaly_tail, max_seconds, decode_anomaly, self.anomalies.add)
-            summary_state = self._read(summary_tail, max_seconds, decode_summary, self.prices.add)
+            tails = self._open_tails()
+            anomaly_state = self._read(tails["anomalies"], max_seconds, decode_anomaly, self._keep_anomaly)
+            states = [anomaly_state] + [
+                self._read(tails[name], max_seconds, decode, keep) for name, decode, keep in (
+                    ("incidents", decode_incident, self._incidents.add),
+                    ("reviews", decode_review, self._reviews.add),
+                    ("summaries", decode_summary, self._keep_summary),
+                )
+            ]
+            ends = self._input_ends.read() if self._input_ends is not None else None
         except BrokerUnreachable as error:
-            detail = f"no Kafka broker answered at {self.config.brokers}: {error}"
-            self.errors.add("broker unreachable", detail)
-            self.status = FeedStatus(False, detail, self.status.anomaly_lag, now)
-            return self.status
+            self._down(f"no Kafka broker answered at {self.config.brokers}: {error}", "broker unreachable", checked_at)
+            return
         except KafkaException as error:
-            detail = f"the Kafka client failed: {error}"
-            self.errors.add("kafka client", detail)
-            self.status = FeedStatus(False, detail, self.status.anomaly_lag, now)
-            return self.status
+            self._down(f"the Kafka client failed: {error}", "kafka client", checked_at)
+            return
         if anomaly_state.lag >= self.config.lag_warning:
             self.errors.add("lag", f"{anomaly_state.lag} anomalies published but not read yet")
-        missing = [
-            tail.topic for tail, state in ((anomaly_tail, anomaly_state), (summary_tail, summary_state))
-            if not state.topic_exists
-        ]
-        detail = f"waiting for topic(s): {', '.join(missing)}" if missing else ""
-        self.status = FeedStatus(True, detail, anomaly_state.lag, now)
-        return self.status
+        # The reviews topic only exists once somebody has reviewed: not worth a notice.
+        missing = [tail.topic for name, tail, state in zip(tails, tails.values(), states)
+                   if not state.topic_exists and name != "reviews"]
+        with self._state_lock:
+            progress = self._observe_progress(ends)
+            detail = f"waiting for topic(s): {', '.join(missing)}" if missing else ""
+            self._status = (True, detail, anomaly_state.lag, progress)
+            self._checked_at = checked_at
+        if progress.state in ("stalled", "falling behind"):
+            self.errors.add(f"job {progress.state}", f"{self.config.input_topic}: {progress.message}")
+
+    def _observe_progress(self, ends: dict[int, int] | None) -> Progress:
+        if self._input_ends is None:
+            return Progress("unknown", "INPUT_TOPIC is empty: the job's progress is not watched", None, None)
+        positions: dict[int, int] = {}
+        for summary in self._summaries.copy().values():
+            if summary.partition is None or summary.offset is None:
+                continue
+            if summary.source not in (None, self.config.input_topic):
+                continue
+            positions[summary.partition] = max(positions.get(summary.partition, 0), summary.offset + 1)
+        return self._monitor.observe(self._clock(), ends, positions)
+
+    def _down(self, detail: str, kind: str, checked_at: datetime) -> None:
+        self.errors.add(kind, detail)
+        with self._state_lock:
+            _up, _detail, lag, progress = self._status
+            self._status = (False, detail, lag, progress)
+            self._checked_at = checked_at
 
     def _read(
         self, tail: TopicTail, max_seconds: float,
-        decode: Callable[[bytes | None], dict[str, Any]], keep: Callable[[dict[str, Any]], None],
+        decode: Callable[[bytes | None], Any], keep: Callable[[Any], None],
     ) -> TailState:
         messages, state = tail.read(max_seconds)
-        for message in messages:
-            try:
-                keep(decode(message.value))
-            except UndecodableMessage as error:
-                self._undecodable(tail.topic, message.partition, message.offset, str(error))
+        rejected = []
+        with self._state_lock:
+            for message in messages:
+                try:
+                    keep(decode(message.value))
+                except InvalidRecord as error:
+                    self._invalid[tail.topic] = self._invalid.get(tail.topic, 0) + 1
+                    rejected.append(f"{tail.topic} partition {message.partition} offset {message.offset}: {error}")
+        for reason in rejected:
+            self.errors.add("invalid record", reason)
         return state
 
-    def _undecodable(self, topic: str, partition: int, offset: int, reason: str) -> None:
-        self.undecodable += 1
-        self.errors.add("undecodable message", f"{topic} partition {partition} offset {offset}: {reason}")
+    def _keep_anomaly(self, anomaly: Anomaly) -> None:
+        self._anomalies.add(anomaly)
+        self._members.add(anomaly)
 
-    def _tails(self) -> tuple[TopicTail, TopicTail]:
-        if self._anomaly_tail is None or self._summary_tail is None:
+    def _keep_summary(self, summary: Summary) -> None:
+        self._summaries.add(summary)
+        self._prices.add(summary)
+
+    def _open_tails(self) -> dict[str, TopicTail]:
+        if not self._tails:
             config = self.config
             report = lambda message: self.errors.add("kafka client", message)  # noqa: E731
-            self._anomaly_tail = TopicTail(
-                config.brokers, config.anomaly_topic, config.buffer_size, config.client_settings, report
+            for name, topic, start_back in (
+                ("anomalies", config.anomaly_topic, config.buffer_size),
+                ("incidents", config.incident_topic, None),
+                ("reviews", config.review_topic, None),
+                ("summaries", config.summary_topic, config.summary_history),
+            ):
+                self._tails[name] = TopicTail(config.brokers, topic, start_back, config.client_settings, report)
+            if config.input_topic:
+                self._input_ends = TopicEnds(config.brokers, config.input_topic, config.client_settings, report)
+        return self._tails
+
+    # ------------------------------------------------------------ the page's side
+
+    def view(self, incident_id: str | None = None) -> FeedView:
+        """A copy of what has been read, with the members of ``incident_id``; (re)starts the reader."""
+        self._last_view = time.monotonic()
+        self._start_reader()
+        with self._state_lock:
+            broker_up, detail, lag, progress = self._status
+            return FeedView(
+                broker_up=broker_up, detail=detail, checked_at=self._checked_at, anomaly_lag=lag,
+                progress=progress, anomalies=self._anomalies.records(), in_memory=self._anomalies.counts(),
+                duplicates=self._anomalies.duplicates, invalid=dict(self._invalid),
+                incidents={incident.incident_id: incident for incident in self._incidents.all()},
+                reviews=self._reviews.copy(), summaries=self._summaries.copy(), prices=self._prices.points(),
+                members={incident_id: self._members.of(incident_id)} if incident_id else {},
             )
-            self._summary_tail = TopicTail(
-                config.brokers, config.summary_topic, SUMMARY_START_BACK, config.client_settings, report
-            )
-        return self._anomaly_tail, self._summary_tail
+
+    def log_entries(self) -> list[LogEntry]:
+        return self.errors.entries()
+
+    def save_review(self, review: Review) -> None:
+        """Writes the decision and keeps it once the broker has it; raises ``ReviewNotSaved``."""
+        self._writer.write(review)
+        with self._state_lock:
+            self._reviews.add(review)
+
+    def wake(self) -> None:
+        """Read again now rather than at the next period (the page's "Retry now")."""
+        self._wake.set()
+
+    def _start_reader(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="dashboard-feed", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set() and time.monotonic() - self._last_view < IDLE_STOP_SECONDS:
+            try:
+                self.refresh(READ_SECONDS)
+            except Exception as error:  # noqa: BLE001 - the reader must outlive any one bad read
+                self.errors.add("reader", f"{type(error).__name__}: {error}")
+            self._wake.wait(self.config.refresh_seconds / 2)
+            self._wake.clear()
+        self._close_clients()
+
+    def _close_clients(self) -> None:
+        with self._read_lock:
+            for tail in self._tails.values():
+                tail.close()
+            if self._input_ends is not None:
+                self._input_ends.close()
+            self._tails, self._input_ends = {}, None
 
     def close(self) -> None:
-        for tail in (self._anomaly_tail, self._summary_tail):
-            if tail is not None:
-                tail.close()
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        if self._thread is None or not self._thread.is_alive():
+            self._close_clients()
+        self._writer.close()

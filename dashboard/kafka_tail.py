@@ -1,10 +1,11 @@
-"""Reading the end of one Kafka topic without a consumer group.
+"""Reading Kafka topics without a consumer group: the tail of a topic, and where a topic ends.
 
 The dashboard only watches: it never commits offsets, and it assigns itself
 every partition instead of joining a group (the development broker, Tansu, does
-not finish group joins, and a viewer has no reason to share work anyway). It
+not finish group joins, and a viewer has no reason to share work anyway). A tail
 starts a little before the end of each partition so a freshly opened page shows
-the recent past, then follows new messages.
+the recent past (or at the beginning, for compacted topics whose every key
+matters), then follows new messages.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ class TailState:
 
 
 class TopicTail:
-    """Every partition of ``topic``, from ``start_back`` messages before the end, onwards."""
+    """Every partition of ``topic``, from ``start_back`` messages before the end (None: from
+    the beginning), onwards."""
 
     def __init__(
         self,
         brokers: str,
         topic: str,
-        start_back: int,
+        start_back: int | None,
         client_settings: Mapping[str, str] | None = None,
         on_client_error: Callable[[str], None] | None = None,
     ) -> None:
@@ -56,22 +58,7 @@ class TopicTail:
         self._next_offsets: dict[int, int] = {}
         self._ends_at_assignment: dict[int, int] = {}
         self._report = on_client_error or (lambda _message: None)
-        settings = {
-            "bootstrap.servers": brokers,
-            # librdkafka insists on a group id, but without subscribe() no group is joined.
-            "group.id": "dashboard-viewer",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "socket.connection.setup.timeout.ms": 2000,
-            "reconnect.backoff.max.ms": 2000,
-            # Tansu holds an empty fetch for the whole wait even when data arrives
-            # meanwhile; a short wait keeps the page live (Kafka and Redpanda answer at once).
-            "fetch.wait.max.ms": 10,
-            "log_level": 0,
-            "error_cb": self._client_error,
-        }
-        settings.update(client_settings or {})
-        self._consumer = Consumer(settings)
+        self._consumer = Consumer(viewer_settings(brokers, self._client_error, client_settings))
 
     def _client_error(self, error: KafkaError) -> None:
         self._report(f"Kafka client: {error.str()}")
@@ -137,7 +124,7 @@ class TopicTail:
         except KafkaException as error:
             raise BrokerUnreachable(_describe(error)) from None
         self._ends_at_assignment[partition] = high
-        return max(low, high - self.start_back)
+        return low if self.start_back is None else max(low, high - self.start_back)
 
     def _lag(self) -> int:
         lag = 0
@@ -149,6 +136,57 @@ class TopicTail:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+class TopicEnds:
+    """The high watermark of every partition of ``topic``, read fresh from the broker each time."""
+
+    def __init__(self, brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                 on_client_error: Callable[[str], None] | None = None) -> None:
+        self.topic = topic
+        report = on_client_error or (lambda _message: None)
+        self._consumer = Consumer(viewer_settings(brokers, lambda error: report(f"Kafka client: {error.str()}"),
+                                                  client_settings))
+
+    def read(self) -> dict[int, int] | None:
+        """Partition -> high watermark; None when the topic does not exist. Raises ``BrokerUnreachable``."""
+        try:
+            metadata = self._consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S)
+            topic = metadata.topics.get(self.topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                return None
+            return {
+                partition: self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=METADATA_TIMEOUT_S, cached=False)[1]
+                for partition in topic.partitions
+            }
+        except KafkaException as error:
+            raise BrokerUnreachable(_describe(error)) from None
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def viewer_settings(
+    brokers: str, on_error: Callable[[KafkaError], None], client_settings: Mapping[str, str] | None
+) -> dict[str, object]:
+    """A consumer that only watches: no commits, errors to ``on_error`` instead of the log."""
+    settings: dict[str, object] = {
+        "bootstrap.servers": brokers,
+        # librdkafka insists on a group id, but without subscribe() no group is joined.
+        "group.id": "dashboard-viewer",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "socket.connection.setup.timeout.ms": 2000,
+        "reconnect.backoff.max.ms": 2000,
+        # Tansu holds an empty fetch for the whole wait even when data arrives
+        # meanwhile; a short wait keeps the page live (Kafka and Redpanda answer at once).
+        "fetch.wait.max.ms": 10,
+        "log_level": 0,
+        "error_cb": on_error,
+    }
+    settings.update(client_settings or {})
+    return settings
 
 
 def _describe(error: KafkaException) -> str:

@@ -1,19 +1,20 @@
-"""The numbers on the page, computed from anomaly records with no Streamlit in sight.
+"""The page's numbers and tables as plain values, computed without Streamlit.
 
-Pure functions of the records so they can be tested on real values and reused by
-the app for every refresh.
+Pure functions of validated records, so they are tested on real values and the
+app only lays them out. Times go out as New York and UTC text; data text stays
+text (tables show it as it is, never as Markdown or HTML).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from dashboard.buffer import LEVELS, SIDES
+from dashboard.clock import duration_text, new_york_text, utc_text
+from dashboard.records import DETECTORS, LEVELS, SIDES, Anomaly, Incident, Review
 
-DETECTORS = ("isolation_forest", "elliptic_envelope", "zscore")
+SIDE_NAMES = {"A": "Ask", "B": "Bid", "N": "None"}
 
 
 @dataclass(frozen=True)
@@ -23,85 +24,147 @@ class AnomalyMetrics:
     max_severity: float | None
     critical: int
     by_side: dict[str, int]
-    """Ask / Bid / None: which side's aggressor traded; anything else counts as None."""
+    """A / B / N: which side's aggressor traded."""
 
 
-def compute_metrics(records: Iterable[dict[str, Any]]) -> AnomalyMetrics:
+def compute_metrics(records: Iterable[Anomaly]) -> AnomalyMetrics:
     severities: list[float] = []
     critical = 0
-    sides = Counter({name: 0 for name in SIDES.values()})
+    sides = Counter({side: 0 for side in SIDES})
     for record in records:
-        severities.append(float(record["severity"]))
-        critical += record["level"] == "critical"
-        sides[SIDES.get(record.get("side"), "None")] += 1
-    if not severities:
-        return AnomalyMetrics(0, None, None, 0, dict(sides))
+        severities.append(record.severity)
+        critical += record.level == "critical"
+        sides[record.side] += 1
     return AnomalyMetrics(
         total=len(severities),
-        average_severity=sum(severities) / len(severities),
-        max_severity=max(severities),
+        average_severity=sum(severities) / len(severities) if severities else None,
+        max_severity=max(severities, default=None),
         critical=critical,
         by_side=dict(sides),
     )
 
 
 def filter_records(
-    records: Iterable[dict[str, Any]], symbols: Collection[str] = (), levels: Collection[str] = ()
-) -> list[dict[str, Any]]:
+    records: Iterable[Anomaly], symbols: Collection[str] = (), levels: Collection[str] = ()
+) -> list[Anomaly]:
     """Records of the chosen symbols and levels; an empty choice means all."""
     return [
         record for record in records
-        if (not symbols or record["symbol"] in symbols) and (not levels or record["level"] in levels)
+        if (not symbols or record.symbol in symbols) and (not levels or record.level in levels)
     ]
 
 
-def detector_vote_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+def detector_vote_counts(records: Iterable[Anomaly]) -> dict[str, int]:
     """How many of the records each detector voted for."""
     counts = {name: 0 for name in DETECTORS}
     for record in records:
-        for name, verdict in (record.get("detectors") or {}).items():
-            if isinstance(verdict, dict) and verdict.get("vote") is True:
-                counts[name] = counts.get(name, 0) + 1
+        for name in record.voted:
+            counts[name] = counts.get(name, 0) + 1
     return counts
 
 
-def level_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
-    counts = Counter(record["level"] for record in records)
+def level_counts(records: Iterable[Anomaly]) -> dict[str, int]:
+    counts = Counter(record.level for record in records)
     return {level: counts.get(level, 0) for level in LEVELS}
 
 
-def explanation_text(record: dict[str, Any]) -> str:
-    """``current_size=1452275 (z 9.8); ...``: the features that made the trade stand out."""
-    parts = []
-    for item in record.get("explanation") or []:
-        if not isinstance(item, dict):
-            continue
-        value, zscore = item.get("value"), item.get("zscore")
-        value_text = f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
-        zscore_text = f" (z {zscore:.1f})" if isinstance(zscore, (int, float)) else ""
-        parts.append(f"{item.get('feature')}={value_text}{zscore_text}")
-    return "; ".join(parts)
-
-
-def latest_rows(records: list[dict[str, Any]], limit: int = 50) -> list[dict[str, Any]]:
+def latest_rows(records: list[Anomaly], limit: int = 50) -> list[dict[str, object]]:
     """The table of the latest anomalies (newest event first), as plain values."""
-    newest = sorted(records, key=lambda record: record["ts_event"], reverse=True)[:limit]
+    newest = sorted(records, key=lambda record: (record.ts_ns, record.anomaly_id), reverse=True)[:limit]
     return [
         {
-            "ts_event (UTC)": record["ts_event"],
-            "symbol": record["symbol"],
-            "level": record["level"],
-            "severity": round(float(record["severity"]), 3),
-            "side": SIDES.get(record.get("side"), "None"),
-            "price": record.get("price"),
-            "size": record.get("size"),
-            "votes": record.get("votes"),
-            "detectors": ", ".join(
-                name for name, verdict in (record.get("detectors") or {}).items()
-                if isinstance(verdict, dict) and verdict.get("vote") is True
-            ),
-            "explanation": explanation_text(record),
-            "anomaly_id": record["anomaly_id"],
+            "time (New York)": new_york_text(record.ts_ns),
+            "time (UTC)": utc_text(record.ts_ns),
+            "symbol": record.symbol,
+            "kind": record.kind,
+            "level": record.level,
+            "severity": round(record.severity, 3),
+            "side": SIDE_NAMES[record.side],
+            "price": record.price,
+            "size": record.size,
+            "detectors voting": ", ".join(record.voted),
+            "explanation": "; ".join(record.explanation),
+            "anomaly_id": record.anomaly_id,
         }
         for record in newest
+    ]
+
+
+def price_move_text(incident: Incident) -> str:
+    """``-240 bp (-2.40%)``, or a dash when the job did not measure one."""
+    move = incident.price_move_bps
+    return "–" if move is None else f"{move:+,.0f} bp ({move / 100:+.2f}%)"
+
+
+def kind_text(incident: Incident) -> str:
+    """Auctions are marked so an analyst never mistakes a cross for an event."""
+    kind = incident.kind.replace("_", " ")
+    if incident.kind == "auction":
+        return "AUCTION (opening/closing cross)"
+    return kind if incident.direction is None else f"{kind} ({incident.direction})"
+
+
+def queue_rows(queue: list[Incident], reviews: Mapping[str, Review]) -> list[dict[str, object]]:
+    """One row per incident, in queue order."""
+    return [
+        {
+            "status": incident.status,
+            "level": incident.level,
+            "symbol": incident.symbol,
+            "kind": kind_text(incident),
+            "start (New York)": new_york_text(incident.first_ns),
+            "start (UTC)": utc_text(incident.first_ns),
+            "duration": duration_text(incident.duration_s),
+            "trades": incident.trades,
+            "anomalies": incident.anomalies,
+            "price move": price_move_text(incident),
+            "review": review_text(reviews.get(incident.incident_id)),
+            "summary": incident.summary,
+            "incident_id": incident.incident_id,
+        }
+        for incident in queue
+    ]
+
+
+def review_text(review: Review | None) -> str:
+    if review is None:
+        return ""
+    decision = "dismissed (false positive)" if review.decision == "dismissed" else "acknowledged"
+    return f"{decision} by {review.analyst}"  # shown as text only (tables, st.text): the name is data
+
+
+def incident_label(incident: Incident) -> str:
+    """The line that names an incident in the picker: plain text."""
+    return (f"{incident.level.upper()} · {incident.symbol} · {kind_text(incident)} · "
+            f"{new_york_text(incident.first_ns)} New York · {incident.status}")
+
+
+def member_rows(members: list[Anomaly]) -> list[dict[str, object]]:
+    """Each member anomaly with every detector's score, threshold and vote."""
+    rows = []
+    for record in members:
+        row: dict[str, object] = {
+            "time (New York)": new_york_text(record.ts_ns),
+            "time (UTC)": utc_text(record.ts_ns),
+            "price": record.price,
+            "size": record.size,
+            "side": SIDE_NAMES[record.side],
+            "kind": record.kind,
+            "severity": round(record.severity, 3),
+            "level": record.level,
+        }
+        for verdict in record.detectors:
+            threshold = "" if verdict.threshold is None else f" / {verdict.threshold:.4g}"
+            row[verdict.name] = f"{verdict.score:.4g}{threshold} {'VOTE' if verdict.vote else 'no'}"
+        row["explanation"] = "; ".join(record.explanation)
+        row["anomaly_id"] = record.anomaly_id
+        rows.append(row)
+    return rows
+
+
+def decision_rows(counts: Mapping[str, Counter]) -> list[dict[str, object]]:
+    return [
+        {"kind": kind.replace("_", " "), "dismissed as false positive": counter["dismissed"],
+         "acknowledged": counter["acknowledged"]}
+        for kind, counter in sorted(counts.items(), key=lambda item: (-item[1]["dismissed"], item[0]))
     ]

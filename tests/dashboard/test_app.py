@@ -1,122 +1,309 @@
-"""The page, run by Streamlit's AppTest against the real broker holding recorded anomalies.
+"""The page, run by Streamlit's AppTest against the real broker holding what the job would publish.
 
-Expected numbers are computed here straight from the recorded JSON lines, not by
-the dashboard's own functions, so a wrong metric function fails this test.
+Expected values are computed here from the published messages, not by the
+dashboard's own functions, so a wrong count or order in the dashboard fails.
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 from streamlit.testing.v1 import AppTest
 
 from connectors.broker import EmbeddedBroker, free_port
+from dashboard.kafka_tail import TopicTail
+from dashboard.records import decode_review
+from contract_fixtures import ns_of
+from publishing import REPUBLISHED, create_topics, publish, publish_world, topics_for
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+LEVELS = ("low", "medium", "high", "critical")
 
 pytestmark = pytest.mark.broker
 
 
-def run_app(monkeypatch, brokers: str, anomaly_topic: str, summary_topic: str, **extra: str) -> AppTest:
-    monkeypatch.setenv("KAFKA_BROKERS", brokers)
-    monkeypatch.setenv("ANOMALY_TOPIC", anomaly_topic)
-    monkeypatch.setenv("SUMMARY_TOPIC", summary_topic)
-    for name, value in extra.items():
-        monkeypatch.setenv(name, value)
-    app = AppTest.from_file(APP, default_timeout=30)
-    app.run()
-    assert not app.exception, [exception.message for exception in app.exception]
-    return app
+@pytest.fixture
+def pages(monkeypatch):
+    """``open_page(environment)`` runs the page as a new browser session would; every session's
+    background reader is stopped at the end of the test."""
+    opened: list[AppTest] = []
+
+    def open_page(environment: dict[str, str]) -> AppTest:
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        app = AppTest.from_file(APP, default_timeout=60)
+        app.run()
+        assert not app.exception, [exception.message for exception in app.exception]
+        opened.append(app)
+        return app
+
+    yield open_page
+    for app in opened:
+        feed = app.session_state["feed"] if "feed" in app.session_state else None
+        if feed is not None:
+            feed.close()
 
 
 def metric_values(app: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in app.metric}
 
 
-def test_every_metric_matches_the_recorded_anomalies(
-    monkeypatch, broker, published_topics, recorded_anomalies, page_expectations, republished
-):
-    app = run_app(monkeypatch, broker, *published_topics)
-    expected = page_expectations(recorded_anomalies)
-    # The recording repeats no id and fits the default buffer of 1000, so every record must show once.
-    assert expected["Anomalies"] == str(len(recorded_anomalies)) and len(recorded_anomalies) < 1000
-    assert metric_values(app) == expected
-    caption = app.caption[0].value
-    assert f"duplicates ignored {republished}" in caption
-    assert "undecodable 1" in caption
-    log = app.expander[0]
-    assert log.label == "Error log (1)"
-    assert "not valid JSON" in log.dataframe[0].value["message"][0]
-    table = app.main.dataframe[0].value  # the latest anomalies; the error log comes after it
-    assert len(table) == 50
-    newest = max(recorded_anomalies, key=lambda record: record["ts_event"])
-    assert table["anomaly_id"][0] == newest["anomaly_id"]
-    assert table["explanation"][0].startswith(newest["explanation"][0]["feature"] + "=")
+def table(app: AppTest, key: str):
+    return app.get_by_key(key).dataframe[0].value
 
 
-def test_filters_by_symbol_and_level_change_every_metric(
-    monkeypatch, broker, published_topics, recorded_anomalies, page_expectations
-):
-    app = run_app(monkeypatch, broker, *published_topics)
-    app.multiselect(key="symbols").set_value(["SYN1"]).run()
-    assert metric_values(app) == page_expectations([r for r in recorded_anomalies if r["symbol"] == "SYN1"])
-    app.multiselect(key="levels").set_value(["medium"]).run()
-    chosen = [r for r in recorded_anomalies if r["symbol"] == "SYN1" and r["level"] == "medium"]
-    assert 0 < len(chosen) < len([r for r in recorded_anomalies if r["symbol"] == "SYN1"])
-    assert metric_values(app) == page_expectations(chosen)
+def until(app: AppTest, condition, timeout_s: float = 20.0) -> None:
+    """Re-run the page until ``condition(app)`` holds: the background reader needs a moment."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        app.run()
+        assert not app.exception, [exception.message for exception in app.exception]
+        if condition(app):
+            return
+        assert time.monotonic() < deadline, "the page never showed what was expected"
+        time.sleep(0.3)
 
 
-def test_a_small_buffer_keeps_only_the_latest_anomalies(monkeypatch, broker, published_topics):
-    app = run_app(monkeypatch, broker, *published_topics, DASHBOARD_BUFFER_SIZE="100")
-    assert metric_values(app)["Anomalies"] == "100"
+def expected_tiles(anomalies: list[dict], incidents: int, instruments: int) -> dict[str, str]:
+    """What the tiles must show, computed the plain way from the published records."""
+    severities = [record["severity"] for record in anomalies]
+    sides = Counter(record["side"] for record in anomalies)
+    return {
+        "Anomalies": f"{len(anomalies):,}", "Average severity": f"{sum(severities) / len(severities):.3f}",
+        "Max severity": f"{max(severities):.3f}", "Critical": str(sum(r["level"] == "critical" for r in anomalies)),
+        "Side Ask": str(sides["A"]), "Side Bid": str(sides["B"]), "Side None": str(sides["N"]),
+        "Incidents": str(incidents), "Instruments": str(instruments),
+    }
 
 
-def test_broker_down_shows_a_banner_and_the_error_log_not_a_stack_trace(monkeypatch):
+def queue_order(incidents: dict[str, dict]) -> list[str]:
+    """Open first, then critical > high > medium > low, then the newest first."""
+    return [incident_id for incident_id, _ in sorted(incidents.items(), key=lambda item: (
+        item[1]["status"] == "closed", -LEVELS.index(item[1]["level"]), -ns_of(item[1]["first_ts_event"]), item[0]))]
+
+
+def test_totals_and_every_instrument_come_from_the_topics_not_the_small_buffer(pages, published, world):
+    app = pages(published.environment(DASHBOARD_BUFFER_SIZE="100"))
+    assert len(world.anomalies) == 485 > 100
+    assert metric_values(app) == expected_tiles(world.anomalies, len(world.final_incidents()), 4)
+    instruments = table(app, "instruments")
+    true_counts = Counter(record["symbol"] for record in world.anomalies)
+    assert dict(zip(instruments["symbol"], instruments["anomalies"])) == true_counts
+    in_memory = dict(zip(instruments["symbol"], instruments["anomalies in memory"]))
+    assert sum(in_memory.values()) == 100 and min(in_memory.values()) > 0  # every instrument is in the charts
+    newest = world.newest_summaries()
+    assert dict(zip(instruments["symbol"], instruments["trades"])) == {
+        symbol: summary["trades_processed"] for symbol, summary in newest.items()}
+    caption = " ".join(caption.value for caption in app.caption)
+    assert "the newest summary of each of 4 instruments" in caption
+    assert "invalid records 1" in caption  # the message that is not JSON
+
+
+def test_tiles_follow_the_symbol_filter(pages, published, world):
+    app = pages(published.environment())
+    app.multiselect(key="symbols").set_value(["SYN1", "NVDA"]).run()
+    chosen = [record for record in world.anomalies if record["symbol"] in ("SYN1", "NVDA")]
+    incidents = {i for i, m in world.final_incidents().items() if m["symbol"] in ("SYN1", "NVDA")}
+    assert metric_values(app) == expected_tiles(chosen, len(incidents), 2)
+    assert set(table(app, "incident_queue")["symbol"]) == {"SYN1", "NVDA"}
+    assert set(table(app, "instruments")["symbol"]) == {"SYN1", "NVDA"}
+
+
+def test_the_queue_puts_open_incidents_first_then_level_then_time(pages, published, world):
+    app = pages(published.environment())
+    assert f"duplicates ignored {REPUBLISHED}" in app.caption[0].value  # a restarted job's repeats, counted once
+    queue = table(app, "incident_queue")
+    final = world.final_incidents()
+    assert list(queue["incident_id"]) == queue_order(final)
+    first = final[queue["incident_id"][0]]
+    row = queue.iloc[0]
+    assert (row["status"], row["level"], row["symbol"], row["trades"]) == (
+        first["status"], first["level"], first["symbol"], first["trades"])
+    assert row["summary"] == first["summary"]
+    assert row["start (UTC)"] == first["first_ts_event"].replace("T", " ")[:23]
+    assert row["price move"] == f"{first['price_move_bps']:+,.0f} bp ({first['price_move_bps'] / 100:+.2f}%)"
+
+
+def test_auction_incidents_are_marked_and_can_be_hidden(pages, published, world):
+    app = pages(published.environment())
+    auctions = {i for i, message in world.final_incidents().items() if message["kind"] == "auction"}
+    queue = table(app, "incident_queue")
+    marked = set(queue[queue["kind"] == "AUCTION (opening/closing cross)"]["incident_id"])
+    assert marked == auctions and len(auctions) == 2
+    app.checkbox(key="hide_auctions").check().run()
+    assert not auctions & set(table(app, "incident_queue")["incident_id"])
+    assert len(table(app, "incident_queue")) == len(world.final_incidents()) - 2
+
+
+def test_opening_an_incident_shows_its_trades_anomalies_and_explanation(pages, published, world):
+    app = pages(published.environment())
+    crash_id, crash = next((i, m) for i, m in world.final_incidents().items() if m["kind"] == "flash_crash")
+    app.selectbox(key="incident").set_value(crash_id).run()
+    texts = [text.value for text in app.text]
+    assert crash["summary"] in texts
+    assert any(text.startswith("Why:\n- ") and crash["explanation"][0]["text"] in text for text in texts)
+    details = metric_values(app)
+    assert details["Trades"] == f"{crash['trades']:,}" and details["Level"] == crash["level"]
+    assert details["Price move"] == f"{crash['price_move_bps'] / 100:+.2f}%"
+    members = table(app, "incident_members")
+    expected = sorted((r for r in world.anomalies if r["incident_id"] == crash_id), key=lambda r: r["ts_event"])
+    assert list(members["anomaly_id"]) == [r["anomaly_id"] for r in expected]  # all 258 fit the default buffer
+    first = expected[0]["detectors"]["isolation_forest"]
+    assert members["isolation_forest"][0] == (
+        f"{first['score']:.4g} / {first['threshold']:.4g} {'VOTE' if first['vote'] else 'no'}")
+    chart = orjson.loads(app.get("plotly_chart")[0].proto.spec)
+    path = chart["data"][0]
+    assert path["name"] == "trades" and len(path["y"]) == len(crash["price_path"])
+    assert any(f"{len(expected):,} in memory of {crash['anomalies']:,}" in text for text in texts)
+
+
+def test_a_review_round_trip_through_the_broker(pages, published, world):
+    environment = published.environment()
+    watcher = pages(environment)  # another analyst's page, already open
+    app = pages(environment)
+    block_id = next(i for i, m in world.final_incidents().items() if m["kind"] == "block")
+    app.selectbox(key="incident").set_value(block_id).run()
+    app.radio(key="decision").set_value("dismissed")
+    app.text_input(key="analyst").input("Ada Lovelace")
+    app.text_area(key="note").input("a 38,400-share print at the market: a real block")
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
+    assert any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ") for text in app.text)
+
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    [saved] = [decode_review(message.value) for message in messages]
+    assert (saved.incident_id, saved.decision, saved.analyst, saved.kind) == (block_id, "dismissed", "Ada Lovelace", "block")
+    assert saved.note == "a 38,400-share print at the market: a real block"
+
+    def shows_review(page: AppTest) -> bool:
+        queue = table(page, "incident_queue")
+        return list(queue[queue["incident_id"] == block_id]["review"]) == ["dismissed (false positive) by Ada Lovelace"]
+
+    until(watcher, shows_review)  # an open page sees it
+    restarted = pages(environment)  # a new page (or a restarted dashboard) reads it back
+    assert shows_review(restarted)
+    assert list(table(restarted, "decisions_by_kind").itertuples(index=False, name=None)) == [("block", 1, 0)]
+    restarted.checkbox(key="hide_reviewed").check().run()
+    assert block_id not in set(table(restarted, "incident_queue")["incident_id"])
+
+
+def test_a_review_needs_a_name(pages, published, world):
+    app = pages(published.environment())
+    app.selectbox(key="incident").set_value(next(iter(world.final_incidents()))).run()
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.error] == ["Enter your name: a review says who decided."]
+    assert not app.success
+
+
+HOSTILE_ANOMALIES = [
+    {"ts_event": "2999-01-01T00:00:00Z"}, {"ts_event": 2**64 - 1}, {"severity": 1e308}, {"severity": -5},
+    {"price": "117"}, {"level": "urgent"}, {"detectors": {"zscore": {"score": "big", "vote": True}}},
+    {"symbol": 7}, {"size": -1},
+]
+
+
+def test_hostile_records_go_to_the_error_log_and_hide_nothing(pages, topics, world):
+    """Each bad record is logged with where it was; the valid ones before and after all show."""
+    create_topics(topics.brokers, topics.anomalies, topics.summaries, topics.stocks)
+    create_topics(topics.brokers, topics.incidents, compacted=True)
+    template = world.anomalies[0]
+    hostile = [orjson.dumps(template | changes | {"anomaly_id": f"hostile-{n}"}) for n, changes in
+               enumerate(HOSTILE_ANOMALIES)]
+    producer = Producer({"bootstrap.servers": topics.brokers})
+    for line in hostile:  # all on partition 0, before the valid records of that partition
+        producer.produce(topics.anomalies, value=line, partition=0)
+    producer.produce(topics.incidents, value=orjson.dumps(world.incident_messages[0] | {"first_ts_event": 2**64 - 1}))
+    producer.produce(topics.summaries, value=orjson.dumps(world.summaries[-1] | {"ts_event": 2**64 - 1}))
+    producer.produce(topics.reviews, value=orjson.dumps({"incident_id": "x", "decision": "ok", "analyst": "a"}))
+    assert producer.flush(10) == 0
+    publish_world(topics, world, create=False)
+    app = pages(topics.environment())
+    log = table(app, "error_log")
+    invalid = [message for kind, message in zip(log["kind"], log["message"]) if kind == "invalid record"]
+    for n, changes in enumerate(HOSTILE_ANOMALIES):
+        assert any(message.startswith(f"{topics.anomalies} partition 0 offset {n}: ") for message in invalid), changes
+    assert any(m.startswith(f"{topics.anomalies} partition 0 offset 0: 'ts_event' is outside 1990-2100") for m in invalid)
+    assert any(": 'severity' is outside 0 to 1: 1e+308" in message for message in invalid)
+    assert any(m.startswith(f"{topics.incidents} partition ") and "'first_ts_event' is outside" in m for m in invalid)
+    assert any(m.startswith(f"{topics.summaries} partition ") and "'ts_event' is outside" in m for m in invalid)
+    assert any(m.startswith(f"{topics.reviews} partition ") and "'decision' must be one of" in m for m in invalid)
+    assert metric_values(app) == expected_tiles(world.anomalies, len(world.final_incidents()), 4)
+    assert len(table(app, "latest_anomalies")) == 50
+    instruments = table(app, "instruments")
+    assert set(instruments["symbol"]) == {"NVDA", "SYN0", "SYN1", "SYN2"}
+    assert instruments["anomalies in memory"].sum() == len(world.anomalies)  # every valid record, before and after
+    assert not app.error
+
+
+def test_broker_down_shows_a_banner_and_the_error_log_not_a_stack_trace(pages):
     nobody = f"127.0.0.1:{free_port()}"
-    app = run_app(monkeypatch, nobody, "anomalies", "instrument-summaries")
+    app = pages({"KAFKA_BROKERS": nobody})
     assert len(app.error) == 1
     assert app.error[0].value.startswith(f"Kafka broker unreachable at {nobody}. Retrying every")
     assert app.button(key="retry").label == "Retry now"
-    assert app.expander[0].label == "Error log (1)"
-    assert "broker unreachable" in list(app.expander[0].dataframe[0].value["kind"])
+    assert app.expander[0].label.startswith("Error log (")
+    assert "broker unreachable" in list(table(app, "error_log")["kind"])
     assert metric_values(app)["Anomalies"] == "0"
     app.button(key="retry").click().run()
-    assert not app.exception
-    assert app.expander[0].dataframe[0].value["times"][0] == 2  # the retry failed again, counted once more
+    assert not app.exception and app.error[0].value.startswith("Kafka broker unreachable")
 
 
 def test_a_bad_setting_names_the_variable(monkeypatch):
-    monkeypatch.setenv("DASHBOARD_BUFFER_SIZE", "lots")
+    monkeypatch.setenv("DASHBOARD_STALL_SECONDS", "soon")
     app = AppTest.from_file(APP, default_timeout=10)
     app.run()
     assert not app.exception
-    assert "DASHBOARD_BUFFER_SIZE must be a whole number, got 'lots'" in app.code[0].value
+    assert "DASHBOARD_STALL_SECONDS must be a number, got 'soon'" in app.code[0].value
 
 
-def test_the_page_recovers_when_the_broker_comes_up(
-    monkeypatch, topic_prefix, page_expectations, recorded_anomalies, publish_to
-):
+def test_the_page_recovers_when_the_broker_comes_up(pages, topic_prefix, world):
     port = free_port()
-    anomaly_topic = f"{topic_prefix}-anomalies"
-    app = run_app(monkeypatch, f"127.0.0.1:{port}", anomaly_topic, f"{topic_prefix}-summaries")
+    topics = topics_for(f"127.0.0.1:{port}", topic_prefix)
+    app = pages(topics.environment())
     assert app.error[0].value.startswith("Kafka broker unreachable")
-    with EmbeddedBroker(port) as late_broker:
-        publish_to(late_broker.bootstrap, anomaly_topic, [orjson.dumps(r) for r in recorded_anomalies[:40]])
+    with EmbeddedBroker(port):
+        publish_world(topics, world)
         app.button(key="retry").click().run()
-        assert not app.exception
-        assert not app.error
-        assert metric_values(app) == page_expectations(recorded_anomalies[:40])
+        assert not app.exception and not app.error
+        assert metric_values(app) == expected_tiles(world.anomalies, len(world.final_incidents()), 4)
+        app.session_state["feed"].close()  # before the broker goes
 
 
-def test_a_drawing_failure_is_reported_on_the_page_not_as_a_stack_trace(monkeypatch, broker, published_topics):
+def test_a_drawing_failure_is_reported_on_the_page_not_as_a_stack_trace(monkeypatch, pages, published):
     def broken_figure(*_args, **_kwargs):
         raise ValueError("figure exploded")
 
     monkeypatch.setattr("dashboard.figures.severity_figure", broken_figure)
-    app = run_app(monkeypatch, broker, *published_topics)
-    assert [error.value for error in app.error] == ["Part of the page could not be drawn; the error log below says why."]
-    messages = list(app.expander[0].dataframe[0].value["message"])
-    assert "could not draw the anomalies: ValueError: figure exploded" in messages
-    assert app.metric  # what was drawn before the failure stays
+    app = pages(published.environment())
+    assert [error.value for error in app.error] == ["The anomalies could not be drawn; the error log below says why."]
+    assert "could not draw the anomalies: ValueError: figure exploded" in list(table(app, "error_log")["message"])
+    assert table(app, "incident_queue") is not None and app.metric  # the other sections stay
+
+
+def test_a_job_that_stops_progressing_shows_as_stalled(pages, topics, world):
+    publish_world(topics, world, summaries=[])
+    stocks = topics.stocks
+    summary = {"symbol": "NVDA", "ts_event": 1746797409910580602, "last_price": 117.8, "trades_processed": 3,
+               "anomalies": 0, "source": stocks, "partition": 0, "offset": 2}
+    producer = Producer({"bootstrap.servers": topics.brokers})
+    for number in range(3):
+        producer.produce(stocks, value=b"trade %d" % number, partition=0)
+        producer.flush(10)
+    publish(topics.brokers, topics.summaries, [orjson.dumps(summary)])
+    app = pages(topics.environment(DASHBOARD_STALL_SECONDS="2", DASHBOARD_REFRESH_SECONDS="0.5"))
+    assert "job caught up (no trade waiting on the input topic)" in app.caption[0].value
+    time.sleep(1.2)
+    for number in range(3, 6):  # trades keep arriving; the job reports nothing
+        producer.produce(stocks, value=b"trade %d" % number, partition=0)
+        producer.flush(10)
+    until(app, lambda page: any(error.value.startswith("Job stalled: no progress for ") for error in page.error))
+    assert "job stalled" in list(table(app, "error_log")["kind"])

@@ -1,4 +1,4 @@
-"""The assign-only tail on the real broker: where it starts, what it reads, how it fails."""
+"""The assign-only readers on the real broker: where they start, what they read, how they fail."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from confluent_kafka import Producer
 from connectors.broker import free_port
 from dashboard.config import DashboardConfig
 from dashboard.feed import LiveFeed
-from dashboard.kafka_tail import BrokerUnreachable, TopicTail
+from dashboard.kafka_tail import BrokerUnreachable, TopicEnds, TopicTail
+from publishing import create_topics
 
 pytestmark = pytest.mark.broker
 
 
-def publish_one_by_one(brokers: str, topic: str, count: int) -> None:
+def publish_one_by_one(brokers: str, topic: str, count: int, partition: int = 0) -> None:
     """One produce request per message: Tansu's high watermark counts request batches
     (20 messages sent in one batch report a high watermark of 1), so start-near-the-end
     is only checkable when each batch holds one message."""
     producer = Producer({"bootstrap.servers": brokers})
     for number in range(count):
-        producer.produce(topic, value=b"%d" % number, partition=0)
+        producer.produce(topic, value=b"%d" % number, partition=partition)
         assert producer.flush(10) == 0
 
 
@@ -38,6 +39,34 @@ def test_a_new_tail_starts_start_back_messages_before_the_end(broker, topic_pref
         tail.close()
 
 
+def test_a_tail_without_start_back_reads_from_the_beginning(broker, topic_prefix):
+    topic = f"{topic_prefix}-compacted"
+    publish_one_by_one(broker, topic, 12)
+    tail = TopicTail(broker, topic, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+        assert [message.offset for message in messages] == list(range(12))
+    finally:
+        tail.close()
+
+
+def test_topic_ends_are_the_high_watermarks_of_every_partition(broker, topic_prefix):
+    topic = f"{topic_prefix}-input"
+    create_topics(broker, topic, partitions=2)
+    publish_one_by_one(broker, topic, 4, partition=0)
+    publish_one_by_one(broker, topic, 7, partition=1)
+    ends = TopicEnds(broker, topic)
+    missing = TopicEnds(broker, f"{topic_prefix}-never-created")
+    try:
+        assert ends.read() == {0: 4, 1: 7}
+        publish_one_by_one(broker, topic, 1, partition=0)
+        assert ends.read() == {0: 5, 1: 7}
+        assert missing.read() is None
+    finally:
+        ends.close()
+        missing.close()
+
+
 def test_a_missing_topic_is_reported_not_raised(broker, topic_prefix):
     tail = TopicTail(broker, f"{topic_prefix}-never-written", start_back=10)
     try:
@@ -49,20 +78,25 @@ def test_a_missing_topic_is_reported_not_raised(broker, topic_prefix):
 
 def test_no_broker_raises_broker_unreachable_quickly():
     tail = TopicTail(f"127.0.0.1:{free_port()}", "anomalies", start_back=10)
+    ends = TopicEnds(f"127.0.0.1:{free_port()}", "stocks")
     try:
         with pytest.raises(BrokerUnreachable):
             tail.read(max_seconds=1)
+        with pytest.raises(BrokerUnreachable):
+            ends.read()
     finally:
         tail.close()
+        ends.close()
 
 
 def test_the_feed_turns_a_dead_broker_into_a_status_and_a_log_entry():
     brokers = f"127.0.0.1:{free_port()}"
     feed = LiveFeed(DashboardConfig(brokers=brokers))
     try:
-        status = feed.refresh(max_seconds=0.5)
-        assert not status.broker_up
-        assert status.detail.startswith(f"no Kafka broker answered at {brokers}")
-        assert feed.errors.entries()[0].kind == "broker unreachable"
+        feed.refresh(max_seconds=0.5)
+        view = feed.view()
+        assert not view.broker_up
+        assert view.detail.startswith(f"no Kafka broker answered at {brokers}")
+        assert feed.log_entries()[0].kind == "broker unreachable"
     finally:
         feed.close()

@@ -1,0 +1,111 @@
+"""Analysts' decisions on incidents: kept in a compacted topic, the only thing the dashboard writes.
+
+A decision made in one browser must survive a restart and show in every other
+open dashboard, so it is not kept in the page: it goes to the ``incident-reviews``
+topic (compacted, keyed by incident id, so the last decision per incident is
+what the topic keeps) and every page reads that topic from the beginning. A
+decision counts as made only when the broker has acknowledged it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+import orjson
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dashboard.records import Incident, Review
+
+WRITE_TIMEOUT_S = 5.0
+REVIEW_TOPIC_CONFIG = {"cleanup.policy": "compact"}
+
+
+class ReviewNotSaved(RuntimeError):
+    """The broker did not acknowledge the decision; the text says why."""
+
+
+class ReviewBook:
+    """The latest decision per incident, in the order the topic holds them."""
+
+    def __init__(self) -> None:
+        self._reviews: dict[str, Review] = {}
+
+    def add(self, review: Review) -> None:
+        self._reviews.pop(review.incident_id, None)
+        self._reviews[review.incident_id] = review
+
+    def copy(self) -> dict[str, Review]:
+        return dict(self._reviews)
+
+    def __len__(self) -> int:
+        return len(self._reviews)
+
+
+def decisions_by_kind(reviews: Iterable[Review], incidents: Mapping[str, Incident]) -> dict[str, Counter]:
+    """Per incident kind, how many were acknowledged and how many dismissed as false positives:
+    a kind dismissed again and again is a threshold to review."""
+    counts: dict[str, Counter] = {}
+    for review in reviews:
+        incident = incidents.get(review.incident_id)
+        kind = review.kind or (incident.kind if incident else "unknown")
+        counts.setdefault(kind, Counter())[review.decision] += 1
+    return counts
+
+
+class ReviewWriter:
+    """Writes decisions to ``topic``, creating it (compacted) when it is missing."""
+
+    def __init__(self, brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> None:
+        self.topic = topic
+        self._settings = {"bootstrap.servers": brokers, "log_level": 0, "error_cb": lambda _error: None,
+                          "socket.connection.setup.timeout.ms": 2000, **(client_settings or {})}
+        self._producer: Producer | None = None
+        self._topic_ready = False
+
+    def write(self, review: Review) -> None:
+        """Returns once the broker has the decision; raises ``ReviewNotSaved`` otherwise."""
+        self._ensure_topic()
+        if self._producer is None:
+            self._producer = Producer({**self._settings, "acks": "all", "enable.idempotence": True,
+                                       "message.timeout.ms": int(WRITE_TIMEOUT_S * 1000)})
+        outcome: list[KafkaError | None] = []
+        try:
+            self._producer.produce(
+                self.topic, key=review.incident_id.encode(), value=orjson.dumps(review.to_dict()),
+                on_delivery=lambda error, _message: outcome.append(error),
+            )
+        except (KafkaException, BufferError) as error:
+            raise ReviewNotSaved(f"the Kafka client refused the message: {error}") from None
+        self._producer.flush(WRITE_TIMEOUT_S + 1)
+        if not outcome:
+            raise ReviewNotSaved(f"the broker did not acknowledge within {WRITE_TIMEOUT_S:g} s")
+        if outcome[0] is not None:
+            raise ReviewNotSaved(f"the broker refused it: {outcome[0].str()}")
+
+    def _ensure_topic(self) -> None:
+        if self._topic_ready:
+            return
+        admin = AdminClient(self._settings)
+        try:
+            metadata = admin.list_topics(timeout=WRITE_TIMEOUT_S)
+            if self.topic not in metadata.topics:
+                future = admin.create_topics([NewTopic(self.topic, 1, 1, config=REVIEW_TOPIC_CONFIG)])[self.topic]
+                try:
+                    future.result(timeout=WRITE_TIMEOUT_S)
+                except KafkaException as error:
+                    if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another page was first
+                        raise
+        except KafkaException as error:
+            raise ReviewNotSaved(f"could not reach or create the topic {self.topic}: {_describe(error)}") from None
+        self._topic_ready = True
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(WRITE_TIMEOUT_S)
+
+
+def _describe(error: KafkaException) -> str:
+    detail = error.args[0] if error.args else error
+    return detail.str() if hasattr(detail, "str") else str(detail)

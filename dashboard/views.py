@@ -1,0 +1,246 @@
+"""The sections of the page, each drawn from one ``FeedView``.
+
+Data text (symbols, ids, summaries, notes, reasons) only ever goes through
+``st.text``, ``st.dataframe``, widget options and escaped Plotly labels, never
+through Markdown or HTML. Settings (topic names) come from the environment and
+may appear in captions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures
+from dashboard.clock import both_text, duration_text
+from dashboard.config import DashboardConfig
+from dashboard.feed import FeedView, LiveFeed
+from dashboard.incidents import QueueFilter, incident_queue, worst_open_level
+from dashboard.metrics import (
+    compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, queue_rows,
+    review_text,
+)
+from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
+from dashboard.reviews import ReviewNotSaved, decisions_by_kind
+from dashboard.totals import instrument_rows, topic_totals
+
+PROGRESS_ALERTS = {"stalled": st.error, "falling behind": st.warning}
+DECISION_LABELS = {"acknowledged": "Acknowledge", "dismissed": "Dismiss as false positive"}
+DECISION_TEXT = {"acknowledged": "acknowledged", "dismissed": "dismissed (false positive)"}
+
+
+def data_table(rows: list[dict[str, object]], key: str, **options: object) -> None:
+    """A table of plain values in a container named ``key`` (what tests and styles find it by);
+    the table keeps its own stable key so a refresh updates it in place."""
+    with st.container(key=key):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"{key}_table", **options)
+
+
+def severity_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def count_text(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def status(view: FeedView, config: DashboardConfig) -> None:
+    """Broker banner, the job's progress, and what the page holds."""
+    if not view.broker_up:
+        st.error(f"Kafka broker unreachable at {config.brokers}. Retrying every {config.refresh_seconds:g} s; "
+                 "the page shows the last data received.")
+        st.button("Retry now", key="retry")
+    elif view.detail:
+        st.info(view.detail)
+    progress = view.progress
+    alert = PROGRESS_ALERTS.get(progress.state)
+    if alert is not None:
+        alert(f"Job {progress.state}: {progress.message} (input topic {config.input_topic}).")
+    st.caption(
+        f"Updated {view.checked_at:%H:%M:%S} UTC · job {progress.state} ({progress.message}) · "
+        f"anomalies lag {view.anomaly_lag:,} · keeping the newest {config.buffer_size:,} anomalies across "
+        f"all instruments · duplicates ignored {view.duplicates:,} · invalid records {sum(view.invalid.values()):,}"
+    )
+
+
+def tiles(view: FeedView, symbols: Collection[str], config: DashboardConfig) -> None:
+    """Totals counted by the job (newest summary per instrument); the buffer only if the job does not count."""
+    totals = topic_totals(view.summaries.values(), symbols)
+    columns = st.columns(9)
+    if totals is not None:
+        values = [totals.anomalies, severity_text(totals.average_severity), severity_text(totals.max_severity),
+                  totals.critical, *(totals.by_side[side] for side in "ABN"), count_text(totals.incidents),
+                  totals.instruments]
+        st.caption(
+            f"Totals since the job started, counted by the job: the newest summary of each of "
+            f"{totals.instruments:,} instruments on {config.summary_topic}"
+            f"{' for the chosen symbols' if symbols else ''}, not the anomalies held in memory."
+        )
+    else:
+        shown = filter_records(view.anomalies, symbols)
+        metrics = compute_metrics(shown)
+        values = [metrics.total, severity_text(metrics.average_severity), severity_text(metrics.max_severity),
+                  metrics.critical, *(metrics.by_side[side] for side in "ABN"), "–",
+                  len({record.symbol for record in shown})]
+        st.caption(
+            f"Counted over the {len(shown):,} anomalies held in memory: the instrument summaries do not "
+            "carry the job's totals (an older job, or none read yet)."
+        )
+    labels = ["Anomalies", "Average severity", "Max severity", "Critical", "Side Ask", "Side Bid", "Side None",
+              "Incidents", "Instruments"]
+    for column, label, value in zip(columns, labels, values):
+        column.metric(label, value if isinstance(value, str) else f"{value:,}")
+
+
+def incident_section(feed: LiveFeed, view: FeedView, symbols: Collection[str]) -> None:
+    left, right = st.columns(2)
+    hide_auctions = left.checkbox("Hide auction incidents (opening and closing crosses)", key="hide_auctions")
+    hide_reviewed = right.checkbox("Hide reviewed incidents", key="hide_reviewed")
+    queue = incident_queue(view.incidents.values(), view.reviews, QueueFilter(hide_auctions, hide_reviewed, symbols))
+    open_count = sum(incident.is_open for incident in queue)
+    st.caption(f"{len(queue):,} incidents ({open_count:,} open) of {len(view.incidents):,} in memory: "
+               "open ones first, then by level, newest first.")
+    if queue:
+        data_table(queue_rows(queue, view.reviews), "incident_queue", height=min(38 + 35 * len(queue), 420))
+    else:
+        st.text("No incidents to show." if view.incidents else "No incidents yet.")
+    options = [incident.incident_id for incident in queue]
+    chosen = st.session_state.get("incident")
+    if chosen and chosen not in view.incidents:
+        del st.session_state["incident"]  # no longer in memory (closed long ago and evicted)
+    elif chosen and chosen not in options:
+        options.append(chosen)  # stays open after a filter hides it (e.g. once reviewed)
+    st.selectbox(
+        "Open incident", options, key="incident", index=None, placeholder="choose an incident to open",
+        format_func=lambda incident_id: incident_label(view.incidents[incident_id]) if incident_id in view.incidents
+        else incident_id,
+    )
+    incident = view.incidents.get(st.session_state.get("incident") or "")
+    if incident is not None:
+        incident_detail(feed, view, incident)
+    counts = decisions_by_kind(view.reviews.values(), view.incidents)
+    if counts:
+        st.text("Decisions per incident kind (a kind dismissed again and again is a threshold to review):")
+        data_table(decision_rows(counts), "decisions_by_kind")
+
+
+def incident_detail(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
+    with st.container(border=True, key="incident_detail"):
+        st.text(incident.summary or f"{incident.symbol} {incident.kind}")
+        st.text(f"Started {both_text(incident.first_ns)}; last anomaly {both_text(incident.last_ns)}. "
+                f"Status {incident.status}, revision {incident.revision}.")
+        facts = {
+            "Level": incident.level, "Severity": f"{incident.severity:.3f}",
+            "Duration": duration_text(incident.duration_s), "Trades": count_text(incident.trades),
+            "Price move": "–" if incident.price_move_bps is None else f"{incident.price_move_bps / 100:+.2f}%",
+            "Recovered": "–" if incident.recovered is None else f"{incident.recovered:.0%}",
+        }
+        for column, (label, value) in zip(st.columns(len(facts)), facts.items()):
+            column.metric(label, value)
+        members = _members(view, incident)
+        st.plotly_chart(figures.incident_figure(incident, members), key="incident_chart")
+        if incident.explanation:
+            st.text("Why:\n" + "\n".join(f"- {line}" for line in incident.explanation))
+        st.text(f"Member anomalies: {len(members):,} in memory of {incident.anomalies:,} "
+                "(each detector: score / threshold, and whether it voted).")
+        if members:
+            data_table(member_rows(members), "incident_members")
+        review_form(feed, view, incident)
+
+
+def _members(view: FeedView, incident: Incident) -> list:
+    kept = {record.anomaly_id: record for record in view.members.get(incident.incident_id, [])}
+    for record in view.anomalies:
+        if record.incident_id == incident.incident_id:
+            kept[record.anomaly_id] = record
+    return sorted(kept.values(), key=lambda record: (record.ts_ns, record.anomaly_id))
+
+
+def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
+    reviewed = st.container()  # the decision on record, filled in once this run's submission is handled
+    review = view.reviews.get(incident.incident_id)
+    with st.form("review_form", border=True):
+        decision = st.radio("Decision", DECISIONS, format_func=DECISION_LABELS.__getitem__, horizontal=True,
+                            key="decision")
+        analyst = st.text_input("Your name", max_chars=MAX_ANALYST_LENGTH, key="analyst")
+        note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key="note", height=80)
+        submitted = st.form_submit_button("Save review" if review is None else "Replace review")
+    if submitted:
+        saved, message, decided = save_review(feed, incident, decision, analyst, note)
+        st.session_state["review_outcome"] = (incident.incident_id, saved, message)
+        review = decided or review
+    if review is not None:
+        reviewed.text(f"Reviewed: {review_text(review)} at {both_text(review.reviewed_at_ns)}"
+                      + (f"\nNote: {review.note}" if review.note else ""))
+    # The outcome stays on the page (live refreshes re-run this without the click) until another incident opens.
+    outcome = st.session_state.get("review_outcome")
+    if outcome is not None and outcome[0] == incident.incident_id:
+        (st.success if outcome[1] else st.error)(outcome[2])
+
+
+def save_review(
+    feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str
+) -> tuple[bool, str, Review | None]:
+    """Writes the decision: (saved, what to tell the analyst, the review saved)."""
+    if not analyst.strip():
+        return False, "Enter your name: a review says who decided.", None
+    decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH],
+                     analyst.strip()[:MAX_ANALYST_LENGTH], time.time_ns(), incident.symbol, incident.kind,
+                     incident.level)
+    try:
+        feed.save_review(decided)
+    except ReviewNotSaved as error:
+        feed.errors.add("review not saved", f"{incident.incident_id}: {error}")
+        return False, f"The review was not saved: {error}", None
+    # The analyst's own words stay out of this alert (alerts render Markdown); "Reviewed: ..." shows them as text.
+    return True, f"Saved: {DECISION_TEXT[decision]}.", decided
+
+
+def instrument_section(view: FeedView, symbols: Collection[str]) -> None:
+    open_levels = worst_open_level(view.incidents.values())
+    rows = [row for row in instrument_rows(view.summaries, view.in_memory, open_levels)
+            if not symbols or row["symbol"] in symbols]
+    st.caption("One row per instrument: totals from the job's newest summary; "
+               "'anomalies in memory' is what this page holds for the charts.")
+    if rows:
+        data_table(rows, "instruments")
+    else:
+        st.text("No instrument seen yet.")
+    panels = list(symbols) or [row["symbol"] for row in rows]
+    if len(panels) > figures.MAX_PRICE_PANELS:
+        st.caption(f"Price charts of the first {figures.MAX_PRICE_PANELS} of {len(panels)} instruments; "
+                   "choose symbols above to see others.")
+    with st.container(key="price_block"):
+        st.plotly_chart(figures.price_figure(view.prices, filter_records(view.anomalies, symbols), panels),
+                        key="price_chart")
+
+
+def anomaly_section(view: FeedView, symbols: Collection[str]) -> None:
+    levels = st.multiselect("Levels", LEVELS, key="levels", placeholder="all levels")
+    shown = filter_records(view.anomalies, symbols, levels)
+    st.caption(f"{len(shown):,} of the {len(view.anomalies):,} anomalies held in memory "
+               "(the newest of every instrument).")
+    left, middle, right = st.columns(3)
+    left.plotly_chart(figures.severity_figure(shown), key="severity_chart")
+    middle.plotly_chart(figures.per_minute_figure(shown), key="per_minute_chart")
+    right.plotly_chart(figures.detector_figure(shown), key="detector_chart")
+    if shown:
+        data_table(latest_rows(shown), "latest_anomalies")
+    else:
+        st.text("No anomalies to show yet.")
+
+
+def error_log(feed: LiveFeed, view: FeedView) -> None:
+    entries = feed.log_entries()
+    with st.expander(f"Error log ({len(entries)})", expanded=not view.broker_up):
+        if not entries:
+            st.text("No problems so far.")
+            return
+        data_table([
+            {"last seen (UTC)": entry.last_seen.strftime("%Y-%m-%d %H:%M:%S"), "kind": entry.kind,
+             "times": entry.count, "message": entry.message}
+            for entry in entries
+        ], "error_log")

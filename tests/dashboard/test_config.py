@@ -1,0 +1,56 @@
+"""Settings come from the environment; a bad value fails naming the variable; the project's Streamlit config."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from dashboard.config import DashboardConfig, DashboardConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_settings_come_from_the_environment():
+    config = DashboardConfig.from_env({
+        "KAFKA_BROKERS": "kafka-1:9092,kafka-2:9092", "ANOMALY_TOPIC": "a", "SUMMARY_TOPIC": "s",
+        "INCIDENT_TOPIC": "i", "REVIEW_TOPIC": "r", "INPUT_TOPIC": " trades ", "DASHBOARD_BUFFER_SIZE": "50",
+        "DASHBOARD_REFRESH_SECONDS": "2", "DASHBOARD_STALL_SECONDS": "12.5", "DASHBOARD_INCIDENT_LIMIT": "300",
+        "DASHBOARD_SUMMARY_HISTORY": "800", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    })
+    assert (config.brokers, config.anomaly_topic, config.summary_topic) == ("kafka-1:9092,kafka-2:9092", "a", "s")
+    assert (config.incident_topic, config.review_topic, config.input_topic) == ("i", "r", "trades")
+    assert (config.buffer_size, config.refresh_seconds, config.stall_seconds) == (50, 2.0, 12.5)
+    assert (config.incident_limit, config.summary_history) == (300, 800)
+    assert config.client_settings == {"security.protocol": "SASL_SSL"}
+    assert DashboardConfig.from_env({}) == DashboardConfig()
+    assert DashboardConfig.from_env({"INPUT_TOPIC": ""}).input_topic == ""  # progress not watched
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("DASHBOARD_BUFFER_SIZE", "0", "DASHBOARD_BUFFER_SIZE must be between 1 and 1000000, got 0"),
+    ("DASHBOARD_BUFFER_SIZE", "1e3", "DASHBOARD_BUFFER_SIZE must be a whole number, got '1e3'"),
+    ("DASHBOARD_REFRESH_SECONDS", "0.01", "DASHBOARD_REFRESH_SECONDS must be between 0.2 and 60, got 0.01"),
+    ("DASHBOARD_REFRESH_SECONDS", "nan", "DASHBOARD_REFRESH_SECONDS must be between 0.2 and 60, got nan"),
+    ("DASHBOARD_STALL_SECONDS", "inf", "DASHBOARD_STALL_SECONDS must be between 1 and 86400, got inf"),
+    ("DASHBOARD_STALL_SECONDS", "soon", "DASHBOARD_STALL_SECONDS must be a number, got 'soon'"),
+    ("DASHBOARD_INCIDENT_LIMIT", "5", "DASHBOARD_INCIDENT_LIMIT must be between 10 and 1000000, got 5"),
+    ("DASHBOARD_SUMMARY_HISTORY", "-1", "DASHBOARD_SUMMARY_HISTORY must be between 1 and 10000000, got -1"),
+    ("DASHBOARD_LAG_WARNING", "0", "DASHBOARD_LAG_WARNING must be between 1 and 1000000000000, got 0"),
+    ("KAFKA_BROKERS", " ", "KAFKA_BROKERS must not be empty"),
+    ("ANOMALY_TOPIC", "", "ANOMALY_TOPIC must not be empty"),
+    ("INCIDENT_TOPIC", " ", "INCIDENT_TOPIC must not be empty"),
+    ("REVIEW_TOPIC", "", "REVIEW_TOPIC must not be empty"),
+])
+def test_a_bad_setting_fails_naming_it(name, value, message):
+    with pytest.raises(DashboardConfigError) as error:
+        DashboardConfig.from_env({name: value})
+    assert str(error.value) == message
+
+
+def test_the_project_streamlit_config_hides_the_deploy_button_and_sends_no_statistics():
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["server"]["headless"] is True

@@ -1,0 +1,112 @@
+"""Incidents: current state by revision, member anomalies, the queue's order and filters, reviews."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from dashboard.incidents import IncidentBook, IncidentMembers, QueueFilter, incident_queue, worst_open_level
+from dashboard.records import Review, decode_anomaly, decode_incident
+from dashboard.reviews import ReviewBook, decisions_by_kind
+
+LEVEL_ORDER = ("critical", "high", "medium", "low")
+
+
+@pytest.fixture
+def messages(world):
+    return [decode_incident(orjson.dumps(message)) for message in world.incident_messages]
+
+
+@pytest.fixture
+def book(messages) -> IncidentBook:
+    book = IncidentBook(capacity=100)
+    for incident in messages:
+        book.add(incident)
+    return book
+
+
+def review(incident_id: str, decision: str = "dismissed", kind: str | None = None) -> Review:
+    return Review(incident_id, decision, "", "Ada", 1_790_000_000_000_000_000, None, kind, None)
+
+
+def test_the_last_revision_is_the_state_whatever_comes_again(world, messages, book):
+    final = world.final_incidents()
+    assert {i.incident_id: (i.status, i.revision) for i in book.all()} == {
+        incident_id: (message["status"], message["revision"]) for incident_id, message in final.items()}
+    replayed = messages[: len(messages) // 2]  # a restarted job publishes older revisions again
+    for incident in replayed:
+        book.add(incident)
+    assert {i.incident_id: i.revision for i in book.all()} == {k: m["revision"] for k, m in final.items()}
+    assert book.older_revisions == sum(
+        incident.revision < final[incident.incident_id]["revision"] for incident in replayed)
+
+
+def test_the_book_is_bounded_and_lets_closed_incidents_go_first(messages):
+    book = IncidentBook(capacity=5)
+    for incident in messages:
+        book.add(incident)
+    kept = book.all()
+    assert len(kept) == 5
+    open_ones = {i.incident_id for i in messages if i.status != "closed"} - {
+        i.incident_id for i in messages if i.status == "closed"}
+    assert {i.incident_id for i in kept if i.is_open} == open_ones  # every open incident is still there
+
+
+def test_the_queue_puts_open_incidents_first_then_the_worst_level_then_the_newest(book):
+    queue = incident_queue(book.all(), {})
+    keys = [(not i.is_open, LEVEL_ORDER.index(i.level), -i.first_ns) for i in queue]
+    assert keys == sorted(keys)
+    assert queue[0].is_open and not queue[-1].is_open
+    assert len(queue) == len(book)
+
+
+def test_the_queue_hides_auctions_reviewed_incidents_and_other_symbols_on_request(book):
+    everything = incident_queue(book.all(), {})
+    auctions = [i for i in everything if i.kind == "auction"]
+    assert auctions
+    assert auctions[0] not in incident_queue(book.all(), {}, QueueFilter(hide_auctions=True))
+    assert len(incident_queue(book.all(), {}, QueueFilter(hide_auctions=True))) == len(everything) - len(auctions)
+    reviewed = {everything[0].incident_id: review(everything[0].incident_id)}
+    assert incident_queue(book.all(), reviewed, QueueFilter(hide_reviewed=True)) == everything[1:]
+    assert {i.symbol for i in incident_queue(book.all(), {}, QueueFilter(symbols={"SYN1"}))} == {"SYN1"}
+
+
+def test_worst_open_level_per_symbol(book):
+    levels = worst_open_level(book.all())
+    assert set(levels) == {i.symbol for i in book.all()}
+    for symbol, level in levels.items():
+        open_levels = [i.level for i in book.all() if i.symbol == symbol and i.is_open]
+        assert level == (min(open_levels, key=LEVEL_ORDER.index) if open_levels else None)
+    closed_only = [replace(i, status="closed") for i in book.all()]
+    assert set(worst_open_level(closed_only).values()) == {None}
+
+
+def test_members_keep_the_most_severe_of_each_incident(world):
+    members = IncidentMembers(per_incident=5, max_incidents=2)
+    records = [decode_anomaly(orjson.dumps(record)) for record in world.anomalies]
+    for record in records:
+        members.add(record)
+    kept = members.copy()
+    assert len(kept) == 2  # only the latest incidents
+    for incident_id, chosen in kept.items():
+        candidates = sorted((r for r in records if r.incident_id == incident_id),
+                            key=lambda r: (r.severity, r.ts_ns, r.anomaly_id))
+        assert {r.anomaly_id for r in chosen} == {r.anomaly_id for r in candidates[-5:]}
+        assert [r.ts_ns for r in chosen] == sorted(r.ts_ns for r in chosen)
+
+
+def test_the_last_review_per_incident_counts_and_dismissals_are_counted_per_kind(book):
+    incidents = {i.incident_id: i for i in book.all()}
+    auction = next(i for i in book.all() if i.kind == "auction")
+    other = next(i for i in book.all() if i.kind != "auction")
+    reviews = ReviewBook()
+    reviews.add(review(auction.incident_id, "acknowledged"))
+    reviews.add(review(auction.incident_id, "dismissed"))  # changed their mind: the last decision counts
+    reviews.add(review(other.incident_id, "acknowledged", kind="block"))  # the review names its kind
+    reviews.add(review("INC-unknown", "dismissed"))
+    assert len(reviews) == 3 and reviews.copy()[auction.incident_id].decision == "dismissed"
+    counts = decisions_by_kind(reviews.copy().values(), incidents)
+    assert {kind: dict(counter) for kind, counter in counts.items()} == {
+        "auction": {"dismissed": 1}, "block": {"acknowledged": 1}, "unknown": {"dismissed": 1}}
