@@ -146,11 +146,12 @@ def inject_events(
     symbol, trades before ``warmup_trades`` get no event (the models need data
     before they can judge). The regular session (09:30 New York to
     ``session_close``, each shrunk by ``session_margin_minutes`` so events stay off
-    the crosses) gets one slot per ``spacing_trades``; the pre-market and the
-    after-hours get ``pre_market_events`` and ``after_hours_events`` slots. A slot
-    holds one event, or with probability ``close_pair_share`` two: the second
-    starting ``close_pair_gap`` trades (uniform) after the first one ends. Kinds
-    come in balanced rounds, each round in a random order.
+    the crosses) gets one slot per ``spacing_trades``; a slot holds one event, or
+    with probability ``close_pair_share`` two: the second starting
+    ``close_pair_gap`` trades (uniform) after the first one ends. The pre-market
+    and the after-hours get ``pre_market_events`` and ``after_hours_events``
+    single events (fewer when they have under 300 trades per event). Kinds come
+    in balanced rounds, each round in a random order.
     """
     placement = Placement(
         spacing_trades, warmup_trades, session_margin_minutes, pre_market_events, after_hours_events,
@@ -244,7 +245,9 @@ def _plan(
     for segment in segments:
         slot = (segment.high - segment.low) / segment.slots
         for index in range(segment.slots):
-            paired = slot >= MIN_PAIR_SLOT and bool(rng.random() < placement.close_pair_share)
+            paired = (
+                segment.session == "regular" and slot >= MIN_PAIR_SLOT and bool(rng.random() < placement.close_pair_share)
+            )
             layout.append((segment, index, paired))
     total = sum(2 if paired else 1 for _, _, paired in layout)
     # Whole rounds of every kind, each round in a random order: kinds stay balanced
@@ -390,7 +393,7 @@ def _burst(c: _Context) -> _Planned:
     count = int(c.rng.integers(BURST_PRINTS[0], BURST_PRINTS[1] + 1))
     span_ns = c.move_to_gap(int(c.rng.uniform(*BURST_SPAN_MS) * 1e6))
     offsets = np.sort(c.rng.integers(1, max(2, span_ns), count))
-    market = c.market_price
+    market = round(c.market_price, 2)
     inserted = [
         c.new_trade(
             market + TICK * int(c.rng.choice(BURST_TICKS)), max(1, int(c.rng.lognormal(3.0, 0.8))),
