@@ -1,7 +1,8 @@
 """Detection quality on real tapes: inject labelled events, run the product and its peers, score.
 
     python -m benchmarks.evaluate --days all --seeds 0 1 [--peer-seeds 0 | --no-peers]
-        [--early-close also|only] [--config-per-day FILE.json] [--out DIR] [--no-figures]
+        [--early-close [also|only]] [--config-per-day FILE.json] [--out DIR]
+        [--figure-seeds S... | --no-figures] [--spacing N] [--kinds K...]
     python -m benchmarks.evaluate FILE... [the same options]
 
 For every day (``--days all``: every trades file of ``../shared/data/nvda``; or
@@ -300,6 +301,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config-per-day", type=Path, help="JSON: day file stem -> {DETECTOR_*: value}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result directory (default {DEFAULT_OUT})")
     parser.add_argument("--no-figures", action="store_true", help="skip the Plotly figures")
+    parser.add_argument("--figure-seeds", nargs="+", type=int, help="seeds that get a figure (default: every seed)")
     parser.add_argument("--spacing", type=int, default=DEFAULT_SPACING, help="trades between regular-session events")
     parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, default=list(EVENT_KINDS), help="event kinds to inject")
     args = parser.parse_args(argv)
@@ -313,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = resolve_days(args.files, args.days, args.data_dir)
     configs = day_configs(args.config_per_day, [file_stem(p) for p in paths])
     peer_seeds = set() if args.no_peers else set(args.peer_seeds if args.peer_seeds is not None else args.seeds)
+    figure_seeds = set() if args.no_figures else set(args.figure_seeds if args.figure_seeds is not None else args.seeds)
     runs = []
     for path in paths:
         trades = list(iter_trades(path))
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 config, label = configs[file_stem(path)]
                 spec = RunSpec(file_stem(path), variant, seed, config, label, seed in peer_seeds,
-                               args.spacing, tuple(args.kinds), not args.no_figures)
+                               args.spacing, tuple(args.kinds), seed in figure_seeds)
                 runs.append(evaluate_tape(tape, spec, args.out))
         del trades
     command = "python -m benchmarks.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
