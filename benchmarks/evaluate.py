@@ -47,7 +47,7 @@ from benchmarks.product import run_product
 from benchmarks.report import DetectorResult, detectors_table, incident_cells, incident_kinds_table, kinds_table
 from benchmarks.report import INCIDENT_HEADER, recall_by_kind_table, sessions_table, table
 from benchmarks.scoring import SINGLE_PRINT_KINDS, Score, score_anomalies, symbol_sequences
-from benchmarks.summary import RunResult, render_summary, summary_json
+from benchmarks.summary import RunResult, engine_version, render_summary, summary_json
 from connectors.files import iter_trades
 from connectors.injection import EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, cut_to_early_close, inject_events
 from models.config import ENV_PREFIX, ConfigError, DetectorConfig
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = day_configs(args.config_per_day, [file_stem(p) for p in paths])
     peer_seeds = set() if args.no_peers else set(args.peer_seeds if args.peer_seeds is not None else args.seeds)
     figure_seeds = set() if args.no_figures else set(args.figure_seeds if args.figure_seeds is not None else args.seeds)
+    version = engine_version()
     runs = []
     for path in paths:
         trades = list(iter_trades(path))
@@ -328,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(evaluate_tape(tape, spec, args.out))
         del trades
     command = "python -m benchmarks.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = render_summary(runs, command)
+    text = render_summary(runs, command, version)
     print(text)
     (args.out / "summary.md").write_text(text + "\n")
-    (args.out / "summary.json").write_bytes(orjson.dumps(summary_json(runs, command), option=orjson.OPT_INDENT_2))
+    (args.out / "summary.json").write_bytes(orjson.dumps(summary_json(runs, command, version), option=orjson.OPT_INDENT_2))
     return 0
 
 

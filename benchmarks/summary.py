@@ -60,11 +60,12 @@ def engine_version() -> str:
         return "unknown"
 
 
-def render_summary(runs: list[RunResult], command: str) -> str:
+def render_summary(runs: list[RunResult], command: str, version: str) -> str:
+    """``version``: the commit the runs measured (``engine_version()`` when they started)."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     parts = [
         f"# Detection quality: {len(runs)} runs", "",
-        f"Measured {when} (UTC) on commit {engine_version()} with `{command}`.", "",
+        f"Measured {when} (UTC) on commit {version} with `{command}`.", "",
         f"Targets: {TARGETS}.", "",
         "## The product, per day and seed", "", product_table(runs), "",
         "## Per kind (all runs; found/events, seeds added up)", "", kinds_by_tape_table(runs), "",
@@ -149,9 +150,9 @@ def _incidents(runs: list[RunResult]) -> list[str]:
             "Kind accuracy per injected kind and the level mix (all runs):", "", incident_kinds_table(total), ""]
 
 
-def summary_json(runs: list[RunResult], command: str) -> dict[str, Any]:
+def summary_json(runs: list[RunResult], command: str, version: str) -> dict[str, Any]:
     return {
-        "command": command, "engine": engine_version(),
+        "command": command, "engine": version,
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "runs": [
             {
