@@ -1,79 +1,114 @@
-"""Detection quality on a real tape: inject labelled events, run the product and its peers, score.
+"""Detection quality on real tapes: inject labelled events, run the product and its peers, score.
 
-    python -m benchmarks.evaluate FILE... [--seed S] [--out DIR] [--no-peers] [--spacing N] [--kinds K...]
+    python -m benchmarks.evaluate --days all --seeds 0 1 [--peer-seeds 0 | --no-peers]
+        [--early-close [also|only]] [--config-per-day FILE.json] [--out DIR]
+        [--figure-seeds S... | --no-figures] [--spacing N] [--kinds K...]
+    python -m benchmarks.evaluate FILE... [the same options]
 
-For each file: inject events (``connectors.injection``, from the seed), run the
-injected tape through the backtest (the real dataflow), run the peers on the same
-tape, score everyone (``benchmarks.scoring``), print the tables and write them,
-with a Plotly figure of the price, events and alarms, to DIR
-(``out/`` by default; ``--out benchmarks/results`` records them). With several files a combined table follows.
-Anomalies the product reports as ``kind = "auction"`` (opening and closing cross
-prints) are counted apart, not as alarms: they are labelled as what they are.
+For every day (``--days all``: every trades file of ``../shared/data/nvda``; or
+file stems or dates; or FILE paths), every variant (the full day and, with
+``--early-close``, the day cut to a 13:00 close by
+``connectors.injection.cut_to_early_close``) and every seed: inject labelled
+events (``connectors.injection``), run the injected tape through the backtest
+(the real dataflow), run the peers on the same tape (seeds in ``--peer-seeds``),
+score everyone (``benchmarks.scoring``; ``benchmarks.incident_scoring`` when the
+backtest writes incidents), and write one ``NAME-seedS.md`` / ``.json`` (and a
+Plotly figure) per run and ``summary.md`` / ``summary.json`` over all runs to DIR
+(``out/`` by default; ``--out benchmarks/results`` records them).
+
+Leave-one-day-out tuning: ``--config-per-day FILE.json`` maps a day's file stem
+to ``DETECTOR_*`` overrides used for that day (its early-close variant too), on
+top of the environment; every run records the configuration it used. Anomalies
+the product reports as ``kind = "auction"`` are counted apart, not as alarms.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 
-from benchmarks import OUTPUT
+from benchmarks import OUTPUT, SHARED_NVDA
 from benchmarks.figure import positions_of, price_figure, save_figure
+from benchmarks.incident_scoring import IncidentScore, score_incidents
 from benchmarks.peers import PEERS
-from benchmarks.product import detect_with_backtest
-from benchmarks.report import DetectorResult, detectors_table, kinds_table, recall_by_kind_table
-from benchmarks.scoring import Score, score_anomalies, symbol_sequences
+from benchmarks.product import run_product
+from benchmarks.report import DetectorResult, detectors_table, incident_cells, incident_kinds_table, kinds_table
+from benchmarks.report import INCIDENT_HEADER, recall_by_kind_table, sessions_table, table
+from benchmarks.scoring import SINGLE_PRINT_KINDS, Score, score_anomalies, symbol_sequences
+from benchmarks.summary import RunResult, engine_version, render_summary, summary_json
 from connectors.files import iter_trades
-from connectors.injection import EVENT_KINDS, inject_events
-from models.config import DetectorConfig
+from connectors.injection import EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, cut_to_early_close, inject_events
+from models.config import ENV_PREFIX, ConfigError, DetectorConfig
 
 PRODUCT = "product (dataflow)"
 DEFAULT_OUT = OUTPUT
 DEFAULT_SPACING = 5_000
-"""Trades between events: about 35 events on a real NVDA day, six of each kind."""
+"""Trades between regular-session events: about 45-60 events on a real NVDA day."""
+DAY_FILE = re.compile(r"\d{8}\.trades\.(csv|dbn)(\.zst)?$")
+"""A day's trades file carries its date (``xnas-itch-20250509.trades.csv.zst``)."""
+VARIANTS = {"no": ("full",), "also": ("full", "early-close"), "only": ("early-close",)}
 
 
-def evaluate_file(
-    path: Path, seed: int, out_dir: Path, config: DetectorConfig, with_peers: bool = True,
-    spacing_trades: int = DEFAULT_SPACING, kinds: tuple[str, ...] = EVENT_KINDS,
-) -> list[DetectorResult]:
-    trades = list(iter_trades(path))
-    injected, events = inject_events(trades, seed, kinds=kinds, spacing_trades=spacing_trades)
-    del trades
+@dataclass(frozen=True)
+class RunSpec:
+    """One evaluation run: a day, a variant of it, a seed, and the engine configuration."""
+
+    day: str
+    variant: str
+    seed: int
+    config: DetectorConfig
+    config_label: str
+    with_peers: bool
+    spacing_trades: int = DEFAULT_SPACING
+    kinds: tuple[str, ...] = EVENT_KINDS
+    figures: bool = True
+
+    @property
+    def tape_name(self) -> str:
+        return self.day if self.variant == "full" else f"{self.day}-{self.variant}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.tape_name}-seed{self.seed}"
+
+
+def evaluate_tape(tape: list[dict[str, Any]], spec: RunSpec, out_dir: Path) -> RunResult:
+    """Inject, detect, score and write one run's tables, JSON and figure."""
+    close = EARLY_CLOSE if spec.variant == "early-close" else SESSION_CLOSE
+    injected, events = inject_events(tape, spec.seed, kinds=spec.kinds, spacing_trades=spec.spacing_trades,
+                                     session_close=close)
     sequences = symbol_sequences(injected)
     with tempfile.TemporaryDirectory() as workdir:
-        records, seconds = detect_with_backtest(injected, config, Path(workdir))
-    alarms = [r for r in records if r.get("kind") != "auction"]
-    auctions = len(records) - len(alarms)
+        run = run_product(injected, spec.config, Path(workdir))
+    alarms = [r for r in run.records if r.get("kind") != "auction"]
     score = score_anomalies(sequences, events, alarms)
-    results = [DetectorResult(PRODUCT, score, len(alarms), seconds)]
-    if with_peers:
+    results = [DetectorResult(PRODUCT, score, len(alarms), run.seconds)]
+    if spec.with_peers:
         for name, peer in PEERS.items():
-            anomalies, seconds = _run_peer(peer, injected, seed)
+            anomalies, seconds = _run_peer(peer, injected, spec.seed)
             results.append(DetectorResult(name, score_anomalies(sequences, events, anomalies), len(anomalies), seconds))
-    name = f"{_stem(path)}-seed{seed}"
-    text = _render(f"{path.name}, seed {seed}: {len(injected):,} trades, {len(events)} events", results, auctions)
-    print(text, flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.md").write_text(text + "\n")
-    report = _as_json(path, seed, results, auctions)
-    report["product_false_alarms"] = _false_alarm_trades(injected, score)
-    (out_dir / f"{name}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    for symbol in sequences:
-        prices = np.array([t["price"] for t in injected if t["symbol"] == symbol], dtype=float)
-        title = (
-            f"{path.name} (seed {seed}): recall {score.recall:.2f}, {score.false_alarms} false alarms "
-            f"({score.false_alarms_per_100k:.1f} per 100k), F1 {score.f1:.2f}"
-        )
-        figure = price_figure(symbol, prices, score, positions_of(sequences[symbol], alarms, symbol), title)
-        save_figure(figure, out_dir / f"{name}-{symbol}")
-    return results
+    incidents = None
+    if run.incidents is not None:
+        incidents = score_incidents(sequences, events, run.incidents, unreadable=run.unreadable_incidents)
+    hours = _new_york_hours(injected)
+    result = RunResult(
+        spec.tape_name, spec.variant, spec.seed, spec.config_label, results, len(run.records) - len(alarms),
+        _false_alarm_hours(injected, hours, score), Counter(hours.tolist()), incidents,
+    )
+    _write_run(spec, result, injected, hours, sequences, alarms, out_dir)
+    return result
 
 
 def _run_peer(peer: Any, tape: list[dict[str, Any]], seed: int) -> tuple[list[dict[str, Any]], float]:
@@ -88,86 +123,216 @@ def _run_peer(peer: Any, tape: list[dict[str, Any]], seed: int) -> tuple[list[di
     return anomalies, time.perf_counter() - started
 
 
-def _stem(path: Path) -> str:
+def _new_york_hours(tape: list[dict[str, Any]]) -> np.ndarray:
+    stamps = pd.to_datetime(pd.Series([t["ts_event"] for t in tape]), utc=True, format="ISO8601")
+    return stamps.dt.tz_convert(NEW_YORK).dt.hour.to_numpy()
+
+
+def _symbol_positions(tape: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Per symbol, the tape index of its i-th trade."""
+    positions: dict[str, list[int]] = {}
+    for index, trade in enumerate(tape):
+        positions.setdefault(trade["symbol"], []).append(index)
+    return {symbol: np.asarray(values) for symbol, values in positions.items()}
+
+
+def _false_alarm_hours(tape: list[dict[str, Any]], hours: np.ndarray, score: Score) -> Counter:
+    where = _symbol_positions(tape)
+    return Counter(
+        int(hours[where[symbol][p]]) for symbol, starts in score.false_alarm_positions.items() for p in starts
+    )
+
+
+def _write_run(
+    spec: RunSpec, result: RunResult, tape: list[dict[str, Any]], hours: np.ndarray,
+    sequences: dict[str, np.ndarray], alarms: list[dict[str, Any]], out_dir: Path,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    score = result.product.score
+    text = render_run(spec, result)
+    print(text, flush=True)
+    (out_dir / f"{spec.name}.md").write_text(text + "\n")
+    report = run_json(spec, result)
+    report["product_false_alarms"] = _false_alarm_trades(tape, hours, score)
+    (out_dir / f"{spec.name}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    if not spec.figures:
+        return
+    where = _symbol_positions(tape)
+    for symbol in sequences:
+        prices = np.array([tape[i]["price"] for i in where[symbol]], dtype=float)
+        title = (
+            f"{spec.tape_name} (seed {spec.seed}): recall {score.recall:.2f}, {score.false_alarms} false alarms "
+            f"({score.false_alarms_per_100k:.1f} per 100k), F1 {score.f1:.2f}"
+        )
+        figure = price_figure(symbol, prices, score, positions_of(sequences[symbol], alarms, symbol), title)
+        save_figure(figure, out_dir / f"{spec.name}-{symbol}")
+
+
+def render_run(spec: RunSpec, result: RunResult) -> str:
+    score = result.product.score
+    parts = [
+        f"## {spec.tape_name}, seed {spec.seed}: {score.trades:,} trades, {score.events} events",
+        "", f"Engine configuration: {spec.config_label}", "", detectors_table(result.results), "",
+        f"Auction prints reported by the product as kind 'auction' (not alarms): {result.auctions}", "",
+        "Events found per kind:", "", recall_by_kind_table(result.results), "",
+        "Product, per kind:", "", kinds_table(score), "",
+        "Product, per kind and session:", "", sessions_table(score), "",
+    ]
+    if result.incidents is None:
+        parts += ["Incidents: the backtest wrote no incidents file (this engine does not produce incidents yet).", ""]
+    else:
+        parts += ["Incidents (product):", "", table(INCIDENT_HEADER, [incident_cells(result.incidents)]), "",
+                  incident_kinds_table(result.incidents), ""]
+    return "\n".join(parts)
+
+
+def run_json(spec: RunSpec, result: RunResult) -> dict[str, Any]:
+    return {
+        "tape": spec.tape_name, "day": spec.day, "variant": spec.variant, "seed": spec.seed,
+        "config_label": spec.config_label, "config": asdict(spec.config),
+        "auction_records": result.auctions,
+        "false_alarms_by_new_york_hour": {str(h): n for h, n in sorted(result.false_alarm_hours.items())},
+        "trades_by_new_york_hour": {str(h): n for h, n in sorted(result.trades_by_hour.items())},
+        "incidents": incident_json(result.incidents),
+        "detectors": [detector_json(r) for r in result.results],
+    }
+
+
+def detector_json(r: DetectorResult) -> dict[str, Any]:
+    s = r.score
+    return {
+        "name": r.name, "trades": s.trades, "events": s.events, "found": s.found,
+        "recall": s.recall, "precision": s.precision, "f1": s.f1,
+        "false_alarms": s.false_alarms, "false_alarms_per_100k": s.false_alarms_per_100k,
+        "median_delay": s.median_delay, "median_delay_single_prints": s.median_delay_of(SINGLE_PRINT_KINDS),
+        "mean_delay": s.mean_delay, "flagged": r.flagged, "trades_per_second": r.trades_per_second,
+        "by_kind": {k: {"events": v.events, "found": v.found, "median_delay": v.median_delay}
+                    for k, v in s.by_kind().items()},
+        "events_detail": [{**o.event.to_dict(), "found": o.found, "delay_trades": o.delay_trades} for o in s.outcomes],
+    }
+
+
+def incident_json(score: IncidentScore | None) -> dict[str, Any] | None:
+    if score is None:
+        return None
+    return {
+        "events": score.events, "covered": score.covered, "covered_share": score.covered_share,
+        "incidents_per_covered_event": score.incidents_per_event, "kind_right": score.kind_right,
+        "kind_checks": {k: {"right": r, "covered": t} for k, (r, t) in score.kind_checks.items()},
+        "false_incidents": score.false_incidents, "false_incidents_per_100k": score.false_per_100k,
+        "true_levels": dict(score.true_levels), "false_levels": dict(score.false_levels),
+        "true_high_or_critical": score.true_urgent, "false_high_or_critical": score.false_urgent,
+        "auction_incidents": score.auctions, "unreadable_lines": score.unreadable,
+    }
+
+
+def _false_alarm_trades(tape: list[dict[str, Any]], hours: np.ndarray, score: Score) -> list[dict[str, Any]]:
+    """The first trade of each of the product's false alarms: what tuning has to look at."""
+    where = _symbol_positions(tape)
+    names = ("symbol", "sequence", "ts_event", "side", "price", "size", "flags")
+    return [
+        {**{name: tape[where[symbol][p]][name] for name in names}, "new_york_hour": int(hours[where[symbol][p]])}
+        for symbol, starts in sorted(score.false_alarm_positions.items())
+        for p in starts
+    ]
+
+
+def file_stem(path: Path) -> str:
     name = path.name
     for suffix in (".zst", ".csv", ".dbn", ".trades"):
         name = name.removesuffix(suffix)
     return name
 
 
-def _render(heading: str, results: list[DetectorResult], auctions: int | None) -> str:
-    parts = [f"## {heading}", "", detectors_table(results), ""]
-    if auctions is not None:
-        parts += [f"Auction prints reported by the product as kind 'auction' (not alarms): {auctions}", ""]
-    parts += ["Events found per kind:", "", recall_by_kind_table(results), ""]
-    parts += ["Product, per kind:", "", kinds_table(results[0].score), ""]
-    return "\n".join(parts)
+def resolve_days(files: list[Path], days: list[str], data_dir: Path) -> list[Path]:
+    """FILE paths, and ``--days``: ``all`` or file stems or dates of the day files in ``data_dir``."""
+    if not days:
+        return list(files)
+    available = sorted(p for p in data_dir.glob("*.trades.*") if DAY_FILE.search(p.name))
+    if "all" in days:
+        if not available:
+            raise SystemExit(f"error: no trades files in {data_dir}")
+        return list(files) + available
+    chosen = list(files)
+    for day in days:
+        matches = [p for p in available if file_stem(p) == day or day in file_stem(p)]
+        if len(matches) != 1:
+            raise SystemExit(f"error: --days {day!r} matches {len(matches)} files in {data_dir}")
+        chosen.append(matches[0])
+    return chosen
 
 
-def _as_json(path: Path, seed: int, results: list[DetectorResult], auctions: int) -> dict[str, Any]:
-    return {
-        "file": path.name, "seed": seed, "auction_records": auctions,
-        "detectors": [
-            {
-                "name": r.name, "trades": r.score.trades, "events": r.score.events, "found": r.score.found,
-                "recall": r.score.recall, "precision": r.score.precision, "f1": r.score.f1,
-                "false_alarms": r.score.false_alarms, "false_alarms_per_100k": r.score.false_alarms_per_100k,
-                "median_delay": r.score.median_delay, "mean_delay": r.score.mean_delay,
-                "flagged": r.flagged, "trades_per_second": r.trades_per_second,
-                "by_kind": {k: {"events": v.events, "found": v.found, "median_delay": v.median_delay}
-                            for k, v in r.score.by_kind().items()},
-                "events_detail": [
-                    {**o.event.to_dict(), "found": o.found, "delay_trades": o.delay_trades} for o in r.score.outcomes
-                ],
-            }
-            for r in results
-        ],
-    }
+def day_configs(path: Path | None, stems: list[str]) -> dict[str, tuple[DetectorConfig, str]]:
+    """Each day's engine configuration and a label saying what it is; bad input stops here."""
+    overrides: dict[str, dict[str, str]] = {}
+    if path is not None:
+        loaded = orjson.loads(path.read_bytes())
+        if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
+            raise SystemExit(f"error: {path} must map day file stems to objects of DETECTOR_* settings")
+        unknown = sorted(set(loaded) - set(stems))
+        if unknown:
+            raise SystemExit(f"error: {path} names days that are not evaluated: {unknown}; days: {stems}")
+        overrides = {day: {str(k): str(v) for k, v in values.items()} for day, values in loaded.items()}
+    configs = {}
+    for stem in stems:
+        settings = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)} | overrides.get(stem, {})
+        wrong = [k for k in settings if not k.startswith(ENV_PREFIX)]
+        try:
+            if wrong:
+                raise ConfigError(f"not DETECTOR_* settings: {wrong}")
+            config = DetectorConfig.from_env(settings)
+        except ConfigError as error:
+            raise SystemExit(f"error: configuration for {stem}: {error}") from None
+        label = ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "defaults"
+        configs[stem] = (config, label)
+    return configs
 
 
-def _false_alarm_trades(tape: list[dict[str, Any]], score: Score) -> list[dict[str, Any]]:
-    """The first trade of each of the product's false alarms: what tuning has to look at."""
-    by_symbol: dict[str, list[dict[str, Any]]] = {}
-    for trade in tape:
-        by_symbol.setdefault(trade["symbol"], []).append(trade)
-    return [
-        {name: by_symbol[symbol][position][name] for name in ("symbol", "sequence", "ts_event", "side", "price", "size", "flags")}
-        for symbol, positions in sorted(score.false_alarm_positions.items())
-        for position in positions
-    ]
-
-
-def combine(per_file: list[list[DetectorResult]]) -> list[DetectorResult]:
-    """One result per detector over all files: counts added, then the ratios recomputed."""
-    combined = []
-    for rows in zip(*per_file):
-        score = Score(
-            sum(r.score.trades for r in rows), [o for r in rows for o in r.score.outcomes],
-            sum(r.score.false_alarms for r in rows),
-        )
-        combined.append(DetectorResult(rows[0].name, score, sum(r.flagged for r in rows), sum(r.seconds for r in rows)))
-    return combined
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="*", type=Path, help="Databento trades files (one trading day each)")
+    parser.add_argument("--days", nargs="+", default=[], help="'all', or file stems or dates in --data-dir")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_NVDA, help="where --days looks (default ../shared/data/nvda)")
+    parser.add_argument("--seeds", "--seed", nargs="+", type=int, default=[0], help="seeds of the injected events")
+    parser.add_argument("--peer-seeds", nargs="+", type=int, help="seeds the peers also run on (default: every seed)")
+    parser.add_argument("--no-peers", action="store_true", help="score the product only (the seed design is slow)")
+    parser.add_argument("--early-close", nargs="?", const="also", default="no", choices=sorted(VARIANTS),
+                        help="also (or only) evaluate each day cut to a 13:00 New York close")
+    parser.add_argument("--config-per-day", type=Path, help="JSON: day file stem -> {DETECTOR_*: value}")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result directory (default {DEFAULT_OUT})")
+    parser.add_argument("--no-figures", action="store_true", help="skip the Plotly figures")
+    parser.add_argument("--figure-seeds", nargs="+", type=int, help="seeds that get a figure (default: every seed)")
+    parser.add_argument("--spacing", type=int, default=DEFAULT_SPACING, help="trades between regular-session events")
+    parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, default=list(EVENT_KINDS), help="event kinds to inject")
+    args = parser.parse_args(argv)
+    if not args.files and not args.days:
+        parser.error("give trades FILEs or --days")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=Path, help="Databento trades files (one trading day each)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the injected events (default 0)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result directory (default {DEFAULT_OUT})")
-    parser.add_argument("--no-peers", action="store_true", help="score the product only (the seed design is slow)")
-    parser.add_argument("--spacing", type=int, default=DEFAULT_SPACING, help="trades between injected events")
-    parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, default=list(EVENT_KINDS), help="event kinds to inject")
-    args = parser.parse_args(argv)
-    config = DetectorConfig.from_env()
-    per_file = [
-        evaluate_file(path, args.seed, args.out, config, not args.no_peers, args.spacing, tuple(args.kinds))
-        for path in args.files
-    ]
-    if len(per_file) > 1:
-        combined = combine(per_file)
-        text = _render(f"all {len(per_file)} files, seed {args.seed}", combined, None)
-        print(text)
-        (args.out / f"combined-seed{args.seed}.md").write_text(text + "\n")
+    args = parse_args(argv)
+    paths = resolve_days(args.files, args.days, args.data_dir)
+    configs = day_configs(args.config_per_day, [file_stem(p) for p in paths])
+    peer_seeds = set() if args.no_peers else set(args.peer_seeds if args.peer_seeds is not None else args.seeds)
+    figure_seeds = set() if args.no_figures else set(args.figure_seeds if args.figure_seeds is not None else args.seeds)
+    version = engine_version()
+    runs = []
+    for path in paths:
+        trades = list(iter_trades(path))
+        for variant in VARIANTS[args.early_close]:
+            tape = trades if variant == "full" else cut_to_early_close(trades)
+            for seed in args.seeds:
+                config, label = configs[file_stem(path)]
+                spec = RunSpec(file_stem(path), variant, seed, config, label, seed in peer_seeds,
+                               args.spacing, tuple(args.kinds), seed in figure_seeds)
+                runs.append(evaluate_tape(tape, spec, args.out))
+        del trades
+    command = "python -m benchmarks.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = render_summary(runs, command, version)
+    print(text)
+    (args.out / "summary.md").write_text(text + "\n")
+    (args.out / "summary.json").write_bytes(orjson.dumps(summary_json(runs, command, version), option=orjson.OPT_INDENT_2))
     return 0
 
 

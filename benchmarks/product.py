@@ -2,20 +2,33 @@
 
 The injected tape is written as a Databento CSV and read back by
 ``flows.backtest.run_backtest``, so the numbers cover the file reader, the
-Bytewax dataflow and the engine together, not the engine alone.
+Bytewax dataflow and the engine together, not the engine alone. The incidents
+file the backtest writes beside its output (``OUT.incidents.jsonl``, issue 9) is
+read when it exists; an engine that does not write it yet gives ``None``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pandas as pd
 
+from benchmarks.incident_scoring import read_incidents
 from connectors.codec import TRADE_FIELDS
 from flows.backtest import run_backtest
 from models.config import DetectorConfig
+
+
+@dataclass(frozen=True)
+class ProductRun:
+    records: list[dict[str, Any]]
+    incidents: list[dict[str, Any]] | None
+    """Final incident states, or None when the backtest wrote no incidents file."""
+    unreadable_incidents: int
+    seconds: float
 
 
 def write_tape(trades: list[dict[str, Any]], path: Path) -> Path:
@@ -24,10 +37,13 @@ def write_tape(trades: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def detect_with_backtest(
-    trades: list[dict[str, Any]], config: DetectorConfig, workdir: Path
-) -> tuple[list[dict[str, Any]], float]:
-    """The anomaly records the backtest writes for ``trades``, and its wall seconds."""
+def incidents_path(anomalies_path: Path) -> Path:
+    """``OUT.jsonl`` -> ``OUT.incidents.jsonl``, where the backtest writes incidents."""
+    return anomalies_path.with_name(anomalies_path.name.removesuffix(".jsonl") + ".incidents.jsonl")
+
+
+def run_product(trades: list[dict[str, Any]], config: DetectorConfig, workdir: Path) -> ProductRun:
+    """The anomaly records and incidents the backtest writes for ``trades``, and its wall seconds."""
     workdir.mkdir(parents=True, exist_ok=True)
     tape = write_tape(trades, workdir / "injected-tape.csv")
     report = run_backtest([tape], workdir / "anomalies.jsonl", config)
@@ -35,4 +51,6 @@ def detect_with_backtest(
     rejected = sum(report.rejections_by_reason.values())
     if rejected:
         raise RuntimeError(f"the backtest rejected {rejected} injected trades: {report.rejections_by_reason}")
-    return records, report.wall_seconds
+    found = read_incidents(incidents_path(report.anomalies_path))
+    incidents, unreadable = found if found is not None else (None, 0)
+    return ProductRun(records, incidents, unreadable, report.wall_seconds)

@@ -1,12 +1,22 @@
 """Score a detector's anomalies against labelled events: recall, false alarms, delay.
 
-Rules (issue 5): an event is found when an anomaly lands on one of its trades or
-on one of the ``after_trades`` (100) trades of its symbol that follow it; the
-delay is the number of trades from the event's first trade to the first such
-anomaly. Every other anomaly is a false one, and false anomalies of a symbol less
-than ``alarm_gap`` (100) trades apart make one false alarm, because an analyst
-looks at a cluster once. Alarm precision counts each found event as one true
-alarm: precision = found / (found + false alarms).
+Rules: an event is found when an anomaly is credited to it. An anomaly lands
+either on an event's own trades or on one of the ``after_trades`` (100) trades of
+its symbol that follow it; it is credited to exactly one event:
+
+1. the event whose own trades it lands on (if labels overlap, the one that started last);
+2. otherwise the event whose 100 trades after it hold it (the one that ended last).
+
+So when events are close, an alarm raised on the second event counts for the
+second only, even when it also lies within 100 trades after the first: the first
+is found only by an alarm on its own trades or on the trades between the two.
+An alarm explains one thing, and crediting it to both would let one late alarm
+find two events. The delay is the number of trades from the event's first trade
+to the first anomaly credited to it. Every anomaly credited to no event is a
+false one, and false anomalies of a symbol less than ``alarm_gap`` (100) trades
+apart make one false alarm, because an analyst looks at a cluster once. Alarm
+precision counts each found event as one true alarm: precision = found / (found
++ false alarms).
 """
 
 from __future__ import annotations
@@ -18,6 +28,9 @@ from typing import Any
 import numpy as np
 
 from connectors.injection import LabelledEvent
+
+SINGLE_PRINT_KINDS = ("off_market", "block")
+"""Events of one print: the issue's target is a median delay of at most 1 trade for them."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,10 @@ class Score:
     def median_delay(self) -> float | None:
         return _median([o.delay_trades for o in self.outcomes if o.found])
 
+    def median_delay_of(self, kinds: Sequence[str]) -> float | None:
+        """Median delay over the found events of ``kinds`` (e.g. the single-print kinds)."""
+        return _median([o.delay_trades for o in self.outcomes if o.found and o.event.kind in kinds])
+
     @property
     def mean_delay(self) -> float | None:
         delays = [o.delay_trades for o in self.outcomes if o.found]
@@ -116,22 +133,38 @@ def score_anomalies(
     for anomaly in anomalies:
         flagged[anomaly["symbol"]].append(_position(sequences, anomaly["symbol"], int(anomaly["sequence"])))
     positions = {symbol: np.unique(values) for symbol, values in flagged.items()}
-    explained = {symbol: np.zeros(len(values), bool) for symbol, values in positions.items()}
+    spans = [
+        (_position(sequences, e.symbol, e.first_sequence), _position(sequences, e.symbol, e.last_sequence))
+        for e in events
+    ]
+    owners = {symbol: _owners(values, events, spans, symbol, after_trades) for symbol, values in positions.items()}
     outcomes = []
-    for event in events:
-        first = _position(sequences, event.symbol, event.first_sequence)
-        last = _position(sequences, event.symbol, event.last_sequence)
-        hits = positions[event.symbol]
-        inside = (hits >= first) & (hits <= last + after_trades)
-        explained[event.symbol] |= inside
-        delay = int(hits[inside][0] - first) if inside.any() else None
+    for index, (event, (first, _)) in enumerate(zip(events, spans)):
+        mine = positions[event.symbol][owners[event.symbol] == index]
+        delay = int(mine[0] - first) if len(mine) else None
         outcomes.append(EventOutcome(event, delay is not None, delay, first))
     false_alarm_positions = {
-        symbol: _cluster_starts(values[~explained[symbol]], alarm_gap) for symbol, values in positions.items()
+        symbol: _cluster_starts(values[owners[symbol] < 0], alarm_gap) for symbol, values in positions.items()
     }
     total = sum(len(values) for values in sequences.values())
     false_alarms = sum(len(starts) for starts in false_alarm_positions.values())
     return Score(total, outcomes, false_alarms, false_alarm_positions)
+
+
+def _owners(
+    hits: np.ndarray, events: Sequence[LabelledEvent], spans: list[tuple[int, int]], symbol: str, after: int,
+) -> np.ndarray:
+    """For each anomaly position, the index of the event it is credited to, or -1."""
+    mine = [i for i, event in enumerate(events) if event.symbol == symbol]
+    inside = np.full(len(hits), -1)
+    for i in sorted(mine, key=lambda i: spans[i][0]):  # a later start overrides
+        first, last = spans[i]
+        inside[(hits >= first) & (hits <= last)] = i
+    following = np.full(len(hits), -1)
+    for i in sorted(mine, key=lambda i: spans[i][1]):  # a later end overrides
+        _, last = spans[i]
+        following[(hits > last) & (hits <= last + after)] = i
+    return np.where(inside >= 0, inside, following)
 
 
 def _position(sequences: dict[str, np.ndarray], symbol: str, sequence: int) -> int:

@@ -79,3 +79,38 @@ def test_positions_are_counted_per_symbol_and_trades_over_all_symbols():
 def test_an_anomaly_on_a_trade_not_in_the_tape_is_an_error():
     with pytest.raises(KeyError, match="sequence 4"):
         score_anomalies(SEQUENCES, [], [{"symbol": "XYZ", "sequence": 4}])
+
+
+def test_an_alarm_inside_the_next_event_is_credited_to_that_event_only():
+    # A ramp at 100-140 and a block at 200: 200 is within 100 trades after the ramp,
+    # but it is the block's own trade, so it finds the block and not the ramp.
+    events = [event("ramp", 100, 140), event("block", 200, 200)]
+    score = score_anomalies(SEQUENCES, events, anomalies(200))
+    assert [o.found for o in score.outcomes] == [False, True]
+    assert score.false_alarms == 0
+
+
+def test_an_alarm_between_two_close_events_finds_the_first_and_after_both_finds_the_later():
+    events = [event("ramp", 100, 140), event("block", 200, 200)]
+    between = score_anomalies(SEQUENCES, events, anomalies(170))
+    assert [o.delay_trades for o in between.outcomes] == [70, None]
+    after_both = score_anomalies(SEQUENCES, events, anomalies(230))
+    assert [o.delay_trades for o in after_both.outcomes] == [None, 30]
+    both = score_anomalies(SEQUENCES, events, anomalies(120, 200, 230))
+    assert [o.delay_trades for o in both.outcomes] == [20, 0]
+    assert both.false_alarms == 0 and both.recall == 1.0
+
+
+def test_overlapping_labels_credit_the_event_that_started_last():
+    events = [event("flash_crash", 100, 400), event("off_market", 250, 250)]
+    score = score_anomalies(SEQUENCES, events, anomalies(250, 260))
+    assert [o.delay_trades for o in score.outcomes] == [160, 0]
+
+
+@pytest.mark.parametrize("kinds, expected", [
+    (("off_market", "block"), 1.0), (("burst",), 40.0), (("ramp",), None),
+])
+def test_median_delay_of_some_kinds(kinds, expected):
+    events = [event("off_market", 100, 100), event("block", 300, 300), event("burst", 500, 520), event("ramp", 700, 720)]
+    score = score_anomalies(SEQUENCES, events, anomalies(100, 302, 540))
+    assert score.median_delay_of(kinds) == expected

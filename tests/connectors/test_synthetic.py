@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from connectors.codec import TRADE_FIELDS
-from connectors.injection import EVENT_KINDS
+from connectors.injection import EVENT_KINDS, OFF_MARKET_AWAY
 from connectors.synthetic import generate_tape
 
 
@@ -91,7 +91,7 @@ def test_an_off_market_print_is_away_from_the_trades_before_it(tape):
         position = next(i for i, t in enumerate(symbol_trades) if t["sequence"] == event.first_sequence)
         market = np.median([t["price"] for t in symbol_trades[position - 10: position]])
         away = abs(symbol_trades[position]["price"] / market - 1)
-        assert 0.004 < away < 0.021
+        assert OFF_MARKET_AWAY[0] - 1e-4 < away < OFF_MARKET_AWAY[1] + 1e-4
 
 
 def test_the_engine_accepts_every_trade(tape):
@@ -106,7 +106,7 @@ def test_injection_can_be_limited_to_some_kinds_and_refuses_unknown_ones():
     from connectors.synthetic import generate_quiet_tape
 
     quiet = generate_quiet_tape(symbols=1, trades=6_000, seed=3)
-    _, events = inject_events(quiet, seed=1, kinds=("block", "sweep"), spacing_trades=1_000)
+    _, events = inject_events(quiet, seed=1, kinds=("block", "sweep"), spacing_trades=1_000, close_pair_share=0)
     assert len(events) == 4 and {e.kind for e in events} == {"block", "sweep"}
     with pytest.raises(ValueError, match="unknown event kinds"):
         inject_events(quiet, seed=1, kinds=("spoofing",))

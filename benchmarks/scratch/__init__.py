@@ -1,1 +1,0 @@
-"""Prototypes behind the tuning recommendations in the README; not product code."""
