@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES
+from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES, NEW_INPUTS
 
 ENV_PREFIX = "DETECTOR_"
 
@@ -56,6 +56,9 @@ class DetectorConfig:
     results are identical either way (see ``models.training``)."""
     seed: int = 7
     """Seeds every random choice; the same seed gives the same scores."""
+    compiled: bool = True
+    """Score with the compiled kernel (``models.kernel``); false runs the numpy reference
+    (``models.reference``, same results, many times slower: for checking only)."""
 
     def __post_init__(self) -> None:
         _require(self.window_size >= 2, "window_size", "must be at least 2")
@@ -93,7 +96,7 @@ class DetectorConfig:
             raise ConfigError(f"{ENV_PREFIX}{error}") from None
 
 
-KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS)
+KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS) | frozenset(NEW_INPUTS)
 
 
 def _require(condition: bool, name: str, message: str) -> None:
