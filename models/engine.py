@@ -176,7 +176,7 @@ class DetectionEngine:
             valid.prices[start:stop], valid.sizes[start:stop].astype(np.float64),
             valid.timestamps_ns[start:stop], valid.sides[start:stop], self.config.window_size,
             work.fstate, work.istate, work.calib, models is not None, self._input_codes,
-            forest.offsets, forest.feature, forest.right, forest.value,
+            forest.offsets, forest.nodes, forest.depth,
             self._no_params if models is None else models.params, self.config.votes_required, out, flagged,
         )
         work.new_rows.append(np.ascontiguousarray(out[:, self._training_codes]))

@@ -190,47 +190,83 @@ def _sorted_insert(values, n, item):
 
 
 @njit(cache=True, nogil=True)
-def forest_score(x32, offsets, feature, right, value, normaliser):
-    """IsolationForest anomaly score of one row, as ``-IsolationForest.score_samples``.
+def forest_totals(X32, offsets, nodes, depth, totals):
+    """Add every tree's path length for every row of ``X32`` to ``totals``, tree by tree.
 
-    Each tree is walked as scikit-learn's ``Tree.apply`` does: the float32 input
-    against the float64 threshold, ``<=`` goes left (the next node: trees are stored
-    depth first), else to ``right``. A leaf holds its path length in ``value``.
+    Each tree is walked as scikit-learn's ``Tree.apply`` does (the float32 input
+    against the float64 threshold, ``<=`` goes left, to the next node) for ``depth``
+    steps; a leaf splits on the column past the inputs, held at +inf, so it stays on
+    itself, and its ``threshold`` is its path length. Trees are the outer loop, so a
+    tree (about 2 KB) stays in the first-level cache while all rows of a run walk it,
+    and four rows walk side by side so their chains of loads overlap. Each row's
+    path lengths are added in tree order, as the reference does.
     """
-    trees = offsets.shape[0] - 1
-    total = 0.0
-    for tree in range(trees):
+    rows = X32.shape[0]
+    for tree in range(offsets.shape[0] - 1):
         base = offsets[tree]
-        node = 0
-        while feature[base + node] >= 0:
-            if x32[feature[base + node]] <= value[base + node]:
-                node += 1
-            else:
-                node = right[base + node]
-        total += value[base + node]
-    return 2.0 ** (-(total / trees) / normaliser)
+        row = 0
+        while row + 4 <= rows:
+            n0 = 0
+            n1 = 0
+            n2 = 0
+            n3 = 0
+            for _ in range(depth):
+                a = nodes[base + n0]
+                n0 = n0 + 1 if X32[row, a.feature] <= a.threshold else np.int64(a.right)
+                a = nodes[base + n1]
+                n1 = n1 + 1 if X32[row + 1, a.feature] <= a.threshold else np.int64(a.right)
+                a = nodes[base + n2]
+                n2 = n2 + 1 if X32[row + 2, a.feature] <= a.threshold else np.int64(a.right)
+                a = nodes[base + n3]
+                n3 = n3 + 1 if X32[row + 3, a.feature] <= a.threshold else np.int64(a.right)
+            totals[row] += nodes[base + n0].threshold
+            totals[row + 1] += nodes[base + n1].threshold
+            totals[row + 2] += nodes[base + n2].threshold
+            totals[row + 3] += nodes[base + n3].threshold
+            row += 4
+        while row < rows:
+            n0 = 0
+            for _ in range(depth):
+                a = nodes[base + n0]
+                n0 = n0 + 1 if X32[row, a.feature] <= a.threshold else np.int64(a.right)
+            totals[row] += nodes[base + n0].threshold
+            row += 1
 
 
 @njit(cache=True, nogil=True)
-def forest_scores(X, offsets, feature, right, value, normaliser):
-    out = np.empty(X.shape[0])
-    x32 = np.empty(X.shape[1], np.float32)
+def inputs32(X):
+    """The rows as float32, as scikit-learn casts them, plus the +inf column leaves split on."""
+    X32 = np.empty((X.shape[0], X.shape[1] + 1), np.float32)
     for row in range(X.shape[0]):
         for column in range(X.shape[1]):
-            x32[column] = np.float32(X[row, column])
-        out[row] = forest_score(x32, offsets, feature, right, value, normaliser)
+            X32[row, column] = np.float32(X[row, column])
+        X32[row, X.shape[1]] = np.inf
+    return X32
+
+
+@njit(cache=True, nogil=True)
+def forest_scores(X, offsets, nodes, depth, normaliser):
+    """``-IsolationForest.score_samples(X)`` of the flat forest: ``2 ** (-mean path length / c(n))``."""
+    totals = np.zeros(X.shape[0])
+    forest_totals(inputs32(X), offsets, nodes, depth, totals)
+    trees = offsets.shape[0] - 1
+    out = np.empty(X.shape[0])
+    for row in range(X.shape[0]):
+        out[row] = 2.0 ** (-(totals[row] / trees) / normaliser)
     return out
 
 
 @njit(cache=True, nogil=True)
 def score_run(
     prices, sizes, stamps, sides, window_size, fstate, istate, calib,
-    scoring, input_codes, offsets, feature, right, value, params, votes_required, out, flagged,
+    scoring, input_codes, offsets, nodes, depth, params, votes_required, out, flagged,
 ):
     """Process one run of valid trades; returns how many were flagged (their rows in ``flagged``).
 
     ``out`` (n x N_OUT) receives every trade's quantities and, when ``scoring``, its
-    scores; unscored columns are NaN.
+    scores; unscored columns are NaN. Three passes: the window and inputs trade by
+    trade (each depends on the ones before), the forest tree by tree over all rows,
+    then the other detectors, the votes and the calibration trade by trade.
     """
     n = prices.shape[0]
     ring = (istate.shape[0] - I_HEADER) // 2
@@ -246,8 +282,7 @@ def score_run(
     medians = np.empty(PRICE_MEDIAN_TRADES)
     near = np.empty(window_size, np.int64)
     k = input_codes.shape[0]
-    x = np.empty(k)
-    x32 = np.empty(k, np.float32)
+    X32 = np.empty((n, k + 1), np.float32)
     centred = np.empty(k)
     calib_size = calib.shape[0]
     flagged_count = 0
@@ -389,65 +424,8 @@ def score_run(
 
         if scoring:
             for j in range(k):
-                x[j] = row[input_codes[j]]
-                x32[j] = np.float32(x[j])
-            forest = forest_score(x32, offsets, feature, right, value, params[P_NORMALISER])
-            mean_at = P_ENVELOPE
-            scale_at = mean_at + k
-            location_at = scale_at + k
-            precision_at = location_at + k
-            for j in range(k):
-                centred[j] = (x[j] - params[mean_at + j]) / params[scale_at + j] - params[location_at + j]
-            envelope = 0.0
-            for a in range(k):
-                inner = 0.0
-                for b in range(k):
-                    inner += params[precision_at + a * k + b] * centred[b]
-                envelope += centred[a] * inner
-            z_price = (price - price_mean) / max(price_std, PRICE_STD_FLOOR * price_mean)
-            z_volume = (row[18] - params[P_ZCENTER]) / params[P_ZSCALE]
-            z_volatility = (row[22] - params[P_ZCENTER + 1]) / params[P_ZSCALE + 1]
-            z_intensity = (row[26] - params[P_ZCENTER + 2]) / params[P_ZSCALE + 2]
-            z_momentum = (row[24] - params[P_ZCENTER + 3]) / params[P_ZSCALE + 3]
-            zscore = abs(z_price) / params[P_ZT]
-            zscore = max(zscore, max(z_volume, 0.0) / params[P_ZT + 1])
-            zscore = max(zscore, max(z_volatility, 0.0) / params[P_ZT + 2])
-            zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
-            zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
-            vote_forest = forest >= params[P_FOREST_T]
-            vote_envelope = envelope >= params[P_ENVELOPE_T]
-            vote_zscore = zscore >= 1.0
-            row[SCORES] = forest
-            row[SCORES + 1] = envelope
-            row[SCORES + 2] = zscore
-            row[ZSCORES] = z_price
-            row[ZSCORES + 1] = z_volume
-            row[ZSCORES + 2] = z_volatility
-            row[ZSCORES + 3] = z_intensity
-            row[ZSCORES + 4] = z_momentum
-            row[VOTES] = 1.0 if vote_forest else 0.0
-            row[VOTES + 1] = 1.0 if vote_envelope else 0.0
-            row[VOTES + 2] = 1.0 if vote_zscore else 0.0
-            ensemble = (
-                min(forest / params[P_FOREST_T], ENSEMBLE_CAP)
-                + min(envelope / params[P_ENVELOPE_T], ENSEMBLE_CAP)
-                + min(zscore / 1.0, ENSEMBLE_CAP)
-            ) / 3.0
-            row[ENSEMBLE] = ensemble
-            row[CALIBRATED] = np.nan
-            if int(vote_forest) + int(vote_envelope) + int(vote_zscore) >= votes_required:
-                row[CALIBRATED] = calibrated(calib, istate[CALIB_FILL], ensemble)
-                flagged[flagged_count] = i
-                flagged_count += 1
-            position = istate[CALIB_POS]
-            calib[position] = ensemble
-            istate[CALIB_POS] = (position + 1) % calib_size
-            if istate[CALIB_FILL] < calib_size:
-                istate[CALIB_FILL] += 1
-        else:
-            for j in range(SCORES, N_OUT):
-                row[j] = np.nan
-
+                X32[i, j] = np.float32(row[input_codes[j]])
+            X32[i, k] = np.inf
         # Learn the trade into the ring (and its side state) after scoring it.
         if fill == 0 or stamp > istate[STAMP_TS]:
             if fill > 0:
@@ -466,6 +444,71 @@ def score_run(
         istate[HEAD] = (head + 1) % ring
         if fill < ring:
             istate[FILL] = fill + 1
+
+    if not scoring:
+        for i in range(n):
+            for j in range(SCORES, N_OUT):
+                out[i, j] = np.nan
+        return 0
+    totals = np.zeros(n)
+    forest_totals(X32, offsets, nodes, depth, totals)
+    trees = offsets.shape[0] - 1
+    mean_at = P_ENVELOPE
+    scale_at = mean_at + k
+    location_at = scale_at + k
+    precision_at = location_at + k
+    for i in range(n):
+        row = out[i]
+        forest = 2.0 ** (-(totals[i] / trees) / params[P_NORMALISER])
+        for j in range(k):
+            centred[j] = (row[input_codes[j]] - params[mean_at + j]) / params[scale_at + j] - params[location_at + j]
+        envelope = 0.0
+        for a in range(k):
+            inner = 0.0
+            for b in range(k):
+                inner += params[precision_at + a * k + b] * centred[b]
+            envelope += centred[a] * inner
+        price_mean = row[2]
+        z_price = (row[0] - price_mean) / max(row[3], PRICE_STD_FLOOR * price_mean)
+        z_volume = (row[18] - params[P_ZCENTER]) / params[P_ZSCALE]
+        z_volatility = (row[22] - params[P_ZCENTER + 1]) / params[P_ZSCALE + 1]
+        z_intensity = (row[26] - params[P_ZCENTER + 2]) / params[P_ZSCALE + 2]
+        z_momentum = (row[24] - params[P_ZCENTER + 3]) / params[P_ZSCALE + 3]
+        zscore = abs(z_price) / params[P_ZT]
+        zscore = max(zscore, max(z_volume, 0.0) / params[P_ZT + 1])
+        zscore = max(zscore, max(z_volatility, 0.0) / params[P_ZT + 2])
+        zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
+        zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
+        vote_forest = forest >= params[P_FOREST_T]
+        vote_envelope = envelope >= params[P_ENVELOPE_T]
+        vote_zscore = zscore >= 1.0
+        row[SCORES] = forest
+        row[SCORES + 1] = envelope
+        row[SCORES + 2] = zscore
+        row[ZSCORES] = z_price
+        row[ZSCORES + 1] = z_volume
+        row[ZSCORES + 2] = z_volatility
+        row[ZSCORES + 3] = z_intensity
+        row[ZSCORES + 4] = z_momentum
+        row[VOTES] = 1.0 if vote_forest else 0.0
+        row[VOTES + 1] = 1.0 if vote_envelope else 0.0
+        row[VOTES + 2] = 1.0 if vote_zscore else 0.0
+        ensemble = (
+            min(forest / params[P_FOREST_T], ENSEMBLE_CAP)
+            + min(envelope / params[P_ENVELOPE_T], ENSEMBLE_CAP)
+            + min(zscore / 1.0, ENSEMBLE_CAP)
+        ) / 3.0
+        row[ENSEMBLE] = ensemble
+        row[CALIBRATED] = np.nan
+        if int(vote_forest) + int(vote_envelope) + int(vote_zscore) >= votes_required:
+            row[CALIBRATED] = calibrated(calib, istate[CALIB_FILL], ensemble)
+            flagged[flagged_count] = i
+            flagged_count += 1
+        position = istate[CALIB_POS]
+        calib[position] = ensemble
+        istate[CALIB_POS] = (position + 1) % calib_size
+        if istate[CALIB_FILL] < calib_size:
+            istate[CALIB_FILL] += 1
     return flagged_count
 
 

@@ -27,7 +27,7 @@ from models.kernel import (
 
 def score_run(
     prices, sizes, stamps, sides, window_size, fstate, istate, calib,
-    scoring, input_codes, offsets, feature, right, value, params, votes_required, out, flagged,
+    scoring, input_codes, offsets, nodes, depth, params, votes_required, out, flagged,
 ) -> int:
     n = len(prices)
     ring = (len(istate) - I_HEADER) // 2
@@ -68,7 +68,7 @@ def score_run(
 
     count = 0
     if scoring:
-        count = _score(out, input_codes, offsets, feature, right, value, params, votes_required, calib, istate, flagged)
+        count = _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged)
 
     # The state after the run, in the kernel's layout.
     total = fill + n
@@ -102,10 +102,10 @@ def _features(history_p, history_s, history_t, history_side, fill, window_size) 
     return _window_features(*columns, valid, window_size)
 
 
-def _score(out, input_codes, offsets, feature, right, value, params, votes_required, calib, istate, flagged) -> int:
+def _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged) -> int:
     X = out[:, input_codes]
     k = X.shape[1]
-    forest = forest_scores(X, offsets, feature, right, value, params[P_NORMALISER])
+    forest = forest_scores(X, offsets, nodes, params[P_NORMALISER])
     mean, scale = params[P_ENVELOPE:P_ENVELOPE + k], params[P_ENVELOPE + k:P_ENVELOPE + 2 * k]
     location = params[P_ENVELOPE + 2 * k:P_ENVELOPE + 3 * k]
     precision = params[P_ENVELOPE + 3 * k:P_ENVELOPE + 3 * k + k * k].reshape(k, k)
@@ -148,22 +148,22 @@ def calibrated_score(recent: np.ndarray, score: float) -> float:
     return min(1.0, -math.log10((1.0 + higher) / (len(recent) + 1.0)) / math.log10(len(recent) + 1.0))
 
 
-def forest_scores(X, offsets, feature, right, value, normaliser) -> np.ndarray:
-    """The flat forest's score of every row, walking all rows one tree level at a time."""
+def forest_scores(X, offsets, nodes, normaliser) -> np.ndarray:
+    """The flat forest's score of every row, walking all rows one tree level at a time until all reach a leaf."""
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     rows = np.arange(len(X))
     total = np.zeros(len(X))
     trees = len(offsets) - 1
+    leaf_feature = X.shape[1]
     for tree in range(trees):
-        base = int(offsets[tree])
+        at = nodes[int(offsets[tree]):int(offsets[tree + 1])]
         node = np.zeros(len(X), np.int64)
         while True:
-            split = feature[base + node]
-            inner = split >= 0
+            inner = at["feature"][node] != leaf_feature
             if not inner.any():
                 break
-            left = X32[rows, np.maximum(split, 0)] <= value[base + node]
-            node = np.where(inner, np.where(left, node + 1, right[base + node]), node)
-        total += value[base + node]
+            split = np.minimum(at["feature"][node], leaf_feature - 1)
+            go_left = X32[rows, split] <= at["threshold"][node]
+            node = np.where(inner, np.where(go_left, node + 1, at["right"][node]), node)
+        total += at["threshold"][node]
     return 2.0 ** (-(total / trees) / normaliser)
-

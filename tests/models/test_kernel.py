@@ -30,9 +30,10 @@ def test_flat_forest_scores_equal_scikit_learn_score_samples(seed):
     forest = IsolationForest(n_estimators=30, max_samples=256, random_state=seed).fit(train)
     flat = flat_forest(forest)
     expected = -forest.score_samples(test)
-    args = (flat.offsets, flat.feature, flat.right, flat.value, flat.normaliser)
-    np.testing.assert_allclose(kernel.forest_scores(test, *args), expected, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(reference.forest_scores(test, *args), expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        kernel.forest_scores(test, flat.offsets, flat.nodes, flat.depth, flat.normaliser), expected, rtol=1e-12, atol=0
+    )
+    np.testing.assert_allclose(reference.forest_scores(test, flat.offsets, flat.nodes, flat.normaliser), expected, rtol=1e-12, atol=0)
 
 
 def test_rolling_flat_forest_keeps_the_newest_trees():
@@ -46,7 +47,7 @@ def test_rolling_flat_forest_keeps_the_newest_trees():
         10, 256,
     )
     assert rolled.trees == 10
-    for name in ("offsets", "feature", "right", "value"):
+    for name in ("offsets", "nodes"):
         np.testing.assert_array_equal(getattr(rolled, name), getattr(newest, name))
 
 
