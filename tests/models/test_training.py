@@ -61,8 +61,7 @@ def test_background_refit_equals_in_process_refit():
     assert pending.in_background  # really fitted in the helper process
     there = pending.result()
     for mine, theirs in zip(here.trees, there.trees):
-        np.testing.assert_array_equal(mine.value, theirs.value)
-        np.testing.assert_array_equal(mine.feature, theirs.feature)
+        np.testing.assert_array_equal(mine.nodes, theirs.nodes)
     np.testing.assert_array_equal(here.envelope.precision, there.envelope.precision)
     np.testing.assert_array_equal(here.zscore_center, there.zscore_center)
     assert here.envelope.fits == first.envelope.fits + 1 == 2
