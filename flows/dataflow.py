@@ -16,6 +16,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
 from models.config import DetectorConfig
 from models.engine import DetectionEngine
@@ -108,12 +109,13 @@ class InstrumentDetector(StatefulBatchLogic):
             outcomes = self.engine.process(state, [message.trade for message in messages])
         except Exception as error:  # the state is as before the batch: say why, go on
             reason = f"engine failed on this batch: {type(error).__name__}: {error}"
-            return [DeadLetter(reason, "engine", m.origin, m.raw) for m in messages], self.RETAIN
+            return [DeadLetter(reason, "engine", m.origin, original_bytes(m)) for m in messages], self.RETAIN
         out: list[Any] = []
         for outcome in outcomes:
             if isinstance(outcome, Rejection):
                 message = messages[outcome.index]
-                out.append(DeadLetter(outcome.reason, getattr(outcome, "stage", "validate"), message.origin, message.raw))
+                stage = getattr(outcome, "stage", "validate")
+                out.append(DeadLetter(outcome.reason, stage, message.origin, original_bytes(message)))
             else:
                 out.append(outcome)
         second = state.last_timestamp_ns // NANOS_PER_SECOND
@@ -124,6 +126,11 @@ class InstrumentDetector(StatefulBatchLogic):
 
     def snapshot(self) -> DetectorSnapshot:
         return DetectorSnapshot(self.engine.snapshot(self.state), self.summary_second)
+
+
+def original_bytes(message: TradeMessage) -> bytes:
+    """The message's bytes as received, or its trade encoded as JSON (file input keeps no bytes)."""
+    return message.raw or encode_trade(message.trade)
 
 
 def _summary_dict(item: Any) -> dict[str, Any] | None:
