@@ -22,12 +22,17 @@ generator makes such a tape for the benchmarks and the demo:
   its first 30 trades. They come back as ``connectors.injection.LabelledEvent``.
 
 Deterministic: the same arguments give the same tape. Use it from Python
-(``generate_market(...)``, as ``benchmarks.market_scale`` does) or replay it:
-``python -m connectors.replay --market --symbols 1000 --trades 400000``.
+(``generate_market(...)``, as ``benchmarks.market_scale`` and ``benchmarks.scaling`` do),
+or write it as a Databento CSV that the backtest, the replay and the demo read:
+
+    python -m connectors.market --symbols 1000 --trades 400000 --out market.csv [--events]
+    DEMO_FILE=market.csv make demo
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any
 
 import numpy as np
@@ -101,3 +106,34 @@ def _label_events(tapes: list[list[dict[str, Any]]], rng: np.random.Generator) -
             kind, description = "block", f"{trade['size']:,} shares: {EVENT_BLOCK_FACTOR}x the symbol's largest so far"
         labelled.append(LabelledEvent(kind, trade["symbol"], trade["sequence"], trade["sequence"], 1, trade["ts_event"], description))
     return labelled
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m connectors.market", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--symbols", type=int, default=1_000)
+    parser.add_argument("--trades", type=int, default=400_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zipf", type=float, default=1.0, help="exponent of the activity skew (default 1)")
+    parser.add_argument("--even", action="store_true", help="the same number of trades for every symbol")
+    parser.add_argument("--events", action="store_true", help="label obvious events on illiquid symbols")
+    parser.add_argument("--out", default="market.csv", help="Databento-style CSV to write (events beside it)")
+    args = parser.parse_args(argv)
+    import json
+
+    import pandas as pd
+
+    from connectors.codec import TRADE_FIELDS
+
+    tape, events = generate_market(args.symbols, args.trades, args.seed, zipf=args.zipf, even=args.even, events=args.events)
+    pd.DataFrame(tape, columns=list(TRADE_FIELDS)).to_csv(args.out, index=False)
+    print(f"{len(tape):,} trades of {args.symbols:,} symbols -> {args.out}")
+    if events:
+        labels = args.out.rsplit(".", 1)[0] + ".events.json"
+        with open(labels, "w") as handle:
+            json.dump([event.to_dict() for event in events], handle, indent=1)
+        print(f"{len(events)} labelled events -> {labels}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
