@@ -54,6 +54,10 @@ class DetectorConfig:
     background_training: bool = True
     """Fit the next models in a helper process while the current ones score; the
     results are identical either way (see ``models.training``)."""
+    fit_helpers: int = 1
+    """Helper processes fitting models in the background, shared by the worker threads of
+    one job process. One keeps up with one worker (a refit every 500 trades of an
+    instrument, about 9 ms each); give ``-w N`` about N on a machine with the cores."""
     seed: int = 7
     """Seeds every random choice; the same seed gives the same scores."""
     compiled: bool = True
@@ -80,6 +84,7 @@ class DetectorConfig:
                      "zscore_momentum_threshold"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
+        _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:

@@ -146,12 +146,12 @@ class PendingRefit:
 
 def start_refit(job: RefitJob, config: DetectorConfig) -> PendingRefit:
     """Start fitting a generation; in the background when the config asks for it."""
-    if not config.background_training or not _helper_ready():
+    if not config.background_training or not _helper_ready(config.fit_helpers):
         # Until the helper process has started (about 1.5 s of imports) fitting here
         # beats waiting for it; the function is pure, so the models are the same.
         return PendingRefit(job, config, None, refit(job, config))
     try:
-        return PendingRefit(job, config, _pool().submit(refit, job, config), None)
+        return PendingRefit(job, config, _pool(config.fit_helpers).submit(refit, job, config), None)
     except (BrokenProcessPool, RuntimeError):
         _reset_pool()
         return PendingRefit(job, config, None, refit(job, config))
@@ -162,13 +162,14 @@ _POOL_READY = Event()
 _POOL_LOCK = Lock()
 
 
-def _pool() -> ProcessPoolExecutor:
+def _pool(helpers: int = 1) -> ProcessPoolExecutor:
+    """The helper processes of this process (its worker threads share them), started on first use."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             # spawn, not fork: the parent runs Bytewax's Rust threads.
             _POOL = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_started
+                helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_started
             )
             _POOL_READY.clear()
             _POOL.submit(_importing).add_done_callback(lambda _: _POOL_READY.set())
@@ -176,9 +177,9 @@ def _pool() -> ProcessPoolExecutor:
         return _POOL
 
 
-def _helper_ready() -> bool:
+def _helper_ready(helpers: int = 1) -> bool:
     """Start the helper if needed; whether it can take work now."""
-    _pool()
+    _pool(helpers)
     return _POOL_READY.is_set()
 
 
