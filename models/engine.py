@@ -160,7 +160,9 @@ class DetectionEngine:
     def _training_rows(self, state: InstrumentState, work: _Work) -> np.ndarray:
         parts = ([] if state.training is None else [state.training]) + work.new_rows
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return rows[-self.config.train_size:]
+        if len(rows) > self.config.train_size:  # a copy, so a big batch's rows are not kept alive
+            rows = rows[-self.config.train_size:].copy()
+        return rows
 
     def _run(
         self, symbol: str, work: _Work, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
