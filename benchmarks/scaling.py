@@ -8,7 +8,7 @@ Publishes a market tape (``connectors.market``: Zipf activity, seed 0) to a topi
 worker threads (``-w 2``) and two processes of one worker each (``-i 0/1 -a ...``).
 For each: wall seconds from start to exit, trades/s, the same with the start-up
 (a run over an empty topic) taken off, and CPU seconds per trade (user + system of
-the job processes and their model-fitting helpers). Modes alternate within each
+the job processes and their model-fitting helpers; also with the empty run's CPU taken off). Modes alternate within each
 repeat, so a busy neighbour slows them alike; the median of the repeats is reported.
 Results go to ``out/scaling.json`` (``--out benchmarks/results`` records them).
 """
@@ -85,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         for attempt in range(args.repeat):
             for number, mode in enumerate(MODES):
                 prefix = f"r{attempt}m{number}"
-                startup, _ = run_mode(mode, job_env(brokers, "scale-empty", f"{prefix}-empty"))
+                startup, startup_cpu = run_mode(mode, job_env(brokers, "scale-empty", f"{prefix}-empty"))
                 wall, cpu = run_mode(mode, job_env(brokers, "scale-stocks", prefix))
                 run = {
                     "wall_seconds": round(wall, 2), "startup_seconds": round(startup, 2),
                     "trades_per_second": round(len(tape) / wall),
                     "trades_per_second_after_startup": round(len(tape) / max(wall - startup, 1e-9)),
                     "cpu_us_per_trade": round(1e6 * cpu / len(tape), 1),
+                    "cpu_us_per_trade_after_startup": round(1e6 * max(cpu - startup_cpu, 0.0) / len(tape), 1),
                 }
                 runs[mode].append(run)
                 print(f"{mode:>12}: {run['trades_per_second']:,} trades/s ({run['trades_per_second_after_startup']:,} "
