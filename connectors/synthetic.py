@@ -70,12 +70,19 @@ def _base_tape(symbols: int, trades: int, rng: np.random.Generator) -> list[dict
     return _merge(tapes)
 
 
-def _symbol_tape(index: int, count: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-    symbol = f"SYN{index}"
-    base_price = BASE_PRICES[index % len(BASE_PRICES)] * (1 + 0.5 * (index // len(BASE_PRICES)))
+def _symbol_tape(
+    index: int, count: int, rng: np.random.Generator, *, symbol: str | None = None,
+    base_price: float | None = None, mean_gap_s: float = MEAN_SECONDS_BETWEEN_EXECUTIONS,
+    start_ns: int = SESSION_START_NS,
+) -> list[dict[str, Any]]:
+    """One instrument's trades; the market generator (``connectors.market``) sets its own
+    symbol, price level and pace, the demo tape keeps the defaults."""
+    symbol = symbol or f"SYN{index}"
+    if base_price is None:
+        base_price = BASE_PRICES[index % len(BASE_PRICES)] * (1 + 0.5 * (index // len(BASE_PRICES)))
     prints_per_execution = rng.geometric(1 / MEAN_PRINTS_PER_EXECUTION, count)
     trades: list[dict[str, Any]] = []
-    now_ns = SESSION_START_NS + int(rng.integers(0, 10**9))
+    now_ns = start_ns + int(rng.integers(0, 10**9))
     mid = base_price
     sequence = int(rng.integers(100_000, 1_000_000))
     intensity = 1.0
@@ -86,7 +93,7 @@ def _symbol_tape(index: int, count: int, rng: np.random.Generator) -> list[dict[
         if rng.random() < REACTION_SHARE:
             gap_s = rng.lognormal(np.log(0.0005), 2.0)  # other orders reacting within milliseconds
         else:
-            gap_s = rng.exponential(MEAN_SECONDS_BETWEEN_EXECUTIONS / intensity)
+            gap_s = rng.exponential(mean_gap_s / intensity)
         now_ns += max(1_000, int(gap_s * 1e9))
         mid = max(1.0, mid * (1 + rng.normal(0.0, MID_STEP)))
         side = str(rng.choice(SIDES, p=SIDE_SHARES))
@@ -125,7 +132,7 @@ def _trade(
     last: bool, rng: np.random.Generator,
 ) -> dict[str, Any]:
     delay_ns = 165_000 + int(rng.exponential(8_000))
-    return {
+    return {  # instrument_id: 20,000 + the symbol's index
         "ts_recv": format_timestamp_ns(event_ns + delay_ns),
         "ts_event": format_timestamp_ns(event_ns),
         "rtype": 0, "publisher_id": 2, "instrument_id": 20_000 + index, "action": "T",

@@ -13,9 +13,11 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
+from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
 from connectors.codec import encode_dead_letter, encode_record
@@ -60,9 +62,14 @@ class BacktestReport:
 
 def run_backtest(
     paths: list[str | Path], out: str | Path, config: DetectorConfig | None = None,
-    dead_letters: str | Path | None = None,
+    dead_letters: str | Path | None = None, *, recovery: str | Path | None = None,
+    epoch_interval: timedelta | None = None,
 ) -> BacktestReport:
-    """Run the dataflow over the files; the output files are replaced."""
+    """Run the dataflow over the files; the output files are replaced.
+
+    ``recovery``: a directory of Bytewax recovery partitions (``python -m bytewax.recovery
+    DIR 1``) to snapshot into at every epoch (``epoch_interval``, Bytewax's default 10 s).
+    """
     config = config or DetectorConfig()
     out = Path(out)
     dead_letters = Path(dead_letters) if dead_letters else out.with_suffix(".dead-letters.jsonl")
@@ -77,7 +84,7 @@ def run_backtest(
         config,
     )
     started = time.perf_counter()
-    run_main(flow)
+    run_main(flow, epoch_interval=epoch_interval, recovery_config=RecoveryConfig(str(recovery)) if recovery else None)
     wall = time.perf_counter() - started
     levels = Counter(orjson.loads(line)["level"] for line in _lines(out))
     reasons = Counter(orjson.loads(line)["reason"] for line in _lines(dead_letters))

@@ -13,12 +13,15 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
+from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
 from models.config import DetectorConfig
-from models.engine import DetectionEngine, InstrumentState
+from models.engine import DetectionEngine
 from models.records import AnomalyRecord
+from models.state import InstrumentSnapshot, InstrumentState
 from models.trades import Rejection
 
 NANOS_PER_SECOND = 1_000_000_000
@@ -26,7 +29,7 @@ NANOS_PER_SECOND = 1_000_000_000
 
 def build_flow(
     source: Source, anomaly_sink: Sink, dead_letter_sink: Sink, config: DetectorConfig,
-    *, summary_sink: Sink | None = None, flow_id: str = "trade-anomalies",
+    *, summary_sink: Sink | None = None, incident_sink: Sink | None = None, flow_id: str = "trade-anomalies",
 ) -> Dataflow:
     flow = Dataflow(flow_id)
     messages = op.input("read", flow, source)
@@ -34,8 +37,9 @@ def build_flow(
     decoded = op.branch("decoded", messages, lambda message: isinstance(message, TradeMessage))
     batches = op.flat_map_batch("group_by_symbol", decoded.trues, group_by_symbol)
     # (symbol, [TradeMessage, ...]) in arrival order
-    outcomes = op.stateful_flat_map("detect", batches, InstrumentDetector(config))
-    # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary)
+    engine = DetectionEngine(config)
+    outcomes = op.stateful_batch("detect", batches, lambda snapshot: InstrumentDetector(engine, snapshot))
+    # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate)
     outcomes = op.key_rm("unkey", outcomes)
     anomalies = op.filter("anomalies", outcomes, lambda item: isinstance(item, AnomalyRecord))
     # AnomalyRecord
@@ -48,13 +52,17 @@ def build_flow(
         summaries = op.filter_map("summaries", outcomes, _summary_dict)
         # dict: at most one per instrument and batch, when the batch reaches a new second
         op.output("write_summaries", summaries, summary_sink)
+    if incident_sink is not None:
+        incidents = op.filter("incidents", outcomes, _is_incident)
+        # IncidentUpdate (anything else carrying an incident_id that is not an anomaly record)
+        op.output("write_incidents", incidents, incident_sink)
     return flow
 
 
 def group_by_symbol(messages: list[TradeMessage]) -> list[tuple[str, list[TradeMessage]]]:
     """One item per instrument for a whole input batch, in arrival order.
 
-    Scoring a batch of trades costs about as much as scoring one, so the engine
+    Scoring a batch of trades costs little more than scoring one, so the engine
     is handed everything that arrived together.
     """
     groups: dict[str, list[TradeMessage]] = defaultdict(list)
@@ -68,37 +76,66 @@ class InstrumentSummary:
     fields: dict[str, Any]
 
 
-@dataclass
-class DetectorState:
-    engine_state: InstrumentState
-    summary_second: int = -1
+@dataclass(frozen=True)
+class DetectorSnapshot:
+    """What the recovery store keeps per instrument: the engine's snapshot and the summary clock."""
+
+    engine: InstrumentSnapshot
+    summary_second: int
 
 
-class InstrumentDetector:
-    """The stateful step: one engine state per instrument, kept by Bytewax."""
+class InstrumentDetector(StatefulBatchLogic):
+    """The stateful step: one instrument's engine state, kept by Bytewax.
 
-    def __init__(self, config: DetectorConfig) -> None:
-        self.engine = DetectionEngine(config)
+    ``snapshot`` is called by Bytewax at every epoch for every instrument that saw
+    trades, with or without recovery: it returns references to the engine state's
+    immutable arrays, never a copy, and never waits for a refit.
+    """
 
-    def __call__(
-        self, state: DetectorState | None, messages: list[TradeMessage]
-    ) -> tuple[DetectorState, list[AnomalyRecord | DeadLetter | InstrumentSummary]]:
-        if state is None:
-            state = DetectorState(self.engine.new_state(messages[0].symbol))
-        outcomes = self.engine.process(state.engine_state, [message.trade for message in messages])
-        out: list[AnomalyRecord | DeadLetter | InstrumentSummary] = []
+    def __init__(self, engine: DetectionEngine, snapshot: DetectorSnapshot | None) -> None:
+        self.engine = engine
+        self.state: InstrumentState | None = None
+        self.summary_second = -1
+        if snapshot is not None:
+            self.state = engine.restore(snapshot.engine)
+            self.summary_second = snapshot.summary_second
+
+    def on_batch(self, groups: list[list[TradeMessage]]) -> tuple[list[Any], bool]:
+        messages = groups[0] if len(groups) == 1 else [message for group in groups for message in group]
+        if self.state is None:
+            self.state = self.engine.new_state(messages[0].symbol)
+        state = self.state
+        try:
+            outcomes = self.engine.process(state, [message.trade for message in messages])
+        except Exception as error:  # the state is as before the batch: say why, go on
+            reason = f"engine failed on this batch: {type(error).__name__}: {error}"
+            return [DeadLetter(reason, "engine", m.origin, original_bytes(m)) for m in messages], self.RETAIN
+        out: list[Any] = []
         for outcome in outcomes:
             if isinstance(outcome, Rejection):
                 message = messages[outcome.index]
-                out.append(DeadLetter(outcome.reason, "validate", message.origin, message.raw))
+                stage = getattr(outcome, "stage", "validate")
+                out.append(DeadLetter(outcome.reason, stage, message.origin, original_bytes(message)))
             else:
                 out.append(outcome)
-        second = state.engine_state.last_timestamp_ns // NANOS_PER_SECOND
-        if state.engine_state.samples_seen and second > state.summary_second:
-            state.summary_second = second
-            out.append(InstrumentSummary(self.engine.summary(state.engine_state)))
-        return state, out
+        second = state.last_timestamp_ns // NANOS_PER_SECOND
+        if state.samples_seen and second > self.summary_second:
+            self.summary_second = second
+            out.append(InstrumentSummary(self.engine.summary(state)))
+        return out, self.RETAIN
+
+    def snapshot(self) -> DetectorSnapshot:
+        return DetectorSnapshot(self.engine.snapshot(self.state), self.summary_second)
+
+
+def original_bytes(message: TradeMessage) -> bytes:
+    """The message's bytes as received, or its trade encoded as JSON (file input keeps no bytes)."""
+    return message.raw or encode_trade(message.trade)
 
 
 def _summary_dict(item: Any) -> dict[str, Any] | None:
     return item.fields if isinstance(item, InstrumentSummary) else None
+
+
+def _is_incident(item: Any) -> bool:
+    return hasattr(item, "incident_id") and not isinstance(item, (AnomalyRecord, DeadLetter, InstrumentSummary))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES
+from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES, NEW_INPUTS
 
 ENV_PREFIX = "DETECTOR_"
 
@@ -54,8 +54,15 @@ class DetectorConfig:
     background_training: bool = True
     """Fit the next models in a helper process while the current ones score; the
     results are identical either way (see ``models.training``)."""
+    fit_helpers: int = 1
+    """Helper processes fitting models in the background, shared by the worker threads of
+    one job process. One keeps up with one worker (a refit every 500 trades of an
+    instrument, about 9 ms each); give ``-w N`` about N on a machine with the cores."""
     seed: int = 7
     """Seeds every random choice; the same seed gives the same scores."""
+    compiled: bool = True
+    """Score with the compiled kernel (``models.kernel``); false runs the numpy reference
+    (``models.reference``, same results, many times slower: for checking only)."""
 
     def __post_init__(self) -> None:
         _require(self.window_size >= 2, "window_size", "must be at least 2")
@@ -77,6 +84,7 @@ class DetectorConfig:
                      "zscore_momentum_threshold"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
+        _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
@@ -93,7 +101,7 @@ class DetectorConfig:
             raise ConfigError(f"{ENV_PREFIX}{error}") from None
 
 
-KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS)
+KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS) | frozenset(NEW_INPUTS)
 
 
 def _require(condition: bool, name: str, message: str) -> None:

@@ -1,38 +1,43 @@
 """The detection engine: per-instrument state in, anomaly records out.
 
 For every trade, in order: validate it, add it to the rolling window, compute its
-18 features, score it with the three detectors, count the votes, and keep the
-features as a training sample. Every ``retrain_every`` samples the detectors are
-refitted on the most recent ``train_size`` samples; the trades after that point
-are scored by the new models, also when the retrain point falls inside a batch.
-Scoring is vectorised over the run of trades between two retrain points, so the
-batch boundaries change the speed, never the result.
+18 features and model inputs, score it with the three detectors, count the votes,
+and keep its training columns as a sample. Every ``retrain_every`` samples the
+detectors are refitted on the most recent ``train_size`` samples; the trades after
+that point are scored by the new models, also when the retrain point falls inside a
+batch. The per-trade work is one compiled call per run of trades between two
+retrain points (``models.kernel``), so the batch boundaries change the speed, never
+the result.
 
 Models fitted at retrain point ``k`` serve from ``k + REFIT_LAG * retrain_every``
 (they are fitted in the background meanwhile; see ``models.training``). Warm-up:
 the first models are fitted on the first ``retrain_every`` valid trades of an
 instrument and serve from trade ``(1 + REFIT_LAG) * retrain_every + 1`` (1,501 by
-default); before that no trade can collect the
-votes needed and no anomaly is reported, while the trades still fill the window
-and the training data.
+default); before that no trade can collect the votes needed and no anomaly is
+reported, while the trades still fill the window and the training data.
+
+``process`` computes first and commits last: it works on copies of the state's
+small arrays and swaps them in only when the whole batch went through, so an
+exception leaves the state exactly as it was.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from models import kernel
 from models.config import DetectorConfig
-from models.detectors import EllipticEnvelopeVote, IsolationForestVote, ZScoreVote
-from models.features import FEATURE_NAMES, RollingWindow, model_inputs, scale_floors
-from models.training import PendingRefit, forest_from_config, start_refit, zscore_from_config
+from models.detectors.isolation_forest import FlatForest
+from models.kernel import CALIBRATED, ENSEMBLE, N_OUT, QUANTITY, SCORES, VOTES, ZSCORES
 from models.records import AnomalyRecord, anomaly_id
 from models.session import is_auction_print
 from models.severity import level, severity
+from models.state import InstrumentSnapshot, InstrumentState, ServingModels, frozen, new_window
+from models.training import Refit, RefitJob, start_refit, training_columns
 from models.trades import TRADE_FIELDS, Rejection, ValidTrades, validate_trades
 
 EXPLAINED_FEATURES = 3
@@ -40,114 +45,87 @@ REFIT_LAG = 2
 """Retrains between starting a refit and serving its models. Two keep the helper
 process busy back to back (one refit queued behind the running one) instead of
 idling for the hand-over latency after every run."""
+INPUT_NAMES = kernel.QUANTITY_NAMES[18:]
+"""The inputs a record carries beside the 18 features (derived and per-trade ones)."""
+NO_FOREST = FlatForest.empty()
 
 
 @dataclass
-class TrainingBuffer:
-    """The last ``capacity`` feature rows, oldest first when read."""
+class _Work:
+    """Working copies of one instrument's state during one ``process`` call."""
 
-    capacity: int
-    rows: np.ndarray = field(init=False)
-    filled: int = 0
-    position: int = 0
-
-    def __post_init__(self) -> None:
-        self.rows = np.zeros((self.capacity, len(FEATURE_NAMES)))
-
-    def add(self, rows: np.ndarray) -> None:
-        for row in rows[-self.capacity:]:
-            self.rows[self.position] = row
-            self.position = (self.position + 1) % self.capacity
-        self.filled = min(self.capacity, self.filled + len(rows))
-
-    def chronological(self) -> np.ndarray:
-        if self.filled < self.capacity:
-            return self.rows[: self.filled].copy()
-        return np.concatenate([self.rows[self.position:], self.rows[: self.position]])
-
-
-@dataclass
-class InstrumentState:
-    """Everything the engine remembers about one instrument; picklable and bounded."""
-
-    symbol: str
-    window: RollingWindow
-    history: TrainingBuffer
-    forest: IsolationForestVote
-    envelope: EllipticEnvelopeVote
-    zscore: ZScoreVote
-    feature_center: np.ndarray
-    feature_scale: np.ndarray
-    samples_seen: int = 0
-    generation: int = 0
-    anomalies: int = 0
-    rejected: int = 0
-    last_price: float = math.nan
-    last_timestamp_ns: int = 0
-    pending: list[PendingRefit] = field(default_factory=list)
-    """The next generations, oldest first, being fitted in the background."""
+    fstate: np.ndarray
+    istate: np.ndarray
+    calib: np.ndarray
+    models: ServingModels | None
+    pending: list
+    new_rows: list[np.ndarray]
+    samples_seen: int
+    anomalies: int
 
 
 class DetectionEngine:
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
+        self.training_columns = training_columns(self.config)
+        self._input_codes = np.array([QUANTITY[name] for name in self.config.model_features], np.int64)
+        self._training_codes = np.array([QUANTITY[name] for name in self.training_columns], np.int64)
+        self._no_params = np.zeros(self._params_size())
+        if self.config.compiled:
+            self._score_run = kernel.score_run
+        else:
+            from models.reference import score_run
+
+            self._score_run = score_run
 
     def new_state(self, symbol: str) -> InstrumentState:
-        c = self.config
-        return InstrumentState(
-            symbol=symbol,
-            window=RollingWindow(c.window_size),
-            history=TrainingBuffer(c.train_size),
-            forest=forest_from_config(c),
-            envelope=EllipticEnvelopeVote(
-                c.envelope_threshold, c.envelope_cold_every, scale_floor=scale_floors(c.model_features), seed=c.seed
-            ),
-            zscore=zscore_from_config(c),
-            feature_center=np.zeros(len(FEATURE_NAMES)),
-            feature_scale=np.ones(len(FEATURE_NAMES)),
-        )
+        """An instrument's state before its first trade: no arrays until it trades."""
+        return InstrumentState(symbol)
 
     def process(
         self, state: InstrumentState, trades: Sequence[Mapping[str, Any]]
     ) -> list[AnomalyRecord | Rejection]:
         """Score a batch of one instrument's trades, in order; learn from them.
 
-        The batch is walked in runs that end at retrain points, so each run is scored
-        by one set of models, and the background refit overlaps with the next run.
+        Returns the anomaly records and rejections in input order. Mutates ``state``
+        only if it returns.
         """
-        outcomes: list[tuple[int, AnomalyRecord | Rejection]] = []
-        position = 0
-        while position < len(trades):
-            until_retrain = self.config.retrain_every - state.samples_seen % self.config.retrain_every
-            run = trades[position: position + until_retrain]
-            for index, outcome in self._process_run(state, run):
-                if isinstance(outcome, Rejection):  # index it within the whole batch
-                    outcome = Rejection(position + index, outcome.reason)
-                outcomes.append((position + index, outcome))
-            position += len(run)
-        return [outcome for _, outcome in sorted(outcomes, key=lambda pair: pair[0])]
-
-    def _process_run(
-        self, state: InstrumentState, trades: Sequence[Mapping[str, Any]]
-    ) -> list[tuple[int, AnomalyRecord | Rejection]]:
-        """A run of trades that does not cross a retrain point."""
         valid, rejections = validate_trades(trades)
-        state.rejected += len(rejections)
-        outcomes: list[tuple[int, AnomalyRecord | Rejection]] = [(r.index, r) for r in rejections]
         if not len(valid):
-            return outcomes
-        features = state.window.extend(valid.prices, valid.sizes, valid.timestamps_ns, valid.sides)
-        if state.generation > 0:
-            anomalies = self._score(state, trades, valid, features)
-            state.anomalies += len(anomalies)
-            outcomes.extend(anomalies)
-        state.history.add(features)
-        state.samples_seen += len(valid)
-        state.last_price = float(valid.prices[-1])
-        state.last_timestamp_ns = int(valid.timestamps_ns[-1])
-        if state.samples_seen % self.config.retrain_every == 0:
-            self._retrain(state)
-        return outcomes
+            state.rejected += len(rejections)
+            return list(rejections)
+        work = self._begin(state)
+        records: list[tuple[int, AnomalyRecord]] = []
+        start, every = 0, self.config.retrain_every
+        while start < len(valid):
+            stop = min(len(valid), start + every - work.samples_seen % every)
+            records += self._run(state.symbol, work, trades, valid, start, stop)
+            work.samples_seen += stop - start
+            if work.samples_seen % every == 0:
+                self._retrain(state, work)
+            start = stop
+        self._commit(state, work, valid, len(rejections))
+        if not rejections:
+            return [record for _, record in records]
+        ordered = sorted([*((r.index, r) for r in rejections), *records], key=lambda pair: pair[0])
+        return [outcome for _, outcome in ordered]
+
+    def snapshot(self, state: InstrumentState) -> InstrumentSnapshot:
+        """The state as it is now, without copying arrays or waiting for refits in flight."""
+        return InstrumentSnapshot(
+            state.symbol, state.fstate, state.istate, state.calib, state.training, state.models,
+            tuple(refit.job for refit in state.pending), state.samples_seen, state.anomalies, state.rejected,
+            state.last_price, state.last_timestamp_ns,
+        )
+
+    def restore(self, snapshot: InstrumentSnapshot) -> InstrumentState:
+        """A state that continues exactly as the snapshotted one would; its refits start again."""
+        return InstrumentState(
+            snapshot.symbol, snapshot.fstate, snapshot.istate, snapshot.calib, snapshot.training,
+            snapshot.models, [start_refit(job, self.config) for job in snapshot.pending],
+            snapshot.samples_seen, snapshot.anomalies, snapshot.rejected, snapshot.last_price,
+            snapshot.last_timestamp_ns,
+        )
 
     def summary(self, state: InstrumentState) -> dict[str, Any]:
         return {
@@ -160,68 +138,130 @@ class DetectionEngine:
             "model_generation": state.generation,
         }
 
-    def _retrain(self, state: InstrumentState) -> None:
-        """Install the generation started ``REFIT_LAG`` retrains ago; start the next."""
-        if len(state.pending) == REFIT_LAG:
-            fitted = state.pending.pop(0).result()
-            state.forest.add(fitted.trees)
-            state.envelope, state.zscore = fitted.envelope, fitted.zscore
-            state.feature_center, state.feature_scale = fitted.feature_center, fitted.feature_scale
-            state.generation += 1
-        fit_number = state.samples_seen // self.config.retrain_every
-        state.pending.append(
-            start_refit(state.history.chronological(), self.config, fit_number, state.envelope)
+    # -- one batch ---------------------------------------------------------------
+
+    def _begin(self, state: InstrumentState) -> _Work:
+        if state.fstate is None:
+            fstate, istate = new_window(self.config.window_size)
+        else:
+            fstate, istate = state.fstate.copy(), state.istate.copy()
+        return _Work(fstate, istate, state.calib.copy(), state.models, list(state.pending), [],
+                     state.samples_seen, state.anomalies)
+
+    def _commit(self, state: InstrumentState, work: _Work, valid: ValidTrades, rejected: int) -> None:
+        state.fstate, state.istate, state.calib = frozen(work.fstate), frozen(work.istate), frozen(work.calib)
+        state.training = frozen(self._training_rows(state, work))
+        state.models, state.pending = work.models, work.pending
+        state.samples_seen, state.anomalies = work.samples_seen, work.anomalies
+        state.rejected += rejected
+        state.last_price = float(valid.prices[-1])
+        state.last_timestamp_ns = int(valid.timestamps_ns[-1])
+
+    def _training_rows(self, state: InstrumentState, work: _Work) -> np.ndarray:
+        parts = ([] if state.training is None else [state.training]) + work.new_rows
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if len(rows) > self.config.train_size:  # a copy, so a big batch's rows are not kept alive
+            rows = rows[-self.config.train_size:].copy()
+        return rows
+
+    def _run(
+        self, symbol: str, work: _Work, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
+        start: int, stop: int,
+    ) -> list[tuple[int, AnomalyRecord]]:
+        """One run of valid trades that does not cross a retrain point: one kernel call."""
+        n = stop - start
+        out = np.empty((n, N_OUT))
+        flagged = np.empty(n, np.int64)
+        models = work.models
+        forest = NO_FOREST if models is None else models.forest
+        count = self._score_run(
+            valid.prices[start:stop], valid.sizes[start:stop].astype(np.float64),
+            valid.timestamps_ns[start:stop], valid.sides[start:stop], self.config.window_size,
+            work.fstate, work.istate, work.calib, models is not None, self._input_codes,
+            forest.offsets, forest.nodes, forest.depth,
+            self._no_params if models is None else models.params, self.config.votes_required, out, flagged,
+        )
+        work.new_rows.append(np.ascontiguousarray(out[:, self._training_codes]))
+        if not count:
+            return []
+        work.anomalies += count
+        return [
+            (int(valid.indices[start + row]), self._record(symbol, models, trades, valid, start + int(row), out[row]))
+            for row in flagged[:count]
+        ]
+
+    def _record(
+        self, symbol: str, models: ServingModels, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
+        at: int, row: np.ndarray,
+    ) -> AnomalyRecord:
+        trade = trades[int(valid.indices[at])]
+        timestamp = int(valid.timestamps_ns[at])
+        votes = [bool(v) for v in row[VOTES:VOTES + 3]]
+        confidence = sum(votes) / 3
+        zscores = tuple(float(z) for z in row[ZSCORES:ZSCORES + 5])
+        anomaly_score = float(row[CALIBRATED])
+        value = float(severity(anomaly_score, confidence, zscores[1], zscores[0]))
+        return AnomalyRecord(
+            anomaly_id=anomaly_id(
+                symbol, timestamp, int(valid.publisher_ids[at]), int(valid.instrument_ids[at]), int(valid.sequences[at]),
+            ),
+            symbol=symbol,
+            kind="auction" if is_auction_print(timestamp, trade["side"]) else "trade",
+            trade={name: trade[name] for name in TRADE_FIELDS},  # never unknown extra fields
+            features=row[:18].tolist(),
+            detector_scores=row[SCORES:SCORES + 3].tolist(),
+            detector_thresholds=[self.config.forest_threshold, self.config.envelope_threshold, 1.0],
+            detector_votes=votes,
+            anomaly_score=anomaly_score,
+            confidence=confidence,
+            zscores=zscores,
+            severity=value,
+            level=level(value),
+            model_generation=models.generation,
+            explanation=self._explain(models, row[self._training_codes]),
+            inputs=dict(zip(INPUT_NAMES, row[18:kernel.N_QUANTITIES].tolist())),
+            ensemble_score=float(row[ENSEMBLE]),
         )
 
-    def _score(
-        self, state: InstrumentState, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
-        block: np.ndarray,
-    ) -> list[tuple[int, AnomalyRecord]]:
-        """The anomalies among the valid trades of a run, with their index in the run."""
-        inputs = model_inputs(block, self.config.model_features)
-        forest_scores = state.forest.score(inputs)
-        envelope_scores = state.envelope.score(inputs)
-        zscores = state.zscore.zscores(block)
-        zscore_scores = state.zscore.score(zscores)
-        votes = np.column_stack([
-            state.forest.vote(forest_scores), state.envelope.vote(envelope_scores),
-            state.zscore.vote(zscore_scores),
-        ])
-        flagged = np.flatnonzero(votes.sum(axis=1) >= self.config.votes_required)
-        if not len(flagged):
-            return []
-        confidence = votes.mean(axis=1)
-        severities = severity(forest_scores, confidence, zscores[:, 1], zscores[:, 0])
-        thresholds = [state.forest.threshold, state.envelope.threshold, 1.0]
-        records = []
-        for row in flagged:
-            at = row
-            batch_index = int(valid.indices[at])
-            trade = trades[batch_index]
-            records.append((batch_index, AnomalyRecord(
-                anomaly_id=anomaly_id(
-                    state.symbol, int(valid.timestamps_ns[at]), int(valid.publisher_ids[at]),
-                    int(valid.instrument_ids[at]), int(valid.sequences[at]),
-                ),
-                symbol=state.symbol,
-                kind="auction" if is_auction_print(int(valid.timestamps_ns[at]), trade["side"]) else "trade",
-                trade={name: trade[name] for name in TRADE_FIELDS},  # never unknown extra fields
-                features=block[row].tolist(),
-                detector_scores=[float(forest_scores[row]), float(envelope_scores[row]), float(zscore_scores[row])],
-                detector_thresholds=thresholds,
-                detector_votes=votes[row].tolist(),
-                anomaly_score=float(forest_scores[row]),
-                confidence=float(confidence[row]),
-                zscores=tuple(float(z) for z in zscores[row]),
-                severity=float(severities[row]),
-                level=level(float(severities[row])),
-                model_generation=state.generation,
-                explanation=self._explain(state, block[row]),
-            )))
-        return records
-
-    def _explain(self, state: InstrumentState, row: np.ndarray) -> list[dict[str, Any]]:
-        """The features furthest from their recent mean, in standard deviations."""
-        z = (row - state.feature_center) / state.feature_scale
+    def _explain(self, models: ServingModels, values: np.ndarray) -> list[dict[str, Any]]:
+        """The training inputs furthest from their mean over the training samples, in standard deviations."""
+        z = (values - models.explain_center) / models.explain_scale
         top = np.argsort(-np.abs(z), kind="stable")[:EXPLAINED_FEATURES]
-        return [{"feature": FEATURE_NAMES[i], "value": float(row[i]), "zscore": float(z[i])} for i in top]
+        return [{"feature": self.training_columns[i], "value": float(values[i]), "zscore": float(z[i])} for i in top]
+
+    # -- retraining --------------------------------------------------------------
+
+    def _retrain(self, state: InstrumentState, work: _Work) -> None:
+        """Install the generation started ``REFIT_LAG`` retrains ago; start the next."""
+        if len(work.pending) == REFIT_LAG:
+            work.models = self._install(work.models, work.pending.pop(0).result())
+            if not len(work.calib):
+                work.calib = np.zeros(kernel.CALIBRATION_SCORES)
+        job = RefitJob(
+            self._training_rows(state, work), work.samples_seen // self.config.retrain_every,
+            None if work.models is None else work.models.envelope,
+        )
+        work.pending.append(start_refit(job, self.config))
+
+    def _install(self, serving: ServingModels | None, fitted: Refit) -> ServingModels:
+        c = self.config
+        forest = (NO_FOREST if serving is None else serving.forest).add(
+            fitted.trees, c.forest_trees, c.forest_max_samples
+        )
+        envelope = fitted.envelope
+        params = np.concatenate([
+            [forest.normaliser, c.forest_threshold, c.envelope_threshold],
+            [c.zscore_price_threshold, c.zscore_volume_threshold, c.zscore_volatility_threshold,
+             c.zscore_intensity_threshold, c.zscore_momentum_threshold],
+            fitted.zscore_center, fitted.zscore_scale,
+            envelope.scaler_mean, envelope.scaler_scale, envelope.location, envelope.precision.ravel(),
+        ])
+        return ServingModels(
+            generation=1 if serving is None else serving.generation + 1,
+            forest=forest, envelope=envelope, params=frozen(params),
+            explain_center=fitted.explain_center, explain_scale=fitted.explain_scale,
+        )
+
+    def _params_size(self) -> int:
+        k = len(self.config.model_features)
+        return kernel.P_ENVELOPE + 3 * k + k * k

@@ -171,6 +171,25 @@ DERIVED_INPUTS = {
     "side_imbalance": _side_imbalance,
     "two_sided_intensity": _two_sided_intensity,
 }
+DERIVED_NAMES = tuple(DERIVED_INPUTS)
+
+NEW_INPUTS = ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median")
+"""Inputs that need more than the window's features, computed trade by trade
+(``models.kernel``; reference ``models.reference``), for the detectors of issue 12:
+
+* ``deviation_bps``: ``1e4 * (price / median of the previous up-to-20 prices - 1)``,
+  0 for an instrument's first trade. The median of earlier trades, without the trade
+  itself: one print cannot hide by inflating the spread it is measured against.
+* ``instant_move_bps``: ``1e4 * (price / price of the most recent trade with an earlier
+  event time - 1)``, 0 when there is none or when the event time goes backwards: the
+  move within one timestamp (a sweep).
+* ``distinct_stamps_20ms``: distinct event times among the window's trades within 20 ms
+  up to and including this one: one aggressive order prints at one timestamp, a
+  two-sided burst at many.
+* ``size_vs_median``: ``size / max(1, median size of the previous up-to-100 trades)``,
+  1 for an instrument's first trade.
+"""
+
 INPUT_SCALE_FLOORS = {
     "log_size": 0.25,
     "size_vs_window": 0.25,
@@ -181,6 +200,10 @@ INPUT_SCALE_FLOORS = {
     "momentum_bps": 5.0,
     "side_imbalance": 0.05,
     "two_sided_intensity": 0.25,
+    "deviation_bps": 2.0,
+    "instant_move_bps": 2.0,
+    "distinct_stamps_20ms": 1.0,
+    "size_vs_median": 0.25,
 }
 """The smallest spread each input is scaled by. Over 500 quiet trades an input can sit
 on one value (no price change at all: momentum 0 for every sample), and scaling by a

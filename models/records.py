@@ -42,6 +42,13 @@ class AnomalyRecord:
     level: str
     model_generation: int
     explanation: list[dict[str, Any]]
+    inputs: dict[str, float] = field(default_factory=dict)
+    """Model inputs beyond the 18 features (derived and per-trade ones, ``models.features``)."""
+    ensemble_score: float = 0.0
+    """Mean over the detectors of ``min(score / threshold, 10)``; ``anomaly_score`` is its
+    calibrated rank among the instrument's recent ensemble scores."""
+    model: str = "instrument"
+    """Which models scored the trade: ``instrument`` (its own) or ``shared`` (the cold-start model)."""
     detected_at: str = field(default_factory=_utc_now)
     """Processing time: the one field that differs between two runs over the same tape."""
     incident_id: str | None = None
@@ -65,8 +72,10 @@ class AnomalyRecord:
             "price": trade.get("price"),
             "size": trade.get("size"),
             "kind": self.kind,
+            "model": self.model,
             "trade": dict(trade),
             "features": dict(zip(FEATURE_NAMES, self.features)),
+            "inputs": dict(self.inputs),
             "detectors": {
                 name: {"score": score, "threshold": threshold, "vote": vote}
                 for name, score, threshold, vote in zip(
@@ -74,6 +83,7 @@ class AnomalyRecord:
                 )
             },
             "votes": self.votes,
+            "ensemble_score": self.ensemble_score,
             "anomaly_score": self.anomaly_score,
             "confidence": self.confidence,
             "zscores": dict(zip(("price", "volume", "volatility", "intensity", "momentum"), self.zscores)),

@@ -3,7 +3,8 @@
     severity = 0.40 * anomaly_score + 0.20 * confidence
              + 0.25 * min(|volume z| / Z_CAP, 1) + 0.15 * min(|price z| / Z_CAP, 1)
 
-``anomaly_score`` is the IsolationForest anomaly score (already in [0, 1]);
+``anomaly_score`` is the calibrated ensemble score (``models.kernel.calibrated``: how
+rare the trade's ensemble score is among the instrument's last 1,000, in [0, 1]);
 ``confidence`` is the share of the three detectors that voted. A z-score of
 ``Z_CAP`` or more counts fully: within a window of 100 trades one trade's z-score
 cannot exceed 99 / sqrt(100) = 9.9, so 10 is "as extreme as it gets".

@@ -12,7 +12,6 @@ the results are the same with or without the background process.
 from __future__ import annotations
 
 import atexit
-import copy
 import multiprocessing
 import os
 import time
@@ -26,43 +25,74 @@ import sklearn
 
 from models.config import DetectorConfig
 from models.detectors import EllipticEnvelopeVote, ZScoreVote
-from models.detectors.isolation_forest import IsolationForestVote, _ScoredTree
-from models.features import model_inputs
+from models.detectors.elliptic_envelope import EnvelopeModel
+from models.detectors.isolation_forest import FlatTree, IsolationForestVote, flatten
+from models.detectors.zscore import LEARNED_COLUMNS
+from models.features import scale_floors
 
 
-@dataclass
-class Refit:
-    """The models of one generation, fitted on one training set."""
+def training_columns(config: DetectorConfig) -> tuple[str, ...]:
+    """The inputs a retrain needs, each once: the model inputs, then the z-scores' columns.
 
-    trees: list[_ScoredTree]
-    envelope: EllipticEnvelopeVote
-    zscore: ZScoreVote
-    feature_center: np.ndarray
-    feature_scale: np.ndarray
-
-
-def refit(
-    rows: np.ndarray, config: DetectorConfig, fit_number: int, envelope: EllipticEnvelopeVote,
-) -> Refit:
-    """Fit generation ``fit_number`` on ``rows`` (18 features each, oldest first).
-
-    Pure: the serving envelope is copied, not refitted in place, and every random
-    choice is seeded from the config seed and ``fit_number``.
+    Only these are kept as training samples (6 columns by default, not the 18 features).
     """
-    inputs = model_inputs(rows, config.model_features)
+    names = list(config.model_features)
+    names += [name for name in LEARNED_COLUMNS if name not in names]
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class RefitJob:
+    """What one refit needs: kept by a snapshot instead of the refit's result.
+
+    ``rows`` are the training samples (``training_columns``, oldest first), ``warm``
+    the envelope serving when the refit started (None before the first generation).
+    """
+
+    rows: np.ndarray
+    fit_number: int
+    warm: EnvelopeModel | None
+
+
+@dataclass(frozen=True)
+class Refit:
+    """The models of one generation, fitted on one training set, in compact form."""
+
+    trees: list[FlatTree]
+    envelope: EnvelopeModel
+    zscore_center: np.ndarray
+    zscore_scale: np.ndarray
+    explain_center: np.ndarray
+    explain_scale: np.ndarray
+
+
+def refit(job: RefitJob, config: DetectorConfig) -> Refit:
+    """Fit generation ``job.fit_number`` on ``job.rows``.
+
+    Pure: every random choice is seeded from the config seed and the fit number, and
+    the warm start is read from the compact envelope, never changed in place.
+    """
+    columns = training_columns(config)
+    rows = np.ascontiguousarray(job.rows)
+    # Row-major copies, as the features were before: numpy's reductions add in an order
+    # that depends on the memory layout, and the fits must not depend on it.
+    inputs = np.ascontiguousarray(rows[:, [columns.index(name) for name in config.model_features]])
     # The inputs are finite by construction; skipping scikit-learn's per-call
     # validation halves the cost of growing a handful of small trees.
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        trees = forest_from_config(config).grow(inputs, fit_number)
-        envelope = copy.deepcopy(envelope).fit(inputs)
+        trees = forest_from_config(config).grow(inputs, job.fit_number)
+        envelope = envelope_from_config(config).resume(job.warm).fit(inputs)
+    learned = np.ascontiguousarray(rows[:, [columns.index(name) for name in LEARNED_COLUMNS]])
+    zscore = zscore_from_config(config).fit_columns(learned)
     return Refit(
-        trees=trees,
-        envelope=envelope,
-        zscore=zscore_from_config(config).fit(rows),
-        feature_center=rows.mean(axis=0),
-        # Floored at a thousandth of the feature's size: a feature that sat still over
-        # the training samples (price_min in a calm spell) should not explain at z = 150.
-        feature_scale=np.maximum(rows.std(axis=0), np.maximum(1e-3 * np.abs(rows.mean(axis=0)), 1e-9)),
+        trees=[flatten(tree) for tree in trees],
+        envelope=envelope.compact(),
+        zscore_center=zscore.center_,
+        zscore_scale=zscore.scale_,
+        explain_center=rows.mean(axis=0),
+        # Floored at a thousandth of the input's size: an input that sat still over
+        # the training samples should not explain at z = 150.
+        explain_scale=np.maximum(rows.std(axis=0), np.maximum(1e-3 * np.abs(rows.mean(axis=0)), 1e-9)),
     )
 
 
@@ -81,11 +111,18 @@ def forest_from_config(config: DetectorConfig) -> IsolationForestVote:
     )
 
 
-class PendingRefit:
-    """A refit under way in the background, or already done."""
+def envelope_from_config(config: DetectorConfig) -> EllipticEnvelopeVote:
+    return EllipticEnvelopeVote(
+        config.envelope_threshold, config.envelope_cold_every,
+        scale_floor=scale_floors(config.model_features), seed=config.seed,
+    )
 
-    def __init__(self, future: Future | None, result: Refit | None, job: tuple) -> None:
-        self._future, self._result, self._job = future, result, job
+
+class PendingRefit:
+    """A refit under way in the background, or already done; ``job`` restarts it after a restore."""
+
+    def __init__(self, job: RefitJob, config: DetectorConfig, future: Future | None, result: Refit | None) -> None:
+        self.job, self._config, self._future, self._result = job, config, future, result
 
     def result(self) -> Refit:
         if self._result is None:
@@ -95,32 +132,29 @@ class PendingRefit:
                 # The helper process died (killed, out of memory): fit here instead;
                 # the function is pure, so the result is the same.
                 _reset_pool()
-                self._result = refit(*self._job)
+                self._result = refit(self.job, self._config)
             self._future = None
         return self._result
 
+    @property
+    def in_background(self) -> bool:
+        return self._future is not None
+
     def __getstate__(self) -> dict:
-        # A snapshot holds the finished models, never a handle to another process.
-        return {"result": self.result()}
-
-    def __setstate__(self, state: dict) -> None:
-        self._future, self._result, self._job = None, state["result"], ()
+        raise TypeError("a refit in flight is not pickled: snapshot its job (models.engine.DetectionEngine.snapshot)")
 
 
-def start_refit(
-    rows: np.ndarray, config: DetectorConfig, fit_number: int, envelope: EllipticEnvelopeVote,
-) -> PendingRefit:
+def start_refit(job: RefitJob, config: DetectorConfig) -> PendingRefit:
     """Start fitting a generation; in the background when the config asks for it."""
-    job = (rows, config, fit_number, envelope)
-    if not config.background_training or not _helper_ready():
+    if not config.background_training or not _helper_ready(config.fit_helpers):
         # Until the helper process has started (about 1.5 s of imports) fitting here
         # beats waiting for it; the function is pure, so the models are the same.
-        return PendingRefit(None, refit(*job), job)
+        return PendingRefit(job, config, None, refit(job, config))
     try:
-        return PendingRefit(_pool().submit(refit, *job), None, job)
+        return PendingRefit(job, config, _pool(config.fit_helpers).submit(refit, job, config), None)
     except (BrokenProcessPool, RuntimeError):
         _reset_pool()
-        return PendingRefit(None, refit(*job), job)
+        return PendingRefit(job, config, None, refit(job, config))
 
 
 _POOL: ProcessPoolExecutor | None = None
@@ -128,13 +162,14 @@ _POOL_READY = Event()
 _POOL_LOCK = Lock()
 
 
-def _pool() -> ProcessPoolExecutor:
+def _pool(helpers: int = 1) -> ProcessPoolExecutor:
+    """The helper processes of this process (its worker threads share them), started on first use."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             # spawn, not fork: the parent runs Bytewax's Rust threads.
             _POOL = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_started
+                helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_started
             )
             _POOL_READY.clear()
             _POOL.submit(_importing).add_done_callback(lambda _: _POOL_READY.set())
@@ -142,9 +177,9 @@ def _pool() -> ProcessPoolExecutor:
         return _POOL
 
 
-def _helper_ready() -> bool:
+def _helper_ready(helpers: int = 1) -> bool:
     """Start the helper if needed; whether it can take work now."""
-    _pool()
+    _pool(helpers)
     return _POOL_READY.is_set()
 
 

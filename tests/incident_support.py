@@ -30,9 +30,10 @@ def quiet_tape(trades: int = 4_000, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def injected(kind: str, seed: int, trades: int = 4_000) -> tuple[list[dict[str, Any]], LabelledEvent]:
-    """A quiet tape with one labelled event of ``kind`` (``connectors.injection``)."""
+    """A quiet tape with one labelled event of ``kind`` (``connectors.injection``), alone."""
     tape, events = inject_events(quiet_tape(trades, seed), seed, kinds=(kind,), spacing_trades=2_000,
-                                 warmup_trades=1_500)
+                                 warmup_trades=1_500, close_pair_share=0.0, pre_market_events=0,
+                                 after_hours_events=0)
     assert len(events) == 1, events
     return tape, events[0]
 

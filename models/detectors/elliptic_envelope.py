@@ -14,6 +14,7 @@ but with a slightly regularised covariance (see ``_regularised_precision``).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.covariance import EllipticEnvelope
@@ -24,6 +25,23 @@ from sklearn.preprocessing import StandardScaler
 RIDGE = 1e-6
 WARM_ITERATIONS = 10
 """Concentration steps from the previous estimate; they converge in a few."""
+
+
+@dataclass(frozen=True)
+class EnvelopeModel:
+    """A fitted envelope in compact form: what scoring needs and what the next warm start needs.
+
+    A few hundred bytes against the kilobytes of scikit-learn's fitted object (which
+    keeps the support mask and distances of every training row).
+    """
+
+    fits: int
+    scaler_mean: np.ndarray
+    scaler_scale: np.ndarray
+    location: np.ndarray
+    precision: np.ndarray
+    raw_location: np.ndarray
+    raw_covariance: np.ndarray
 
 
 class EllipticEnvelopeVote:
@@ -90,6 +108,27 @@ class EllipticEnvelopeVote:
         envelope.reweight_covariance(scaled)
         envelope.offset_ = np.percentile(-envelope.dist_, 100.0 * self.contamination)
         return envelope
+
+    def compact(self) -> EnvelopeModel:
+        return EnvelopeModel(
+            self.fits_, self.scaler_.mean_.copy(), self.scaler_.scale_.copy(), self.envelope_.location_.copy(),
+            self.precision_.copy(), self.envelope_.raw_location_.copy(), self.envelope_.raw_covariance_.copy(),
+        )
+
+    def resume(self, model: EnvelopeModel | None) -> EllipticEnvelopeVote:
+        """Take up the state of a compact fitted envelope (None: not fitted yet), to warm-start from it."""
+        if model is None:
+            return self
+        scaler = StandardScaler()
+        scaler.mean_, scaler.scale_ = model.scaler_mean.copy(), model.scaler_scale.copy()
+        envelope = EllipticEnvelope(
+            contamination=self.contamination, support_fraction=self.support_fraction, random_state=self.seed
+        )
+        envelope.raw_location_, envelope.raw_covariance_ = model.raw_location.copy(), model.raw_covariance.copy()
+        envelope.location_ = model.location.copy()
+        self.scaler_, self.envelope_, self.precision_ = scaler, envelope, model.precision.copy()
+        self.fits_ = model.fits
+        return self
 
     def score(self, X: np.ndarray) -> np.ndarray:
         # The scaler's own arithmetic, without scikit-learn's per-call validation.

@@ -13,6 +13,7 @@ same trees, without its per-call validation overhead.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -105,3 +106,75 @@ class IsolationForestVote:
     def __setstate__(self, state: dict) -> None:
         state["trees_"] = deque(state["trees_"], maxlen=state["n_trees"])
         self.__dict__.update(state)
+
+
+NODE = np.dtype([("threshold", "<f8"), ("right", "<i2"), ("feature", "i1"), ("spare", "i1"), ("spare4", "<i4")])
+"""One tree node in 16 bytes (scikit-learn keeps 64): one cache line read per step of a walk."""
+
+
+@dataclass(frozen=True)
+class FlatTree:
+    """One isolation tree as a flat array of ``NODE`` records, depth first (a left child is the next node).
+
+    ``threshold`` is the split threshold (float64, as scikit-learn keeps it), ``feature``
+    the model input it splits on, ``right`` the right child within the tree. A leaf
+    splits on the input one past the last, which the kernel holds at +inf, so it
+    always goes "right" to itself, and keeps its path length in ``threshold``: a walk
+    takes a fixed number of steps (``depth``) without testing for leaves or branching.
+    """
+
+    nodes: np.ndarray
+    root_samples: int
+    depth: int
+
+
+def flatten(scored: _ScoredTree) -> FlatTree:
+    tree = scored.tree
+    if tree.node_count >= 2**15 or tree.n_features >= 127:
+        raise ValueError(f"an isolation tree of {tree.node_count} nodes on {tree.n_features} inputs does not fit the node record")
+    internal = tree.children_left != -1
+    order = np.arange(tree.node_count)
+    if not np.array_equal(tree.children_left[internal], order[internal] + 1):
+        raise ValueError("tree is not stored depth first: a left child is not the next node")
+    columns = np.arange(tree.n_features) if scored.features is None else np.asarray(scored.features)
+    nodes = np.zeros(tree.node_count, NODE)
+    nodes["threshold"] = np.where(internal, tree.threshold, scored.path_length)
+    nodes["right"] = np.where(internal, tree.children_right, order)
+    nodes["feature"] = np.where(internal, columns[np.maximum(tree.feature, 0)], len(columns))
+    return FlatTree(nodes, int(tree.n_node_samples[0]), int(tree.max_depth))
+
+
+@dataclass(frozen=True)
+class FlatForest:
+    """The serving forest: the newest trees, oldest first, concatenated for the kernel.
+
+    Immutable: ``add`` returns a new forest, so a snapshot may hold this one as it is.
+    """
+
+    offsets: np.ndarray  # int32, trees + 1: where each tree starts
+    nodes: np.ndarray  # NODE records
+    normaliser: float = 1.0
+    depth: int = 0
+
+    @classmethod
+    def empty(cls) -> FlatForest:
+        return cls(np.zeros(1, np.int32), np.zeros(0, NODE))
+
+    @property
+    def trees(self) -> int:
+        return len(self.offsets) - 1
+
+    def add(self, trees: list[FlatTree], n_trees: int, max_samples: int) -> FlatForest:
+        """The newest ``n_trees`` of this forest's trees followed by ``trees``."""
+        drop = max(0, self.trees + len(trees) - n_trees)
+        start = int(self.offsets[drop])
+        sizes = np.concatenate([np.diff(self.offsets[drop:]), [len(tree.nodes) for tree in trees]])
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+        samples = min(max_samples, trees[0].root_samples)
+        return FlatForest(
+            offsets,
+            np.concatenate([self.nodes[start:], *(tree.nodes for tree in trees)]),
+            float(average_path_length(np.array([samples]))[0]),
+            # an upper bound of the serving trees' depth: extra steps stay on the leaf
+            max([tree.depth for tree in trees] + ([self.depth] if drop < self.trees else [])),
+        )

@@ -33,6 +33,8 @@ from models.features import COLUMN, DERIVED_INPUTS
 
 PRICE_STD_FLOOR = 1e-4
 """The smallest price std, relative to the mean price (one basis point)."""
+LEARNED_COLUMNS = ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")
+"""The model inputs (``models.features``) the volume, volatility, intensity and momentum z-scores use."""
 MIN_SCALE = np.array([0.1, 0.1, 1.0, 5.0])
 """Smallest spread of log size, log volatility and intensity. Before the open a
 window's volatility can sit on one value for hundreds of trades, and in a calm
@@ -80,7 +82,10 @@ class ZScoreVote:
 
     def fit(self, features: np.ndarray) -> ZScoreVote:
         """Learn mean and standard deviation of log size, log volatility, intensity and momentum."""
-        columns = self._learned_columns(features)
+        return self.fit_columns(self._learned_columns(features))
+
+    def fit_columns(self, columns: np.ndarray) -> ZScoreVote:
+        """Fit on the learned columns already computed: log size, log volatility, intensity, momentum."""
         self.center_ = columns.mean(axis=0)
         self.scale_ = np.maximum(columns.std(axis=0), MIN_SCALE)
         return self

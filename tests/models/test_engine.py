@@ -81,12 +81,61 @@ def test_background_training_changes_nothing(reference):
 
 
 @pytest.mark.parametrize("cut", [1, 777, 2000, 3333])
-def test_pickled_state_resumes_exactly(reference, cut):
+def test_pickled_snapshot_resumes_exactly(reference, cut):
     config, trades, outcomes, _ = reference
+    engine = DetectionEngine(config)
     first, state = run(config, trades[:cut])
-    restored = pickle.loads(pickle.dumps(state))
+    restored = engine.restore(pickle.loads(pickle.dumps(engine.snapshot(state))))
     rest, _ = run(config, trades[cut:], state=restored)
     assert comparable(first + rest) == comparable(outcomes)
+
+
+def test_snapshot_taken_while_refits_are_in_flight_restores_exactly(reference):
+    config, trades, outcomes, _ = reference
+    engine = DetectionEngine(config)
+    cut = 1400  # just after the retrain point at 1,400: two refits are pending
+    first, state = run(config, trades[:cut])
+    assert len(state.pending) == REFIT_LAG
+    snapshot = engine.snapshot(state)  # does not wait for them...
+    assert [job.fit_number for job in snapshot.pending] == [6, 7]
+    rest, _ = run(config, trades[cut:], state=state)  # ...and the original goes on meanwhile
+    restored = engine.restore(pickle.loads(pickle.dumps(snapshot)))
+    again, _ = run(config, trades[cut:], state=restored)
+    assert comparable(first + again) == comparable(first + rest) == comparable(outcomes)
+
+
+def test_snapshot_is_not_changed_by_later_batches(reference):
+    config, trades, _, _ = reference
+    engine = DetectionEngine(config)
+    _, state = run(config, trades[:2100])
+    snapshot = engine.snapshot(state)
+    frozen = pickle.dumps(snapshot)
+    engine.process(state, trades[2100:2600])
+    assert pickle.dumps(snapshot) == frozen
+
+
+def test_an_exception_inside_process_leaves_the_state_as_it_was(reference, monkeypatch):
+    config, trades, outcomes, _ = reference
+    engine = DetectionEngine(config)
+    _, state = run(config, trades[:1900])
+    before = pickle.dumps(engine.snapshot(state))
+    calls = []
+    real = engine._score_run
+
+    def fails_on_the_second_run(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return real(*args)
+
+    monkeypatch.setattr(engine, "_score_run", fails_on_the_second_run)
+    with pytest.raises(RuntimeError, match="boom"):
+        engine.process(state, trades[1900:2300])  # crosses the retrain point at 2,000
+    assert pickle.dumps(engine.snapshot(state)) == before
+    monkeypatch.undo()
+    rest, _ = run(config, trades[1900:], state=state)
+    expected = [r for r in comparable(outcomes) if r["sequence"] >= trades[1900]["sequence"]]
+    assert comparable(rest) == expected
 
 
 def test_retrain_happens_at_the_exact_sample_count_inside_a_batch(opening_trades):
@@ -96,10 +145,10 @@ def test_retrain_happens_at_the_exact_sample_count_inside_a_batch(opening_trades
     engine.process(state, opening_trades[:250])  # retrain points 100 and 200 fall inside
     assert len(state.pending) == REFIT_LAG and state.generation == 0
     engine.process(state, opening_trades[250:301])  # point 300: the first generation is installed
-    assert state.generation == 1 and state.forest.fits_ == 1
-    # generation 1 was fitted on samples 1..100
-    history = np.vstack([state.history.rows])
-    assert history.shape == (100, len(FEATURE_NAMES))
+    assert state.generation == 1 and state.models.forest.trees == 5
+    assert [job.fit_number for job in engine.snapshot(state).pending] == [2, 3]
+    # only the columns the fits need are kept, train_size of them
+    assert state.training.shape == (100, len(engine.training_columns)) == (100, 6)
 
 
 def test_no_anomaly_during_warm_up(reference):
@@ -124,13 +173,19 @@ def test_records_carry_votes_scores_and_severity(reference):
         assert data["anomaly_id"] == f"NVDA-20250509-2-{data['instrument_id']}-{data['sequence']}"
         assert len(data["explanation"]) == 3
         assert data["model_generation"] >= 1
+        assert data["model"] == "instrument"
+        assert 0 <= data["anomaly_score"] <= 1
+        expected = np.mean([min(d["score"] / d["threshold"], 10) for d in data["detectors"].values()])
+        assert data["ensemble_score"] == pytest.approx(expected, rel=1e-12)
+        assert set(data["inputs"]) >= {"deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median"}
+        assert all(np.isfinite(list(data["inputs"].values())))
 
 
 def test_the_opening_cross_is_an_auction_anomaly(reference):
     _, _, outcomes, _ = reference
     cross = [r for r in outcomes if r.trade["size"] == 1452275]
     assert len(cross) == 1 and cross[0].kind == "auction"
-    assert cross[0].explanation[0]["feature"] in {"current_size", "volume_total", "volume_std", "volume_mean"}
+    assert cross[0].explanation[0]["feature"] in {"size_share", "log_size"}
 
 
 @pytest.mark.parametrize("required", [1, 2, 3])
@@ -177,10 +232,26 @@ def test_state_stays_bounded(opening_trades):
     sizes = []
     for start in range(0, 4000, 500):
         engine.process(state, opening_trades[start:start + 500])
-        sizes.append(len(pickle.dumps(state)))
+        sizes.append(len(pickle.dumps(engine.snapshot(state))))
     # After the forest is full the snapshot no longer grows with the tape.
     assert max(sizes[4:]) < 1.3 * min(sizes[4:])
-    assert len(state.window.prices) == config.window_size - 1
+    assert state.training.shape[0] == config.train_size
+
+
+def test_a_fresh_or_one_trade_instrument_costs_kilobytes(opening_trades):
+    engine = DetectionEngine()
+    state = engine.new_state("JUNK")
+    assert len(pickle.dumps(engine.snapshot(state))) < 1_000
+    engine.process(state, opening_trades[:1])
+    assert len(pickle.dumps(engine.snapshot(state))) < 8_000
+
+
+def test_default_state_of_a_busy_instrument_is_bounded(opening_trades):
+    engine = DetectionEngine()
+    state = engine.new_state("NVDA")
+    engine.process(state, opening_trades)
+    # window, 500 x 6 training samples, two pending jobs, calibration ring, a young forest
+    assert len(pickle.dumps(engine.snapshot(state))) < 200_000
 
 
 @pytest.fixture(scope="module")
@@ -190,14 +261,14 @@ def warm_state(request):
                             background_training=False)
     _, state = run(config, request.getfixturevalue("opening_trades")[:200])
     assert state.generation > 0
-    return config, pickle.dumps(state)
+    return config, pickle.dumps(DetectionEngine(config).snapshot(state))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=trade_batches(max_size=30))
 def test_the_engine_never_raises_and_accounts_for_every_trade(warm_state, batch):
     config, pickled = warm_state
-    outcomes, state = run(config, batch, state=pickle.loads(pickled))
+    outcomes, state = run(config, batch, state=DetectionEngine(config).restore(pickle.loads(pickled)))
     rejected = {outcome.index for outcome in outcomes if isinstance(outcome, Rejection)}
     assert state.samples_seen == 200 + len(batch) - len(rejected)
     for outcome in outcomes:

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 
+import pickle
+
 import numpy as np
+import pytest
 
 from models.config import DetectorConfig
-from models.detectors import EllipticEnvelopeVote
-from models.training import _helper_ready, refit, start_refit
+from models.training import RefitJob, _helper_ready, refit, start_refit, training_columns
 
 STARTS_HELPER_THEN_PRINTS_ITS_PID = """
 import time
@@ -47,16 +49,27 @@ def _alive(pid: int) -> bool:
 
 def test_background_refit_equals_in_process_refit():
     rng = np.random.default_rng(3)
-    rows = np.abs(rng.standard_normal((500, 18))) + 1.0
     config = DetectorConfig(retrain_every=100, train_size=500)
-    envelope = EllipticEnvelopeVote(threshold=config.envelope_threshold, seed=config.seed)
-    here = refit(rows, config, 4, envelope)
+    rows = np.abs(rng.standard_normal((500, len(training_columns(config))))) + 1.0
+    first = refit(RefitJob(rows, 3, None), config)
+    job = RefitJob(rows, 4, first.envelope)  # warm-started from a fitted envelope
+    here = refit(job, config)
     deadline = time.monotonic() + 30
     while not _helper_ready() and time.monotonic() < deadline:
         time.sleep(0.05)
-    pending = start_refit(rows, config, 4, envelope)
-    assert pending._future is not None  # really fitted in the helper process
+    pending = start_refit(job, config)
+    assert pending.in_background  # really fitted in the helper process
     there = pending.result()
-    sample = np.abs(rng.standard_normal((50, 4))) + 1.0
-    assert [t.path_length.tolist() for t in there.trees] == [t.path_length.tolist() for t in here.trees]
-    np.testing.assert_array_equal(there.envelope.score(sample), here.envelope.score(sample))
+    for mine, theirs in zip(here.trees, there.trees):
+        np.testing.assert_array_equal(mine.nodes, theirs.nodes)
+    np.testing.assert_array_equal(here.envelope.precision, there.envelope.precision)
+    np.testing.assert_array_equal(here.zscore_center, there.zscore_center)
+    assert here.envelope.fits == first.envelope.fits + 1 == 2
+
+
+def test_a_refit_in_flight_refuses_to_be_pickled():
+    config = DetectorConfig(background_training=False)
+    rows = np.ones((50, len(training_columns(config)))) + np.arange(50)[:, None] % 7
+    pending = start_refit(RefitJob(rows, 1, None), config)
+    with pytest.raises(TypeError, match="snapshot"):
+        pickle.dumps(pending)

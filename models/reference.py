@@ -1,0 +1,169 @@
+"""The reference implementation of ``models.kernel.score_run``: numpy and plain Python.
+
+Same arguments, same state layout, same outputs, written the straightforward way:
+the 18 features with the vectorised window code of ``models.features``, the
+per-trade inputs with ``np.median`` and sets over the trade history, the forest
+walked level by level over all rows at once, the envelope with ``einsum``, the
+z-scores with ``models.detectors.zscore``. Many times slower than the kernel; the
+engine uses it with ``DetectorConfig(compiled=False)``, and the tests check that
+both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from models.detectors.zscore import ZScoreVote, price_zscores
+from models.features import DERIVED_INPUTS, _window_features
+from models.kernel import (
+    CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, FILL, HAS_STAMP_PREV, HEAD, I_HEADER,
+    P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_NORMALISER, P_ZCENTER, P_ZSCALE, P_ZT,
+    PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS, STAMP_WINDOW_NS, VOTES,
+    ZSCORES,
+)
+
+
+def score_run(
+    prices, sizes, stamps, sides, window_size, fstate, istate, calib,
+    scoring, input_codes, offsets, nodes, depth, params, votes_required, out, flagged,
+) -> int:
+    n = len(prices)
+    ring = (len(istate) - I_HEADER) // 2
+    ring_p, ring_s = fstate[F_HEADER:F_HEADER + ring], fstate[F_HEADER + ring:F_HEADER + 2 * ring]
+    ring_t, ring_side = istate[I_HEADER:I_HEADER + ring], istate[I_HEADER + ring:]
+    fill, head = int(istate[FILL]), int(istate[HEAD])
+    order = [(head - fill + j) % ring for j in range(fill)]
+    history_p = [float(ring_p[slot]) for slot in order] + [float(p) for p in prices]
+    history_s = [float(ring_s[slot]) for slot in order] + [float(s) for s in sizes]
+    history_t = [int(ring_t[slot]) for slot in order] + [int(t) for t in stamps]
+    history_side = [int(ring_side[slot]) for slot in order] + [int(s) for s in sides]
+
+    out[:, :] = np.nan
+    out[:, :18] = _features(history_p, history_s, history_t, history_side, fill, window_size)
+    for name, derive in DERIVED_INPUTS.items():
+        out[:, QUANTITY[name]] = derive(out[:, :18])
+    stamp_ts, stamp_prev, has_prev = int(istate[STAMP_TS]), float(fstate[0]), bool(istate[HAS_STAMP_PREV])
+    for i in range(n):
+        at = fill + i  # this trade's position in the history
+        earlier_p = history_p[max(0, at - PRICE_MEDIAN_TRADES):at]
+        earlier_s = history_s[max(0, at - SIZE_MEDIAN_TRADES):at]
+        price, size, stamp = history_p[at], history_s[at], history_t[at]
+        out[i, QUANTITY["deviation_bps"]] = 1e4 * (price / np.median(earlier_p) - 1.0) if earlier_p else 0.0
+        out[i, QUANTITY["size_vs_median"]] = size / max(1.0, float(np.median(earlier_s))) if earlier_s else 1.0
+        window_t = history_t[max(0, at - window_size + 1):at + 1]
+        out[i, QUANTITY["distinct_stamps_20ms"]] = len({t for t in window_t if stamp - STAMP_WINDOW_NS <= t <= stamp})
+        # instant move: the price before the current timestamp began; 0 if time went backwards
+        reference = None
+        if at > 0 and stamp > stamp_ts:
+            reference = history_p[at - 1]
+        elif at > 0 and stamp == stamp_ts and has_prev:
+            reference = stamp_prev
+        out[i, QUANTITY["instant_move_bps"]] = 1e4 * (price / reference - 1.0) if reference else 0.0
+        if at == 0 or stamp > stamp_ts:
+            if at > 0:
+                stamp_prev, has_prev = history_p[at - 1], True
+            stamp_ts = stamp
+
+    count = 0
+    if scoring:
+        count = _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged)
+
+    # The state after the run, in the kernel's layout.
+    total = fill + n
+    keep = min(total, ring)
+    new_head = (head + n) % ring
+    for j in range(keep):
+        slot = (new_head - keep + j) % ring
+        at = total - keep + j
+        ring_p[slot], ring_s[slot], ring_t[slot], ring_side[slot] = (
+            history_p[at], history_s[at], history_t[at], history_side[at])
+    last_sizes = np.sort(np.array(history_s[max(0, total - SIZE_MEDIAN_TRADES):]))
+    fstate[F_HEADER + 2 * ring:F_HEADER + 2 * ring + len(last_sizes)] = last_sizes
+    istate[SORTED_FILL] = len(last_sizes)
+    istate[FILL], istate[HEAD] = keep, new_head
+    istate[STAMP_TS], istate[HAS_STAMP_PREV] = stamp_ts, int(has_prev)
+    fstate[0] = stamp_prev
+    return count
+
+
+def _features(history_p, history_s, history_t, history_side, fill, window_size) -> np.ndarray:
+    """The 18 features of the run's trades with the numpy window code, over the padded history."""
+    previous = min(fill, window_size - 1)
+    padding = window_size - 1 - previous
+    cut = fill - previous
+    valid = np.concatenate([np.zeros(padding, bool), np.ones(len(history_p) - cut, bool)])
+    columns = [
+        np.concatenate([np.zeros(padding, dtype), np.array(history[cut:], dtype)])
+        for history, dtype in ((history_p, np.float64), (history_s, np.float64), (history_t, np.int64),
+                               (history_side, np.int8))
+    ]
+    return _window_features(*columns, valid, window_size)
+
+
+def _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged) -> int:
+    X = out[:, input_codes]
+    k = X.shape[1]
+    forest = forest_scores(X, offsets, nodes, params[P_NORMALISER])
+    mean, scale = params[P_ENVELOPE:P_ENVELOPE + k], params[P_ENVELOPE + k:P_ENVELOPE + 2 * k]
+    location = params[P_ENVELOPE + 2 * k:P_ENVELOPE + 3 * k]
+    precision = params[P_ENVELOPE + 3 * k:P_ENVELOPE + 3 * k + k * k].reshape(k, k)
+    centred = (X - mean) / scale - location
+    envelope = np.einsum("ij,jk,ik->i", centred, precision, centred)
+    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5])
+    zscore.center_, zscore.scale_ = params[P_ZCENTER:P_ZCENTER + 4], params[P_ZSCALE:P_ZSCALE + 4]
+    features = out[:, :18]
+    learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
+    zscores = np.column_stack([price_zscores(features), (learned - zscore.center_) / zscore.scale_])
+    zscore_scores = zscore.score(zscores)
+    votes = np.column_stack([forest >= params[P_FOREST_T], envelope >= params[P_ENVELOPE_T], zscore_scores >= 1.0])
+    out[:, SCORES], out[:, SCORES + 1], out[:, SCORES + 2] = forest, envelope, zscore_scores
+    out[:, ZSCORES:ZSCORES + 5] = zscores
+    out[:, VOTES:VOTES + 3] = votes
+    out[:, ENSEMBLE] = (
+        np.minimum(forest / params[P_FOREST_T], ENSEMBLE_CAP) + np.minimum(envelope / params[P_ENVELOPE_T], ENSEMBLE_CAP)
+        + np.minimum(zscore_scores / 1.0, ENSEMBLE_CAP)
+    ) / 3.0
+    count = 0
+    for i in range(len(X)):
+        score = out[i, ENSEMBLE]
+        filled = int(istate[CALIB_FILL])
+        if votes[i].sum() >= votes_required:
+            out[i, CALIBRATED] = calibrated_score(calib[:filled], score)
+            flagged[count] = i
+            count += 1
+        position = int(istate[CALIB_POS])
+        calib[position] = score
+        istate[CALIB_POS] = (position + 1) % len(calib)
+        istate[CALIB_FILL] = min(len(calib), filled + 1)
+    return count
+
+
+def calibrated_score(recent: np.ndarray, score: float) -> float:
+    """``min(1, -log10((1 + #recent >= score) / (N + 1)) / log10(N + 1))``; 1 when N = 0."""
+    if not len(recent):
+        return 1.0
+    higher = int((recent >= score).sum())
+    return min(1.0, -math.log10((1.0 + higher) / (len(recent) + 1.0)) / math.log10(len(recent) + 1.0))
+
+
+def forest_scores(X, offsets, nodes, normaliser) -> np.ndarray:
+    """The flat forest's score of every row, walking all rows one tree level at a time until all reach a leaf."""
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    rows = np.arange(len(X))
+    total = np.zeros(len(X))
+    trees = len(offsets) - 1
+    leaf_feature = X.shape[1]
+    for tree in range(trees):
+        at = nodes[int(offsets[tree]):int(offsets[tree + 1])]
+        node = np.zeros(len(X), np.int64)
+        while True:
+            inner = at["feature"][node] != leaf_feature
+            if not inner.any():
+                break
+            split = np.minimum(at["feature"][node], leaf_feature - 1)
+            go_left = X32[rows, split] <= at["threshold"][node]
+            node = np.where(inner, np.where(go_left, node + 1, at["right"][node]), node)
+        total += at["threshold"][node]
+    return 2.0 ** (-(total / trees) / normaliser)

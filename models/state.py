@@ -1,0 +1,98 @@
+"""What the engine remembers per instrument, and its snapshot.
+
+Every array the state holds is replaced, never written in place, once committed:
+``process`` works on copies and swaps them in at the end (so an exception leaves the
+state as it was), and a snapshot is a frozen record of references to those arrays,
+taken without copying and without waiting for anything.
+
+Small until the instrument trades: a new state holds no arrays at all; the first
+trade allocates the window ring (about 4 KB), the training samples grow with the
+trades up to ``train_size`` rows of ``training_columns`` (6 by default), and the
+calibration ring (8 KB) and the forest arrive with the first models.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.detectors.elliptic_envelope import EnvelopeModel
+from models.detectors.isolation_forest import FlatForest
+from models.kernel import F_HEADER, I_HEADER, SIZE_MEDIAN_TRADES, ring_length
+from models.training import PendingRefit, RefitJob
+
+
+@dataclass(frozen=True)
+class ServingModels:
+    """The models scoring an instrument's trades now (one generation)."""
+
+    generation: int
+    forest: FlatForest
+    envelope: EnvelopeModel
+    params: np.ndarray
+    """Thresholds, z-score statistics and envelope parameters packed for the kernel."""
+    explain_center: np.ndarray
+    explain_scale: np.ndarray
+
+
+@dataclass
+class InstrumentState:
+    symbol: str
+    fstate: np.ndarray | None = None
+    """Window ring and per-trade bookkeeping (``models.kernel``); None until the first trade."""
+    istate: np.ndarray | None = None
+    calib: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """The last ensemble scores; empty until the first models serve."""
+    training: np.ndarray | None = None
+    """The last ``train_size`` training samples, oldest first."""
+    models: ServingModels | None = None
+    pending: list[PendingRefit] = field(default_factory=list)
+    """The next generations, oldest first, being fitted in the background."""
+    samples_seen: int = 0
+    anomalies: int = 0
+    rejected: int = 0
+    last_price: float = math.nan
+    last_timestamp_ns: int = 0
+
+    @property
+    def generation(self) -> int:
+        return 0 if self.models is None else self.models.generation
+
+    def __getstate__(self) -> dict:
+        raise TypeError("pickle DetectionEngine.snapshot(state), not the state (it holds refits in flight)")
+
+
+@dataclass(frozen=True)
+class InstrumentSnapshot:
+    """An instrument's state at one moment: picklable, immutable, no refit results awaited.
+
+    Refits in flight are kept as their jobs (training rows, fit number, warm-start
+    envelope) and started again by ``DetectionEngine.restore``.
+    """
+
+    symbol: str
+    fstate: np.ndarray | None
+    istate: np.ndarray | None
+    calib: np.ndarray
+    training: np.ndarray | None
+    models: ServingModels | None
+    pending: tuple[RefitJob, ...]
+    samples_seen: int
+    anomalies: int
+    rejected: int
+    last_price: float
+    last_timestamp_ns: int
+
+
+def new_window(window_size: int) -> tuple[np.ndarray, np.ndarray]:
+    ring = ring_length(window_size)
+    return np.zeros(F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES), np.zeros(I_HEADER + 2 * ring, np.int64)
+
+
+def frozen(array: np.ndarray | None) -> np.ndarray | None:
+    """Mark an array read-only: committed state is replaced, never written."""
+    if array is not None:
+        array.flags.writeable = False
+    return array

@@ -1,0 +1,32 @@
+"""Engine settings from DETECTOR_* variables: the new ones parse, bad values name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.config import ConfigError, DetectorConfig
+from models.features import NEW_INPUTS
+
+
+def test_new_settings_parse():
+    config = DetectorConfig.from_env({
+        "DETECTOR_COMPILED": "false", "DETECTOR_FIT_HELPERS": "2",
+        "DETECTOR_MODEL_FEATURES": "size_share, deviation_bps,instant_move_bps,distinct_stamps_20ms,size_vs_median",
+    })
+    assert config.compiled is False and config.fit_helpers == 2
+    assert config.model_features[1:] == NEW_INPUTS
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("DETECTOR_FIT_HELPERS", "0", "DETECTOR_FIT_HELPERS: must be between 1 and 64"),
+    ("DETECTOR_COMPILED", "maybe", "DETECTOR_COMPILED='maybe' is not a valid bool"),
+    ("DETECTOR_MODEL_FEATURES", "size_share,median_of_nothing", "DETECTOR_MODEL_FEATURES: unknown feature(s) ['median_of_nothing']"),
+])
+def test_bad_values_name_the_variable(variable, value, message):
+    with pytest.raises(ConfigError) as error:
+        DetectorConfig.from_env({variable: value})
+    assert message in str(error.value)
+
+
+def test_defaults_are_unchanged_by_the_new_inputs():
+    assert DetectorConfig().model_features == ("size_share", "price_deviation_bps", "momentum_bps", "two_sided_intensity")

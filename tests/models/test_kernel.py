@@ -1,0 +1,195 @@
+"""The compiled kernel against the numpy reference and scikit-learn: same numbers, same votes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.ensemble import IsolationForest
+
+from models import kernel, reference
+from models.config import DetectorConfig
+from models.detectors.isolation_forest import FlatForest, _ScoredTree, flatten
+from models.engine import DetectionEngine
+from models.kernel import CALIBRATED, ENSEMBLE, N_QUANTITIES, QUANTITY, SCORES, VOTES, ZSCORES
+
+ISO = "2025-05-09T14:00:00.{:09d}Z"
+
+
+def flat_forest(forest: IsolationForest, max_samples: int = 256) -> FlatForest:
+    trees = [flatten(_ScoredTree(tree, features)) for tree, features in zip(forest.estimators_, forest.estimators_features_)]
+    return FlatForest.empty().add(trees, len(trees), max_samples)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flat_forest_scores_equal_scikit_learn_score_samples(seed):
+    rng = np.random.default_rng(seed)
+    train = rng.standard_normal((500, 4)) * [1, 5, 0.01, 300]
+    test = np.vstack([rng.standard_normal((300, 4)) * [1, 5, 0.01, 300], train[:50], [[40, -90, 3, 1e6]]])
+    forest = IsolationForest(n_estimators=30, max_samples=256, random_state=seed).fit(train)
+    flat = flat_forest(forest)
+    expected = -forest.score_samples(test)
+    np.testing.assert_allclose(
+        kernel.forest_scores(test, flat.offsets, flat.nodes, flat.depth, flat.normaliser), expected, rtol=1e-12, atol=0
+    )
+    np.testing.assert_allclose(reference.forest_scores(test, flat.offsets, flat.nodes, flat.normaliser), expected, rtol=1e-12, atol=0)
+
+
+def test_rolling_flat_forest_keeps_the_newest_trees():
+    rng = np.random.default_rng(5)
+    forests = [IsolationForest(n_estimators=5, random_state=s).fit(rng.standard_normal((300, 3))) for s in range(5)]
+    rolled = FlatForest.empty()
+    for forest in forests:
+        rolled = rolled.add([flatten(_ScoredTree(t, f)) for t, f in zip(forest.estimators_, forest.estimators_features_)], 10, 256)
+    newest = FlatForest.empty().add(
+        [flatten(_ScoredTree(t, f)) for forest in forests[3:] for t, f in zip(forest.estimators_, forest.estimators_features_)],
+        10, 256,
+    )
+    assert rolled.trees == 10
+    for name in ("offsets", "nodes"):
+        np.testing.assert_array_equal(getattr(rolled, name), getattr(newest, name))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 99, 100, 128, 129, 300, 1031])
+def test_window_sums_are_numpys_pairwise_sums(n):
+    values = np.random.default_rng(n).standard_normal(n) * 0.05 + 117.3
+    assert kernel._pairwise(values, 0, n) == values.sum()
+
+
+def compare_every_run(engine: DetectionEngine) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+    """Make ``engine`` score every run with both implementations from the same state; collect both."""
+    runs = []
+    compiled = engine._score_run
+
+    def both(*args):
+        args = list(args)
+        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        ref_count = reference.score_run(*copies)
+        count = compiled(*args)
+        out, ref_out = args[-2], copies[-2]
+        runs.append((out.copy(), ref_out.copy(), count, ref_count))
+        # the state after the run: window ring and bookkeeping exactly, the calibration ring's scores closely
+        np.testing.assert_array_equal(args[5], copies[5])
+        np.testing.assert_array_equal(args[6], copies[6])
+        np.testing.assert_allclose(args[7], copies[7], rtol=1e-12)
+        return count
+
+    engine._score_run = both
+    return runs
+
+
+@pytest.mark.parametrize("fixture", ["opening_trades", "sweep_trades"])
+def test_compiled_and_reference_agree_on_real_slices(fixture, request, small_config):
+    trades = request.getfixturevalue(fixture)
+    engine = DetectionEngine(dataclasses.replace(
+        small_config, model_features=small_config.model_features + ("deviation_bps", "distinct_stamps_20ms"),
+    ))
+    runs = compare_every_run(engine)
+    state = engine.new_state("NVDA")
+    for start in range(0, len(trades), 333):
+        engine.process(state, trades[start:start + 333])
+    scored = 0
+    for out, ref_out, count, ref_count in runs:
+        np.testing.assert_array_equal(out[:, :18], ref_out[:, :18])  # the features: bit for bit
+        np.testing.assert_allclose(out[:, 18:N_QUANTITIES], ref_out[:, 18:N_QUANTITIES], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(out[:, SCORES:VOTES], ref_out[:, SCORES:VOTES], rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(out[:, VOTES:VOTES + 3], ref_out[:, VOTES:VOTES + 3])
+        np.testing.assert_allclose(out[:, ENSEMBLE:], ref_out[:, ENSEMBLE:], rtol=1e-9, atol=1e-12)
+        assert count == ref_count
+        scored += int(np.isfinite(out[:, SCORES]).sum())
+    assert scored > len(trades) // 2
+    assert sum(np.nansum(out[:, VOTES:VOTES + 3]) for out, *_ in runs) > 10  # the votes compared are not all "no"
+
+
+def test_reference_engine_gives_the_compiled_engines_records(opening_trades, small_config):
+    def records(config):
+        engine = DetectionEngine(config)
+        state = engine.new_state("NVDA")
+        return [r.to_dict() for r in engine.process(state, opening_trades)]
+
+    compiled, slow = records(small_config), records(dataclasses.replace(small_config, compiled=False))
+    assert [r["anomaly_id"] for r in compiled] == [r["anomaly_id"] for r in slow]
+    assert [r["level"] for r in compiled] == [r["level"] for r in slow]
+    for mine, theirs in zip(compiled, slow):
+        assert mine["features"] == theirs["features"]
+        assert mine["anomaly_score"] == pytest.approx(theirs["anomaly_score"], rel=1e-9)
+
+
+def trade(sequence: int, nanos: int, price: float, size: int, side: str = "B") -> dict:
+    return {
+        "ts_recv": ISO.format(nanos + 1000), "ts_event": ISO.format(nanos), "rtype": 0, "publisher_id": 2,
+        "instrument_id": 1, "action": "T", "side": side, "depth": 0, "price": price, "size": size, "flags": 0,
+        "ts_in_delta": 0, "sequence": sequence, "symbol": "X",
+    }
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_per_trade_inputs_on_a_crafted_tape(compiled):
+    # 30 trades 1 ms apart at 100.00 (sizes 100, 200, ... repeating), then a sweep: four prints at one
+    # nanosecond walking 100.05 -> 100.20, then a 5,000-share print 30 ms later.
+    tape = [trade(i, i * 1_000_000, 100.0, 100 * (1 + i % 3)) for i in range(30)]
+    sweep_at = 30 * 1_000_000
+    tape += [trade(30 + j, sweep_at, 100.05 + 0.05 * j, 10) for j in range(4)]
+    tape += [trade(34, sweep_at + 30_000_000, 100.0, 5_000)]
+    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
+    captured = []
+    score_run = engine._score_run
+
+    def capture(*args):
+        count = score_run(*args)
+        captured.append(args[-2].copy())
+        return count
+
+    engine._score_run = capture
+    engine.process(engine.new_state("X"), tape)
+    out = np.vstack(captured)
+    inputs = {name: out[:, QUANTITY[name]] for name in ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median")}
+    assert inputs["deviation_bps"][0] == 0.0 and inputs["size_vs_median"][0] == 1.0  # nothing before the first trade
+    assert inputs["size_vs_median"][1] == 2.0  # 200 / median(100)
+    assert inputs["size_vs_median"][3] == 0.5  # 100 / median(100, 200, 300)
+    assert inputs["size_vs_median"][4] == pytest.approx(200 / 150)  # median of 100, 200, 300, 100
+
+    # every print of the sweep is measured against 100.00, the price before its timestamp
+    np.testing.assert_allclose(inputs["instant_move_bps"][30:34], [5.0, 10.0, 15.0, 20.0], rtol=1e-9)
+    assert inputs["instant_move_bps"][29] == 0.0  # same price as the trade 1 ms earlier
+    # the median of the previous 20 prices is still 100.00 during the sweep
+    np.testing.assert_allclose(inputs["deviation_bps"][30:34], [5.0, 10.0, 15.0, 20.0], rtol=1e-9)
+    # within 20 ms up to the trade: 21 distinct stamps at 1 ms spacing (itself included)
+    assert inputs["distinct_stamps_20ms"][25] == 21
+    assert inputs["distinct_stamps_20ms"][33] == 21  # the sweep's stamp and the ticks at 10..29 ms
+    assert inputs["distinct_stamps_20ms"][34] == 1  # 30 ms after everything else
+    sizes = [t["size"] for t in tape[:34]]
+    assert inputs["size_vs_median"][34] == pytest.approx(5_000 / np.median(sizes))
+
+
+@pytest.mark.parametrize("recent, score, expected", [
+    ([], 3.0, 1.0),
+    ([0.1, 0.2, 0.3], 5.0, 1.0),  # beats all: -log10(1/4) / log10(4)
+    ([0.1, 0.2, 0.3], 0.05, 0.0),  # beaten by all
+    ([0.1, 0.2, 0.3], 0.2, np.log10(4 / 3) / np.log10(4)),  # ties count as at least as high
+])
+def test_calibrated_score(recent, score, expected):
+    ring = np.array(recent + [9.9] * 5)  # entries past the fill are ignored
+    assert kernel.calibrated(ring, len(recent), score) == pytest.approx(expected, abs=1e-15)
+    assert reference.calibrated_score(np.array(recent), score) == pytest.approx(expected, abs=1e-15)
+
+
+def test_calibrated_score_agrees_on_random_rings():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        recent = rng.exponential(1.0, int(rng.integers(1, 1000)))
+        score = float(rng.exponential(2.0))
+        assert kernel.calibrated(recent, len(recent), score) == pytest.approx(reference.calibrated_score(recent, score), rel=1e-12)
+
+
+def test_unscored_trades_have_no_scores(opening_trades):
+    engine = DetectionEngine(DetectorConfig(background_training=False))
+    captured = []
+    score_run = engine._score_run
+    engine._score_run = lambda *args: captured.append(args[-2]) or score_run(*args)
+    engine.process(engine.new_state("NVDA"), opening_trades[:600])
+    out = np.vstack(captured)
+    assert np.isfinite(out[:, :N_QUANTITIES]).all()
+    assert np.isnan(out[:, SCORES:]).all()
+    assert np.isnan(out[:, ZSCORES]).all() and np.isnan(out[:, CALIBRATED]).all()
