@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,11 +14,12 @@ import pytest
 from benchmarks import SHARED_NVDA
 from connectors.broker import free_port
 from connectors.kafka import partition_count, read_topic
-from connectors.replay import main, timestamp_ns
+from connectors.replay import BrokerLost, main, publish, timestamp_ns
 
 pytestmark = pytest.mark.broker
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "replay-three-symbols.csv"
+REPO = Path(__file__).resolve().parent.parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "replay-three-symbols.csv"
 REAL_DAY = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 
 
