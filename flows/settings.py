@@ -47,7 +47,7 @@ class JobSettings:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     """MAX_MESSAGE_BYTES: larger input messages are dead letters at decode."""
     metrics_port: int | None = None
-    """BYTEWAX_DATAFLOW_API_PORT (3030) when BYTEWAX_DATAFLOW_API_ENABLED is true: checked free at start."""
+    """BYTEWAX_DATAFLOW_API_PORT (3030) when BYTEWAX_DATAFLOW_API_ENABLED is set: checked free at start."""
     client_settings: tuple[tuple[str, str], ...] = ()
     """KAFKA_*: librdkafka properties for every client (``KAFKA_SASL_USERNAME`` -> ``sasl.username``)."""
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -84,8 +84,12 @@ class JobSettings:
 
 
 def _metrics_port(environ: Mapping[str, str]) -> int | None:
-    """The port Bytewax's dataflow API will serve, or None when it is off (Bytewax reads the same variables)."""
-    if not _flag(environ, "BYTEWAX_DATAFLOW_API_ENABLED", False):
+    """The port Bytewax's dataflow API will serve, or None when it is off.
+
+    Bytewax serves it whenever BYTEWAX_DATAFLOW_API_ENABLED is set, whatever the value
+    (even ``false``: measured), on every interface.
+    """
+    if "BYTEWAX_DATAFLOW_API_ENABLED" not in environ:
         return None
     port = _number(environ, "BYTEWAX_DATAFLOW_API_PORT", 3030, int, minimum=1)
     if port > 65535:
