@@ -58,6 +58,28 @@ def end_offsets(consumer, topic: str, partitions: int) -> int:
                for index in range(partitions))
 
 
+def last_message_seconds(brokers: str, topic: str, wait_ms: int = 10, timeout: float = 20.0) -> float | None:
+    """How long a fresh consumer fetching with ``wait_ms`` (as the job and the dashboard do) takes to
+    read the last message of partition 0 of ``topic``; None if it cannot within ``timeout``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "soak-probe", "log_level": 0,
+                         "fetch.wait.max.ms": wait_ms})
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5, cached=False)
+        if high == 0:
+            return None
+        consumer.assign([TopicPartition(topic, 0, high - 1)])
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                return round(time.monotonic() - started, 3)
+        return None
+    finally:
+        consumer.close()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -106,6 +128,8 @@ def soak(paths: list[Path], speed: float, linger_ms: float, drain_timeout: float
                 break
         consumer.close()
         drained = samples[-1]["read"] is not None and samples[-1]["read"] >= samples[-1]["end_offset"]
+        last_message = {topic: last_message_seconds(broker.bootstrap, topic)
+                        for topic in ("soak-stocks", "soak-anomalies", "soak-summaries")}
         job.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         _, errors = job.communicate(timeout=60)
@@ -116,7 +140,7 @@ def soak(paths: list[Path], speed: float, linger_ms: float, drain_timeout: float
         "files": [path.name for path in paths], "speed": speed, "linger_ms": linger_ms,
         "replay": replay, "trades_read": samples[-1]["read"], "drained": drained,
         "seconds_after_replay_to_drain": round(samples[-1]["t"] - (replay_end or 0), 1),
-        "max_lag": max(lags), "broker_cpu_share": round(samples[-1]["broker_cpu_s"] / max(total, 1e-9), 2),
+        "max_lag": max(lags), "last_message_seconds_at_10ms_wait": last_message, "broker_cpu_share": round(samples[-1]["broker_cpu_s"] / max(total, 1e-9), 2),
         "job_stop": {"status": job.returncode, "seconds": round(stop_seconds, 1), "stderr": errors.strip()},
         "samples": samples,
     }

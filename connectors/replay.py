@@ -39,6 +39,10 @@ slows down with the number of batches in a partition (see ``connectors.kafka.Tra
 
 DEFAULT_LOSS_TIMEOUT_S = 30.0
 
+NEXT_FILE = object()
+"""Between two files in a stream of trades: pacing starts again from the next trade
+(days replayed one after the other are not weeks apart at --speed)."""
+
 
 class BrokerLost(RuntimeError):
     """No broker reachable, or no acknowledgement, for the loss timeout."""
@@ -194,12 +198,15 @@ def publish(
     producer = Producer(producer_settings(brokers, speed is not None, client_settings or {},
                                           linger_ms, loss_timeout_s, watch))
     started = time.monotonic()
-    first_ns: int | None = None
+    pace: tuple[float, int] | None = None  # (monotonic time, ts of the trade sent then) of the file's first trade
     for trade in trades:
+        if trade is NEXT_FILE:
+            pace = None
+            continue
         if limit is not None and summary.sent >= limit:
             break
         if speed is not None:
-            first_ns = _wait_for_turn(producer, trade, first_ns, started, speed, check_broker)
+            pace = _wait_for_turn(producer, trade, pace, speed, check_broker)
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
         if summary.sent - summary.published - summary.failed == 0:
@@ -216,18 +223,20 @@ def publish(
     return summary
 
 
-def _wait_for_turn(producer, trade: dict[str, Any], first_ns: int | None, started: float, speed: float,
-                   check_broker) -> int | None:
-    moment = timestamp_ns(trade.get("ts_recv")) or timestamp_ns(trade.get("ts_event"))
+def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: float,
+                   check_broker) -> tuple[float, int] | None:
+    moment = (timestamp_ns(trade.get("ts_recv")) or timestamp_ns(trade.get("ts_event"))
+              if isinstance(trade, dict) else None)
     if moment is None:  # a malformed trade goes out at once; the job rejects it
-        return first_ns
-    if first_ns is None:
-        return moment
+        return pace
+    if pace is None:
+        return time.monotonic(), moment
+    started, first_ns = pace
     due = started + (moment - first_ns) / 1e9 / speed
     while (delay := due - time.monotonic()) > 0:
         producer.poll(min(delay, 0.05))
         check_broker()
-    return first_ns
+    return pace
 
 
 def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, check_broker) -> None:
@@ -241,10 +250,13 @@ def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, c
             check_broker()
 
 
-def file_trades(paths: list[str]) -> Iterator[dict[str, Any]]:
+def file_trades(paths: list[str]) -> Iterator[dict[str, Any] | object]:
+    """The trades of each file in turn, ``NEXT_FILE`` between two files."""
     from connectors.files import iter_trade_chunks
 
-    for path in paths:
+    for number, path in enumerate(paths):
+        if number:
+            yield NEXT_FILE
         for chunk in iter_trade_chunks(path):
             yield from chunk
 

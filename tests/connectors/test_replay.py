@@ -146,3 +146,14 @@ def read_if_any(brokers: str, topic: str) -> list:
         return read_topic(brokers, topic, timeout=2)
     except (TimeoutError, RuntimeError):
         return []
+
+
+def test_files_are_paced_each_from_its_own_first_trade(broker, topic_prefix, tmp_path):
+    # The same 2.9 s of trading as if it were a week later: played right after the first file.
+    later = tmp_path / "a-week-later.csv"
+    later.write_text(FIXTURE.read_text().replace("2025-05-09", "2025-05-16"))
+    topic = f"{topic_prefix}-stocks"
+    started = time.monotonic()
+    assert replay(broker, topic, str(FIXTURE), str(later), "--speed", "10") == 0
+    assert 0.58 <= time.monotonic() - started < 10
+    assert len(read_topic(broker, topic)) == 60
