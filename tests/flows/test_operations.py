@@ -8,6 +8,7 @@ distinct anomaly ids with an uninterrupted run's (``single_worker_run``).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -63,10 +64,28 @@ def snapshot_and_anomalies(recovery, brokers: str, topic: str):
     return lambda: committed_epoch(recovery) >= 1 and bool(anomaly_ids(brokers, topic))
 
 
-@pytest.mark.parametrize("stop_signal, whole_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
-                         ids=["ctrl-c-to-the-process-group", "sigterm-to-the-job"])
-def test_a_stop_signal_ends_the_job_cleanly_and_a_restart_loses_nothing(
-    broker, topic_prefix, tmp_path, single_worker_run, stop_signal, whole_group,
+def test_ctrl_c_to_the_process_group_ends_the_job_with_one_line(broker, published_tape, topic_prefix):
+    """What a terminal's Ctrl-C does: SIGINT to the job and its model-fitting helper at once."""
+    topic, trades = published_tape
+    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    job = start_job(env)
+    try:
+        wait_until(lambda: bool(anomaly_ids(broker, env["OUTPUT_TOPIC"])), 90, "an anomaly", job)
+        os.killpg(job.pid, signal.SIGINT)
+        signalled = time.monotonic()
+        _, errors = job.communicate(timeout=60)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    assert stopped_after < STOP_WITHIN_S
+    (line,) = errors.strip().splitlines()
+    assert re.fullmatch(r"flows\.main: stopped by SIGINT after [0-9,]+ trades", line), line
+    assert 0 < int(line.split()[-2].replace(",", "")) <= len(trades) + 1
+
+
+def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(
+    broker, topic_prefix, tmp_path, single_worker_run,
 ):
     _, uninterrupted = single_worker_run
     trades = synthetic_tape(TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED)
@@ -79,7 +98,7 @@ def test_a_stop_signal_ends_the_job_cleanly_and_a_restart_loses_nothing(
         replay = paced_replay(trades, broker, env["INPUT_TOPIC"])
         wait_until(snapshot_and_anomalies(recovery, broker, env["OUTPUT_TOPIC"]), 90, "snapshot and anomaly", job)
         assert replay.is_alive(), "the stop comes in the middle of the replay"
-        (os.killpg if whole_group else os.kill)(job.pid, stop_signal)
+        job.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         _, errors = job.communicate(timeout=60)
         stopped_after = time.monotonic() - signalled
@@ -88,7 +107,7 @@ def test_a_stop_signal_ends_the_job_cleanly_and_a_restart_loses_nothing(
     assert job.returncode == 0, errors[-3000:]
     assert stopped_after < STOP_WITHIN_S
     (line,) = errors.strip().splitlines()
-    assert line.startswith(f"flows.main: stopped by {stop_signal.name} after ") and line.endswith(" trades")
+    assert line.startswith("flows.main: stopped by SIGTERM after ") and line.endswith(" trades")
     replay.join()
     publish_garbage(broker, env["INPUT_TOPIC"])
 
