@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo browser screenshot bench clean
+.PHONY: install test demo browser screenshot bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: install
 	$(PY) -m benchmarks.backtest_speed
 	$(PY) -m benchmarks.streaming
 	$(PY) -m benchmarks.evaluate ../shared/data/nvda/xnas-itch-20250509.trades.csv.zst ../shared/data/nvda/xnas-itch-20240923.trades.csv.zst --seed 0
+
+# Hundreds of thousands of paced real trades through the embedded broker and the job (a few minutes).
+soak: install
+	$(PY) -m benchmarks.soak
 
 demo: install
 	$(PY) -m connectors.demo

@@ -8,6 +8,7 @@ exactly as Databento's ``pretty_ts`` CSV writes them.
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,6 +16,18 @@ import orjson
 
 from connectors.messages import DeadLetter, Origin, TradeMessage
 from models.trades import symbol_problem
+
+MAX_MESSAGE_BYTES = 64 * 1024
+"""Largest input message decoded as a trade (a trade is about 350 bytes); anything
+larger is a dead letter at decode. ``MAX_MESSAGE_BYTES`` in the job's environment overrides it."""
+
+MAX_WRITTEN_BYTES = 256 * 1024
+"""Largest message the job writes (records, summaries, incidents, dead letters): well
+under the 1 MB that Kafka, Redpanda and librdkafka accept by default, so no output
+can be refused for its size. A dead letter keeps as much of its original as fits."""
+
+MAX_REASON_CHARS = 2000
+"""A reason longer than this (an exception quoting a huge value) is cut."""
 
 TRADE_FIELDS = (
     "ts_recv", "ts_event", "rtype", "publisher_id", "instrument_id", "action", "side",
@@ -33,28 +46,34 @@ def encode_trade(trade: dict[str, Any]) -> bytes:
     return orjson.dumps(trade)
 
 
-def decode_trade(raw: bytes | None, origin: Origin) -> TradeMessage | DeadLetter:
+def decode_trade(
+    raw: bytes | None, origin: Origin, key: bytes | None = None, max_bytes: int = MAX_MESSAGE_BYTES,
+) -> TradeMessage | DeadLetter:
     """Bytes from the wire to a trade keyed by symbol, or a dead letter saying why not.
 
     Only the shape needed for routing is checked here (a JSON object with a
-    non-empty string ``symbol``); every field is validated by the engine.
+    non-empty string ``symbol``, at most ``max_bytes``); every field is validated
+    by the engine. ``key`` is the Kafka key, kept on a dead letter.
     """
     if raw is None:
-        return DeadLetter("empty message (no value)", "decode", origin, b"")
+        return DeadLetter("empty message (no value)", "decode", origin, b"", key)
+    if len(raw) > max_bytes:
+        return DeadLetter(f"message too large: {len(raw):,} bytes, limit {max_bytes:,} (MAX_MESSAGE_BYTES)",
+                          "decode", origin, raw, key)
     try:
         trade = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        return DeadLetter(f"not valid JSON: {error}", "decode", origin, raw)
-    return as_trade_message(trade, origin, raw)
+        return DeadLetter(f"not valid JSON: {error}", "decode", origin, raw, key)
+    return as_trade_message(trade, origin, raw, key)
 
 
-def as_trade_message(trade: Any, origin: Origin, raw: bytes) -> TradeMessage | DeadLetter:
+def as_trade_message(trade: Any, origin: Origin, raw: bytes, key: bytes | None = None) -> TradeMessage | DeadLetter:
     """A decoded object as a trade keyed by its symbol, or a dead letter."""
     if not isinstance(trade, dict):
-        return DeadLetter(f"not a JSON object but {type(trade).__name__}", "decode", origin, raw)
+        return DeadLetter(f"not a JSON object but {type(trade).__name__}", "decode", origin, raw, key)
     problem = symbol_problem(trade.get("symbol"))
     if problem is not None:  # the symbol is the routing key: no state for a junk one
-        return DeadLetter(problem, "decode", origin, raw)
+        return DeadLetter(problem, "decode", origin, raw, key)
     return TradeMessage(trade["symbol"], trade, origin, raw)
 
 
@@ -63,22 +82,42 @@ def encode_record(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def encode_dead_letter(letter: DeadLetter) -> bytes:
-    """The dead letter with its reason, origin and the original bytes.
+def encode_dead_letter(letter: DeadLetter, max_bytes: int = MAX_WRITTEN_BYTES) -> bytes:
+    """The dead letter with its reason, origin and the original bytes, at most ``max_bytes``.
 
     The original bytes go as text when they are UTF-8 and as base64 otherwise, so
-    the message on the dead-letter topic is always valid JSON.
+    the message on the dead-letter topic is always valid JSON. Its length and
+    sha256 are always there; when the whole original does not fit (JSON escaping
+    can make control bytes six times longer) only its first bytes are kept and
+    ``original_truncated`` says so.
     """
-    try:
-        original, encoding = letter.raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        original, encoding = base64.b64encode(letter.raw).decode("ascii"), "base64"
-    return orjson.dumps({
-        "reason": letter.reason,
+    raw = letter.raw
+    fields = {
+        "reason": letter.reason if len(letter.reason) <= MAX_REASON_CHARS else letter.reason[:MAX_REASON_CHARS] + "...",
         "stage": letter.stage,
         "source": letter.origin.source,
         "partition": letter.origin.partition,
         "offset": letter.origin.offset,
-        "original": original,
-        "original_encoding": encoding,
-    })
+        "original_length": len(raw),
+        "original_sha256": hashlib.sha256(raw).hexdigest(),
+    }
+    kept = len(raw)
+    while True:
+        original, encoding = _original_text(raw[:kept], kept < len(raw))
+        encoded = orjson.dumps({**fields, "original": original, "original_encoding": encoding,
+                                "original_truncated": kept < len(raw)})
+        if len(encoded) <= max_bytes or kept == 0:
+            return encoded
+        # Shrink in proportion to the overshoot (escaping inflates each byte by 1 to 6).
+        kept = min(kept - 1, int(kept * (max_bytes - 1024) / len(encoded)))
+        kept = max(kept, 0)
+
+
+def _original_text(raw: bytes, cut_short: bool) -> tuple[str, str]:
+    """UTF-8 text if ``raw`` is UTF-8, else base64; a cut through a character moves before it."""
+    for cut in range(4 if cut_short else 1):
+        try:
+            return raw[:len(raw) - cut].decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            continue
+    return base64.b64encode(raw).decode("ascii"), "base64"

@@ -5,10 +5,12 @@ synthetic tape (or of ``DEMO_FILE``), and the Streamlit dashboard; prints where
 to look; and on Ctrl-C stops them in reverse order. Each child runs in its own
 process group so stopping one also stops the helpers it started.
 
-Settings (environment): ``DEMO_BROKER_PORT`` (9092; a free port when taken),
-``DEMO_FILE`` (a Databento trades file instead of the synthetic tape),
-``DEMO_SPEED`` (replay speed, default 10), ``DEMO_SYMBOLS`` (5), ``DEMO_TRADES``
-(40000), ``DEMO_DASHBOARD_PORT`` (8501), ``DEMO_METRICS_PORT`` (3030).
+Settings (environment): ``DEMO_BROKER_PORT`` (9092), ``DEMO_FILE`` (a Databento
+trades file instead of the synthetic tape), ``DEMO_SPEED`` (replay speed, default
+10), ``DEMO_SYMBOLS`` (5), ``DEMO_TRADES`` (40000), ``DEMO_DASHBOARD_PORT`` (8501),
+``DEMO_METRICS_PORT`` (3030). A default port that is taken is replaced by a free
+one; a port given explicitly and taken stops the demo with a line naming its
+variable. Only ports checked free are advertised.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from connectors.broker import EmbeddedBroker, free_port
@@ -32,6 +34,10 @@ TOPIC_PARTITIONS = 3
 
 class DemoSettingsError(ValueError):
     pass
+
+
+PORT_VARIABLES = {"broker_port": "DEMO_BROKER_PORT", "dashboard_port": "DEMO_DASHBOARD_PORT",
+                  "metrics_port": "DEMO_METRICS_PORT"}
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,28 @@ class DemoSettings:
             metrics_port=number("DEMO_METRICS_PORT", cls.metrics_port, int),
         )
 
+    def with_free_ports(self, environ: Mapping[str, str]) -> DemoSettings:
+        """Each port as given if free; a taken default becomes a free port; a taken explicit one is an error."""
+        chosen = {}
+        for field_name, variable in PORT_VARIABLES.items():
+            port = getattr(self, field_name)
+            if port > 65535:
+                raise DemoSettingsError(f"{variable}={port} is not a port (1-65535)")
+            if port_is_free(port):
+                chosen[field_name] = port
+            elif variable in environ:
+                raise DemoSettingsError(f"{variable}={port} is in use; choose a free port or unset {variable}")
+            else:
+                chosen[field_name] = free_port()
+        return replace(self, **chosen)
+
 
 def port_is_free(port: int) -> bool:
+    """Free on every interface: the job's metrics API and Streamlit listen on all of them."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind(("0.0.0.0", port))
             return True
         except OSError:
             return False
@@ -115,11 +138,11 @@ def replay_command(settings: DemoSettings) -> list[str]:
 
 def main() -> int:
     try:
-        settings = DemoSettings.from_env(os.environ)
+        settings = DemoSettings.from_env(os.environ).with_free_ports(os.environ)
     except DemoSettingsError as error:
         print(f"connectors.demo: {error}", file=sys.stderr)
         return 2
-    port = settings.broker_port if port_is_free(settings.broker_port) else free_port()
+    port = settings.broker_port
     children: list[tuple[str, subprocess.Popen]] = []
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)

@@ -1,32 +1,35 @@
-"""Kafka in and out of the dataflow: trades in, anomalies, dead letters and summaries out.
+"""Kafka in and out of the dataflow: trades in, anomalies, dead letters, summaries and incidents out.
 
-The source wraps Bytewax's own Kafka partitions, so offsets are snapshotted and
-restored by Bytewax's recovery exactly as with ``KafkaSource``; it only turns each
-message into a ``TradeMessage`` or, when the bytes are not a trade or Kafka
-reported an error, a ``DeadLetter`` (so nothing stops the job and nothing is lost).
-Sinks encode on the worker that writes, one producer per worker, created when
-Bytewax builds the sink (clients are never opened at import or construction).
+The source reads each Kafka partition with its own consumer (``assign()``, the
+offset kept in Bytewax's snapshots exactly as Bytewax's ``KafkaSource`` does) and
+turns each message into a ``TradeMessage`` or, when the bytes are not a trade or
+Kafka reported an error, a ``DeadLetter`` (so nothing stops the job and nothing is
+lost). Sinks encode on the worker that writes, one producer per worker, created
+when Bytewax builds the sink (clients are never opened at import or construction).
+
+Every client reports to a ``BrokerWatch`` when one is given (the streaming job
+does), with librdkafka's own logging off, so a lost broker is one clear line from
+the job rather than a log line per reconnect attempt.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import orjson
-from bytewax.connectors.kafka import KafkaError, KafkaSource
-from bytewax.connectors.kafka import _list_parts as list_partitions
+from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka.admin import AdminClient
 
 from connectors import metrics
-from connectors.codec import decode_trade, encode_dead_letter, encode_record
+from connectors.codec import MAX_MESSAGE_BYTES, MAX_WRITTEN_BYTES, decode_trade, encode_dead_letter, encode_record
+from connectors.kafka_settings import QUIET_LOGS, BrokerWatch
 from connectors.messages import DeadLetter, Origin, TradeMessage
 
 ITEM = TypeVar("ITEM")
-
-
 
 QUICK_FETCH = {"fetch.wait.max.ms": "10"}
 """How long the broker may hold a fetch that finds no data. Against the embedded
@@ -34,16 +37,43 @@ Tansu broker librdkafka's 500 ms default showed up as up to half a second before
 new data (or the end of a partition) was seen; Kafka and Redpanda answer a waiting
 fetch as soon as data arrives anyway. ``KAFKA_FETCH_WAIT_MAX_MS`` overrides it."""
 
+STALL_AFTER_S = 1.0
+"""A partition that returns nothing this long while the broker says messages are
+waiting is stalled (see ``TradePartition``)."""
+
+MAX_FETCH_WAIT_MS = 1000
+
 
 def split_brokers(brokers: str) -> list[str]:
     return [address.strip() for address in brokers.split(",") if address.strip()]
+
+
+def _client_config(brokers: str, client_settings: Mapping[str, str] | None, watch: BrokerWatch | None) -> dict:
+    """Bootstrap servers, the user's ``KAFKA_*`` settings, and quiet logs reported to ``watch``."""
+    config: dict[str, Any] = {"bootstrap.servers": ",".join(split_brokers(brokers)), **QUIET_LOGS}
+    if watch is not None:
+        config.update(watch.client_callbacks())
+    config.update(client_settings or {})
+    return config
+
+
+def _admin(brokers: str, client_settings: Mapping[str, str] | None, watch: BrokerWatch | None = None):
+    from confluent_kafka.admin import AdminClient
+
+    config = _client_config(brokers, client_settings, watch)
+    if watch is None:  # an admin client polled by no one: its errors are the calls' exceptions
+        config["error_cb"] = lambda _error: None
+    return AdminClient(config)
 
 
 class TradeSource(FixedPartitionedSource[TradeMessage | DeadLetter, int | None]):
     """Every partition of one topic; items are ``TradeMessage`` or ``DeadLetter``.
 
     ``stop_at_end`` ends each partition at the end offset it finds (backfills, tests);
-    otherwise the job keeps waiting for new trades.
+    otherwise the job keeps waiting for new trades. Setting ``stop`` ends every
+    partition at its next poll, so Bytewax finishes the epoch, writes its outputs
+    and its snapshot, and the job exits normally (how the job stops on a signal).
+    ``on_worker`` is called on each worker thread before it builds a partition.
     """
 
     def __init__(
@@ -54,53 +84,167 @@ class TradeSource(FixedPartitionedSource[TradeMessage | DeadLetter, int | None])
         stop_at_end: bool = False,
         client_settings: Mapping[str, str] | None = None,
         batch_size: int = 1000,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        watch: BrokerWatch | None = None,
+        stop: threading.Event | None = None,
+        on_worker: Callable[[], None] | None = None,
     ) -> None:
         self._brokers, self._topic = ",".join(split_brokers(brokers)), topic
+        self._on_worker = on_worker
         self._client_settings = dict(client_settings or {})
-        settings = {**QUICK_FETCH, **self._client_settings}
-        self._kafka = KafkaSource(
-            split_brokers(brokers), [topic], tail=not stop_at_end,
-            add_config=settings, batch_size=batch_size, raise_on_errors=False,
-        )
+        self._stop_at_end = stop_at_end
+        self._batch_size = batch_size
+        self._max_message_bytes = max_message_bytes
+        self._watch = watch
+        self._stop = stop or threading.Event()
 
     def list_parts(self) -> list[str]:
-        # Bytewax's own list_parts would hand the consumer-only fetch setting to an admin client.
-        admin = AdminClient({"bootstrap.servers": self._brokers, **self._client_settings})
-        return list(list_partitions(admin, [self._topic]))
+        # All topics, not just this one: a metadata request naming a topic may auto-create it.
+        metadata = _admin(self._brokers, self._client_settings, self._watch).list_topics(timeout=10).topics
+        topic = metadata.get(self._topic)
+        if topic is None or topic.error is not None:
+            detail = "does not exist" if topic is None else topic.error.str()
+            raise RuntimeError(f"listing the partitions of {self._topic!r}: {detail}")
+        return [f"{index}-{self._topic}" for index in sorted(topic.partitions)]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> DecodingPartition:
-        return DecodingPartition(self._kafka.build_part(step_id, for_part, resume_state))
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> TradePartition:
+        if self._on_worker is not None:  # Bytewax builds a worker's partitions on that worker's thread
+            self._on_worker()
+        index, topic = for_part.split("-", 1)
+        if topic != self._topic:
+            raise ValueError(f"cannot resume partition {for_part!r} as a partition of {self._topic!r}")
+        config = {
+            # Bytewax keeps the offsets in its recovery store: no consumer group is joined.
+            "group.id": "BYTEWAX_IGNORED",
+            "enable.auto.commit": "false",
+            "enable.partition.eof": str(self._stop_at_end).lower(),
+            **QUICK_FETCH,
+            **_client_config(self._brokers, self._client_settings, self._watch),
+        }
+        return TradePartition(
+            step_id, config, topic, int(index), resume_state, self._batch_size,
+            self._max_message_bytes, self._watch, self._stop,
+        )
 
 
-class DecodingPartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | None]):
-    """One Kafka partition; the offset snapshot is the wrapped Bytewax partition's own."""
+class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | None]):
+    """One Kafka partition read with ``assign()``; the snapshot is the next offset to read.
 
-    def __init__(self, kafka_partition: StatefulSourcePartition) -> None:
-        self._kafka_partition = kafka_partition
+    Stall guard: the embedded Tansu broker lists every stored batch of a partition
+    on each fetch, and answers empty once that takes longer than the fetch's
+    ``fetch.wait.max.ms``: a partition of ~20,000 one-message batches (a paced
+    replay) stops being readable at 10 ms. When nothing arrives for
+    ``STALL_AFTER_S`` while the broker's high watermark says messages wait, the
+    consumer is rebuilt at the same offset with twice the wait (up to 1 s). A
+    broker that answers fetches when data arrives (Kafka, Redpanda) never trips it.
+    """
+
+    def __init__(
+        self, step_id: str, config: dict, topic: str, index: int, resume_state: int | None,
+        batch_size: int, max_message_bytes: int, watch: BrokerWatch | None, stop: threading.Event,
+    ) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        self._config = config
+        self._topic, self._index = topic, index
+        self._offset = OFFSET_BEGINNING if resume_state is None else resume_state
+        self._batch_size = batch_size
+        self._max_message_bytes = max_message_bytes
+        self._watch = watch
+        self._stop = stop
+        self._eof = False
+        self._lag_labels = {"step_id": step_id, "topic": topic, "partition": str(index)}
+        self._quiet_since = time.monotonic()
+        self._checked_at = 0.0
+        self._consumer = self._open(config)
+
+    def _open(self, config: dict):
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({**config, "stats_cb": self._statistics, "statistics.interval.ms": 1000})
+        consumer.assign([TopicPartition(self._topic, self._index, self._offset)])
+        return consumer
+
+    def _statistics(self, json_stats: str) -> None:
+        if self._watch is not None:
+            self._watch.statistics(json_stats)
+        try:
+            partition = orjson.loads(json_stats)["topics"][self._topic]["partitions"][str(self._index)]
+        except (KeyError, orjson.JSONDecodeError):
+            return  # no figures for this partition in this report (the broker may be gone)
+        if self._offset >= 0 and partition.get("ls_offset", -1) >= 0:
+            BYTEWAX_CONSUMER_LAG_GAUGE.labels(**self._lag_labels).set(partition["ls_offset"] - self._offset)
 
     def next_batch(self) -> list[TradeMessage | DeadLetter]:
-        items = [_decode_message(message) for message in self._kafka_partition.next_batch()]
-        trades = sum(1 for item in items if type(item) is TradeMessage)
-        if trades:
-            metrics.TRADES_READ.inc(trades)
+        from confluent_kafka import KafkaError as ClientError
+
+        if self._eof or self._stop.is_set():
+            raise StopIteration()
+        items: list[TradeMessage | DeadLetter] = []
+        for message in self._consumer.consume(self._batch_size, 0.001):
+            error = message.error()
+            if error is not None and error.code() == ClientError._PARTITION_EOF:
+                self._eof = True  # StopIteration at the next call, after this batch
+                break
+            offset = message.offset()
+            origin = Origin(message.topic() or self._topic, _int_or(message.partition(), self._index),
+                            _int_or(offset, -1))
+            if error is None:
+                items.append(decode_trade(message.value(), origin, message.key(), self._max_message_bytes))
+            else:
+                items.append(kafka_error_letter(error, origin, message.value()))
+            if offset is not None and offset >= 0:
+                self._offset = offset + 1
+        if items:
+            self._quiet_since = time.monotonic()
+            if self._watch is not None:
+                self._watch.alive()
+            trades = sum(1 for item in items if type(item) is TradeMessage)
+            if trades:
+                metrics.TRADES_READ.inc(trades)
+        else:
+            self._check_for_stall()
         return items
 
-    def next_awake(self):
-        return self._kafka_partition.next_awake()
+    def _check_for_stall(self) -> None:
+        """Once a second while quiet: ask for the high watermark, and widen the fetch wait if stalled."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        now = time.monotonic()
+        if now - self._quiet_since < STALL_AFTER_S or now - self._checked_at < STALL_AFTER_S:
+            return
+        self._checked_at = now
+        if self._watch is not None and self._watch.lost_for() > 0:
+            return  # no broker to ask
+        try:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, self._index), timeout=1.0, cached=False)
+        except KafkaException:
+            return
+        if self._watch is not None:
+            self._watch.alive()
+        position = self._offset if self._offset >= 0 else low
+        wait = int(self._config.get("fetch.wait.max.ms", 500))
+        if high > position and wait < MAX_FETCH_WAIT_MS:
+            self._config = {**self._config, "fetch.wait.max.ms": str(min(2 * wait, MAX_FETCH_WAIT_MS))}
+            self._consumer.close()
+            self._consumer = self._open(self._config)
+            self._quiet_since = now
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        return int(self._config.get("fetch.wait.max.ms", 500))
 
     def snapshot(self) -> int | None:
-        return self._kafka_partition.snapshot()
+        return self._offset
 
     def close(self) -> None:
-        self._kafka_partition.close()
+        self._consumer.close()
 
 
-def _decode_message(message: Any) -> TradeMessage | DeadLetter:
-    if isinstance(message, KafkaError):
-        failed = message.msg
-        origin = Origin(failed.topic or "", _int_or(failed.partition, -1), _int_or(failed.offset, -1))
-        return DeadLetter(f"Kafka error: {message.err.str()}", "kafka", origin, failed.value or b"")
-    return decode_trade(message.value, Origin(message.topic, message.partition, message.offset))
+def kafka_error_letter(error: Any, origin: Origin, value: bytes | None) -> DeadLetter:
+    """A Kafka error on a partition (not the end of it) as a dead letter of stage ``kafka``."""
+    return DeadLetter(f"Kafka error: {error.str()}", "kafka", origin, value or b"")
 
 
 def _int_or(value: int | None, default: int) -> int:
@@ -112,7 +256,14 @@ class DeliveryFailed(RuntimeError):
 
 
 class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
-    """A Kafka topic that items are written to as ``encode(item) -> (key, value)``."""
+    """A Kafka topic that items are written to as ``encode(item) -> (key, value)``.
+
+    An encoded item larger than ``max_bytes`` is not sent (the broker would refuse
+    it and the job would stop on it again after every restart): it goes to
+    ``oversize_topic`` as a dead letter of stage ``engine`` saying so, with its
+    first bytes, length and hash. With a ``watch`` a message is never given up on
+    while the broker is away: the job's broker-loss timeout decides instead.
+    """
 
     def __init__(
         self,
@@ -120,30 +271,48 @@ class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
         topic: str,
         encode: Callable[[ITEM], tuple[bytes | None, bytes]],
         client_settings: Mapping[str, str] | None = None,
+        *,
+        oversize_topic: str | None = None,
+        max_bytes: int = MAX_WRITTEN_BYTES,
+        watch: BrokerWatch | None = None,
+        count: Callable[[ITEM], None] | None = None,
     ) -> None:
-        self._config = {"bootstrap.servers": ",".join(split_brokers(brokers)), **(client_settings or {})}
+        self._config = _client_config(brokers, client_settings, watch)
+        if watch is not None:
+            self._config = {"message.timeout.ms": 0, **self._config}  # 0: no limit
         self._topic = topic
         self._encode = encode
+        self._oversize_topic = oversize_topic
+        self._max_bytes = max_bytes
+        self._watch = watch
+        self._count = count
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> EncodingSinkPartition[ITEM]:
         from confluent_kafka import Producer
 
-        return EncodingSinkPartition(Producer(self._config), self._topic, self._encode)
+        return EncodingSinkPartition(Producer(self._config), self._topic, self._encode,
+                                     self._oversize_topic, self._max_bytes, self._watch, self._count)
 
 
 class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
     """One worker's producer; a batch returns only once the broker has every message.
 
     Bytewax closes an epoch, and may snapshot it, only after ``write_batch`` returns,
-    so what a snapshot covers is on the broker. A message the broker refuses (or that
-    times out) raises ``DeliveryFailed``: the job stops loudly and, with recovery,
-    resumes from its last snapshot, instead of the message vanishing.
+    so what a snapshot covers is on the broker. A message the broker refuses
+    raises ``DeliveryFailed``: the job stops loudly and, with recovery, resumes
+    from its last snapshot, instead of the message vanishing.
     """
 
-    def __init__(self, producer: Any, topic: str, encode: Callable) -> None:
+    def __init__(self, producer: Any, topic: str, encode: Callable, oversize_topic: str | None = None,
+                 max_bytes: int = MAX_WRITTEN_BYTES, watch: BrokerWatch | None = None,
+                 count: Callable | None = None) -> None:
         self._producer = producer
         self._topic = topic
         self._encode = encode
+        self._oversize_topic = oversize_topic
+        self._max_bytes = max_bytes
+        self._watch = watch
+        self._count = count
 
     def write_batch(self, items: list[ITEM]) -> None:
         failures: list[Any] = []
@@ -151,12 +320,18 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
         def delivered(error: Any, _message: Any) -> None:
             if error is not None:
                 failures.append(error)
+            elif self._watch is not None:
+                self._watch.alive()
 
         for item in items:
-            key, value = self._encode(item)
+            topic, (key, value) = self._topic, self._encode(item)
+            if len(value) > self._max_bytes:
+                topic, value = self._oversized(key, value)
+            elif self._count is not None:
+                self._count(item)
             while True:
                 try:
-                    self._producer.produce(self._topic, value=value, key=key, on_delivery=delivered)
+                    self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
                     break
                 except BufferError:  # local queue full: let deliveries drain it
                     self._producer.poll(0.1)
@@ -166,30 +341,62 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
                 f"{len(failures)} of {len(items)} messages to {self._topic} were not delivered: {failures[0].str()}"
             )
 
+    def _oversized(self, key: bytes | None, value: bytes) -> tuple[str, bytes]:
+        if self._oversize_topic is None:
+            raise DeliveryFailed(f"a message to {self._topic} is {len(value):,} bytes, over the "
+                                 f"{self._max_bytes:,} limit, and there is no dead-letter topic for it")
+        metrics.DEAD_LETTERS_WRITTEN.labels("engine").inc()
+        letter = DeadLetter(
+            f"record too large to write to {self._topic}: {len(value):,} bytes, limit {self._max_bytes:,}",
+            "engine", Origin(self._topic, -1, -1), value, key,
+        )
+        return self._oversize_topic, encode_dead_letter(letter, self._max_bytes)
+
     def close(self) -> None:
         self._producer.flush()
 
 
 def encode_anomaly(record: Any) -> tuple[bytes, bytes]:
-    """``models.records.AnomalyRecord`` -> (symbol, JSON record); counted by level."""
-    metrics.ANOMALIES_WRITTEN.labels(record.level).inc()
+    """``models.records.AnomalyRecord`` -> (symbol, JSON record)."""
     return record.symbol.encode(), encode_record(record.to_dict())
 
 
+def count_anomaly(record: Any) -> None:
+    metrics.ANOMALIES_WRITTEN.labels(record.level).inc()
+
+
 def encode_summary(summary: dict[str, Any]) -> tuple[bytes | None, bytes]:
-    metrics.SUMMARIES_WRITTEN.inc()
     symbol = summary.get("symbol")
     return (symbol.encode() if isinstance(symbol, str) else None), encode_record(summary)
 
 
-def encode_dead_letter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
-    """Keyed by the symbol in the original bytes when there is one, else unkeyed.
+def count_summary(_summary: Any) -> None:
+    metrics.SUMMARIES_WRITTEN.inc()
 
-    ``DeadLetter`` does not carry the original Kafka key; the symbol is what the
-    trade would have been keyed by, so the dead letter lands next to its instrument.
+
+def encode_incident(update: Any) -> tuple[bytes, bytes]:
+    """``models.incidents.IncidentUpdate`` (``.incident_id``, ``.to_dict()``) -> (incident id, JSON).
+
+    Keyed by the incident, on a compacted topic: the last message per key is the
+    incident's current state.
     """
+    return str(update.incident_id).encode(), encode_record(update.to_dict())
+
+
+def count_incident(_update: Any) -> None:
+    metrics.INCIDENTS_WRITTEN.inc()
+
+
+def encode_dead_letter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
+    """Keyed by the original Kafka key, else by the symbol in the original bytes, else unkeyed.
+
+    Either way the dead letter lands next to its instrument's trades.
+    """
+    return (letter.key or _symbol_in(letter.raw)), encode_dead_letter(letter)
+
+
+def count_dead_letter(letter: DeadLetter) -> None:
     metrics.DEAD_LETTERS_WRITTEN.labels(letter.stage).inc()
-    return _symbol_in(letter.raw), encode_dead_letter(letter)
 
 
 def _symbol_in(raw: bytes) -> bytes | None:
@@ -198,19 +405,36 @@ def _symbol_in(raw: bytes) -> bytes | None:
     except orjson.JSONDecodeError:
         return None
     symbol = value.get("symbol") if isinstance(value, dict) else None
-    return symbol.encode() if isinstance(symbol, str) and symbol else None
+    return symbol.encode()[:1024] if isinstance(symbol, str) and symbol else None
 
 
-def anomaly_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> EncodingSink:
-    return EncodingSink(brokers, topic, encode_anomaly, client_settings)
+def anomaly_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                 **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_anomaly, client_settings, count=count_anomaly, **options)
 
 
-def dead_letter_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> EncodingSink:
-    return EncodingSink(brokers, topic, encode_dead_letter_message, client_settings)
+def dead_letter_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                     **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_dead_letter_message, client_settings, count=count_dead_letter,
+                        **options)
 
 
-def summary_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> EncodingSink:
-    return EncodingSink(brokers, topic, encode_summary, client_settings)
+def summary_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                 **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_summary, client_settings, count=count_summary, **options)
+
+
+def incident_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                  **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_incident, client_settings, count=count_incident, **options)
+
+
+COMPACTED = {"cleanup.policy": "compact"}
+"""Topic config of a topic whose last message per key is the current state (incidents)."""
+
+
+class TopicConfigRejected(RuntimeError):
+    """The broker refused a topic's configs (the topic was created without them)."""
 
 
 def ensure_topics(
@@ -218,31 +442,44 @@ def ensure_topics(
     partitions_by_topic: Mapping[str, int],
     client_settings: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    """Create the topics that do not exist yet, with ``configs[name]`` if given; return the names created.
 
-    admin = AdminClient({"bootstrap.servers": brokers, **(client_settings or {})})
+    A broker that refuses a topic's configs gets the topic without them: the
+    topic matters more than its cleanup policy; ``rejected_configs`` names them.
+    """
+    from confluent_kafka.admin import NewTopic
+
+    configs = configs or {}
+    admin = _admin(brokers, client_settings)
     existing = admin.list_topics(timeout=timeout).topics
-    missing = [NewTopic(name, count, 1) for name, count in partitions_by_topic.items() if name not in existing]
-    if not missing:
-        return []
+    missing = [NewTopic(name, count, 1, config=dict(configs.get(name, {})))
+               for name, count in partitions_by_topic.items() if name not in existing]
     created = []
-    for name, future in admin.create_topics(missing, request_timeout=timeout).items():
+    for name, future in (admin.create_topics(missing, request_timeout=timeout).items() if missing else ()):
         try:
             future.result(timeout=timeout)
             created.append(name)
         except Exception as error:  # another client may have created it meanwhile
-            if "TOPIC_ALREADY_EXISTS" not in str(error):
+            if "TOPIC_ALREADY_EXISTS" in str(error):
+                continue
+            if not configs.get(name) or "CONFIG" not in str(error).upper():
                 raise
+            rejected_configs[name] = str(error)
+            retry = admin.create_topics([NewTopic(name, partitions_by_topic[name], 1)], request_timeout=timeout)
+            retry[name].result(timeout=timeout)
+            created.append(name)
     return created
+
+
+rejected_configs: dict[str, str] = {}
+"""Topics created without the configs asked for, with the broker's answer."""
 
 
 def partition_count(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
                     timeout: float = 10.0) -> int:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": brokers, **(client_settings or {})})
+    admin = _admin(brokers, client_settings)
     # All topics, not just this one: a metadata request naming a topic may auto-create it.
     metadata = admin.list_topics(timeout=timeout).topics.get(topic)
     return 0 if metadata is None or metadata.error is not None else len(metadata.partitions)
@@ -268,8 +505,8 @@ def read_topic(
     if count == 0:
         return []
     consumer = Consumer({
-        "bootstrap.servers": brokers, "group.id": "trade-detector-reader",
-        "enable.auto.commit": False, "enable.partition.eof": True, **QUICK_FETCH, **(client_settings or {}),
+        "group.id": "trade-detector-reader", "enable.auto.commit": False, "enable.partition.eof": True,
+        "error_cb": lambda _error: None, **QUICK_FETCH, **_client_config(brokers, client_settings, None),
     })
     try:
         consumer.assign([TopicPartition(topic, index, OFFSET_BEGINNING) for index in range(count)])
@@ -302,6 +539,7 @@ def prepare_job_topics(
     input_topic: str,
     output_topics: Iterable[str],
     client_settings: Mapping[str, str] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Check the input topic exists and create missing output topics with as many partitions.
 
@@ -315,4 +553,4 @@ def prepare_job_topics(
             f"the replay first (python -m connectors.replay ...)"
         )
     wanted = {topic: partitions for topic in output_topics if topic}
-    return ensure_topics(brokers, wanted, client_settings)
+    return ensure_topics(brokers, wanted, client_settings, configs=configs)

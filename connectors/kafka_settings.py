@@ -22,3 +22,66 @@ def client_settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
         for name, value in sorted(environ.items())
         if name.startswith(SETTINGS_PREFIX) and name not in NOT_CLIENT_SETTINGS
     }
+
+
+UNREACHABLE_ERRORS = frozenset({"_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE"})
+"""librdkafka errors that mean no broker can be reached (not a refused request)."""
+
+QUIET_LOGS = {"log_level": 0}
+"""librdkafka's own log lines off: with the broker gone it prints a ``Connect ... failed``
+line per reconnect attempt (thousands in a few minutes). What they say reaches
+``BrokerWatch`` through ``error_cb`` instead, and the program reports it once."""
+
+
+class BrokerWatch:
+    """How long no broker has been reachable, as seen by every Kafka client of one process.
+
+    Clients report through ``client_callbacks()``: an unreachable-broker error starts
+    the clock (if it is not running), a sign of life (a broker ``UP`` in the statistics,
+    a message consumed or delivered) stops it. ``lost_for()`` is then the length of
+    the current outage, and ``lost()`` whether it has reached ``timeout_s``.
+    Thread-safe enough by construction: each update is one attribute assignment.
+    """
+
+    def __init__(self, brokers: str, timeout_s: float, clock=None) -> None:
+        import time
+
+        self.brokers = brokers
+        self.timeout_s = timeout_s
+        self._clock = clock or time.monotonic
+        self._down_since: float | None = None
+        self.last_error = ""
+        self.other_errors: dict[str, int] = {}
+
+    def error(self, error) -> None:
+        """``error_cb`` of every client: time unreachable-broker errors, count the others."""
+        if error.name() in UNREACHABLE_ERRORS:
+            if self._down_since is None:
+                self._down_since = self._clock()
+            self.last_error = error.str()
+        else:
+            self.other_errors[error.name()] = self.other_errors.get(error.name(), 0) + 1
+
+    def alive(self) -> None:
+        """A broker answered: the outage (if any) is over."""
+        self._down_since = None
+
+    def statistics(self, json_stats: str) -> None:
+        """``stats_cb``: any broker in state UP is a sign of life."""
+        if '"state":"UP"' in json_stats:
+            self.alive()
+
+    def lost_for(self) -> float:
+        return 0.0 if self._down_since is None else self._clock() - self._down_since
+
+    def lost(self) -> bool:
+        return self._down_since is not None and self.lost_for() >= self.timeout_s
+
+    def describe(self) -> str:
+        return (f"no Kafka broker reachable at {self.brokers} for {self.lost_for():.0f} s "
+                f"(BROKER_LOSS_TIMEOUT_S={self.timeout_s:g})")
+
+    def client_callbacks(self) -> dict:
+        """librdkafka settings that route a client's errors and statistics here, logs off."""
+        return {**QUIET_LOGS, "error_cb": self.error, "stats_cb": self.statistics,
+                "statistics.interval.ms": 1000}

@@ -37,6 +37,8 @@ class DeadLetter:
     """Input that could not be processed, with the reason and where it came from."""
 
     reason: str
-    stage: str  # "decode", "validate" or "kafka"
+    stage: str  # "decode", "validate", "duplicate", "engine" or "kafka"
     origin: Origin
     raw: bytes
+    key: bytes | None = None
+    """The original Kafka key, when the letter is made where it is known (decode)."""

@@ -20,10 +20,14 @@ ANOMALIES_WRITTEN = Counter(
 )
 DEAD_LETTERS_WRITTEN = Counter(
     "trade_detector_dead_letters_written",
-    "Dead letters written to the dead-letter topic, by stage (decode, validate, kafka).",
+    "Dead letters written to the dead-letter topic, by stage (decode, validate, duplicate, engine, kafka).",
     ["stage"],
 )
 SUMMARIES_WRITTEN = Counter(
     "trade_detector_summaries_written",
     "Instrument summaries written to the summary topic.",
+)
+INCIDENTS_WRITTEN = Counter(
+    "trade_detector_incidents_written",
+    "Incident updates written to the incident topic.",
 )

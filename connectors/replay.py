@@ -9,6 +9,10 @@ partition and a key always maps to one partition, and the producer is idempotent
 played one after the other, each paced from its own first trade. Trades are not
 checked here: a malformed one is published as it is, so the job dead-letters it
 with its reason instead of it vanishing at the edge.
+
+A trade counts as published only once the broker has acknowledged it. When no
+broker is reachable for ``BROKER_LOSS_TIMEOUT_S`` (30 s), or messages wait that
+long for an acknowledgement, the replay stops with one line and exit status 3.
 """
 
 from __future__ import annotations
@@ -27,10 +31,29 @@ from connectors.codec import encode_trade
 
 DEFAULT_PARTITIONS = 4
 
+PACED_LINGER_MS = 5.0
+"""How long a paced replay lets trades gather into one produce request. One request
+per trade (linger 0) made the embedded broker store one batch per trade, and it
+slows down with the number of batches in a partition (see ``connectors.kafka.TradePartition``);
+5 ms cuts the requests at demo speeds several times and is invisible on a dashboard."""
+
+DEFAULT_LOSS_TIMEOUT_S = 30.0
+
+NEXT_FILE = object()
+"""Between two files in a stream of trades: pacing starts again from the next trade
+(days replayed one after the other are not weeks apart at --speed)."""
+
+
+class BrokerLost(RuntimeError):
+    """No broker reachable, or no acknowledgement, for the loss timeout."""
+
 
 @dataclass
 class ReplaySummary:
     published: int = 0
+    """Trades the broker acknowledged."""
+    sent: int = 0
+    """Trades handed to the producer (acknowledged, failed or still waiting)."""
     failed: int = 0
     seconds: float = 0.0
     by_symbol: Counter = field(default_factory=Counter)
@@ -105,15 +128,20 @@ def timestamp_ns(value: Any) -> int | None:
     return seconds * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
 
 
-def producer_settings(brokers: str, paced: bool, client_settings: Mapping[str, str]) -> dict[str, Any]:
+def producer_settings(brokers: str, paced: bool, client_settings: Mapping[str, str],
+                      linger_ms: float = PACED_LINGER_MS, loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
+                      watch: Any = None) -> dict[str, Any]:
     return {
         "bootstrap.servers": brokers,
         "enable.idempotence": True,
         # Java clients' partitioner, so a symbol lands where any Kafka producer would put it.
         "partitioner": "murmur2_random",
-        # Paced replays measure latency: send at once. Full speed: fill batches.
-        "linger.ms": 0 if paced else 20,
+        # Paced: a few ms, so trades due together share a request. Full speed: fill batches.
+        "linger.ms": linger_ms if paced else 20,
         "queue.buffering.max.messages": 500_000,
+        # Not retried for librdkafka's 5 minutes: the loss timeout stops the replay first.
+        "message.timeout.ms": max(2000, int(2 * loss_timeout_s * 1000)),
+        **(watch.client_callbacks() if watch is not None else {}),
         **client_settings,
     }
 
@@ -127,58 +155,91 @@ def publish(
     limit: int | None = None,
     client_settings: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    linger_ms: float = PACED_LINGER_MS,
+    loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
 ) -> ReplaySummary:
     """Publish ``trades`` in order; ``speed`` None is as fast as the broker takes them.
 
     With a speed, trade ``i`` is sent ``(ts_recv[i] - ts_recv[0]) / speed`` after the first.
+    Raises ``BrokerLost`` (its summary in ``.summary``) when no broker is reachable,
+    or nothing is acknowledged, for ``loss_timeout_s`` while trades wait.
     """
     from confluent_kafka import Producer
 
-    summary = ReplaySummary()
+    from connectors.kafka_settings import BrokerWatch
 
-    def delivered(error, _message) -> None:
+    summary = ReplaySummary()
+    watch = BrokerWatch(brokers, loss_timeout_s)
+    acked_at = [time.monotonic()]
+
+    def delivered(error, message) -> None:
+        acked_at[0] = time.monotonic()
         if error is not None:
             summary.failed += 1
             summary.errors[error.str()] += 1
+            return
+        watch.alive()
+        summary.published += 1
+        key = message.key()
+        summary.by_symbol[key.decode("utf-8", "replace") if key else "(no symbol)"] += 1
 
-    producer = Producer(producer_settings(brokers, speed is not None, client_settings or {}))
+    def check_broker() -> None:
+        waiting = summary.sent - summary.published - summary.failed
+        silent = time.monotonic() - acked_at[0]
+        if watch.lost() or (waiting and silent >= loss_timeout_s):
+            summary.seconds = time.monotonic() - started
+            detail = watch.describe() if watch.lost() else (
+                f"no acknowledgement from {brokers} for {silent:.0f} s (BROKER_LOSS_TIMEOUT_S={loss_timeout_s:g})")
+            error = BrokerLost(f"{detail}; {summary.published:,} trades acknowledged, "
+                               f"{waiting:,} not delivered")
+            error.summary = summary
+            raise error
+
+    producer = Producer(producer_settings(brokers, speed is not None, client_settings or {},
+                                          linger_ms, loss_timeout_s, watch))
     started = time.monotonic()
-    first_ns: int | None = None
+    pace: tuple[float, int] | None = None  # (monotonic time, ts of the trade sent then) of the file's first trade
     for trade in trades:
-        if limit is not None and summary.published >= limit:
+        if trade is NEXT_FILE:
+            pace = None
+            continue
+        if limit is not None and summary.sent >= limit:
             break
         if speed is not None:
-            first_ns = _wait_for_turn(producer, trade, first_ns, started, speed)
+            pace = _wait_for_turn(producer, trade, pace, speed, check_broker)
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
-        _produce(producer, topic, key, encode_trade(trade), delivered)
-        summary.published += 1
-        summary.by_symbol[symbol if isinstance(symbol, str) else "(no symbol)"] += 1
+        if summary.sent - summary.published - summary.failed == 0:
+            acked_at[0] = time.monotonic()  # nothing was waiting: the silence starts now
+        _produce(producer, topic, key, encode_trade(trade), delivered, check_broker)
+        summary.sent += 1
         if progress is not None:
-            progress.update(summary.published)
-    remaining = producer.flush(60)
-    if remaining:
-        summary.failed += remaining
-        summary.errors["not delivered within 60 s of the end"] += remaining
+            progress.update(summary.sent)
+    while producer.flush(0.5):
+        check_broker()
     summary.seconds = time.monotonic() - started
     if progress is not None:
-        progress.finish(summary.published)
+        progress.finish(summary.sent)
     return summary
 
 
-def _wait_for_turn(producer, trade: dict[str, Any], first_ns: int | None, started: float, speed: float) -> int | None:
-    moment = timestamp_ns(trade.get("ts_recv")) or timestamp_ns(trade.get("ts_event"))
+def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: float,
+                   check_broker) -> tuple[float, int] | None:
+    moment = (timestamp_ns(trade.get("ts_recv")) or timestamp_ns(trade.get("ts_event"))
+              if isinstance(trade, dict) else None)
     if moment is None:  # a malformed trade goes out at once; the job rejects it
-        return first_ns
-    if first_ns is None:
-        return moment
+        return pace
+    if pace is None:
+        return time.monotonic(), moment
+    started, first_ns = pace
     due = started + (moment - first_ns) / 1e9 / speed
     while (delay := due - time.monotonic()) > 0:
         producer.poll(min(delay, 0.05))
-    return first_ns
+        check_broker()
+    return pace
 
 
-def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered) -> None:
+def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, check_broker) -> None:
     while True:
         try:
             producer.produce(topic, value=value, key=key, on_delivery=delivered)
@@ -186,12 +247,16 @@ def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered) -
             return
         except BufferError:  # the local queue is full: let deliveries drain it
             producer.poll(0.1)
+            check_broker()
 
 
-def file_trades(paths: list[str]) -> Iterator[dict[str, Any]]:
+def file_trades(paths: list[str]) -> Iterator[dict[str, Any] | object]:
+    """The trades of each file in turn, ``NEXT_FILE`` between two files."""
     from connectors.files import iter_trade_chunks
 
-    for path in paths:
+    for number, path in enumerate(paths):
+        if number:
+            yield NEXT_FILE
         for chunk in iter_trade_chunks(path):
             yield from chunk
 
@@ -215,6 +280,8 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     pace.add_argument("--speed", type=float, help="follow the real gaps between trades, X times faster")
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes them (default)")
     parser.add_argument("--limit", type=int, help="publish at most N trades")
+    parser.add_argument("--linger-ms", type=float, default=PACED_LINGER_MS,
+                        help=f"paced: how long trades may gather into one request (default {PACED_LINGER_MS:g})")
     parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
                         help=f"partitions of the topic when it is created (default {DEFAULT_PARTITIONS})")
     parser.add_argument("--brokers", default=environ.get("KAFKA_BROKERS", "localhost:9092"),
@@ -234,15 +301,22 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
         parser.error("--limit must not be negative")
     if args.partitions < 1:
         parser.error("--partitions must be at least 1")
+    if not 0 <= args.linger_ms <= 1000:
+        parser.error("--linger-ms must be between 0 and 1000")
     return args
 
 
-def _probe_timeout(environ: Mapping[str, str]) -> float:
-    text = environ.get("BROKER_PROBE_TIMEOUT_S", "10")
+def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    text = environ.get(name)
+    if text is None:
+        return default
     try:
-        return max(0.1, float(text))
+        value = float(text)
     except ValueError:
-        raise SystemExit(f"connectors.replay: BROKER_PROBE_TIMEOUT_S={text!r} is not a number") from None
+        raise SystemExit(f"connectors.replay: {name}={text!r} is not a number") from None
+    if not minimum <= value < float("inf"):
+        raise SystemExit(f"connectors.replay: {name}={text!r} must be at least {minimum:g}")
+    return value
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -253,8 +327,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)
     settings = client_settings_from_env(environ)
+    loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0)
     try:
-        probe_broker(args.brokers, timeout=_probe_timeout(environ), client_settings=settings)
+        probe_broker(args.brokers, timeout=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", 10.0, 0.1),
+                     client_settings=settings)
     except (BrokerUnreachable, ClientSettingsRejected) as error:
         print(f"connectors.replay: {error}", file=sys.stderr)
         return 2
@@ -270,10 +346,15 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         source, total = file_trades(args.files), args.limit
     try:
         summary = publish(source, args.brokers, args.topic, speed=args.speed, limit=args.limit,
-                          client_settings=settings, progress=Progress(total))
+                          client_settings=settings, progress=Progress(total), linger_ms=args.linger_ms,
+                          loss_timeout_s=loss_timeout_s)
     except (FileNotFoundError, ValueError) as error:
         print(f"connectors.replay: {error}", file=sys.stderr)
         return 2
+    except BrokerLost as error:
+        end_progress_line = "\n" if sys.stderr.isatty() else ""
+        print(f"{end_progress_line}connectors.replay: {error}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("connectors.replay: interrupted", file=sys.stderr)
         return 130

