@@ -252,6 +252,8 @@ class Summary:
     source: str | None
     partition: int | None
     offset: int | None
+    since_ns: int | None = None
+    """When the instrument's state started: an instrument idle for a day starts again from zero."""
 
     @property
     def has_totals(self) -> bool:
@@ -288,6 +290,7 @@ def summary_from(record: dict[str, Any]) -> Summary:
         source=text(record, "source", MAX_ID_LENGTH, required=False),
         partition=whole(record, "partition", required=False, high=1_000_000),
         offset=whole(record, "offset", required=False, high=2**63 - 1),
+        since_ns=None if record.get("since") is None else time_ns(record.get("since"), "since"),
     )
 
 

@@ -2,37 +2,67 @@
 
 The page only holds a bounded buffer of anomalies, so counting the buffer would
 show its size, not what happened. Each summary carries its instrument's counts
-since the instrument's state was created (they survive restarts), so the newest
-summary per symbol gives the topic's totals, however many anomalies were written.
+since the instrument's state was created (``since``; they survive restarts), so the
+newest summary of each state gives the topic's totals, however many anomalies were
+written. An instrument idle for a day starts a new state from zero: its states add up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dashboard.clock import new_york_text
 from dashboard.records import SIDES, Summary
 
 
 class SummaryBook:
-    """The newest summary per symbol (by event time, then trades processed), for at most ``max_symbols``."""
+    """The newest summary of each instrument state (by event time, then trades processed).
+
+    At most ``max_symbols`` states are kept, the stalest dropped first.
+    """
 
     def __init__(self, max_symbols: int = 10_000) -> None:
         self.max_symbols = max_symbols
-        self._newest: dict[str, Summary] = {}
+        self._newest: dict[tuple[str, int | None], Summary] = {}
 
     def add(self, summary: Summary) -> None:
-        known = self._newest.get(summary.symbol)
+        key = (summary.symbol, summary.since_ns)
+        known = self._newest.get(key)
         if known is not None and _order(summary) < _order(known):
             return  # a replayed epoch after a job restart, or a reordered read
-        self._newest[summary.symbol] = summary
+        self._newest[key] = summary
         if len(self._newest) > self.max_symbols:
-            stalest = min(self._newest.values(), key=lambda item: (item.ts_ns, item.symbol))
-            del self._newest[stalest.symbol]
+            stalest = min(self._newest, key=lambda k: (self._newest[k].ts_ns, k[0]))
+            del self._newest[stalest]
 
     def copy(self) -> dict[str, Summary]:
-        return dict(self._newest)
+        """Per symbol: its newest state's summary, with the counts of all its states added up."""
+        by_symbol: dict[str, list[Summary]] = {}
+        for summary in self._newest.values():
+            by_symbol.setdefault(summary.symbol, []).append(summary)
+        return {symbol: _added_up(states) for symbol, states in by_symbol.items()}
+
+
+def _added_up(states: list[Summary]) -> Summary:
+    states = sorted(states, key=_order)
+    newest = states[-1]
+    if len(states) == 1 or not all(state.has_totals for state in states):
+        return newest
+
+    def total(name: str) -> int | float | None:
+        values = [getattr(state, name) for state in states]
+        return None if any(value is None for value in values) else sum(values)
+
+    def counts(name: str) -> dict[str, int]:
+        return {key: sum(getattr(state, name)[key] for state in states) for key in getattr(newest, name)}
+
+    return replace(
+        newest, trades_processed=total("trades_processed"), anomalies=total("anomalies"),
+        rejected=total("rejected"), incidents=total("incidents"), severity_sum=total("severity_sum"),
+        severity_max=max(state.severity_max for state in states),
+        anomalies_by_level=counts("anomalies_by_level"), anomalies_by_side=counts("anomalies_by_side"),
+    )
 
 
 def _order(summary: Summary) -> tuple[int, int]:

@@ -2,8 +2,9 @@
 
     python -m flows.backtest FILE... --out anomalies.jsonl
 
-Writes one JSON anomaly per line (and the dead letters beside it), then prints what
-was read, rejected and found, and how fast.
+Writes one JSON anomaly per line, the final state of every incident to
+``anomalies.incidents.jsonl`` and the dead letters to ``anomalies.dead-letters.jsonl``,
+then prints what was read, rejected and found, and how fast.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from connectors.codec import encode_dead_letter, encode_record
 from connectors.files import JsonLinesSink, TradeFileSource, UnsupportedFileError
 from flows.dataflow import build_flow
 from models.config import ConfigError, DetectorConfig
+from models.incidents import IncidentSettings
 
 
 @dataclass
@@ -34,6 +36,8 @@ class BacktestReport:
     wall_seconds: float
     anomalies_path: Path
     dead_letters_path: Path
+    incidents_path: Path
+    incidents_by_kind: Counter = field(default_factory=Counter)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -51,10 +55,13 @@ class BacktestReport:
             f"  {level:<9}{self.anomalies_by_level.get(level, 0):,}"
             for level in ("critical", "high", "medium", "low")
         ]
+        lines.append(f"incidents          {sum(self.incidents_by_kind.values()):,}")
+        lines += [f"  {kind:<17}{count:,}" for kind, count in sorted(self.incidents_by_kind.items())]
         lines += [
             f"wall seconds       {self.wall_seconds:.2f}",
             f"trades per second  {self.trades_per_second:,.0f}",
             f"anomalies written  {self.anomalies_path}",
+            f"incidents written  {self.incidents_path}",
             f"dead letters       {self.dead_letters_path}",
         ]
         return "\n".join(lines)
@@ -63,7 +70,7 @@ class BacktestReport:
 def run_backtest(
     paths: list[str | Path], out: str | Path, config: DetectorConfig | None = None,
     dead_letters: str | Path | None = None, *, recovery: str | Path | None = None,
-    epoch_interval: timedelta | None = None,
+    epoch_interval: timedelta | None = None, incidents: IncidentSettings | None = None,
 ) -> BacktestReport:
     """Run the dataflow over the files; the output files are replaced.
 
@@ -73,7 +80,8 @@ def run_backtest(
     config = config or DetectorConfig()
     out = Path(out)
     dead_letters = Path(dead_letters) if dead_letters else out.with_suffix(".dead-letters.jsonl")
-    for path in (out, dead_letters):
+    incident_file = out.with_suffix(".incidents.jsonl")
+    for path in (out, dead_letters, incident_file):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
     source = TradeFileSource(paths)
@@ -82,13 +90,29 @@ def run_backtest(
         JsonLinesSink(out, lambda record: encode_record(record.to_dict())),
         JsonLinesSink(dead_letters, encode_dead_letter),
         config,
+        incident_sink=JsonLinesSink(incident_file, lambda update: encode_record(update.to_dict())),
+        incidents=incidents,
     )
     started = time.perf_counter()
     run_main(flow, epoch_interval=epoch_interval, recovery_config=RecoveryConfig(str(recovery)) if recovery else None)
     wall = time.perf_counter() - started
     levels = Counter(orjson.loads(line)["level"] for line in _lines(out))
     reasons = Counter(orjson.loads(line)["reason"] for line in _lines(dead_letters))
-    return BacktestReport(source.trades_read, levels, reasons, wall, out, dead_letters)
+    final = keep_final_states(incident_file)
+    return BacktestReport(source.trades_read, levels, reasons, wall, out, dead_letters, incident_file,
+                          Counter(incident["kind"] for incident in final))
+
+
+def keep_final_states(path: Path) -> list[dict]:
+    """Rewrite a file of incident updates as the last state of each incident, in order of opening."""
+    final: dict[str, dict] = {}
+    for line in _lines(path):
+        update = orjson.loads(line)
+        known = final.get(update["incident_id"])
+        if known is None or update["revision"] >= known["revision"]:
+            final[update["incident_id"]] = update
+    path.write_bytes(b"".join(orjson.dumps(incident) + b"\n" for incident in final.values()))
+    return list(final.values())
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -103,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = DetectorConfig.from_env()
-        report = run_backtest(args.files, args.out, config, args.dead_letters)
+        report = run_backtest(args.files, args.out, config, args.dead_letters, incidents=IncidentSettings.from_env())
     except (ConfigError, FileNotFoundError, UnsupportedFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import bytewax.operators as op
@@ -20,16 +21,20 @@ from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
 from models.config import DetectorConfig
 from models.engine import DetectionEngine
+from models.incidents import IncidentSettings, IncidentUpdate
 from models.records import AnomalyRecord
 from models.state import InstrumentSnapshot, InstrumentState
 from models.trades import Rejection
 
 NANOS_PER_SECOND = 1_000_000_000
+EVICTION_CHECK = timedelta(seconds=30)
+"""How often (processing time) an instrument's logic checks whether it has been idle long enough to drop."""
 
 
 def build_flow(
     source: Source, anomaly_sink: Sink, dead_letter_sink: Sink, config: DetectorConfig,
-    *, summary_sink: Sink | None = None, incident_sink: Sink | None = None, flow_id: str = "trade-anomalies",
+    *, summary_sink: Sink | None = None, incident_sink: Sink | None = None,
+    incidents: IncidentSettings | None = None, flow_id: str = "trade-anomalies",
 ) -> Dataflow:
     flow = Dataflow(flow_id)
     messages = op.input("read", flow, source)
@@ -37,8 +42,8 @@ def build_flow(
     decoded = op.branch("decoded", messages, lambda message: isinstance(message, TradeMessage))
     batches = op.flat_map_batch("group_by_symbol", decoded.trues, group_by_symbol)
     # (symbol, [TradeMessage, ...]) in arrival order
-    engine = DetectionEngine(config)
-    outcomes = op.stateful_batch("detect", batches, lambda snapshot: InstrumentDetector(engine, snapshot))
+    engine, clock = DetectionEngine(config, incidents), EventClock()
+    outcomes = op.stateful_batch("detect", batches, lambda snapshot: InstrumentDetector(engine, clock, snapshot))
     # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate)
     outcomes = op.key_rm("unkey", outcomes)
     anomalies = op.filter("anomalies", outcomes, lambda item: isinstance(item, AnomalyRecord))
@@ -53,9 +58,9 @@ def build_flow(
         # dict: at most one per instrument and batch, when the batch reaches a new second
         op.output("write_summaries", summaries, summary_sink)
     if incident_sink is not None:
-        incidents = op.filter("incidents", outcomes, _is_incident)
-        # IncidentUpdate (anything else carrying an incident_id that is not an anomaly record)
-        op.output("write_incidents", incidents, incident_sink)
+        updates = op.filter("incidents", outcomes, lambda item: isinstance(item, IncidentUpdate))
+        # IncidentUpdate: every state change of an incident (open, updated, closed)
+        op.output("write_incidents", updates, incident_sink)
     return flow
 
 
@@ -76,6 +81,22 @@ class InstrumentSummary:
     fields: dict[str, Any]
 
 
+class EventClock:
+    """The latest event time any instrument of this process has reached.
+
+    An instrument whose last trade is ``idle_s`` behind it is dropped (its next trade would
+    start it afresh anyway: ``models.guard``). Shared by the worker threads of a process;
+    a racing update can only leave the clock a moment behind.
+    """
+
+    def __init__(self) -> None:
+        self.latest_ns = 0
+
+    def advance(self, timestamp_ns: int) -> None:
+        if timestamp_ns > self.latest_ns:
+            self.latest_ns = timestamp_ns
+
+
 @dataclass(frozen=True)
 class DetectorSnapshot:
     """What the recovery store keeps per instrument: the engine's snapshot and the summary clock."""
@@ -92,8 +113,9 @@ class InstrumentDetector(StatefulBatchLogic):
     immutable arrays, never a copy, and never waits for a refit.
     """
 
-    def __init__(self, engine: DetectionEngine, snapshot: DetectorSnapshot | None) -> None:
+    def __init__(self, engine: DetectionEngine, clock: EventClock, snapshot: DetectorSnapshot | None) -> None:
         self.engine = engine
+        self.clock = clock
         self.state: InstrumentState | None = None
         self.summary_second = -1
         if snapshot is not None:
@@ -114,15 +136,35 @@ class InstrumentDetector(StatefulBatchLogic):
         for outcome in outcomes:
             if isinstance(outcome, Rejection):
                 message = messages[outcome.index]
-                stage = getattr(outcome, "stage", "validate")
-                out.append(DeadLetter(outcome.reason, stage, message.origin, original_bytes(message)))
+                out.append(DeadLetter(outcome.reason, outcome.stage, message.origin, original_bytes(message)))
             else:
                 out.append(outcome)
+        if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
+            return out, self.DISCARD
+        self.clock.advance(state.last_timestamp_ns)
+        # Any change of second, not only forward: a summary stream never freezes on one odd time.
         second = state.last_timestamp_ns // NANOS_PER_SECOND
-        if state.samples_seen and second > self.summary_second:
+        if second != self.summary_second:
             self.summary_second = second
-            out.append(InstrumentSummary(self.engine.summary(state)))
+            out.append(InstrumentSummary(self._summary(messages[-1])))
         return out, self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return datetime.now(timezone.utc) + EVICTION_CHECK
+
+    def on_notify(self) -> tuple[list[Any], bool]:
+        """Drop an instrument idle for ``idle_s`` of event time, closing its open incident."""
+        state = self.state
+        idle_ns = self.engine.config.idle_s * NANOS_PER_SECOND
+        if state is None or self.clock.latest_ns - state.last_timestamp_ns <= idle_ns:
+            return [], self.RETAIN
+        closing = None if state.tracker is None else state.tracker.copy().close_open("idle")
+        return ([] if closing is None else [closing]), self.DISCARD
+
+    def _summary(self, last: TradeMessage) -> dict[str, Any]:
+        origin = last.origin
+        return {**self.engine.summary(self.state), "source": origin.source, "partition": origin.partition,
+                "offset": origin.offset}
 
     def snapshot(self) -> DetectorSnapshot:
         return DetectorSnapshot(self.engine.snapshot(self.state), self.summary_second)
@@ -136,6 +178,3 @@ def original_bytes(message: TradeMessage) -> bytes:
 def _summary_dict(item: Any) -> dict[str, Any] | None:
     return item.fields if isinstance(item, InstrumentSummary) else None
 
-
-def _is_incident(item: Any) -> bool:
-    return hasattr(item, "incident_id") and not isinstance(item, (AnomalyRecord, DeadLetter, InstrumentSummary))

@@ -19,7 +19,6 @@ Two things end a running job, each with one line on stderr (``JobSupervisor``):
 from __future__ import annotations
 
 import atexit
-import inspect
 import os
 import signal
 import socket
@@ -61,8 +60,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None) ->
     probe_broker(brokers, timeout=settings.probe_timeout_s, client_settings=client)
     from flows.dataflow import build_flow  # after the probe: it imports scikit-learn, a second or two
 
-    takes_incidents = "incident_sink" in inspect.signature(build_flow).parameters
-    incident_topic = settings.incident_topic if takes_incidents else ""
+    incident_topic = settings.incident_topic
     prepare_job_topics(
         brokers, settings.input_topic,
         (settings.output_topic, settings.dlq_topic, settings.summary_topic, incident_topic), client,
@@ -86,6 +84,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None) ->
         anomaly_sink(brokers, settings.output_topic, client, **options),
         dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch),
         settings.detector,
+        incidents=settings.incidents,
         **optional_sinks,
     )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from connectors.codec import MAX_MESSAGE_BYTES
 from connectors.kafka_settings import client_settings_from_env
 from models.config import ConfigError, DetectorConfig
+from models.incidents import IncidentSettings
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -52,6 +53,8 @@ class JobSettings:
     """KAFKA_*: librdkafka properties for every client (``KAFKA_SASL_USERNAME`` -> ``sasl.username``)."""
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     """DETECTOR_*: the engine settings (models.config.DetectorConfig)."""
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
+    """DETECTOR_INCIDENT_*: how anomalies are grouped into incidents (models.incidents.IncidentSettings)."""
 
     @property
     def kafka_client_settings(self) -> dict[str, str]:
@@ -62,6 +65,7 @@ class JobSettings:
         environ = os.environ if environ is None else environ
         try:
             detector = DetectorConfig.from_env(environ)
+            incidents = IncidentSettings.from_env(environ)
         except ConfigError as error:
             raise SettingsError(str(error)) from None
         return cls(
@@ -80,6 +84,7 @@ class JobSettings:
             metrics_port=_metrics_port(environ),
             client_settings=tuple(client_settings_from_env(environ).items()),
             detector=detector,
+            incidents=incidents,
         )
 
 

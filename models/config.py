@@ -63,6 +63,15 @@ class DetectorConfig:
     compiled: bool = True
     """Score with the compiled kernel (``models.kernel``); false runs the numpy reference
     (``models.reference``, same results, many times slower: for checking only)."""
+    idle_s: float = 86_400.0
+    """A trade this long (event time) after its instrument's last one starts the instrument
+    afresh, and the job drops the state of an instrument idle this long (one day)."""
+    max_lateness_s: float = 60.0
+    """A trade further behind its instrument's clock is refused (out of order)."""
+    max_clock_jump_s: float = 604_800.0
+    """A trade further ahead of its instrument's clock (a week) is refused unless the next confirms it."""
+    remembered_trades: int = 2_048
+    """Trades per instrument whose identity is kept to refuse repeats."""
 
     def __post_init__(self) -> None:
         _require(self.window_size >= 2, "window_size", "must be at least 2")
@@ -85,6 +94,10 @@ class DetectorConfig:
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
+        _require(self.idle_s > 0, "idle_s", "must be positive")
+        _require(self.max_lateness_s >= 0, "max_lateness_s", "must not be negative")
+        _require(self.max_clock_jump_s >= self.idle_s, "max_clock_jump_s", "must be at least idle_s")
+        _require(self.remembered_trades >= 1, "remembered_trades", "must be at least 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:

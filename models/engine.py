@@ -16,9 +16,14 @@ instrument and serve from trade ``(1 + REFIT_LAG) * retrain_every + 1`` (1,501 b
 default); before that no trade can collect the votes needed and no anomaly is
 reported, while the trades still fill the window and the training data.
 
+Before scoring, the instrument's guard (``models.guard``) refuses repeated trades and
+trades off the instrument's clock, and a trade a day (``idle_s``) after the last one
+starts the instrument afresh. After scoring, its incident tracker
+(``models.incidents``) groups the anomalies into incidents.
+
 ``process`` computes first and commits last: it works on copies of the state's
-small arrays and swaps them in only when the whole batch went through, so an
-exception leaves the state exactly as it was.
+small arrays, tracker and guard memory and swaps them in only when the whole batch
+went through, so an exception leaves the state exactly as it was.
 """
 
 from __future__ import annotations
@@ -33,14 +38,16 @@ from models import kernel
 from models.config import DetectorConfig
 from models.detectors.isolation_forest import FlatForest
 from models.kernel import CALIBRATED, ENSEMBLE, N_OUT, QUANTITY, SCORES, VOTES, ZSCORES
+from models.explain import explain_record
+from models.guard import GuardSettings, GuardVerdict, TradeGuard
+from models.incidents import IncidentSettings, IncidentTracker, IncidentUpdate, TradeColumns
 from models.records import AnomalyRecord, anomaly_id
 from models.session import is_auction_print
-from models.severity import level, severity
-from models.state import InstrumentSnapshot, InstrumentState, ServingModels, frozen, new_window
+from models.severity import LEVEL_NAMES, level, severity
+from models.state import InstrumentSnapshot, InstrumentState, ServingModels, Tally, frozen, new_window
 from models.training import Refit, RefitJob, start_refit, training_columns
 from models.trades import TRADE_FIELDS, Rejection, ValidTrades, validate_trades
 
-EXPLAINED_FEATURES = 3
 REFIT_LAG = 2
 """Retrains between starting a refit and serving its models. Two keep the helper
 process busy back to back (one refit queued behind the running one) instead of
@@ -48,6 +55,8 @@ idling for the hand-over latency after every run."""
 INPUT_NAMES = kernel.QUANTITY_NAMES[18:]
 """The inputs a record carries beside the 18 features (derived and per-trade ones)."""
 NO_FOREST = FlatForest.empty()
+SIDE_ORDER = {"A": 0, "B": 1, "N": 2}
+Outcome = AnomalyRecord | Rejection | IncidentUpdate
 
 
 @dataclass
@@ -59,14 +68,23 @@ class _Work:
     calib: np.ndarray
     models: ServingModels | None
     pending: list
+    training: np.ndarray | None
     new_rows: list[np.ndarray]
     samples_seen: int
     anomalies: int
+    tracker: IncidentTracker
+    since_ns: int
+    tally: Tally
+    fresh: bool = False
+    """The batch started the instrument afresh: the committed state is replaced, not extended."""
 
 
 class DetectionEngine:
-    def __init__(self, config: DetectorConfig | None = None) -> None:
+    def __init__(self, config: DetectorConfig | None = None, incidents: IncidentSettings | None = None) -> None:
         self.config = config or DetectorConfig()
+        self.incidents = incidents or IncidentSettings()
+        c = self.config
+        self.guard_settings = GuardSettings(c.remembered_trades, c.max_lateness_s, c.max_clock_jump_s, c.idle_s)
         self.training_columns = training_columns(self.config)
         self._input_codes = np.array([QUANTITY[name] for name in self.config.model_features], np.int64)
         self._training_codes = np.array([QUANTITY[name] for name in self.training_columns], np.int64)
@@ -80,42 +98,65 @@ class DetectionEngine:
 
     def new_state(self, symbol: str) -> InstrumentState:
         """An instrument's state before its first trade: no arrays until it trades."""
-        return InstrumentState(symbol)
+        return InstrumentState(symbol, guard=TradeGuard(self.guard_settings))
 
-    def process(
-        self, state: InstrumentState, trades: Sequence[Mapping[str, Any]]
-    ) -> list[AnomalyRecord | Rejection]:
+    def process(self, state: InstrumentState, trades: Sequence[Mapping[str, Any]]) -> list[Outcome]:
         """Score a batch of one instrument's trades, in order; learn from them.
 
-        Returns the anomaly records and rejections in input order. Mutates ``state``
-        only if it returns.
+        Returns the anomaly records and rejections in input order, each incident update
+        right after the trade that caused it. Mutates ``state`` only if it returns.
         """
         valid, rejections = validate_trades(trades)
-        if not len(valid):
-            state.rejected += len(rejections)
-            return list(rejections)
-        work = self._begin(state)
-        records: list[tuple[int, AnomalyRecord]] = []
-        start, every = 0, self.config.retrain_every
-        while start < len(valid):
-            stop = min(len(valid), start + every - work.samples_seen % every)
-            records += self._run(state.symbol, work, trades, valid, start, stop)
-            work.samples_seen += stop - start
+        verdict = state.guard.check(valid.timestamps_ns, valid.publisher_ids, valid.instrument_ids, valid.sequences)
+        rejections += [Rejection(int(valid.indices[row]), reason, stage)
+                       for row, (stage, reason) in verdict.refused.items()]
+        accepted, fresh_starts = _accepted(valid, verdict)
+        outcomes: list[tuple[int, int, Outcome]] = [(r.index, 0, r) for r in rejections]
+        work = self._begin(state) if len(accepted) else None
+        for start, stop in _segments(len(accepted), fresh_starts):
+            if start in fresh_starts:
+                outcomes += self._start_afresh(state, work, accepted, start)
+                work = self._fresh_work(state)
+            outcomes += self._segment(state, work, trades, accepted, start, stop)
+        self._commit(state, work, accepted, len(rejections), verdict)
+        outcomes.sort(key=lambda item: (item[0], item[1]))
+        return [outcome for _, _, outcome in outcomes]
+
+    def _segment(
+        self, state: InstrumentState, work: _Work, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
+        start: int, stop: int,
+    ) -> list[tuple[int, int, Outcome]]:
+        """Accepted trades of one state, in runs that end at retrain points."""
+        outcomes: list[tuple[int, int, Outcome]] = []
+        every = self.config.retrain_every
+        if not work.since_ns:
+            work.since_ns = int(valid.timestamps_ns[start])
+        while start < stop:
+            end = min(stop, start + every - work.samples_seen % every)
+            records = self._run(state.symbol, work, trades, valid, start, end)
+            outcomes += [(index, 0, record) for index, _, record in records]
+            flagged = [(row - start, record) for _, row, record in records]
+            for row, update in work.tracker.observe(TradeColumns.of(valid.subset(slice(start, end))), flagged):
+                outcomes.append((int(valid.indices[start + row]), 1, update))
+            work.samples_seen += end - start
             if work.samples_seen % every == 0:
-                self._retrain(state, work)
-            start = stop
-        self._commit(state, work, valid, len(rejections))
-        if not rejections:
-            return [record for _, record in records]
-        ordered = sorted([*((r.index, r) for r in rejections), *records], key=lambda pair: pair[0])
-        return [outcome for _, outcome in ordered]
+                self._retrain(work)
+            start = end
+        return outcomes
+
+    def _start_afresh(self, state: InstrumentState, work: _Work, valid: ValidTrades, row: int,
+                      ) -> list[tuple[int, int, Outcome]]:
+        """Close what the old state had open before a trade that comes after an idle day."""
+        closing = work.tracker.close_open("idle")
+        return [] if closing is None else [(int(valid.indices[row]), -1, closing)]
 
     def snapshot(self, state: InstrumentState) -> InstrumentSnapshot:
         """The state as it is now, without copying arrays or waiting for refits in flight."""
         return InstrumentSnapshot(
             state.symbol, state.fstate, state.istate, state.calib, state.training, state.models,
             tuple(refit.job for refit in state.pending), state.samples_seen, state.anomalies, state.rejected,
-            state.last_price, state.last_timestamp_ns,
+            state.last_price, state.last_timestamp_ns, state.since_ns, state.guard.memory, state.tracker,
+            state.tally,
         )
 
     def restore(self, snapshot: InstrumentSnapshot) -> InstrumentState:
@@ -124,41 +165,62 @@ class DetectionEngine:
             snapshot.symbol, snapshot.fstate, snapshot.istate, snapshot.calib, snapshot.training,
             snapshot.models, [start_refit(job, self.config) for job in snapshot.pending],
             snapshot.samples_seen, snapshot.anomalies, snapshot.rejected, snapshot.last_price,
-            snapshot.last_timestamp_ns,
+            snapshot.last_timestamp_ns, snapshot.since_ns, TradeGuard(self.guard_settings, snapshot.guard),
+            snapshot.tracker, snapshot.tally,
         )
 
     def summary(self, state: InstrumentState) -> dict[str, Any]:
+        """The instrument's totals since its state started (``since``), for the summaries topic."""
+        tally, tracker = state.tally, state.tracker
         return {
             "symbol": state.symbol,
             "ts_event": state.last_timestamp_ns,
+            "since": state.since_ns,
             "last_price": state.last_price,
             "trades_processed": state.samples_seen,
             "anomalies": state.anomalies,
             "rejected": state.rejected,
             "model_generation": state.generation,
+            "incidents": 0 if tracker is None else tracker.incidents_opened,
+            "open_incident_level": None if tracker is None else tracker.open_incident_level,
+            "anomalies_by_level": dict(zip(LEVEL_NAMES, tally.by_level)),
+            "anomalies_by_side": dict(zip(SIDE_ORDER, tally.by_side)),
+            "severity_sum": tally.severity_sum,
+            "severity_max": tally.severity_max,
         }
 
     # -- one batch ---------------------------------------------------------------
 
     def _begin(self, state: InstrumentState) -> _Work:
         if state.fstate is None:
-            fstate, istate = new_window(self.config.window_size)
-        else:
-            fstate, istate = state.fstate.copy(), state.istate.copy()
-        return _Work(fstate, istate, state.calib.copy(), state.models, list(state.pending), [],
-                     state.samples_seen, state.anomalies)
+            return self._fresh_work(state)
+        return _Work(
+            state.fstate.copy(), state.istate.copy(), state.calib.copy(), state.models, list(state.pending),
+            state.training, [], state.samples_seen, state.anomalies, state.tracker.copy(), state.since_ns,
+            state.tally,
+        )
 
-    def _commit(self, state: InstrumentState, work: _Work, valid: ValidTrades, rejected: int) -> None:
+    def _fresh_work(self, state: InstrumentState) -> _Work:
+        fstate, istate = new_window(self.config.window_size)
+        return _Work(fstate, istate, np.zeros(0), None, [], None, [], 0, 0,
+                     IncidentTracker(state.symbol, self.incidents), 0, Tally(), fresh=True)
+
+    def _commit(self, state: InstrumentState, work: _Work | None, valid: ValidTrades, rejected: int,
+                verdict: GuardVerdict) -> None:
+        state.guard.commit(verdict)
+        state.rejected = (0 if work is not None and work.fresh else state.rejected) + rejected
+        if work is None:
+            return
         state.fstate, state.istate, state.calib = frozen(work.fstate), frozen(work.istate), frozen(work.calib)
-        state.training = frozen(self._training_rows(state, work))
+        state.training = frozen(self._training_rows(work))
         state.models, state.pending = work.models, work.pending
         state.samples_seen, state.anomalies = work.samples_seen, work.anomalies
-        state.rejected += rejected
+        state.tracker, state.since_ns, state.tally = work.tracker, work.since_ns, work.tally
         state.last_price = float(valid.prices[-1])
         state.last_timestamp_ns = int(valid.timestamps_ns[-1])
 
-    def _training_rows(self, state: InstrumentState, work: _Work) -> np.ndarray:
-        parts = ([] if state.training is None else [state.training]) + work.new_rows
+    def _training_rows(self, work: _Work) -> np.ndarray:
+        parts = ([] if work.training is None else [work.training]) + work.new_rows
         rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if len(rows) > self.config.train_size:  # a copy, so a big batch's rows are not kept alive
             rows = rows[-self.config.train_size:].copy()
@@ -167,8 +229,11 @@ class DetectionEngine:
     def _run(
         self, symbol: str, work: _Work, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
         start: int, stop: int,
-    ) -> list[tuple[int, AnomalyRecord]]:
-        """One run of valid trades that does not cross a retrain point: one kernel call."""
+    ) -> list[tuple[int, int, AnomalyRecord]]:
+        """One run of valid trades that does not cross a retrain point: one kernel call.
+
+        Returns (index in the batch, row among the valid trades, record) of its anomalies.
+        """
         n = stop - start
         out = np.empty((n, N_OUT))
         flagged = np.empty(n, np.int64)
@@ -185,10 +250,13 @@ class DetectionEngine:
         if not count:
             return []
         work.anomalies += count
-        return [
-            (int(valid.indices[start + row]), self._record(symbol, models, trades, valid, start + int(row), out[row]))
+        records = [
+            (int(valid.indices[start + row]), start + int(row),
+             self._record(symbol, models, trades, valid, start + int(row), out[row]))
             for row in flagged[:count]
         ]
+        work.tally = _tallied(work.tally, [record for _, _, record in records])
+        return records
 
     def _record(
         self, symbol: str, models: ServingModels, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
@@ -201,6 +269,8 @@ class DetectionEngine:
         zscores = tuple(float(z) for z in row[ZSCORES:ZSCORES + 5])
         anomaly_score = float(row[CALIBRATED])
         value = float(severity(anomaly_score, confidence, zscores[1], zscores[0]))
+        features = row[:18].tolist()
+        inputs = dict(zip(INPUT_NAMES, row[18:kernel.N_QUANTITIES].tolist()))
         return AnomalyRecord(
             anomaly_id=anomaly_id(
                 symbol, timestamp, int(valid.publisher_ids[at]), int(valid.instrument_ids[at]), int(valid.sequences[at]),
@@ -208,7 +278,7 @@ class DetectionEngine:
             symbol=symbol,
             kind="auction" if is_auction_print(timestamp, trade["side"]) else "trade",
             trade={name: trade[name] for name in TRADE_FIELDS},  # never unknown extra fields
-            features=row[:18].tolist(),
+            features=features,
             detector_scores=row[SCORES:SCORES + 3].tolist(),
             detector_thresholds=[self.config.forest_threshold, self.config.envelope_threshold, 1.0],
             detector_votes=votes,
@@ -218,27 +288,21 @@ class DetectionEngine:
             severity=value,
             level=level(value),
             model_generation=models.generation,
-            explanation=self._explain(models, row[self._training_codes]),
-            inputs=dict(zip(INPUT_NAMES, row[18:kernel.N_QUANTITIES].tolist())),
+            explanation=explain_record(features, inputs),
+            inputs=inputs,
             ensemble_score=float(row[ENSEMBLE]),
         )
 
-    def _explain(self, models: ServingModels, values: np.ndarray) -> list[dict[str, Any]]:
-        """The training inputs furthest from their mean over the training samples, in standard deviations."""
-        z = (values - models.explain_center) / models.explain_scale
-        top = np.argsort(-np.abs(z), kind="stable")[:EXPLAINED_FEATURES]
-        return [{"feature": self.training_columns[i], "value": float(values[i]), "zscore": float(z[i])} for i in top]
-
     # -- retraining --------------------------------------------------------------
 
-    def _retrain(self, state: InstrumentState, work: _Work) -> None:
+    def _retrain(self, work: _Work) -> None:
         """Install the generation started ``REFIT_LAG`` retrains ago; start the next."""
         if len(work.pending) == REFIT_LAG:
             work.models = self._install(work.models, work.pending.pop(0).result())
             if not len(work.calib):
                 work.calib = np.zeros(kernel.CALIBRATION_SCORES)
         job = RefitJob(
-            self._training_rows(state, work), work.samples_seen // self.config.retrain_every,
+            self._training_rows(work), work.samples_seen // self.config.retrain_every,
             None if work.models is None else work.models.envelope,
         )
         work.pending.append(start_refit(job, self.config))
@@ -265,3 +329,31 @@ class DetectionEngine:
     def _params_size(self) -> int:
         k = len(self.config.model_features)
         return kernel.P_ENVELOPE + 3 * k + k * k
+
+
+def _accepted(valid: ValidTrades, verdict: GuardVerdict) -> tuple[ValidTrades, frozenset[int]]:
+    """The trades the guard let through, and where among them the instrument starts afresh."""
+    if not verdict.refused:
+        return valid, frozenset(verdict.fresh_starts)
+    keep = np.ones(len(valid), bool)
+    keep[list(verdict.refused)] = False
+    position = np.cumsum(keep) - 1
+    return valid.subset(keep), frozenset(int(position[row]) for row in verdict.fresh_starts)
+
+
+def _segments(count: int, fresh_starts: frozenset[int]) -> list[tuple[int, int]]:
+    """[start, stop) of the runs of trades that belong to one state."""
+    bounds = sorted({0, count, *fresh_starts})
+    return [(start, stop) for start, stop in zip(bounds, bounds[1:]) if start < stop]
+
+
+def _tallied(tally: Tally, records: list[AnomalyRecord]) -> Tally:
+    if not records:
+        return tally
+    by_level, by_side = list(tally.by_level), list(tally.by_side)
+    for record in records:
+        by_level[LEVEL_NAMES.index(record.level)] += 1
+        by_side[SIDE_ORDER.get(record.trade.get("side"), 2)] += 1
+    severities = [record.severity for record in records]
+    return Tally(tuple(by_level), tuple(by_side), tally.severity_sum + sum(severities),
+                 max(tally.severity_max, *severities))

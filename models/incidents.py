@@ -21,6 +21,8 @@ opens a new one, so a market that never goes quiet cannot grow the state.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -341,6 +343,22 @@ class IncidentTracker:
     @property
     def open_incident_id(self) -> str | None:
         return self._open.incident_id if self._open else None
+
+    def copy(self) -> IncidentTracker:
+        """A working copy ``observe`` can change while the original stays as it was.
+
+        Cheap: the trades it holds are immutable tapes, so only the open incident's
+        lists are copied.
+        """
+        twin = copy.copy(self)
+        if self._open is not None:
+            twin._open = dataclasses.replace(
+                self._open, parts=list(self._open.parts), anomaly_ids=list(self._open.anomaly_ids))
+        return twin
+
+    def close_open(self, closed_by: str) -> IncidentUpdate | None:
+        """Close the open incident now, e.g. when the instrument starts afresh after a day without trades."""
+        return None if self._open is None else self._close(self._open, closed_by)
 
     @property
     def open_incident_level(self) -> str | None:

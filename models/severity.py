@@ -17,6 +17,7 @@ import numpy as np
 WEIGHTS = {"anomaly_score": 0.40, "confidence": 0.20, "volume_z": 0.25, "price_z": 0.15}
 Z_CAP = 10.0
 LEVELS = (("critical", 0.8), ("high", 0.6), ("medium", 0.4))
+LEVEL_NAMES = ("low", "medium", "high", "critical")
 
 
 def severity(anomaly_score, confidence, volume_z, price_z) -> np.ndarray:

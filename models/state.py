@@ -20,6 +20,8 @@ import numpy as np
 
 from models.detectors.elliptic_envelope import EnvelopeModel
 from models.detectors.isolation_forest import FlatForest
+from models.guard import GuardMemory, TradeGuard
+from models.incidents import IncidentTracker
 from models.kernel import F_HEADER, I_HEADER, SIZE_MEDIAN_TRADES, ring_length
 from models.training import PendingRefit, RefitJob
 
@@ -35,6 +37,18 @@ class ServingModels:
     """Thresholds, z-score statistics and envelope parameters packed for the kernel."""
     explain_center: np.ndarray
     explain_scale: np.ndarray
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What an instrument's anomalies add up to since its state started (the summary's totals)."""
+
+    by_level: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """low, medium, high, critical"""
+    by_side: tuple[int, int, int] = (0, 0, 0)
+    """A, B, N"""
+    severity_sum: float = 0.0
+    severity_max: float = 0.0
 
 
 @dataclass
@@ -55,6 +69,12 @@ class InstrumentState:
     rejected: int = 0
     last_price: float = math.nan
     last_timestamp_ns: int = 0
+    since_ns: int = 0
+    """Event time of the first trade of this state (a new one after an idle day)."""
+    guard: TradeGuard = field(default_factory=TradeGuard)
+    tracker: IncidentTracker | None = None
+    """None until the first trade; replaced, never changed, once committed."""
+    tally: Tally = field(default_factory=Tally)
 
     @property
     def generation(self) -> int:
@@ -84,6 +104,10 @@ class InstrumentSnapshot:
     rejected: int
     last_price: float
     last_timestamp_ns: int
+    since_ns: int
+    guard: GuardMemory
+    tracker: IncidentTracker | None
+    tally: Tally
 
 
 def new_window(window_size: int) -> tuple[np.ndarray, np.ndarray]:

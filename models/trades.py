@@ -83,6 +83,10 @@ class ValidTrades:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def subset(self, rows: np.ndarray | slice) -> ValidTrades:
+        """The same columns for some of the trades (a boolean mask, index array or slice)."""
+        return ValidTrades(**{name: column[rows] for name, column in vars(self).items()})
+
 
 class _Invalid(ValueError):
     pass

@@ -13,6 +13,8 @@ from connectors.files import iter_trades
 from flows.backtest import main, run_backtest
 from models.config import DetectorConfig
 from models.engine import DetectionEngine
+from models.incidents import IncidentUpdate
+from models.records import AnomalyRecord
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 OPENING = FIXTURES / "nvda-20250509-open.csv.zst"
@@ -32,12 +34,21 @@ def test_backtest_of_a_real_slice_equals_the_engine(tmp_path):
     written = read_jsonl(tmp_path / "anomalies.jsonl")
 
     engine = DetectionEngine(CONFIG)
-    expected = [record.to_dict() for record in engine.process(engine.new_state("NVDA"), list(iter_trades(OPENING)))]
+    outcomes = engine.process(engine.new_state("NVDA"), list(iter_trades(OPENING)))
+    expected = [record.to_dict() for record in outcomes if isinstance(record, AnomalyRecord)]
+    final = {}
+    for update in outcomes:
+        if isinstance(update, IncidentUpdate):
+            final[update.incident_id] = {k: v for k, v in update.to_dict().items() if k != "updated_at"}
 
     assert report.trades_read == 4000
     assert sum(report.anomalies_by_level.values()) == len(written) > 0
     assert without_processing_time(written) == orjson.loads(orjson.dumps(without_processing_time(expected)))
     assert not report.rejections_by_reason
+    incidents = read_jsonl(tmp_path / "anomalies.incidents.jsonl")  # the final state of each incident
+    assert [{k: v for k, v in i.items() if k != "updated_at"} for i in incidents] == orjson.loads(
+        orjson.dumps(list(final.values())))
+    assert sum(report.incidents_by_kind.values()) == len(incidents) > 0
 
 
 def test_bad_rows_become_dead_letters_with_reason_and_line(tmp_path):

@@ -15,6 +15,8 @@ from connectors.messages import DeadLetter, Origin
 from flows.dataflow import build_flow
 from models.config import DetectorConfig
 from models.engine import DetectionEngine
+from models.incidents import IncidentUpdate
+from models.records import AnomalyRecord
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CONFIG = DetectorConfig(retrain_every=200, train_size=200, forest_trees=20, trees_per_retrain=5)
@@ -70,7 +72,7 @@ def test_an_engine_failure_dead_letters_that_batch_and_the_job_goes_on(messages,
     for start in range(0, len(messages), BATCH):
         if start != 2000:
             expected += engine.process(state, [m.trade for m in messages[start:start + BATCH]])
-    assert comparable(anomalies) == comparable(expected)
+    assert comparable(anomalies) == comparable([item for item in expected if isinstance(item, AnomalyRecord)])
     assert {a.anomaly_id for a in uninterrupted if a.trade["sequence"] < failing[0].trade["sequence"]} <= {
         a.anomaly_id for a in anomalies
     }
@@ -85,17 +87,43 @@ def test_resume_from_the_recovery_store_gives_the_uninterrupted_anomalies(messag
     assert comparable(first + second) == comparable(uninterrupted)
 
 
-def test_incident_sink_receives_only_incident_updates(messages):
-    class Incident:
-        incident_id = "INC-1"
-
+def test_incident_sink_receives_the_engine_incident_updates(messages):
     anomalies, letters, incidents = [], [], []
     flow = build_flow(
-        TestingSource(messages[:300], batch_size=BATCH), TestingSink(anomalies), TestingSink(letters), CONFIG,
+        TestingSource(messages, batch_size=BATCH), TestingSink(anomalies), TestingSink(letters), CONFIG,
         incident_sink=TestingSink(incidents),
     )
-    run_main(flow)  # nothing produces incidents yet: the wiring is there for the incidents branch
-    assert incidents == [] and letters == []
-    from flows.dataflow import _is_incident
+    run_main(flow)
+    engine = DetectionEngine(CONFIG)
+    expected = [item for item in engine.process(engine.new_state("NVDA"), [m.trade for m in messages])
+                if isinstance(item, IncidentUpdate)]
+    assert incidents and all(isinstance(item, IncidentUpdate) for item in incidents) and not letters
+    assert [without_time(update) for update in incidents] == [without_time(update) for update in expected]
+    assert {anomaly.incident_id for anomaly in anomalies} == {update.incident_id for update in incidents}
 
-    assert _is_incident(Incident()) and not _is_incident(DeadLetter("r", "engine", Origin("s", 0, 0), b""))
+
+def without_time(update):
+    return {k: v for k, v in update.to_dict().items() if k != "updated_at"}
+
+
+def test_a_symbol_without_an_accepted_trade_keeps_no_state(messages):
+    from flows.dataflow import EventClock, InstrumentDetector
+
+    junk = as_trade_message({"symbol": "JUNK", "price": -1}, Origin("t", 0, 1), b"{}")
+    detector = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None)
+    out, discard = detector.on_batch([[junk]])
+    assert discard is InstrumentDetector.DISCARD and [letter.stage for letter in out] == ["validate"]
+
+
+def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages):
+    from flows.dataflow import EventClock, InstrumentDetector
+
+    clock = EventClock()
+    detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None)
+    _, discard = detector.on_batch([messages[:500]])
+    assert discard is InstrumentDetector.RETAIN
+    assert detector.on_notify() == ([], InstrumentDetector.RETAIN)
+    clock.advance(detector.state.last_timestamp_ns + 86_400 * 10**9 + 1)  # another instrument a day later
+    updates, discard = detector.on_notify()
+    assert discard is InstrumentDetector.DISCARD
+    assert all(update.status == "closed" and update.closed_by == "idle" for update in updates)

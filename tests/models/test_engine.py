@@ -15,11 +15,13 @@ from hostile_values import trade_batches
 from models.config import DetectorConfig
 from models.engine import REFIT_LAG, DetectionEngine
 from models.features import FEATURE_NAMES
+from models.incidents import IncidentUpdate
 from models.records import AnomalyRecord
 from models.trades import Rejection
 
 
-def run(config, trades, batch_sizes=None, state=None):
+def run(config, trades, batch_sizes=None, state=None, incidents=False):
+    """Records and rejections of ``trades`` cut into ``batch_sizes``; incident updates too if asked."""
     engine = DetectionEngine(config)
     state = state or engine.new_state("NVDA")
     outcomes, start = [], 0
@@ -27,16 +29,19 @@ def run(config, trades, batch_sizes=None, state=None):
         outcomes += engine.process(state, trades[start:start + size])
         start += size
     assert start >= len(trades)
+    if not incidents:
+        outcomes = [outcome for outcome in outcomes if not isinstance(outcome, IncidentUpdate)]
     return outcomes, state
 
 
 def comparable(outcomes):
-    """Records without their processing time; rejections as they are."""
+    """Records and incident updates without their processing time; rejections as they are."""
     out = []
     for outcome in outcomes:
-        if isinstance(outcome, AnomalyRecord):
+        if isinstance(outcome, (AnomalyRecord, IncidentUpdate)):
             record = outcome.to_dict()
-            del record["detected_at"]
+            record.pop("detected_at", None)
+            record.pop("updated_at", None)
             out.append(record)
         else:
             out.append(outcome)
@@ -72,6 +77,17 @@ def test_same_records_whatever_the_batch_boundaries(reference, batches):
     sizes = [1] * len(trades) if batches == "ones" else random_sizes(len(trades), int(batches[-1]))
     again, _ = run(config, trades, sizes)
     assert comparable(again) == comparable(outcomes)
+
+
+@pytest.mark.parametrize("batches", ["ones", "random-3"])
+def test_same_incidents_whatever_the_batch_boundaries(reference, batches):
+    config, trades, _, _ = reference
+    whole, _ = run(config, trades, incidents=True)
+    sizes = [1] * len(trades) if batches == "ones" else random_sizes(len(trades), 3)
+    again, _ = run(config, trades, sizes, incidents=True)
+    updates = [outcome for outcome in whole if isinstance(outcome, IncidentUpdate)]
+    assert updates and comparable(again) == comparable(whole)
+    assert {update.status for update in updates} >= {"open", "closed"}
 
 
 def test_background_training_changes_nothing(reference):
@@ -185,7 +201,8 @@ def test_the_opening_cross_is_an_auction_anomaly(reference):
     _, _, outcomes, _ = reference
     cross = [r for r in outcomes if r.trade["size"] == 1452275]
     assert len(cross) == 1 and cross[0].kind == "auction"
-    assert cross[0].explanation[0]["feature"] in {"size_share", "log_size"}
+    assert cross[0].explanation[0] == {
+        "input": "size_vs_median", "value": 14522.75, "text": "size 1,452,275 = 14,523x the median of the last 100 trades"}
 
 
 @pytest.mark.parametrize("required", [1, 2, 3])
@@ -233,9 +250,11 @@ def test_state_stays_bounded(opening_trades):
     for start in range(0, 4000, 500):
         engine.process(state, opening_trades[start:start + 500])
         sizes.append(len(pickle.dumps(engine.snapshot(state))))
-    # After the forest is full the snapshot no longer grows with the tape.
-    assert max(sizes[4:]) < 1.3 * min(sizes[4:])
+    # After the forest is full the snapshot no longer grows with the tape: window, training
+    # rows, forest, 2,048 trade identities, and at most an open incident's trades.
+    assert max(sizes[4:]) < 300_000
     assert state.training.shape[0] == config.train_size
+    assert len(state.guard.memory.identities) == 2_048
 
 
 def test_a_fresh_or_one_trade_instrument_costs_kilobytes(opening_trades):
@@ -250,8 +269,9 @@ def test_default_state_of_a_busy_instrument_is_bounded(opening_trades):
     engine = DetectionEngine()
     state = engine.new_state("NVDA")
     engine.process(state, opening_trades)
-    # window, 500 x 6 training samples, two pending jobs, calibration ring, a young forest
-    assert len(pickle.dumps(engine.snapshot(state))) < 200_000
+    # window, 500 x 6 training samples, two pending jobs, calibration ring, a young forest,
+    # 2,048 trade identities, the incident tracker's context
+    assert len(pickle.dumps(engine.snapshot(state))) < 260_000
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +294,38 @@ def test_the_engine_never_raises_and_accounts_for_every_trade(warm_state, batch)
     for outcome in outcomes:
         if isinstance(outcome, AnomalyRecord):
             assert np.isfinite(outcome.severity) and 0 <= outcome.severity <= 1
+
+
+def test_a_repeated_trade_is_a_duplicate_and_changes_nothing(reference):
+    config, trades, outcomes, _ = reference
+    with_repeats = trades[:2500] + [trades[2400], dict(trades[2450], price=trades[2450]["price"] + 1)] + trades[2500:]
+    again, _ = run(config, with_repeats)
+    refused = [outcome for outcome in again if isinstance(outcome, Rejection)]
+    assert [(r.index, r.stage) for r in refused] == [(2500, "duplicate"), (2501, "duplicate")]
+    cut, _ = run(config, with_repeats, random_sizes(len(with_repeats), 4))
+    assert comparable([o for o in cut if isinstance(o, AnomalyRecord)]) == comparable(outcomes)
+    assert refused[0].reason == f"duplicate: publisher 2, instrument 11667, sequence {trades[2400]['sequence']} was already processed"
+    assert comparable([o for o in again if isinstance(o, AnomalyRecord)]) == comparable(outcomes)
+
+
+def test_a_trade_after_an_idle_day_starts_the_instrument_afresh(opening_trades):
+    from connectors.codec import format_timestamp_ns
+    from connectors.replay import timestamp_ns
+
+    config = DetectorConfig(retrain_every=200, train_size=200, forest_trees=20, trees_per_retrain=5,
+                            background_training=False)
+    day = 86_400 * 10**9
+    later = [dict(trade, ts_event=format_timestamp_ns(timestamp_ns(trade["ts_event"]) + 2 * day),
+                  ts_recv=format_timestamp_ns(timestamp_ns(trade["ts_recv"]) + 2 * day)) for trade in opening_trades]
+    engine = DetectionEngine(config)
+    state = engine.new_state("NVDA")
+    engine.process(state, opening_trades)
+    assert state.generation > 0
+    outcomes = engine.process(state, later[:300])
+    assert (state.samples_seen, state.generation, state.anomalies) == (300, 0, 0)
+    assert state.since_ns == timestamp_ns(later[0]["ts_event"])
+    assert not [o for o in outcomes if isinstance(o, Rejection)]  # the same sequences, another day
+    # Starting afresh is the same as a new instrument seeing only the later trades.
+    fresh = DetectionEngine(config).new_state("NVDA")
+    DetectionEngine(config).process(fresh, later[:300])
+    assert pickle.dumps(engine.snapshot(state).fstate) == pickle.dumps(DetectionEngine(config).snapshot(fresh).fstate)
