@@ -76,16 +76,16 @@ def test_the_product_false_alarms_are_listed_with_their_trade_and_hour(evaluated
     )
 
 
-def test_the_summary_has_a_row_per_run_and_says_when_there_are_no_incidents(evaluated):
+def test_the_summary_has_a_row_per_run_and_the_incidents_the_backtest_wrote(evaluated):
     summary = (evaluated / "summary.md").read_text()
     assert "| quiet | 4 |" in summary and "| quiet-early-close | 4 |" in summary
     assert "**all full days**" in summary and "**all early-close**" in summary
     assert "False alarms of the product by hour of the day (New York)" in summary
     assert "| 10:00-11:00 |" in summary
-    assert "No incidents file" in summary
+    assert "No incidents file" not in summary
     runs = orjson.loads((evaluated / "summary.json").read_bytes())["runs"]
     assert [(r["tape"], r["seed"]) for r in runs] == [("quiet", 4), ("quiet-early-close", 4)]
-    assert all(r["incidents"] is None for r in runs)
+    assert all(r["incidents"] is not None for r in runs)
 
 
 def test_incidents_written_beside_the_anomalies_are_scored(tape_file, tmp_path, monkeypatch):
