@@ -136,7 +136,8 @@ class DetectionEngine:
             records = self._run(state.symbol, work, trades, valid, start, end)
             outcomes += [(index, 0, record) for index, _, record in records]
             flagged = [(row - start, record) for _, row, record in records]
-            for row, update in work.tracker.observe(TradeColumns.of(valid.subset(slice(start, end))), flagged):
+            run = valid if (start, end) == (0, len(valid)) else valid.subset(slice(start, end))
+            for row, update in work.tracker.observe(TradeColumns.of(run), flagged):
                 outcomes.append((int(valid.indices[start + row]), 1, update))
             work.samples_seen += end - start
             if work.samples_seen % every == 0:

@@ -114,26 +114,25 @@ def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarr
     """
     if not len(stamps) or len(memory.stamps) < MIN_CLOCK_TRADES or memory.pending_jump_ns is not None:
         return None
-    first, last = int(stamps[0]), int(stamps[-1])
+    times, numbers = stamps.tolist(), sequences.tolist()
+    first, last = times[0], times[-1]
     day = first // DAY_NS
     key = (int(publishers[0]), int(instruments[0]), day)
-    clock = _median(memory.stamps)
-    ordinary = (
-        last // DAY_NS == day and int(sequences[0]) > dict(memory.latest_sequence).get(key, -1)
-        and first >= max(memory.stamps) and last - clock <= settings.max_jump_s * NANOS_PER_SECOND
-        and last - memory.stamps[-1] <= settings.idle_s * NANOS_PER_SECOND
-        and (publishers == key[0]).all() and (instruments == key[1]).all()
-        and (np.diff(sequences) > 0).all() and (np.diff(stamps) >= 0).all()
-    )
-    if not ordinary:
+    if not (last // DAY_NS == day and numbers[0] > dict(memory.latest_sequence).get(key, -1)
+            and first >= max(memory.stamps) and last - _median(memory.stamps) <= settings.max_jump_s * NANOS_PER_SECOND
+            and last - memory.stamps[-1] <= settings.idle_s * NANOS_PER_SECOND):
+        return None
+    if len(times) > 1 and not (
+            all(a < b for a, b in zip(numbers, numbers[1:])) and all(a <= b for a, b in zip(times, times[1:]))
+            and (publishers == key[0]).all() and (instruments == key[1]).all()):
         return None
     kept = settings.remembered_trades
-    new = sequences[-kept:].tolist()
+    new = numbers[-kept:]
     identities = np.array([_identity(key[0], key[1], day, sequence) for sequence in new], np.uint64)
     return GuardMemory(
         identities=np.concatenate([memory.identities, identities])[-kept:],
-        sequences=np.concatenate([memory.sequences, sequences[-kept:].astype(np.int64)])[-kept:],
-        stamps=(memory.stamps + tuple(stamps[-CLOCK_TRADES:].tolist()))[-CLOCK_TRADES:],
+        sequences=np.concatenate([memory.sequences, np.array(new, np.int64)])[-kept:],
+        stamps=(memory.stamps + tuple(times[-CLOCK_TRADES:]))[-CLOCK_TRADES:],
         latest_sequence=_with_latest(dict(memory.latest_sequence), key, new[-1]),
     )
 

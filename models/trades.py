@@ -109,8 +109,26 @@ def symbol_problem(symbol: Any) -> str | None:
     return None
 
 
+SMALL_BATCH = 16
+"""Batches up to this size are checked trade by trade in plain Python: with many
+instruments each call carries a few trades, and a dozen numpy calls per column would
+cost more than the checks themselves."""
+KEPT_COLUMNS = {  # ValidTrades field: (trade field, dtype)
+    "prices": ("price", np.float64), "sizes": ("size", np.int64), "timestamps_ns": ("ts_event", np.int64),
+    "sides": ("side", np.int8), "sequences": ("sequence", np.int64), "flags": ("flags", np.int64),
+    "publisher_ids": ("publisher_id", np.int64), "instrument_ids": ("instrument_id", np.int64),
+}
+
+
 def validate_trades(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, list[Rejection]]:
     """Split a batch into the columns of its valid trades and the rejections."""
+    if len(trades) <= SMALL_BATCH:
+        return _validate_each(trades)
+    return _validate_columns(trades)
+
+
+def _validate_columns(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, list[Rejection]]:
+    """Column by column: a clean column is converted and range-checked in a few numpy calls."""
     reasons: dict[int, str] = {}
     for index, trade in enumerate(trades):
         if not isinstance(trade, Mapping):
@@ -136,6 +154,43 @@ def validate_trades(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, l
         instrument_ids=parsed["instrument_id"][keep],
     )
     return valid, rejections
+
+
+def _validate_each(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, list[Rejection]]:
+    """The same verdicts and reasons as the column path, one trade at a time.
+
+    Fields are checked in ``TRADE_FIELDS`` order and the first bad one is the reason,
+    as the column path (which keeps each trade's first reason) does.
+    """
+    rejections: list[Rejection] = []
+    indices: list[int] = []
+    kept: dict[str, list] = {column: [] for column in KEPT_COLUMNS}
+    low, high = RECEIVE_DELAY_NS
+    for index, trade in enumerate(trades):
+        if not isinstance(trade, Mapping):
+            rejections.append(Rejection(index, f"not a trade object but {type(trade).__name__}"))
+            continue
+        values = {}
+        try:
+            for name in TRADE_FIELDS:
+                cell = trade.get(name)
+                if cell is None:
+                    raise _Invalid(f"missing field '{name}'")
+                values[name] = _bounded(name, _CELL_PARSERS[name](cell), cell)
+        except _Invalid as problem:
+            rejections.append(Rejection(index, str(problem)))
+            continue
+        delay = values["ts_recv"] - values["ts_event"]
+        if not low <= delay <= high:
+            rejections.append(Rejection(index, _delay_reason(delay)))
+            continue
+        indices.append(index)
+        for column, (name, _) in KEPT_COLUMNS.items():
+            kept[column].append(values[name])
+    return ValidTrades(
+        indices=np.array(indices, np.int64),
+        **{column: np.array(kept[column], dtype) for column, (_, dtype) in KEPT_COLUMNS.items()},
+    ), rejections
 
 
 def _parse_column(name: str, cells: list[Any], reasons: dict[int, str]) -> np.ndarray:
@@ -182,10 +237,13 @@ def _check_receive_delay(events: np.ndarray, receipts: np.ndarray, reasons: dict
     delay = receipts - events
     low, high = RECEIVE_DELAY_NS
     for index in np.flatnonzero((delay < low) | (delay > high)):
-        reasons.setdefault(int(index), (
-            f"ts_recv is {delay[index] / NANOS_PER_SECOND:,.3f} s after ts_event "
-            f"(allowed: {low // NANOS_PER_SECOND} s to {high // NANOS_PER_SECOND:,} s)"
-        ))
+        reasons.setdefault(int(index), _delay_reason(int(delay[index])))
+
+
+def _delay_reason(delay: int) -> str:
+    low, high = RECEIVE_DELAY_NS
+    return (f"ts_recv is {delay / NANOS_PER_SECOND:,.3f} s after ts_event "
+            f"(allowed: {low // NANOS_PER_SECOND} s to {high // NANOS_PER_SECOND:,} s)")
 
 
 def _shown(cell: Any) -> str:
@@ -272,10 +330,18 @@ def _cell_price(cell: Any) -> float:
     return price
 
 
+_SECONDS: dict[str, int] = {}
+"""Seconds since the epoch of 'YYYY-MM-DDTHH:MM:SS' strings seen lately (trades share seconds)."""
+
+
 def _cell_timestamp(name: str):
     def parse(cell: Any) -> int:
         if isinstance(cell, int) and not isinstance(cell, bool):
             return cell
+        if type(cell) is str and len(cell) == 30 and cell[19] == "." and cell[29] == "Z" and cell[20:29].isdigit():
+            seconds = _SECONDS.get(cell[:19])
+            if seconds is not None:  # the wire format, in a second already parsed
+                return seconds * NANOS_PER_SECOND + int(cell[20:29])
         match = _ISO.match(cell) if isinstance(cell, str) else None
         if match is None:
             raise _Invalid(
@@ -286,7 +352,11 @@ def _cell_timestamp(name: str):
         except ValueError:
             raise _Invalid(f"field '{name}' is not a valid date and time: {_shown(cell)}") from None
         fraction = (match.group(2) or "").ljust(9, "0")
-        return int(moment.timestamp()) * NANOS_PER_SECOND + int(fraction)
+        seconds = int(moment.timestamp())
+        if len(_SECONDS) >= 100_000:
+            _SECONDS.clear()
+        _SECONDS[match.group(1)] = seconds
+        return seconds * NANOS_PER_SECOND + int(fraction)
     return parse
 
 

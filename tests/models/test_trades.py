@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 
 from hostile_values import trade_batches
-from models.trades import TRADE_FIELDS, validate_trades
+from models.trades import TRADE_FIELDS, _validate_columns, _validate_each, validate_trades
 
 GOOD = {
     "ts_recv": "2025-05-09T13:30:00.892539241Z", "ts_event": "2025-05-09T13:30:00.892370366Z",
@@ -77,13 +77,14 @@ NS = 1_000_000_000
          "ts_recv is -1,800.000 s after ts_event (allowed: -60 s to 86,400 s)"),
     ],
 )
-def test_each_bad_field_is_rejected_with_its_reason(change, reason):
+@pytest.mark.parametrize("others", [2, 40], ids=["small batch", "column batch"])
+def test_each_bad_field_is_rejected_with_its_reason(change, reason, others):
     bad = {**GOOD, **change}
     if None in change.values():
         del bad[next(iter(change))]
-    valid, rejections = validate_trades([GOOD, bad, GOOD])
+    valid, rejections = validate_trades([GOOD, bad] + [GOOD] * (others - 1))
     assert [(r.index, r.reason) for r in rejections] == [(1, reason)]
-    assert valid.indices.tolist() == [0, 2]
+    assert valid.indices.tolist() == [0, *range(2, others + 1)]
 
 
 def test_not_a_mapping_is_rejected():
@@ -113,6 +114,18 @@ def test_columns_of_valid_trades():
     assert valid.sizes.tolist() == [1452275, 1]
     assert valid.sides.tolist() == [0, 2]
     assert valid.sequences.tolist() == [42, 43]
+
+
+@settings(max_examples=300, deadline=None)
+@given(trade_batches())
+def test_small_batches_and_column_batches_agree(batch):
+    small, small_rejections = _validate_each(batch)
+    columns, column_rejections = _validate_columns(batch)
+    assert small_rejections == column_rejections
+    assert {name: column.tolist() for name, column in vars(small).items()} == {
+        name: column.tolist() for name, column in vars(columns).items()}
+    assert {name: column.dtype for name, column in vars(small).items()} == {
+        name: column.dtype for name, column in vars(columns).items()}
 
 
 @settings(max_examples=300, deadline=None)
