@@ -113,13 +113,29 @@ def encoded_tape(trades) -> list[bytes]:
     return [encode_trade(trade) for trade in trades]
 
 
-def publish_garbage(brokers: str, topic: str) -> None:
+def publish_garbage(brokers: str, topic: str, messages=GARBAGE) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random"})
-    for key, value in GARBAGE:
+    producer = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random",
+                         "message.max.bytes": 2_000_000})
+    for key, value in messages:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(10) == 0
+
+
+def poison(trade: dict) -> list[tuple[bytes, bytes]]:
+    """Messages that each once crashed the job, and made every resume crash again on them."""
+    import json
+
+    key = trade["symbol"].encode()
+    return [
+        (key, json.dumps({**trade, "price": 1e308}).encode()),  # died at the next retrain
+        (key, json.dumps({**trade, "price": 1e-300}).encode()),
+        (key, json.dumps({**trade, "ts_event": "2300-01-01T00:00:00Z"}).encode()),  # OverflowError
+        (key, b"x" * 1_000_000),  # its dead letter exceeded the broker's message limit
+        (key, b"\x01" * 170_000),  # likewise once escaped
+        (key, json.dumps({**trade, "note": "y" * 999_000}).encode()),
+    ]
 
 
 def without_processing_time(record: dict) -> dict:

@@ -25,6 +25,7 @@ from streaming_support import (
     anomaly_ids,
     job_environment,
     kill_job,
+    poison,
     publish_garbage,
     run_job,
     start_job,
@@ -60,10 +61,13 @@ def wait_for_snapshot_and_output(job, recovery: Path, output_topic: str, brokers
 
 
 def test_resume_after_kill_9_gives_the_uninterrupted_anomalies(broker, topic_prefix, tmp_path, single_worker_run):
+    """Also a crash loop that no longer loops: poison that once killed the job (and every resume,
+    which replayed it) is published before the kill and again before the resume."""
     _, uninterrupted = single_worker_run
     trades = synthetic_tape(TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED)
     env = job_environment(broker, topic_prefix, STOP_AT_END="false")
     ensure_topics(broker, {env["INPUT_TOPIC"]: TAPE_PARTITIONS})
+    publish_garbage(broker, env["INPUT_TOPIC"], poison(trades[0]))
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], cwd=REPO, check=True)
@@ -80,6 +84,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_anomalies(broker, topic_pre
     before_kill = set(anomaly_ids(broker, env["OUTPUT_TOPIC"]))
     replay.join()
     publish_garbage(broker, env["INPUT_TOPIC"])
+    publish_garbage(broker, env["INPUT_TOPIC"], poison(trades[-1]))
 
     resumed = run_job({**env, "STOP_AT_END": "true"}, *recovery_args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
