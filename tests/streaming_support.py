@@ -27,6 +27,7 @@ def job_environment(brokers: str, prefix: str, **overrides: str) -> dict[str, st
         "OUTPUT_TOPIC": f"{prefix}-anomalies",
         "DLQ_TOPIC": f"{prefix}-dlq",
         "SUMMARY_TOPIC": f"{prefix}-summaries",
+        "INCIDENT_TOPIC": f"{prefix}-incidents",
         "STOP_AT_END": "true",
     })
     env.update(overrides)
@@ -160,6 +161,16 @@ def reference_records(trades) -> dict[str, dict]:
                         TestingSink(letters), DetectorConfig()))
     records = [orjson.loads(encode_record(record.to_dict())) for record in anomalies]
     return {record["anomaly_id"]: without_processing_time(record) for record in records}
+
+
+def final_incidents(brokers: str, topic: str) -> dict[str, dict]:
+    """The last state of each incident on the topic (highest revision), without processing time."""
+    final: dict[str, dict] = {}
+    for update in read_json(brokers, topic):
+        known = final.get(update["incident_id"])
+        if known is None or update["revision"] >= known["revision"]:
+            final[update["incident_id"]] = {name: value for name, value in update.items() if name != "updated_at"}
+    return final
 
 
 def records_by_id(brokers: str, topic: str) -> dict[str, dict]:

@@ -23,6 +23,7 @@ from streaming_support import (
     REPO,
     TAPE_PARTITIONS,
     anomaly_ids,
+    final_incidents,
     job_environment,
     kill_job,
     poison,
@@ -37,7 +38,7 @@ from streaming_support import (
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-REPLAY_SECONDS = 15.0
+REPLAY_SECONDS = 20.0
 """The replay is paced to last this long, so the job is killed while trades still arrive."""
 
 
@@ -71,7 +72,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_anomalies(broker, topic_pre
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], cwd=REPO, check=True)
-    recovery_args = ("-r", str(recovery), "-s", "5", "-b", "0")
+    recovery_args = ("-r", str(recovery), "-s", "2", "-b", "0")
 
     span_s = (timestamp_ns(trades[-1]["ts_recv"]) - timestamp_ns(trades[0]["ts_recv"])) / 1e9
     replay = threading.Thread(target=publish, args=(trades, broker, env["INPUT_TOPIC"]),
@@ -91,3 +92,6 @@ def test_resume_after_kill_9_gives_the_uninterrupted_anomalies(broker, topic_pre
     ids = anomaly_ids(broker, env["OUTPUT_TOPIC"])
     assert 0 < len(before_kill) < len(uninterrupted), "the kill came in the middle of the output"
     assert set(ids) == set(uninterrupted)
+    # Incidents open at the kill end as without it: the same final state of every incident.
+    clean = final_incidents(broker, f"{single_worker_run[0]}-incidents")
+    assert clean and final_incidents(broker, env["INCIDENT_TOPIC"]) == clean

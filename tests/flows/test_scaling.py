@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from streaming_support import job_environment, kill_job, records_by_id, run_job, start_jobs
+from streaming_support import final_incidents, job_environment, kill_job, records_by_id, run_job, start_jobs
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -18,11 +18,12 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 @pytest.mark.parametrize("workers", [2, 3])
 def test_workers_find_the_single_worker_anomalies(broker, published_tape, single_worker_run, workers):
     topic, _ = published_tape
-    _, expected = single_worker_run
+    single_prefix, expected = single_worker_run
     prefix = f"w{workers}-{uuid.uuid4().hex[:8]}"
     finished = run_job(job_environment(broker, prefix, INPUT_TOPIC=topic), "-w", str(workers))
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert records_by_id(broker, f"{prefix}-anomalies") == expected
+    assert final_incidents(broker, f"{prefix}-incidents") == final_incidents(broker, f"{single_prefix}-incidents")
 
 
 def test_two_processes_find_the_single_worker_anomalies(broker, published_tape, single_worker_run):
