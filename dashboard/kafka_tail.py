@@ -191,7 +191,8 @@ class TopicHistory:
                 self._firsts[partition] = begin
         if not ranges:
             return []
-        self._consumer.assign([TopicPartition(self.topic, partition, begin) for partition, (begin, _end) in ranges.items()])
+        self._consumer.assign([TopicPartition(self.topic, partition, begin)
+                               for partition, (begin, _end) in ranges.items()])
         pending = dict(ranges)
         messages: list[TailedMessage] = []
         deadline = time.monotonic() + max_seconds

@@ -2,32 +2,34 @@
 
 The dashboard tests replay what the job publishes, so nothing here is written by
 hand: each tape is turned into the messages the job would read from its input
-topic, run through ``flows.dataflow.build_flow`` with the job's batching, and
-everything the flow hands its sinks is written out as the job's sinks encode it
-(``connectors.codec.encode_record``), in the order the sinks received it.
+topic, run through ``flows.dataflow.build_flow`` with the job's default settings,
+and everything the flow hands its sinks is kept as the job's sinks encode it
+(``connectors.codec``), in the order the sinks received it.
 
 The input topic is ``INPUT_TOPIC`` with ``PARTITIONS`` partitions. Each symbol's
-partition is where the replay's Java-compatible murmur2 partitioner puts its key
-(``partition_of``; ``tests/dashboard/test_recordings.py`` checks it against the real
-broker), and offsets count up per partition as if the NVDA slice had been
-published first and then the synthetic tape. Each partition is read in batches of
-``BATCH_SIZE`` messages, as the job reads a backlog (``INPUT_BATCH_SIZE``).
+partition is where the replay's murmur2 partitioner puts its key (``partition_of``:
+NVDA 2, SYN0 1, SYN1 0, SYN2 2; ``test_recordings.py`` checks it against the real
+broker), and offsets count up per partition as if the NVDA slice had been published
+first and then the synthetic tape. The job's source hands on a partition's messages
+as they arrive: at real pace, the trades received within ``POLL_MS`` of each other
+(at most ``INPUT_BATCH_SIZE``), so summaries come about once per second of trading.
 
-Three runs, each a fresh job:
+Three runs, each a fresh job, under ``tests/fixtures/dashboard/``:
 
-- ``dashboard-nvda-open.*.jsonl``: the real NVDA opening slice
-  (``nvda-20250509-open.csv.zst``: pre-market and the opening cross), so the page
-  is tested on real prices and on ``auction`` anomalies and incidents;
-- ``dashboard-synthetic.*.jsonl``: a three-symbol synthetic tape with injected
-  events (``connectors.synthetic``), for several instruments and incident kinds;
-- ``dashboard-nvda-two-days.summaries.jsonl``: four real NVDA trades of 2020-12-28
-  then the opening slice of 2025-05-09: the instrument is idle for years, so it
-  starts a second state (a new ``since``) whose totals add up with the first.
+- ``nvda-open``: the real NVDA opening slice (``nvda-20250509-open.csv.zst``:
+  pre-market and the opening cross): real prices, ``auction`` anomalies and incidents;
+- ``synthetic``: a three-symbol synthetic tape with injected events
+  (``connectors.synthetic``): several instruments, one with very few anomalies,
+  incidents of other kinds, open and closed;
+- ``nvda-two-days``: four real NVDA trades of 2020-12-28, then the opening slice:
+  idle for years, the instrument starts a second state (a new ``since``) whose
+  totals add up with the first's.
 
-Each run writes ``.anomalies``, ``.incidents`` (every state change) and
-``.summaries`` files, and ``.dead-letters`` when the run had any. Run
-``.venv/bin/python tests/dashboard/record_fixture.py`` from the repository root to
-record them again (after an engine or dataflow change); it prints what it wrote.
+Each run has ``.anomalies``, ``.incidents`` (every state change) and ``.summaries``,
+and ``.dead-letters`` when it had any, as zstd-compressed JSON lines
+(``read_lines``). Run ``.venv/bin/python tests/dashboard/record_fixture.py`` from
+the repository root to record them again after an engine or dataflow change
+(``test_recordings.py`` says when); it prints what it wrote and the sizes.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import zstandard
-
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, run_main
 
@@ -75,6 +76,7 @@ def synthetic_tape() -> tuple[list[dict], list]:
 
 
 def nvda_open_tape() -> list[dict]:
+    """The real NVDA opening slice: pre-market, then the opening cross and the first seconds."""
     return list(iter_trades(NVDA_OPEN_TRADES))
 
 
@@ -116,19 +118,22 @@ class InputPositions:
     def __init__(self) -> None:
         self.next_offset: dict[int, int] = defaultdict(int)
 
-    def publish(self, trades: Iterable[dict]) -> dict[int, list[TradeMessage | DeadLetter]]:
+    def publish(self, trades: Iterable[dict]) -> dict[int, list[TradeMessage]]:
         """The trades as the job's source would read them back: per partition, in order."""
-        by_partition: dict[int, list[TradeMessage | DeadLetter]] = defaultdict(list)
+        by_partition: dict[int, list[TradeMessage]] = defaultdict(list)
         for trade in trades:
             key = trade["symbol"].encode()
             partition = partition_of(trade["symbol"])
             origin = Origin(INPUT_TOPIC, partition, self.next_offset[partition])
             self.next_offset[partition] += 1
-            by_partition[partition].append(decode_trade(encode_trade(trade), origin, key))
+            message = decode_trade(encode_trade(trade), origin, key)
+            if isinstance(message, DeadLetter):
+                raise ValueError(f"a recorded tape must decode: {message.reason} at {origin}")
+            by_partition[partition].append(message)
         return dict(by_partition)
 
 
-def paced_batches(partitions: dict[int, list[TradeMessage | DeadLetter]]) -> list[list[TradeMessage | DeadLetter]]:
+def paced_batches(partitions: dict[int, list[TradeMessage]]) -> list[list[TradeMessage]]:
     """The batches the job's source hands on when the trades arrive at their real pace.
 
     Per partition, a batch is the messages received (``ts_recv``) within ``POLL_MS`` of its
@@ -136,7 +141,7 @@ def paced_batches(partitions: dict[int, list[TradeMessage | DeadLetter]]) -> lis
     """
     batches = []
     for messages in partitions.values():
-        batch: list[TradeMessage | DeadLetter] = []
+        batch: list[TradeMessage] = []
         opened_ns = 0
         for message in messages:
             received_ns = timestamp_ns(message.trade["ts_recv"])
@@ -154,7 +159,7 @@ def paced_batches(partitions: dict[int, list[TradeMessage | DeadLetter]]) -> lis
 class RecordedTopic(FixedPartitionedSource):
     """The input topic as one Bytewax partition that hands on ``paced_batches`` in order."""
 
-    def __init__(self, partitions: dict[int, list[TradeMessage | DeadLetter]]) -> None:
+    def __init__(self, partitions: dict[int, list[TradeMessage]]) -> None:
         self.batches = paced_batches(partitions)
 
     def list_parts(self) -> list[str]:
@@ -165,10 +170,10 @@ class RecordedTopic(FixedPartitionedSource):
 
 
 class _RecordedPartition(StatefulSourcePartition):
-    def __init__(self, batches: list[list[TradeMessage | DeadLetter]]) -> None:
+    def __init__(self, batches: list[list[TradeMessage]]) -> None:
         self.batches = iter(batches)
 
-    def next_batch(self) -> list[TradeMessage | DeadLetter]:
+    def next_batch(self) -> list[TradeMessage]:
         return next(self.batches)  # StopIteration ends the input
 
     def snapshot(self) -> None:
@@ -185,7 +190,7 @@ class Recording:
     dead_letters: list[bytes]
 
 
-def record(partitions: dict[int, list[TradeMessage | DeadLetter]]) -> Recording:
+def record(partitions: dict[int, list[TradeMessage]]) -> Recording:
     """One fresh job over the input topic's messages, with the job's default settings."""
     anomalies: list[Any] = []
     incidents: list[Any] = []

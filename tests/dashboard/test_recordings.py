@@ -29,12 +29,16 @@ def test_symbols_are_on_the_partitions_the_replay_puts_them_on(broker, topic_pre
     """``partition_of`` against the replay's own producer (murmur2) on a real 3-partition topic."""
     topic = f"{topic_prefix}-stocks"
     create_topics(broker, topic, partitions=PARTITIONS)
-    symbols = [*world.symbols(), "AAPL", "MSFT", "BRK.B", "SYN10", "A", "ÆØÅ"]
+    symbols = [*world.symbols(), "A", "BF", "IBM", "AAPL", "BRK.B", "GOOGL", "ÆØÅ", "SYN10"]  # every tail length
     landed: dict[str, int] = {}
+
+    def delivered(error, message) -> None:
+        assert error is None, error
+        landed[message.key().decode()] = message.partition()
+
     producer = Producer(producer_settings(broker, paced=False, client_settings={}))
     for symbol in symbols:
-        producer.produce(topic, key=symbol.encode(), value=b"{}",
-                         on_delivery=lambda error, message: landed.__setitem__(message.key().decode(), message.partition()))
+        producer.produce(topic, key=symbol.encode(), value=b"{}", on_delivery=delivered)
     assert producer.flush(10) == 0
     assert landed == {symbol: partition_of(symbol) for symbol in symbols}
     assert len(set(landed.values())) == PARTITIONS
