@@ -110,6 +110,19 @@ def test_totals_and_every_instrument_come_from_the_topics_not_the_small_buffer(p
     assert f"the newest summary of each of {len(symbols)} instruments" in caption
 
 
+def test_an_instrument_that_started_afresh_shows_the_totals_of_both_its_states(pages, topics, two_days):
+    """NVDA traded in 2020 and again in 2025: the job started it afresh, so its newest summary
+    counts 2025 only; the page adds the 2020 state's summary to it."""
+    publish_world(topics, two_days)
+    app = pages(topics.environment())
+    old, new = two_days.states("NVDA").values()
+    [row] = table(app, "instruments").to_dict("records")
+    assert (row["symbol"], row["trades"], row["anomalies"], row["last price"]) == (
+        "NVDA", old["trades_processed"] + new["trades_processed"], len(two_days.anomalies), new["last_price"])
+    assert row["trades"] > new["trades_processed"] and row["rejected"] == len(two_days.dead_letters)
+    assert metric_values(app) == expected_tiles(two_days.anomalies, len(two_days.final_incidents()), 1)
+
+
 def test_tiles_follow_the_symbol_filter(pages, published, world):
     app = pages(published.environment())
     symbols = world.symbols()[::2]  # NVDA and a synthetic one
