@@ -27,7 +27,7 @@ from dashboard.config import DashboardConfig
 from dashboard.error_log import ErrorLog, LogEntry
 from dashboard.health import Progress, ProgressMonitor
 from dashboard.incidents import IncidentBook, IncidentMembers
-from dashboard.kafka_tail import BrokerUnreachable, TailState, TopicEnds, TopicTail
+from dashboard.kafka_tail import BrokerUnreachable, TailedMessage, TailState, TopicEnds, TopicHistory, TopicTail
 from dashboard.records import (
     Anomaly, Incident, InvalidRecord, Review, Summary, decode_anomaly, decode_incident, decode_review,
     decode_summary,
@@ -37,6 +37,9 @@ from dashboard.totals import SummaryBook
 
 READ_SECONDS = 0.5
 """Longest a background read spends on one topic before the others get their turn."""
+BACKFILL_STEPS = 10
+"""How far a page reads back, in ``DASHBOARD_BUFFER_SIZE`` steps per partition, for instruments
+the job counted anomalies for but whose anomalies all came before where the page started."""
 IDLE_STOP_SECONDS = 300.0
 """The reader stops when no page has asked for a view for this long (a closed tab; a tab in the
 background is refreshed less often by the browser, but still within this)."""
@@ -83,6 +86,8 @@ class LiveFeed:
         self._state_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._tails: dict[str, TopicTail] = {}
+        self._history: TopicHistory | None = None
+        self._backfill_steps = 0
         self._input_ends: TopicEnds | None = None
         self._writer = ReviewWriter(config.brokers, config.review_topic, config.client_settings)
         self._thread: threading.Thread | None = None
@@ -109,6 +114,7 @@ class LiveFeed:
                     ("summaries", decode_summary, self._keep_summary),
                 )
             ]
+            self._backfill(tails["anomalies"], max_seconds)
             ends = self._input_ends.read() if self._input_ends is not None else None
         except BrokerUnreachable as error:
             self._down(f"no Kafka broker answered at {self.config.brokers}: {error}", "broker unreachable", checked_at)
@@ -153,17 +159,41 @@ class LiveFeed:
         decode: Callable[[bytes | None], Any], keep: Callable[[Any], None],
     ) -> TailState:
         messages, state = tail.read(max_seconds)
+        self._take(tail.topic, messages, decode, keep)
+        return state
+
+    def _take(self, topic: str, messages: list[TailedMessage], decode: Callable[[bytes | None], Any],
+              keep: Callable[[Any], None]) -> None:
         rejected = []
         with self._state_lock:
             for message in messages:
                 try:
                     keep(decode(message.value))
                 except InvalidRecord as error:
-                    self._invalid[tail.topic] = self._invalid.get(tail.topic, 0) + 1
-                    rejected.append(f"{tail.topic} partition {message.partition} offset {message.offset}: {error}")
+                    self._invalid[topic] = self._invalid.get(topic, 0) + 1
+                    rejected.append(f"{topic} partition {message.partition} offset {message.offset}: {error}")
         for reason in rejected:
             self.errors.add("invalid record", reason)
-        return state
+
+    def _backfill(self, tail: TopicTail, max_seconds: float) -> None:
+        """Further back on the anomalies topic, a step at a time, while an instrument the job
+        counted anomalies for has none in memory (its partition-mates wrote more since): the fair
+        buffer then gives it its share, and its incidents open with their members."""
+        deadline = time.monotonic() + max_seconds
+        while self._backfill_steps < BACKFILL_STEPS and (remaining := deadline - time.monotonic()) > 0:
+            with self._state_lock:
+                held = self._anomalies.counts()
+                missing = [symbol for symbol, summary in self._summaries.copy().items()
+                           if summary.anomalies and not held.get(symbol)]
+            if not missing or (self._history is not None and self._history.exhausted()):
+                return
+            if self._history is None:
+                config = self.config
+                self._history = TopicHistory(config.brokers, tail.topic, tail.first_offsets, config.client_settings,
+                                             lambda message: self.errors.add("kafka client", message))
+            self._backfill_steps += 1
+            messages = self._history.read_before(self.config.buffer_size, remaining)
+            self._take(tail.topic, messages, decode_anomaly, self._keep_anomaly)
 
     def _keep_anomaly(self, anomaly: Anomaly) -> None:
         self._anomalies.add(anomaly)
@@ -241,7 +271,9 @@ class LiveFeed:
                 tail.close()
             if self._input_ends is not None:
                 self._input_ends.close()
-            self._tails, self._input_ends = {}, None
+            if self._history is not None:
+                self._history.close()
+            self._tails, self._input_ends, self._history, self._backfill_steps = {}, None, None, 0
 
     def close(self) -> None:
         self._stopping.set()

@@ -80,8 +80,12 @@ def price_figure(
 
 
 def incident_figure(incident: Incident, members: list[Anomaly]) -> go.Figure:
-    """The incident's price path, zoomed to it: the incident span shaded, the reference price
-    dashed, member anomalies marked by level."""
+    """The incident's price path, zoomed to it and its members: the incident span shaded, the
+    reference price dashed, member anomalies marked by level.
+
+    An open incident is republished only when something an analyst sees changes (its kind or
+    level, twice the members), so members read since its last message may lie past its path:
+    the zoom takes them in too."""
     figure = go.Figure()
     path = incident.price_path
     if len(path):
@@ -102,7 +106,7 @@ def incident_figure(incident: Incident, members: list[Anomaly]) -> go.Figure:
     if incident.reference_price is not None:
         figure.add_hline(y=incident.reference_price, line={"dash": "dash", "color": "#777", "width": 1},
                          annotation_text="reference price", annotation_position="bottom left")
-    times = [*path.times, incident.first_ns, incident.last_ns]
+    times = [*path.times, incident.first_ns, incident.last_ns, *(record.ts_ns for record in members)]
     left, right = new_york_index([min(times), max(times)])
     pad = max((right - left) * 0.03, pd.Timedelta(milliseconds=5)).floor("us")
     figure.update_layout(

@@ -57,6 +57,8 @@ class TopicTail:
         self.start_back = start_back
         self._next_offsets: dict[int, int] = {}
         self._ends_at_assignment: dict[int, int] = {}
+        self.first_offsets: dict[int, int] = {}
+        """Where each partition was started from: what came before it was not read."""
         self._report = on_client_error or (lambda _message: None)
         self._consumer = Consumer(viewer_settings(brokers, self._client_error, client_settings))
 
@@ -108,6 +110,7 @@ class TopicTail:
             starts = [TopicPartition(self.topic, partition, self._start_offset(partition)) for partition in new]
             for start in starts:
                 self._next_offsets[start.partition] = start.offset
+                self.first_offsets[start.partition] = start.offset
             self._consumer.incremental_assign(starts)
         return True
 
@@ -133,6 +136,80 @@ class TopicTail:
             if high >= 0:
                 lag += max(0, high - next_offset)
         return lag
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class TopicHistory:
+    """What came before a tail's start, read a range at a time, newest range first.
+
+    A tail starts ``start_back`` messages before the end of each partition; on a partition
+    shared with busier instruments, a quieter instrument's anomalies may all lie before that.
+    Each ``read_before(count)`` reads the ``count`` offsets before what has been read so far
+    on every partition, so repeated calls walk back without reading a message twice.
+    """
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        first_offsets: Mapping[int, int],
+        client_settings: Mapping[str, str] | None = None,
+        on_client_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self._firsts = dict(first_offsets)
+        report = on_client_error or (lambda _message: None)
+        self._consumer = Consumer(viewer_settings(brokers, lambda error: report(f"Kafka client: {error.str()}"),
+                                                  client_settings))
+
+    def exhausted(self) -> bool:
+        """Every partition has been read back to its first offset."""
+        return not self._firsts
+
+    def read_before(self, count: int, max_seconds: float) -> list[TailedMessage]:
+        """The messages of the ``count`` offsets before the earliest read on each partition.
+
+        A partition whose range is not read within ``max_seconds`` is not tried again: the
+        page goes on without its older messages rather than wait or read them twice.
+        Raises ``BrokerUnreachable`` when the watermarks cannot be fetched.
+        """
+        ranges: dict[int, tuple[int, int]] = {}
+        for partition, first in sorted(self._firsts.items()):
+            try:
+                low, _high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=METADATA_TIMEOUT_S, cached=False)
+            except KafkaException as error:
+                raise BrokerUnreachable(_describe(error)) from None
+            begin = max(low, first - count)
+            if begin < first:
+                ranges[partition] = (begin, first)
+            if begin <= low:
+                del self._firsts[partition]  # nothing older after this range
+            else:
+                self._firsts[partition] = begin
+        if not ranges:
+            return []
+        self._consumer.assign([TopicPartition(self.topic, partition, begin)
+                               for partition, (begin, _end) in ranges.items()])
+        pending = dict(ranges)
+        messages: list[TailedMessage] = []
+        deadline = time.monotonic() + max_seconds
+        while pending and (remaining := deadline - time.monotonic()) > 0:
+            for message in self._consumer.consume(CONSUME_BATCH, timeout=min(IDLE_POLL_S, remaining)):
+                partition, offset = message.partition(), message.offset()
+                if message.error() is not None or partition not in pending:
+                    continue
+                _begin, end = pending[partition]
+                if offset < end:
+                    messages.append(TailedMessage(partition, offset, message.value()))
+                if offset >= end - 1:
+                    del pending[partition]
+        for partition in pending:  # not read in time: give up on what is older still
+            self._firsts.pop(partition, None)
+        self._consumer.unassign()
+        return messages
 
     def close(self) -> None:
         self._consumer.close()

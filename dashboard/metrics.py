@@ -139,6 +139,18 @@ def incident_label(incident: Incident) -> str:
             f"{new_york_text(incident.first_ns)} New York · {incident.status}")
 
 
+def members_text(held: int, incident: Incident) -> str:
+    """How many of an incident's anomalies the page holds, against the incident's own count.
+
+    An open incident is republished only when its members double (or its kind or level
+    changes), so the page may hold more members than its last message counted.
+    """
+    if held > incident.anomalies:
+        return (f"{held:,} in memory; the incident's last message (revision {incident.revision}) "
+                f"counted {incident.anomalies:,}")
+    return f"{held:,} in memory of {incident.anomalies:,}"
+
+
 def member_rows(members: list[Anomaly]) -> list[dict[str, object]]:
     """Each member anomaly with every detector's score, threshold and vote."""
     rows = []

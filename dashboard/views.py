@@ -20,8 +20,8 @@ from dashboard.config import DashboardConfig
 from dashboard.feed import FeedView, LiveFeed
 from dashboard.incidents import QueueFilter, incident_queue, worst_open_level
 from dashboard.metrics import (
-    compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, queue_rows,
-    review_text,
+    compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, members_text,
+    queue_rows, review_text,
 )
 from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
 from dashboard.reviews import ReviewNotSaved, decisions_by_kind
@@ -144,7 +144,7 @@ def incident_detail(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         st.plotly_chart(figures.incident_figure(incident, members), key="incident_chart")
         if incident.explanation:
             st.text("Why:\n" + "\n".join(f"- {line}" for line in incident.explanation))
-        st.text(f"Member anomalies: {len(members):,} in memory of {incident.anomalies:,} "
+        st.text(f"Member anomalies: {members_text(len(members), incident)} "
                 "(each detector: score / threshold, and whether it voted).")
         if members:
             data_table(member_rows(members), "incident_members")

@@ -1,10 +1,10 @@
-"""What the job would publish, and a way to put it on the real broker, for the dashboard tests.
+"""What the job published, and a way to put it on the real broker, for the dashboard tests.
 
 The shared ``broker`` fixture (tests/conftest.py) gives the address; these
 fixtures create each test's own topics and publish, exactly as the job would
 (JSON bytes, keyed by symbol, incidents keyed by incident id on a compacted
-topic), the engine's recorded anomalies and the incidents and summaries that
-``contract_fixtures.py`` builds from them.
+topic), what the job's dataflow wrote for the recorded tapes
+(``record_fixture.py``, read by ``recordings.py``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,22 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # contract_fixtures, record_fixture
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recordings, record_fixture, publishing
 
-from contract_fixtures import World, build_world  # noqa: E402
 from publishing import Topics, publish, publish_world, topics_for  # noqa: E402
+from recordings import World, recorded_world, two_day_world  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def world() -> World:
-    return build_world()
+    """The NVDA opening and the synthetic tape, as the job wrote them."""
+    return recorded_world()
+
+
+@pytest.fixture(scope="session")
+def two_days() -> World:
+    """One instrument with two states: NVDA trading in 2020, then again in 2025."""
+    return two_day_world()
 
 
 @pytest.fixture

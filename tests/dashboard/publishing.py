@@ -12,7 +12,7 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from contract_fixtures import World
+from recordings import World
 
 PARTITIONS = 3
 REPUBLISHED = 100

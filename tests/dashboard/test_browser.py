@@ -166,7 +166,7 @@ def test_an_analyst_works_an_incident_on_the_live_page(published, world, publish
         assert chart.evaluate("node => node.isConnected"), "a refresh rebuilt the chart instead of updating it"
 
         # Open the flash crash: its summary, its chart, its member anomalies.
-        open_incident(page, "flash crash")
+        open_incident(page, f"{crash['symbol']} · flash crash")
         detail = page.locator(".st-key-incident_detail")
         detail.get_by_text(crash["summary"], exact=True).wait_for(timeout=15_000)
         page.locator(".st-key-incident_detail .js-plotly-plot").wait_for(state="visible", timeout=15_000)
@@ -193,9 +193,11 @@ def test_an_analyst_works_an_incident_on_the_live_page(published, world, publish
 
         # A reload is a new session: the review comes back from the topic.
         page.reload()
-        eventually(lambda: any(row["kind"] == "flash crash (down)" and row["review"] == f"dismissed (false positive) by {ANALYST}"
-                               for row in grid(page, "incident_queue")), "the review in the queue after a reload")
-        open_incident(page, "flash crash")
+        crash_row = {"symbol": crash["symbol"], "kind": f"flash crash ({crash['direction']})",
+                     "review": f"dismissed (false positive) by {ANALYST}"}
+        eventually(lambda: any(crash_row.items() <= row.items() for row in grid(page, "incident_queue")),
+                   "the review in the queue after a reload")
+        open_incident(page, f"{crash['symbol']} · flash crash")
         reviewed = detail.get_by_text(f"Reviewed: dismissed (false positive) by {ANALYST} at ", exact=False)
         reviewed.wait_for(timeout=15_000)
         assert f"Note: {NOTE}" in reviewed.inner_text()

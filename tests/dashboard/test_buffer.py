@@ -11,6 +11,7 @@ import pytest
 
 from dashboard.buffer import AnomalyBuffer, PriceHistory
 from dashboard.records import Anomaly, decode_anomaly, decode_summary
+from record_fixture import PARTITIONS, partition_of
 
 
 def anomaly(symbol: str, ts_ns: int, number: int, severity: float = 0.5) -> Anomaly:
@@ -27,25 +28,45 @@ def newest(records: list[Anomaly], count: int) -> set[str]:
     return {record.anomaly_id for record in sorted(records, key=lambda r: (r.ts_ns, r.anomaly_id))[-count:]}
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
-def test_every_instrument_keeps_its_newest_anomalies_whatever_partition_is_read_last(world, recorded, order):
-    from contract_fixtures import PARTITION_OF
+def fair_shares(counts: Counter, capacity: int) -> dict[str, int]:
+    """What each instrument keeps when ``capacity`` is shared out as evenly as the counts allow,
+    computed the plain way: raise a common share until the room is used up."""
+    share = 0
+    while sum(min(count, share + 1) for count in counts.values()) <= capacity:
+        share += 1
+    return {symbol: min(count, share) for symbol, count in counts.items()}
 
+
+@pytest.fixture
+def small_and_large(recorded) -> tuple[Counter, int]:
+    """The recorded counts per instrument, and a capacity that keeps the smallest instrument whole
+    while the others share the rest evenly (so the expected counts are exact)."""
     counts = Counter(record.symbol for record in recorded)
-    assert min(counts.values()) < 10 < max(counts.values())  # one small, one large instrument: a real test
-    buffer = AnomalyBuffer(capacity=100)
+    smallest = min(counts.values())
+    others = len(counts) - 1
+    share = (sum(counts.values()) - smallest) // (4 * others)  # a quarter of the others' average
+    assert smallest < share < min(count for count in counts.values() if count != smallest), counts
+    return counts, smallest + others * share
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(PARTITIONS))))
+def test_every_instrument_keeps_its_newest_anomalies_whatever_partition_is_read_last(recorded, small_and_large, order):
+    counts, capacity = small_and_large
+    buffer = AnomalyBuffer(capacity=capacity)
     for partition in order:
         for record in recorded:
-            if PARTITION_OF[record.symbol] == partition:
+            if partition_of(record.symbol) == partition:
                 buffer.add(record)
     kept = buffer.counts()
-    assert len(buffer) == 100 and set(kept) == set(counts)
-    # Each instrument keeps min(what it has, a fair share): SYN2 (4) all of them; the others share the rest.
-    assert kept["SYN2"] == counts["SYN2"] == 4
-    assert sorted(kept.values()) == [4, 32, 32, 32]
+    assert len(buffer) == capacity < len(recorded)
+    assert kept == fair_shares(counts, capacity)  # the smallest whole, the others an equal share
     for symbol, number in kept.items():
         assert {r.anomaly_id for r in buffer.records() if r.symbol == symbol} == newest(
             [r for r in recorded if r.symbol == symbol], number)
+
+
+def test_the_recorded_instruments_spread_over_every_partition(world):
+    assert {partition_of(symbol) for symbol in world.symbols()} == set(range(PARTITIONS))
 
 
 def test_what_is_kept_does_not_depend_on_the_order_records_arrive_in():

@@ -8,7 +8,7 @@ from confluent_kafka import Producer
 from connectors.broker import free_port
 from dashboard.config import DashboardConfig
 from dashboard.feed import LiveFeed
-from dashboard.kafka_tail import BrokerUnreachable, TopicEnds, TopicTail
+from dashboard.kafka_tail import BrokerUnreachable, TopicEnds, TopicHistory, TopicTail
 from publishing import create_topics
 
 pytestmark = pytest.mark.broker
@@ -37,6 +37,26 @@ def test_a_new_tail_starts_start_back_messages_before_the_end(broker, topic_pref
         assert [message.offset for message in messages] == [30, 31]
     finally:
         tail.close()
+
+
+def test_history_walks_back_from_where_a_tail_started_without_reading_twice(broker, topic_prefix):
+    topic = f"{topic_prefix}-history"
+    publish_one_by_one(broker, topic, 25)
+    tail = TopicTail(broker, topic, start_back=10)
+    history = None
+    try:
+        tail.read(max_seconds=10)
+        assert tail.first_offsets[0] == 15
+        history = TopicHistory(broker, topic, {0: tail.first_offsets[0]})
+        assert [message.value for message in history.read_before(8, max_seconds=10)] == [
+            b"%d" % number for number in range(7, 15)]
+        assert not history.exhausted()
+        assert [message.offset for message in history.read_before(8, max_seconds=10)] == list(range(7))
+        assert history.exhausted() and history.read_before(8, max_seconds=10) == []
+    finally:
+        tail.close()
+        if history is not None:
+            history.close()
 
 
 def test_a_tail_without_start_back_reads_from_the_beginning(broker, topic_prefix):

@@ -14,9 +14,9 @@ from dashboard.figures import (
 )
 from dashboard.metrics import (
     compute_metrics, decision_rows, detector_vote_counts, filter_records, incident_label, latest_rows, level_counts,
-    member_rows, price_move_text, queue_rows, review_text,
+    member_rows, members_text, price_move_text, queue_rows, review_text,
 )
-from dashboard.records import Anomaly, DetectorVerdict, PricePath, Review, decode_incident
+from dashboard.records import Anomaly, DetectorVerdict, PricePath, Review, decode_anomaly, decode_incident
 
 NAMES = ("isolation_forest", "elliptic_envelope", "zscore")
 
@@ -106,12 +106,14 @@ def test_queue_rows_mark_auctions_and_show_move_duration_and_review(incidents):
     reviews = {crash.incident_id: Review(crash.incident_id, "dismissed", "", "Ada", T0)}
     rows = {row["incident_id"]: row for row in queue_rows(queue, reviews)}
     assert rows[auction.incident_id]["kind"] == "AUCTION (opening/closing cross)"
-    assert rows[crash.incident_id]["kind"] == "flash crash (down)"
+    assert rows[crash.incident_id]["kind"] == f"flash crash ({crash.direction})"
     assert rows[crash.incident_id]["review"] == "dismissed (false positive) by Ada"
     assert rows[crash.incident_id]["price move"] == f"{crash.price_move_bps:+,.0f} bp ({crash.price_move_bps / 100:+.2f}%)"
-    assert rows[crash.incident_id]["duration"] == "52 s" and rows[crash.incident_id]["trades"] == crash.trades
+    assert rows[crash.incident_id]["duration"] == duration_text(crash.duration_s) != ""
+    assert rows[crash.incident_id]["trades"] == crash.trades
     assert rows[crash.incident_id]["start (New York)"] == new_york_text(crash.first_ns)
-    assert incident_label(crash).startswith(f"{crash.level.upper()} · SYN1 · flash crash (down) · 2025-05-12 ")
+    assert incident_label(crash) == (f"{crash.level.upper()} · {crash.symbol} · flash crash ({crash.direction}) · "
+                                     f"{new_york_text(crash.first_ns)} New York · {crash.status}")
     assert review_text(None) == "" and price_move_text(auction).endswith("%)")
 
 
@@ -168,6 +170,31 @@ def test_the_incident_chart_is_zoomed_to_its_price_path_with_its_anomalies(world
     assert shown_ns / 1e9 < (right - left).total_seconds() < 1.1 * shown_ns / 1e9  # the path and the incident, little else
     assert figure.layout.shapes[0].type == "rect"  # the incident's span
     assert figure.layout.shapes[1].y0 == crash.reference_price
+
+
+@pytest.fixture
+def members_of(world):
+    records = [decode_anomaly(orjson.dumps(record)) for record in world.anomalies]
+    return lambda incident_id: [record for record in records if record.incident_id == incident_id]
+
+
+def test_members_read_after_an_open_incidents_last_message_are_shown_and_said(incidents, members_of):
+    """An open incident is republished when its members double: the job has written more members
+    than its last message counts. The chart takes them in and the count says so."""
+    lagging = [i for i in incidents.values() if len(members_of(i.incident_id)) > i.anomalies]
+    assert lagging and all(incident.is_open for incident in lagging)
+    for incident in lagging:
+        members = members_of(incident.incident_id)
+        assert max(r.ts_ns for r in members) > max(incident.last_ns, incident.price_path.times[-1])
+        figure = incident_figure(incident, members)
+        left, right = figure.layout.xaxis.range
+        marked = [x for trace in figure.data[1:] for x in trace.x]
+        assert len(marked) == len(members) and all(left <= x <= right for x in marked)
+        assert members_text(len(members), incident) == (
+            f"{len(members):,} in memory; the incident's last message (revision {incident.revision}) "
+            f"counted {incident.anomalies:,}")
+    complete = next(i for i in incidents.values() if len(members_of(i.incident_id)) == i.anomalies)
+    assert members_text(2, complete) == f"2 in memory of {complete.anomalies:,}"
 
 
 def test_an_incident_without_a_price_path_still_draws(incidents):
