@@ -20,7 +20,7 @@ from bytewax.outputs import Sink
 from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
 from models.config import DetectorConfig
-from models.engine import DetectionEngine
+from models.engine import DetectionEngine, StateEnded
 from models.incidents import IncidentSettings, IncidentUpdate
 from models.records import AnomalyRecord
 from models.state import InstrumentSnapshot, InstrumentState
@@ -118,6 +118,8 @@ class InstrumentDetector(StatefulBatchLogic):
         self.clock = clock
         self.state: InstrumentState | None = None
         self.summary_second = -1
+        self.summarised_trades = -1
+        self.last_message: TradeMessage | None = None
         if snapshot is not None:
             self.state = engine.restore(snapshot.engine)
             self.summary_second = snapshot.summary_second
@@ -137,6 +139,8 @@ class InstrumentDetector(StatefulBatchLogic):
             if isinstance(outcome, Rejection):
                 message = messages[outcome.index]
                 out.append(DeadLetter(outcome.reason, outcome.stage, message.origin, original_bytes(message)))
+            elif isinstance(outcome, StateEnded):  # the old state's last word, before it starts afresh
+                out.append(InstrumentSummary(outcome.summary))
             else:
                 out.append(outcome)
         if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
@@ -146,8 +150,16 @@ class InstrumentDetector(StatefulBatchLogic):
         second = state.last_timestamp_ns // NANOS_PER_SECOND
         if second != self.summary_second:
             self.summary_second = second
-            out.append(InstrumentSummary(self._summary(messages[-1])))
+            out.append(self._summary(messages[-1]))
+        self.last_message = messages[-1]
         return out, self.RETAIN
+
+    def on_eof(self) -> tuple[list[Any], bool]:
+        """At the end of the input (a backtest, STOP_AT_END) the last trades are summarised too."""
+        if (self.state is None or self.last_message is None or not self.state.samples_seen
+                or self.summarised_trades == self.state.samples_seen):
+            return [], self.RETAIN
+        return [self._summary(self.last_message)], self.RETAIN
 
     def notify_at(self) -> datetime | None:
         return datetime.now(timezone.utc) + EVICTION_CHECK
@@ -161,10 +173,11 @@ class InstrumentDetector(StatefulBatchLogic):
         closing = None if state.tracker is None else state.tracker.copy().close_open("idle")
         return ([] if closing is None else [closing]), self.DISCARD
 
-    def _summary(self, last: TradeMessage) -> dict[str, Any]:
+    def _summary(self, last: TradeMessage) -> InstrumentSummary:
         origin = last.origin
-        return {**self.engine.summary(self.state), "source": origin.source, "partition": origin.partition,
-                "offset": origin.offset}
+        self.summarised_trades = self.state.samples_seen
+        return InstrumentSummary({**self.engine.summary(self.state), "source": origin.source,
+                                  "partition": origin.partition, "offset": origin.offset})
 
     def snapshot(self) -> DetectorSnapshot:
         return DetectorSnapshot(self.engine.snapshot(self.state), self.summary_second)

@@ -56,7 +56,16 @@ INPUT_NAMES = kernel.QUANTITY_NAMES[18:]
 """The inputs a record carries beside the 18 features (derived and per-trade ones)."""
 NO_FOREST = FlatForest.empty()
 SIDE_ORDER = {"A": 0, "B": 1, "N": 2}
-Outcome = AnomalyRecord | Rejection | IncidentUpdate
+
+
+@dataclass(frozen=True)
+class StateEnded:
+    """The instrument started afresh in this batch: the totals its previous state ended with."""
+
+    summary: dict[str, Any]
+
+
+Outcome = AnomalyRecord | Rejection | IncidentUpdate | StateEnded
 
 
 @dataclass
@@ -147,9 +156,23 @@ class DetectionEngine:
 
     def _start_afresh(self, state: InstrumentState, work: _Work, valid: ValidTrades, row: int,
                       ) -> list[tuple[int, int, Outcome]]:
-        """Close what the old state had open before a trade that comes after an idle day."""
-        closing = work.tracker.close_open("idle")
-        return [] if closing is None else [(int(valid.indices[row]), -1, closing)]
+        """Close what the old state had open before a trade that comes after an idle day, and say
+        what it ended with (its last summary may be seconds old)."""
+        index = int(valid.indices[row])
+        closing = work.tracker.close_open("idle") if work.tracker is not None else None
+        ended = StateEnded(self._summary_of_work(state, work, valid, row))
+        return [(index, -2, ended)] + ([] if closing is None else [(index, -1, closing)])
+
+    def _summary_of_work(self, state: InstrumentState, work: _Work, valid: ValidTrades, row: int) -> dict[str, Any]:
+        if row == 0 or not work.samples_seen:
+            return self.summary(state)
+        ended = InstrumentState(
+            state.symbol, models=work.models, samples_seen=work.samples_seen, anomalies=work.anomalies,
+            rejected=0 if work.fresh else state.rejected, last_price=float(valid.prices[row - 1]),
+            last_timestamp_ns=int(valid.timestamps_ns[row - 1]), since_ns=work.since_ns, tracker=work.tracker,
+            tally=work.tally,
+        )
+        return self.summary(ended)
 
     def snapshot(self, state: InstrumentState) -> InstrumentSnapshot:
         """The state as it is now, without copying arrays or waiting for refits in flight."""

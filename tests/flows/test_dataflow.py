@@ -127,3 +127,34 @@ def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages):
     updates, discard = detector.on_notify()
     assert discard is InstrumentDetector.DISCARD
     assert all(update.status == "closed" and update.closed_by == "idle" for update in updates)
+
+
+def test_the_last_summary_counts_every_trade_at_the_end_of_the_input(messages):
+    anomalies, letters, summaries = [], [], []
+    flow = build_flow(TestingSource(messages, batch_size=BATCH), TestingSink(anomalies), TestingSink(letters), CONFIG,
+                      summary_sink=TestingSink(summaries))
+    run_main(flow)
+    last = summaries[-1]
+    assert last["trades_processed"] == len(messages) and last["anomalies"] == len(anomalies)
+    assert (last["source"], last["partition"], last["offset"]) == ("open", 0, len(messages) - 1)
+    assert sum(last["anomalies_by_level"].values()) == sum(last["anomalies_by_side"].values()) == len(anomalies)
+
+
+def test_a_state_that_ends_in_a_batch_still_reports_its_totals(messages):
+    from connectors.codec import format_timestamp_ns
+    from connectors.replay import timestamp_ns
+
+    day = 86_400 * 10**9
+    later = [as_trade_message(dict(m.trade, ts_event=format_timestamp_ns(timestamp_ns(m.trade["ts_event"]) + 2 * day),
+                                   ts_recv=format_timestamp_ns(timestamp_ns(m.trade["ts_recv"]) + 2 * day)),
+                              Origin("later", 0, i), m.raw) for i, m in enumerate(messages[:300])]
+    summaries, anomalies = [], []
+    flow = build_flow(TestingSource(messages + later, batch_size=len(messages) + 300), TestingSink(anomalies),
+                      TestingSink([]), CONFIG, summary_sink=TestingSink(summaries))
+    run_main(flow)  # one batch: the first day's state ends inside it
+    by_state = {}
+    for summary in summaries:
+        by_state[summary["since"]] = summary
+    first, second = sorted(by_state.values(), key=lambda summary: summary["since"])
+    assert (first["trades_processed"], second["trades_processed"]) == (len(messages), 300)
+    assert first["anomalies"] + second["anomalies"] == len(anomalies)
