@@ -6,7 +6,7 @@ of the price path around the incident, not from which detector fired: the same z
 fires on a ramp and on a flash crash, but only a flash crash walks back.
 
 ``measure`` reduces the trades to a few plain-unit numbers (``KindEvidence``);
-``decide_kind`` applies the rules of the README table *Kinds of incident* to them, first
+``decide_kind`` applies the rules of the table *Kinds of incident* in docs/INCIDENTS.md to them, first
 match wins:
 
 1. ``auction``: a member anomaly is an opening or closing cross print.
@@ -39,7 +39,7 @@ SIDE_SELL, SIDE_BUY = 1, 2  # models.features.SIDE_CODES: N 0, A 1, B 2
 
 @dataclass(frozen=True)
 class KindRules:
-    """The thresholds of ``decide_kind`` (README table *Kinds of incident*)."""
+    """The thresholds of ``decide_kind`` (docs/INCIDENTS.md, table *Kind rules*)."""
 
     price_move_bps: float = 20.0
     """Smallest excursion from the reference price that makes a price kind. NVDA's

@@ -1,4 +1,4 @@
-"""Kinds of incident: each injected kind named right, the rules one by one, the README table."""
+"""Kinds of incident: each injected kind named right, the rules one by one, the documented tables."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from incident_support import engine_like_flags, event_rows, final_states, inject
 from models.incidents import IncidentTracker
 from models.kinds import KINDS, KindEvidence, KindRules, decide_kind, measure
 
-README = Path(__file__).parents[2] / "README.md"
+INCIDENTS_DOC = Path(__file__).parents[2] / "docs" / "INCIDENTS.md"
 EXPECTED = {"off_market": "off_market_print", "block": "block", "burst": "burst", "ramp": "ramp",
             "flash_crash": "flash_crash", "sweep": "ramp"}
 DIRECTION = {"block": None, "burst": None}
@@ -183,11 +183,11 @@ def test_kind_rules_reject_nonsense():
         KindRules(burst_stamps=-1)
 
 
-# --- the README ------------------------------------------------------------------------------
+# --- docs/INCIDENTS.md ------------------------------------------------------------------------------
 
 
 def _readme_table(heading: str) -> list[list[str]]:
-    text = README.read_text()
+    text = INCIDENTS_DOC.read_text()
     section = text.split(heading, 1)[1].split("\n#", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
