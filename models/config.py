@@ -70,7 +70,7 @@ class DetectorConfig:
     """A trade further behind its instrument's clock is refused (out of order)."""
     max_clock_jump_s: float = 604_800.0
     """A trade further ahead of its instrument's clock (a week) is refused unless the next confirms it."""
-    remembered_trades: int = 2_048
+    remembered_trades: int = 512
     """Trades per instrument whose identity is kept to refuse repeats."""
 
     def __post_init__(self) -> None:

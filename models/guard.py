@@ -37,7 +37,7 @@ MASK64 = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class GuardSettings:
-    remembered_trades: int = 2_048
+    remembered_trades: int = 512
     """Trades per instrument whose identity is kept to recognise repeats."""
     max_lateness_s: float = 60.0
     """A trade further behind the instrument's clock than this is refused."""

@@ -251,10 +251,10 @@ def test_state_stays_bounded(opening_trades):
         engine.process(state, opening_trades[start:start + 500])
         sizes.append(len(pickle.dumps(engine.snapshot(state))))
     # After the forest is full the snapshot no longer grows with the tape: window, training
-    # rows, forest, 2,048 trade identities, and at most an open incident's trades.
+    # rows, forest, 512 trade identities, and at most an open incident's trades.
     assert max(sizes[4:]) < 300_000
     assert state.training.shape[0] == config.train_size
-    assert len(state.guard.memory.identities) == 2_048
+    assert len(state.guard.memory.identities) == 512
 
 
 def test_a_fresh_or_one_trade_instrument_costs_kilobytes(opening_trades):
@@ -270,7 +270,7 @@ def test_default_state_of_a_busy_instrument_is_bounded(opening_trades):
     state = engine.new_state("NVDA")
     engine.process(state, opening_trades)
     # window, 500 x 6 training samples, two pending jobs, calibration ring, a young forest,
-    # 2,048 trade identities, the incident tracker's context
+    # 512 trade identities, the incident tracker's context
     assert len(pickle.dumps(engine.snapshot(state))) < 260_000
 
 
