@@ -72,6 +72,13 @@ class DetectorConfig:
     """A trade further ahead of its instrument's clock (a week) is refused unless the next confirms it."""
     remembered_trades: int = 512
     """Trades per instrument whose identity is kept to refuse repeats."""
+    cold_start_from: int = 30
+    """An instrument without its own models is scored by the shared cold-start detector
+    (``models.detectors.cold_start``) from this trade on; 0 turns it off."""
+    cold_start_price_bps: float = 200.0
+    """The cold-start detector votes on a price this far (bp) from the median of the previous 20."""
+    cold_start_size_vs_max: float = 30.0
+    """The cold-start detector votes on a size this many times the largest of the previous 100."""
 
     def __post_init__(self) -> None:
         _require(self.window_size >= 2, "window_size", "must be at least 2")
@@ -98,6 +105,9 @@ class DetectorConfig:
         _require(self.max_lateness_s >= 0, "max_lateness_s", "must not be negative")
         _require(self.max_clock_jump_s >= self.idle_s, "max_clock_jump_s", "must be at least idle_s")
         _require(self.remembered_trades >= 1, "remembered_trades", "must be at least 1")
+        _require(self.cold_start_from == 0 or self.cold_start_from >= 2, "cold_start_from", "must be 0 (off) or at least 2")
+        _require(self.cold_start_price_bps > 0, "cold_start_price_bps", "must be positive")
+        _require(self.cold_start_size_vs_max > 1, "cold_start_size_vs_max", "must be more than 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:

@@ -28,6 +28,7 @@ went through, so an exception leaves the state exactly as it was.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ import numpy as np
 
 from models import kernel
 from models.config import DetectorConfig
+from models.detectors.cold_start import NAMES as COLD_START_NAMES
+from models.detectors.cold_start import ColdStartVote
 from models.detectors.isolation_forest import FlatForest
 from models.kernel import CALIBRATED, ENSEMBLE, N_OUT, QUANTITY, SCORES, VOTES, ZSCORES
 from models.explain import explain_record
@@ -98,6 +101,8 @@ class DetectionEngine:
         self._input_codes = np.array([QUANTITY[name] for name in self.config.model_features], np.int64)
         self._training_codes = np.array([QUANTITY[name] for name in self.training_columns], np.int64)
         self._no_params = np.zeros(self._params_size())
+        self._cold_start = None if not c.cold_start_from else ColdStartVote(
+            c.cold_start_from, c.cold_start_price_bps, c.cold_start_size_vs_max)
         if self.config.compiled:
             self._score_run = kernel.score_run
         else:
@@ -271,6 +276,8 @@ class DetectionEngine:
             self._no_params if models is None else models.params, self.config.votes_required, out, flagged,
         )
         work.new_rows.append(np.ascontiguousarray(out[:, self._training_codes]))
+        if models is None and self._cold_start is not None:
+            return self._cold_start_run(symbol, work, trades, valid, start, out)
         if not count:
             return []
         work.anomalies += count
@@ -315,6 +322,75 @@ class DetectionEngine:
             explanation=explain_record(features, inputs),
             inputs=inputs,
             ensemble_score=float(row[ENSEMBLE]),
+        )
+
+    # -- cold start --------------------------------------------------------------
+
+    def _cold_start_run(
+        self, symbol: str, work: _Work, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
+        start: int, out: np.ndarray,
+    ) -> list[tuple[int, int, AnomalyRecord]]:
+        """A run of an instrument without models of its own: the shared detector's anomalies."""
+        detector = self._cold_start
+        scores = detector.score(out[:, QUANTITY["deviation_bps"]], out[:, QUANTITY["size_vs_max"]])
+        positions = work.samples_seen + 1 + np.arange(len(out))
+        votes = detector.vote(scores, positions)
+        rows = np.flatnonzero(votes.any(axis=1))
+        if not len(rows):
+            return []
+        work.anomalies += len(rows)
+        records = [
+            (int(valid.indices[start + row]), start + int(row),
+             self._shared_record(symbol, trades, valid, start + int(row), out[row], scores[row], votes[row]))
+            for row in rows
+        ]
+        work.tally = _tallied(work.tally, [record for _, _, record in records])
+        return records
+
+    def _shared_record(
+        self, symbol: str, trades: Sequence[Mapping[str, Any]], valid: ValidTrades, at: int,
+        row: np.ndarray, scores: np.ndarray, votes: np.ndarray,
+    ) -> AnomalyRecord:
+        """A cold-start anomaly. Its anomaly score grows with the largest score over its threshold
+        (0.5 at the threshold, 1 at ten times it); the price and volume z-scores are the trade's
+        against its own window, as no training statistics exist yet."""
+        trade = trades[int(valid.indices[at])]
+        timestamp = int(valid.timestamps_ns[at])
+        features = row[:18].tolist()
+        inputs = dict(zip(INPUT_NAMES, row[18:kernel.N_QUANTITIES].tolist()))
+        excess = float(np.max(scores / np.array(self._cold_start.thresholds)))
+        anomaly_score = min(1.0, 0.5 + 0.5 * math.log10(excess))
+        confidence = float(votes.sum()) / len(votes)
+        q = {name: float(row[QUANTITY[name]]) for name in (
+            "current_price", "price_mean", "price_std", "current_size", "volume_mean", "volume_std")}
+        zscores = (
+            _window_z(q["current_price"], q["price_mean"], q["price_std"], 1e-4 * q["price_mean"]),
+            _window_z(q["current_size"], q["volume_mean"], q["volume_std"], 1.0),
+            0.0, 0.0, 0.0,
+        )
+        value = float(severity(anomaly_score, confidence, zscores[1], zscores[0]))
+        return AnomalyRecord(
+            anomaly_id=anomaly_id(
+                symbol, timestamp, int(valid.publisher_ids[at]), int(valid.instrument_ids[at]), int(valid.sequences[at]),
+            ),
+            symbol=symbol,
+            kind="auction" if is_auction_print(timestamp, trade["side"]) else "trade",
+            trade={name: trade[name] for name in TRADE_FIELDS},
+            features=features,
+            detector_scores=scores.tolist(),
+            detector_thresholds=list(self._cold_start.thresholds),
+            detector_votes=[bool(v) for v in votes],
+            anomaly_score=anomaly_score,
+            confidence=confidence,
+            zscores=zscores,
+            severity=value,
+            level=level(value),
+            model_generation=0,
+            explanation=explain_record(features, inputs),
+            inputs=inputs,
+            ensemble_score=excess,
+            model="shared",
+            detector_names=COLD_START_NAMES,
         )
 
     # -- retraining --------------------------------------------------------------
@@ -369,6 +445,11 @@ def _segments(count: int, fresh_starts: frozenset[int]) -> list[tuple[int, int]]
     """[start, stop) of the runs of trades that belong to one state."""
     bounds = sorted({0, count, *fresh_starts})
     return [(start, stop) for start, stop in zip(bounds, bounds[1:]) if start < stop]
+
+
+def _window_z(value: float, mean: float, std: float, floor: float) -> float:
+    """A trade's z-score against its own window, the spread floored."""
+    return float((value - mean) / max(std, floor))
 
 
 def _tallied(tally: Tally, records: list[AnomalyRecord]) -> Tally:

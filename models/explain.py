@@ -21,6 +21,7 @@ from models.kinds import KindEvidence
 NORMAL = {
     "size_vs_median": 90.0,       # size / median size of the previous 100 trades
     "size_vs_mean": 35.0,         # size / mean size of the other trades of the window
+    "size_vs_max": 3.7,           # size / largest size of the previous 100 trades
     "deviation_bps": 5.0,         # |price vs the recent median|, bp
     "price_vs_mean_bps": 8.0,     # |price vs the window mean|, bp
     "instant_move_bps": 8.0,      # |price move within one timestamp|, bp
@@ -42,7 +43,7 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
 
     ``features`` are the 18 window features (a sequence in ``FEATURE_NAMES`` order or a
     mapping by name); ``inputs`` the engine's extra per-trade inputs when it has them
-    (``size_vs_median``, ``deviation_bps``, ``instant_move_bps``,
+    (``size_vs_median``, ``size_vs_max``, ``deviation_bps``, ``instant_move_bps``,
     ``distinct_stamps_20ms``). Missing or non-finite values are skipped, never raised on.
     """
     f = _feature_map(features)
@@ -59,6 +60,10 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
         ratio = size / others
         items.append(_item("size_vs_mean", ratio, f"size {size:,.0f} = {_times(ratio)} the mean size of the "
                                                   f"other {count - 1:,.0f} trades of the window"))
+    if "size_vs_max" in extra and size is not None:
+        ratio = extra["size_vs_max"]
+        items.append(_item("size_vs_max", ratio, f"size {size:,.0f} = {_times(ratio)} the largest of the "
+                                                 f"previous {_previous(count)} trades"))
     if "deviation_bps" in extra:
         bps = extra["deviation_bps"]
         items.append(_item("deviation_bps", bps, f"price {_percent(bps)} {_side(bps)} the recent median price"))
@@ -172,6 +177,11 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _previous(count: float | None) -> str:
+    """How many earlier sizes ``size_vs_max`` was taken over: up to 100, all before a full window."""
+    return "100" if not count or count >= 100 else f"{count - 1:,.0f}"
 
 
 def _times(ratio: float) -> str:

@@ -173,7 +173,7 @@ DERIVED_INPUTS = {
 }
 DERIVED_NAMES = tuple(DERIVED_INPUTS)
 
-NEW_INPUTS = ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median")
+NEW_INPUTS = ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median", "size_vs_max")
 """Inputs that need more than the window's features, computed trade by trade
 (``models.kernel``; reference ``models.reference``), for the detectors of issue 12:
 
@@ -188,6 +188,9 @@ NEW_INPUTS = ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size
   two-sided burst at many.
 * ``size_vs_median``: ``size / max(1, median size of the previous up-to-100 trades)``,
   1 for an instrument's first trade.
+* ``size_vs_max``: ``size / largest size of the previous up-to-100 trades``, 1 for an
+  instrument's first trade: a block among an illiquid symbol's few trades (the
+  cold-start detector, ``models.detectors.cold_start``).
 """
 
 INPUT_SCALE_FLOORS = {
@@ -204,6 +207,7 @@ INPUT_SCALE_FLOORS = {
     "instant_move_bps": 2.0,
     "distinct_stamps_20ms": 1.0,
     "size_vs_median": 0.25,
+    "size_vs_max": 0.25,
 }
 """The smallest spread each input is scaled by. Over 500 quiet trades an input can sit
 on one value (no price change at all: momentum 0 for every sample), and scaling by a

@@ -46,7 +46,7 @@ N_OUT = CALIBRATED + 1
 PRICE_MEDIAN_TRADES = 20
 """``deviation_bps`` compares with the median of this many previous prices."""
 SIZE_MEDIAN_TRADES = 100
-"""``size_vs_median`` compares with the median of this many previous sizes."""
+"""``size_vs_median`` and ``size_vs_max`` compare with this many previous sizes."""
 STAMP_WINDOW_NS = 20_000_000
 """``distinct_stamps_20ms`` counts distinct event times within this span."""
 CALIBRATION_SCORES = 1_000
@@ -421,6 +421,8 @@ def score_run(
             row[30] = size / max(1.0, _median_of_sorted(sorted_sizes, sorted_fill))
         else:
             row[30] = 1.0
+        # size_vs_max: against the largest of the previous (up to 100) sizes
+        row[31] = size / sorted_sizes[sorted_fill - 1] if sorted_fill > 0 else 1.0
 
         if scoring:
             for j in range(k):

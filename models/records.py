@@ -53,6 +53,9 @@ class AnomalyRecord:
     """Processing time: the one field that differs between two runs over the same tape."""
     incident_id: str | None = None
     """The incident this anomaly belongs to (``models.incidents``), once it is tracked."""
+    detector_names: tuple[str, ...] = DETECTOR_NAMES
+    """Names of the detectors the scores, thresholds and votes belong to: the instrument's
+    three, or the cold-start detector's two votes (``models.detectors.cold_start``)."""
 
     @property
     def votes(self) -> int:
@@ -79,7 +82,7 @@ class AnomalyRecord:
             "detectors": {
                 name: {"score": score, "threshold": threshold, "vote": vote}
                 for name, score, threshold, vote in zip(
-                    DETECTOR_NAMES, self.detector_scores, self.detector_thresholds, self.detector_votes
+                    self.detector_names, self.detector_scores, self.detector_thresholds, self.detector_votes
                 )
             },
             "votes": self.votes,

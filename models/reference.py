@@ -52,6 +52,7 @@ def score_run(
         price, size, stamp = history_p[at], history_s[at], history_t[at]
         out[i, QUANTITY["deviation_bps"]] = 1e4 * (price / np.median(earlier_p) - 1.0) if earlier_p else 0.0
         out[i, QUANTITY["size_vs_median"]] = size / max(1.0, float(np.median(earlier_s))) if earlier_s else 1.0
+        out[i, QUANTITY["size_vs_max"]] = size / max(earlier_s) if earlier_s else 1.0
         window_t = history_t[max(0, at - window_size + 1):at + 1]
         out[i, QUANTITY["distinct_stamps_20ms"]] = len({t for t in window_t if stamp - STAMP_WINDOW_NS <= t <= stamp})
         # instant move: the price before the current timestamp began; 0 if time went backwards

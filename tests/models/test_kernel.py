@@ -145,7 +145,8 @@ def test_per_trade_inputs_on_a_crafted_tape(compiled):
     engine._score_run = capture
     engine.process(engine.new_state("X"), tape)
     out = np.vstack(captured)
-    inputs = {name: out[:, QUANTITY[name]] for name in ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median")}
+    inputs = {name: out[:, QUANTITY[name]] for name in ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms",
+                                                        "size_vs_median", "size_vs_max")}
     assert inputs["deviation_bps"][0] == 0.0 and inputs["size_vs_median"][0] == 1.0  # nothing before the first trade
     assert inputs["size_vs_median"][1] == 2.0  # 200 / median(100)
     assert inputs["size_vs_median"][3] == 0.5  # 100 / median(100, 200, 300)
@@ -162,6 +163,10 @@ def test_per_trade_inputs_on_a_crafted_tape(compiled):
     assert inputs["distinct_stamps_20ms"][34] == 1  # 30 ms after everything else
     sizes = [t["size"] for t in tape[:34]]
     assert inputs["size_vs_median"][34] == pytest.approx(5_000 / np.median(sizes))
+    assert inputs["size_vs_max"][0] == 1.0 and inputs["size_vs_max"][1] == 2.0  # 200 / max(100)
+    assert inputs["size_vs_max"][3] == pytest.approx(100 / 300)
+    assert inputs["size_vs_max"][30] == pytest.approx(10 / 300)
+    assert inputs["size_vs_max"][34] == pytest.approx(5_000 / 300)  # the largest of the 34 before is 300
 
 
 @pytest.mark.parametrize("recent, score, expected", [
