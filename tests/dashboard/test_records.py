@@ -90,6 +90,16 @@ def test_a_contract_anomaly_becomes_a_small_record(anomaly):
     assert time_ns(anomaly["ts_event"], "") == record.ts_ns
 
 
+def test_a_cold_start_anomaly_shows_its_own_two_detectors(anomaly):
+    shared = {**anomaly, "model": "shared", "votes": 1, "detectors": {
+        "cold_start_price": {"score": 512.8, "threshold": 200.0, "vote": True},
+        "cold_start_size": {"score": 0.4, "threshold": 30.0, "vote": False}}}
+    record = decode_anomaly(orjson.dumps(shared))
+    assert [(v.name, v.score, v.vote) for v in record.detectors] == [
+        ("cold_start_price", 512.8, True), ("cold_start_size", 0.4, False)]
+    assert record.voted == ("cold_start_price",)
+
+
 def test_an_anomaly_from_an_older_job_still_shows():
     old = {"anomaly_id": "NVDA-20250509-3", "symbol": "NVDA", "ts_event": "2025-05-09T13:30:00Z", "price": 117.3,
            "severity": 0.5, "level": "medium",

@@ -120,6 +120,19 @@ def test_snapshot_taken_while_refits_are_in_flight_restores_exactly(reference):
     assert comparable(first + again) == comparable(first + rest) == comparable(outcomes)
 
 
+def test_a_pickled_snapshot_is_compressed_and_unpacks_whole(reference):
+    config, trades, _, _ = reference
+    engine = DetectionEngine(config)
+    _, state = run(config, trades[:2100])
+    snapshot = engine.snapshot(state)
+    plain = pickle.dumps(tuple(getattr(snapshot, f.name) for f in dataclasses.fields(snapshot)))
+    packed = pickle.dumps(snapshot)
+    assert len(packed) < 0.8 * len(plain)
+    unpacked = pickle.loads(packed)
+    for f in dataclasses.fields(snapshot):
+        assert pickle.dumps(getattr(unpacked, f.name)) == pickle.dumps(getattr(snapshot, f.name)), f.name
+
+
 def test_snapshot_is_not_changed_by_later_batches(reference):
     config, trades, _, _ = reference
     engine = DetectionEngine(config)
