@@ -37,9 +37,11 @@ import numpy as np
 
 from models import kernel
 from models.config import DetectorConfig
+from models.detectors.cold_start import INPUTS as COLD_START_INPUTS
 from models.detectors.cold_start import NAMES as COLD_START_NAMES
 from models.detectors.cold_start import ColdStartVote
 from models.detectors.isolation_forest import FlatForest
+from models.detectors.zscore import price_zscores
 from models.kernel import CALIBRATED, ENSEMBLE, N_OUT, QUANTITY, SCORES, VOTES, ZSCORES
 from models.explain import explain_record
 from models.guard import GuardSettings, GuardVerdict, TradeGuard
@@ -293,13 +295,29 @@ class DetectionEngine:
         self, symbol: str, models: ServingModels, trades: Sequence[Mapping[str, Any]], valid: ValidTrades,
         at: int, row: np.ndarray,
     ) -> AnomalyRecord:
+        votes = [bool(v) for v in row[VOTES:VOTES + 3]]
+        return self._trade_record(
+            symbol, trades, valid, at, row,
+            detector_scores=row[SCORES:SCORES + 3].tolist(),
+            detector_thresholds=[self.config.forest_threshold, self.config.envelope_threshold, 1.0],
+            detector_votes=votes,
+            anomaly_score=float(row[CALIBRATED]),
+            confidence=sum(votes) / 3,
+            zscores=tuple(float(z) for z in row[ZSCORES:ZSCORES + 5]),
+            model_generation=models.generation,
+            ensemble_score=float(row[ENSEMBLE]),
+        )
+
+    def _trade_record(
+        self, symbol: str, trades: Sequence[Mapping[str, Any]], valid: ValidTrades, at: int, row: np.ndarray,
+        **scored: Any,
+    ) -> AnomalyRecord:
+        """What every anomaly record says about its trade, beside the detectors' ``scored`` fields;
+        severity and level from the anomaly score, the confidence and the volume and price z-scores."""
         trade = trades[int(valid.indices[at])]
         timestamp = int(valid.timestamps_ns[at])
-        votes = [bool(v) for v in row[VOTES:VOTES + 3]]
-        confidence = sum(votes) / 3
-        zscores = tuple(float(z) for z in row[ZSCORES:ZSCORES + 5])
-        anomaly_score = float(row[CALIBRATED])
-        value = float(severity(anomaly_score, confidence, zscores[1], zscores[0]))
+        zscores = scored["zscores"]
+        value = float(severity(scored["anomaly_score"], scored["confidence"], zscores[1], zscores[0]))
         features = row[:18].tolist()
         inputs = dict(zip(INPUT_NAMES, row[18:kernel.N_QUANTITIES].tolist()))
         return AnomalyRecord(
@@ -310,18 +328,11 @@ class DetectionEngine:
             kind="auction" if is_auction_print(timestamp, trade["side"]) else "trade",
             trade={name: trade[name] for name in TRADE_FIELDS},  # never unknown extra fields
             features=features,
-            detector_scores=row[SCORES:SCORES + 3].tolist(),
-            detector_thresholds=[self.config.forest_threshold, self.config.envelope_threshold, 1.0],
-            detector_votes=votes,
-            anomaly_score=anomaly_score,
-            confidence=confidence,
-            zscores=zscores,
             severity=value,
             level=level(value),
-            model_generation=models.generation,
             explanation=explain_record(features, inputs),
             inputs=inputs,
-            ensemble_score=float(row[ENSEMBLE]),
+            **scored,
         )
 
     # -- cold start --------------------------------------------------------------
@@ -332,7 +343,7 @@ class DetectionEngine:
     ) -> list[tuple[int, int, AnomalyRecord]]:
         """A run of an instrument without models of its own: the shared detector's anomalies."""
         detector = self._cold_start
-        scores = detector.score(out[:, QUANTITY["deviation_bps"]], out[:, QUANTITY["size_vs_max"]])
+        scores = detector.score(*(out[:, QUANTITY[name]] for name in COLD_START_INPUTS))
         positions = work.samples_seen + 1 + np.arange(len(out))
         votes = detector.vote(scores, positions)
         rows = np.flatnonzero(votes.any(axis=1))
@@ -354,40 +365,19 @@ class DetectionEngine:
         """A cold-start anomaly. Its anomaly score grows with the largest score over its threshold
         (0.5 at the threshold, 1 at ten times it); the price and volume z-scores are the trade's
         against its own window, as no training statistics exist yet."""
-        trade = trades[int(valid.indices[at])]
-        timestamp = int(valid.timestamps_ns[at])
-        features = row[:18].tolist()
-        inputs = dict(zip(INPUT_NAMES, row[18:kernel.N_QUANTITIES].tolist()))
-        excess = float(np.max(scores / np.array(self._cold_start.thresholds)))
-        anomaly_score = min(1.0, 0.5 + 0.5 * math.log10(excess))
-        confidence = float(votes.sum()) / len(votes)
-        q = {name: float(row[QUANTITY[name]]) for name in (
-            "current_price", "price_mean", "price_std", "current_size", "volume_mean", "volume_std")}
-        zscores = (
-            _window_z(q["current_price"], q["price_mean"], q["price_std"], 1e-4 * q["price_mean"]),
-            _window_z(q["current_size"], q["volume_mean"], q["volume_std"], 1.0),
-            0.0, 0.0, 0.0,
-        )
-        value = float(severity(anomaly_score, confidence, zscores[1], zscores[0]))
-        return AnomalyRecord(
-            anomaly_id=anomaly_id(
-                symbol, timestamp, int(valid.publisher_ids[at]), int(valid.instrument_ids[at]), int(valid.sequences[at]),
-            ),
-            symbol=symbol,
-            kind="auction" if is_auction_print(timestamp, trade["side"]) else "trade",
-            trade={name: trade[name] for name in TRADE_FIELDS},
-            features=features,
+        thresholds = self._cold_start.thresholds
+        excess = float(np.max(scores / np.array(thresholds)))
+        features = row[None, :18]
+        size, mean, std = (float(row[QUANTITY[name]]) for name in ("current_size", "volume_mean", "volume_std"))
+        return self._trade_record(
+            symbol, trades, valid, at, row,
             detector_scores=scores.tolist(),
-            detector_thresholds=list(self._cold_start.thresholds),
+            detector_thresholds=list(thresholds),
             detector_votes=[bool(v) for v in votes],
-            anomaly_score=anomaly_score,
-            confidence=confidence,
-            zscores=zscores,
-            severity=value,
-            level=level(value),
+            anomaly_score=min(1.0, 0.5 + 0.5 * math.log10(excess)),
+            confidence=float(votes.sum()) / len(votes),
+            zscores=(float(price_zscores(features)[0]), (size - mean) / max(std, 1.0), 0.0, 0.0, 0.0),
             model_generation=0,
-            explanation=explain_record(features, inputs),
-            inputs=inputs,
             ensemble_score=excess,
             model="shared",
             detector_names=COLD_START_NAMES,
@@ -445,11 +435,6 @@ def _segments(count: int, fresh_starts: frozenset[int]) -> list[tuple[int, int]]
     """[start, stop) of the runs of trades that belong to one state."""
     bounds = sorted({0, count, *fresh_starts})
     return [(start, stop) for start, stop in zip(bounds, bounds[1:]) if start < stop]
-
-
-def _window_z(value: float, mean: float, std: float, floor: float) -> float:
-    """A trade's z-score against its own window, the spread floored."""
-    return float((value - mean) / max(std, floor))
 
 
 def _tallied(tally: Tally, records: list[AnomalyRecord]) -> Tally:
