@@ -146,6 +146,8 @@ def latency(brokers: str, path: Path) -> dict:
         _wait_until_read(metrics_port, start)
         published = publish(trades[start:end], brokers, "latency-stocks", speed=1.0)
         time.sleep(5)
+        guard = {name: _job_metric(metrics_port, metric) for name, metric in (
+            ("input_stalls", "trade_detector_input_stalls_total"), ("fetch_wait_ms_at_end", "trade_detector_fetch_wait_ms"))}
     finally:
         stop.set()
         follower.join()
@@ -166,7 +168,8 @@ def latency(brokers: str, path: Path) -> dict:
             summary_ms.append((seen - created_by_event[identity]) * 1000)
     result = {"window": f"{trades[start]['ts_recv']} .. {trades[end - 1]['ts_recv']}",
               "warmup_trades": start, "trades": published.published,
-              "injected_events": [event.kind for event in events], "broker_hop": broker_hop_latency(brokers)}
+              "injected_events": [event.kind for event in events], "broker_hop": broker_hop_latency(brokers),
+              "stall_guard": guard}
     for name, values in (("anomalies", anomaly_ms), ("summaries", summary_ms)):
         values = np.array(values)
         result[name] = {"count": int(len(values))}
@@ -231,6 +234,20 @@ def _event_text(ts_event) -> str:
     return ts_event if isinstance(ts_event, str) else format_timestamp_ns(ts_event)
 
 
+def _job_metric(metrics_port: int, name: str) -> float | None:
+    """One value the job serves on its metrics endpoint (the first series of that name)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + "{") or line.startswith(name + " "):
+                    return float(line.split()[-1])
+    except OSError:
+        return None
+    return None
+
+
 def _wait_until_read(metrics_port: int, trades: int, timeout: float = 300) -> None:
     """Until the job's trade counter reaches ``trades`` (it has caught up with the warm-up)."""
     import urllib.request
@@ -262,6 +279,10 @@ def table(results: dict) -> str:
             f"| job / pass-through (end to end; after start-up) | {measured['ratio']}; "
             f"{measured['ratio_after_startup']} | >= 0.4 |",
         ]
+    if "latency" in results and "stall_guard" in results["latency"]:
+        guard = results["latency"]["stall_guard"]
+        lines.append(f"| input stalls (embedded broker) during the latency run; fetch wait at the end | "
+                     f"{guard.get('input_stalls')}; {guard.get('fetch_wait_ms_at_end')} ms | |")
     for name in ("anomalies", "summaries", "broker_hop"):
         if "latency" in results and name in results["latency"]:
             measured = results["latency"][name]

@@ -42,6 +42,10 @@ STALL_AFTER_S = 1.0
 waiting is stalled (see ``TradePartition``)."""
 
 MAX_FETCH_WAIT_MS = 1000
+RELAX_AFTER_S = 20.0
+"""A widened fetch wait is halved again (down to the configured one) after this long
+without a stall: a broker that fell behind for a moment should not cost every later
+message up to the widened wait."""
 
 
 def split_brokers(brokers: str) -> list[str]:
@@ -133,10 +137,13 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
     Stall guard: the embedded Tansu broker lists every stored batch of a partition
     on each fetch, and answers empty once that takes longer than the fetch's
     ``fetch.wait.max.ms``: a partition of ~20,000 one-message batches (a paced
-    replay) stops being readable at 10 ms. When nothing arrives for
-    ``STALL_AFTER_S`` while the broker's high watermark says messages wait, the
-    consumer is rebuilt at the same offset with twice the wait (up to 1 s). A
-    broker that answers fetches when data arrives (Kafka, Redpanda) never trips it.
+    replay) stops being readable at 10 ms, and far fewer do while the machine is
+    busy. When nothing arrives for ``STALL_AFTER_S`` while the broker's high
+    watermark says messages wait, the consumer is rebuilt at the same offset with
+    twice the wait (up to 1 s). The same broker holds a fetch that finds nothing for
+    the whole wait, so a wide wait is latency: after ``RELAX_AFTER_S`` without a
+    stall the wait is halved again, down to the configured one. A broker that
+    answers fetches when data arrives (Kafka, Redpanda) never trips the guard.
     """
 
     def __init__(
@@ -156,6 +163,9 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
         self._lag_labels = {"step_id": step_id, "topic": topic, "partition": str(index)}
         self._quiet_since = time.monotonic()
         self._checked_at = 0.0
+        self._base_wait_ms = self.fetch_wait_ms
+        self._wait_changed_at = self._quiet_since
+        self.stalls = 0
         self._consumer = self._open(config)
 
     def _open(self, config: dict):
@@ -163,7 +173,15 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
 
         consumer = Consumer({**config, "stats_cb": self._statistics, "statistics.interval.ms": 1000})
         consumer.assign([TopicPartition(self._topic, self._index, self._offset)])
+        metrics.FETCH_WAIT_MS.labels(self._topic, str(self._index)).set(self.fetch_wait_ms)
         return consumer
+
+    def _reopen(self, wait_ms: int, now: float) -> None:
+        """The consumer rebuilt at the next offset to read, with another fetch wait."""
+        self._config = {**self._config, "fetch.wait.max.ms": str(wait_ms)}
+        self._consumer.close()
+        self._consumer = self._open(self._config)
+        self._wait_changed_at = now
 
     def _statistics(self, json_stats: str) -> None:
         if self._watch is not None:
@@ -196,7 +214,9 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
             if offset is not None and offset >= 0:
                 self._offset = offset + 1
         if items:
-            self._quiet_since = time.monotonic()
+            self._quiet_since = now = time.monotonic()
+            if self.fetch_wait_ms > self._base_wait_ms and now - self._wait_changed_at >= RELAX_AFTER_S:
+                self._reopen(max(self._base_wait_ms, self.fetch_wait_ms // 2), now)
             if self._watch is not None:
                 self._watch.alive()
             trades = sum(1 for item in items if type(item) is TradeMessage)
@@ -224,11 +244,10 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
         if self._watch is not None:
             self._watch.alive()
         position = self._offset if self._offset >= 0 else low
-        wait = int(self._config.get("fetch.wait.max.ms", 500))
-        if high > position and wait < MAX_FETCH_WAIT_MS:
-            self._config = {**self._config, "fetch.wait.max.ms": str(min(2 * wait, MAX_FETCH_WAIT_MS))}
-            self._consumer.close()
-            self._consumer = self._open(self._config)
+        if high > position:
+            self.stalls += 1
+            metrics.STALLS.labels(self._topic, str(self._index)).inc()
+            self._reopen(min(2 * max(1, self.fetch_wait_ms), MAX_FETCH_WAIT_MS), now)
             self._quiet_since = now
 
     @property

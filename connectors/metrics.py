@@ -7,7 +7,7 @@ so one scrape gives Bytewax's step metrics and these side by side.
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 TRADES_READ = Counter(
     "trade_detector_trades_read",
@@ -30,4 +30,14 @@ SUMMARIES_WRITTEN = Counter(
 INCIDENTS_WRITTEN = Counter(
     "trade_detector_incidents_written",
     "Incident updates written to the incident topic.",
+)
+FETCH_WAIT_MS = Gauge(
+    "trade_detector_fetch_wait_ms",
+    "The input partition's fetch.wait.max.ms now: above the configured value while the stall guard has it widened.",
+    ["topic", "partition"],
+)
+STALLS = Counter(
+    "trade_detector_input_stalls",
+    "Times an input partition returned nothing for a second while the broker said messages were waiting.",
+    ["topic", "partition"],
 )
