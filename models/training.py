@@ -26,7 +26,7 @@ import sklearn
 from models.config import DetectorConfig
 from models.detectors import EllipticEnvelopeVote, ZScoreVote
 from models.detectors.elliptic_envelope import EnvelopeModel
-from models.detectors.isolation_forest import FlatTree, IsolationForestVote, flatten
+from models.detectors.isolation_forest import FlatTree, IsolationForestVote
 from models.detectors.zscore import LEARNED_COLUMNS
 from models.features import scale_floors
 
@@ -77,15 +77,14 @@ def refit(job: RefitJob, config: DetectorConfig) -> Refit:
     # Row-major copies, as the features were before: numpy's reductions add in an order
     # that depends on the memory layout, and the fits must not depend on it.
     inputs = np.ascontiguousarray(rows[:, [columns.index(name) for name in config.model_features]])
-    # The inputs are finite by construction; skipping scikit-learn's per-call
-    # validation halves the cost of growing a handful of small trees.
+    trees = forest_from_config(config).grow_flat(inputs, job.fit_number)
+    # The inputs are finite by construction: skip scikit-learn's per-call validation.
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        trees = forest_from_config(config).grow(inputs, job.fit_number)
         envelope = envelope_from_config(config).resume(job.warm).fit(inputs)
     learned = np.ascontiguousarray(rows[:, [columns.index(name) for name in LEARNED_COLUMNS]])
     zscore = zscore_from_config(config).fit_columns(learned)
     return Refit(
-        trees=[flatten(tree) for tree in trees],
+        trees=trees,
         envelope=envelope.compact(),
         zscore_center=zscore.center_,
         zscore_scale=zscore.scale_,
