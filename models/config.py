@@ -92,7 +92,8 @@ class DetectorConfig:
             1 <= self.trees_per_retrain <= self.forest_trees,
             "trees_per_retrain", "must be between 1 and forest_trees",
         )
-        _require(self.forest_max_samples >= 2, "forest_max_samples", "must be at least 2")
+        # A tree of n samples has at most 2n - 1 nodes, and a node record's child index is 16 bits.
+        _require(2 <= self.forest_max_samples <= 16_384, "forest_max_samples", "must be between 2 and 16384")
         _require(0.0 < self.forest_threshold < 1.0, "forest_threshold", "must be in (0, 1)")
         _require(self.envelope_threshold > 0, "envelope_threshold", "must be positive")
         _require(self.envelope_cold_every >= 1, "envelope_cold_every", "must be at least 1")

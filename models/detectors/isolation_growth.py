@@ -67,8 +67,10 @@ def grow_trees(X: np.ndarray, n_trees: int, max_samples: int, seed: int) -> list
 def _flat_tree(nodes: np.ndarray, n_inputs: int, root_samples: int, depth: int) -> FlatTree:
     """The grower's node table as ``NODE`` records (leaves hold their path length)."""
     feature, threshold, right, n_node, node_depth = nodes
-    leaf = feature < 0
     count = len(feature)
+    if count >= 2**15 or n_inputs >= 127:
+        raise ValueError(f"an isolation tree of {count} nodes on {n_inputs} inputs does not fit the node record")
+    leaf = feature < 0
     flat = np.zeros(count, NODE)
     path_length = node_depth + average_path_length(n_node)
     flat["threshold"] = np.where(leaf, path_length, threshold)

@@ -19,6 +19,7 @@ def test_new_settings_parse():
 
 @pytest.mark.parametrize("variable, value, message", [
     ("DETECTOR_FIT_HELPERS", "0", "DETECTOR_FIT_HELPERS: must be between 1 and 64"),
+    ("DETECTOR_FOREST_MAX_SAMPLES", "20000", "DETECTOR_FOREST_MAX_SAMPLES: must be between 2 and 16384"),
     ("DETECTOR_COMPILED", "maybe", "DETECTOR_COMPILED='maybe' is not a valid bool"),
     ("DETECTOR_MODEL_FEATURES", "size_share,median_of_nothing", "DETECTOR_MODEL_FEATURES: unknown feature(s) ['median_of_nothing']"),
 ])

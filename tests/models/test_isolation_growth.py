@@ -60,3 +60,9 @@ def test_trees_differ_between_fits_and_reach_the_depth_limit():
     for tree in first:
         leaves = tree.nodes["feature"] == X.shape[1]
         assert tree.depth == 8 and leaves.any() and (~leaves).any()
+
+
+def test_a_tree_too_large_for_the_node_record_is_refused():
+    X = RNG.random((70_000, 4))  # about 35,000 nodes: more than a 16-bit child index holds
+    with pytest.raises(ValueError, match="does not fit the node record"):
+        grow_trees(X, 1, 70_000, 0)
