@@ -15,6 +15,7 @@ walked cell by cell to find which trade is bad and why.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -131,12 +132,11 @@ def _validate_columns(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades,
     """Column by column: a clean column is converted and range-checked in a few numpy calls."""
     reasons: dict[int, str] = {}
     for index, trade in enumerate(trades):
-        if not isinstance(trade, Mapping):
+        if type(trade) is not dict and not isinstance(trade, Mapping):
             reasons[index] = f"not a trade object but {type(trade).__name__}"
-    rows = [trade if isinstance(trade, Mapping) else {} for trade in trades]
+    rows = trades if not reasons else [{} if index in reasons else trade for index, trade in enumerate(trades)]
     parsed: dict[str, np.ndarray] = {}
-    for name in TRADE_FIELDS:
-        cells = [row.get(name) for row in rows]
+    for name, cells in _field_columns(rows).items():
         parsed[name] = _parse_column(name, cells, reasons)
     _check_receive_delay(parsed["ts_event"], parsed["ts_recv"], reasons)
     rejections = [Rejection(index, reasons[index]) for index in sorted(reasons)]
@@ -154,6 +154,23 @@ def _validate_columns(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades,
         instrument_ids=parsed["instrument_id"][keep],
     )
     return valid, rejections
+
+
+_EVERY_FIELD = operator.itemgetter(*TRADE_FIELDS)
+
+
+def _field_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Each field's cells in trade order, a missing field as None.
+
+    When every trade has every field, one C-level lookup per trade and a transpose
+    (a tenth of the time of one ``get`` per field and trade); otherwise field by field.
+    """
+    if not rows:
+        return {name: [] for name in TRADE_FIELDS}
+    try:
+        return dict(zip(TRADE_FIELDS, map(list, zip(*map(_EVERY_FIELD, rows)))))
+    except (KeyError, TypeError):
+        return {name: [row.get(name) for row in rows] for name in TRADE_FIELDS}
 
 
 def _validate_each(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades, list[Rejection]]:
@@ -302,7 +319,11 @@ def _fast_actions(cells: list[Any]) -> np.ndarray | None:
 
 
 def _fast_symbols(cells: list[Any]) -> np.ndarray | None:
-    if all(symbol_problem(cell) is None for cell in cells):
+    try:
+        distinct = set(cells)  # a batch holds a few symbols: check each once
+    except TypeError:  # an unhashable cell (a list, a dict): check them all
+        distinct = cells
+    if all(symbol_problem(cell) is None for cell in distinct):
         return np.zeros(len(cells), np.int8)  # only validated; the text stays in the trade
     return None
 
