@@ -156,19 +156,18 @@ def _validate_columns(trades: Sequence[Mapping[str, Any]]) -> tuple[ValidTrades,
     return valid, rejections
 
 
-_EVERY_FIELD = operator.itemgetter(*TRADE_FIELDS)
+_FIELD_GETTERS = tuple((name, operator.itemgetter(name)) for name in TRADE_FIELDS)
 
 
 def _field_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """Each field's cells in trade order, a missing field as None.
 
-    When every trade has every field, one C-level lookup per trade and a transpose
-    (a tenth of the time of one ``get`` per field and trade); otherwise field by field.
+    When every trade has every field, a C-level ``map`` of an ``itemgetter`` per field
+    (a small fraction of the time of a Python ``get`` per field and trade); otherwise
+    ``get`` field by field.
     """
-    if not rows:
-        return {name: [] for name in TRADE_FIELDS}
     try:
-        return dict(zip(TRADE_FIELDS, map(list, zip(*map(_EVERY_FIELD, rows)))))
+        return {name: list(map(get, rows)) for name, get in _FIELD_GETTERS}
     except (KeyError, TypeError):
         return {name: [row.get(name) for row in rows] for name in TRADE_FIELDS}
 

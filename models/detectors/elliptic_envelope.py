@@ -96,6 +96,7 @@ class EllipticEnvelopeVote:
             scaled, n_support, remaining_iterations=WARM_ITERATIONS,
             initial_estimates=(location, covariance),
             random_state=np.random.RandomState(self.seed + self.fits_),
+            cov_computation_method=_covariance,
         )
         envelope = EllipticEnvelope(
             contamination=self.contamination, support_fraction=self.support_fraction, random_state=self.seed
@@ -137,6 +138,13 @@ class EllipticEnvelopeVote:
 
     def vote(self, scores: np.ndarray) -> np.ndarray:
         return scores >= self.threshold
+
+
+def _covariance(X: np.ndarray) -> np.ndarray:
+    """``empirical_covariance(X)``: the same ``np.cov`` call, without the input checks that cost
+    more than the covariance in each concentration step (the rows are finite by construction)."""
+    covariance = np.cov(X.T, bias=1)
+    return covariance.reshape(1, 1) if covariance.ndim == 0 else covariance  # one input: a 1 x 1 matrix
 
 
 def _regularised_precision(covariance: np.ndarray, floor_variance: np.ndarray) -> np.ndarray:

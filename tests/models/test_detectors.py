@@ -124,6 +124,23 @@ def test_warm_started_envelope_stays_close_to_a_cold_fit():
     assert np.median(warm_scores) == pytest.approx(np.median(cold_scores), rel=0.15)
 
 
+@pytest.mark.parametrize("columns", [1, 4])
+def test_warm_fit_covariance_is_scikit_learns(columns, monkeypatch):
+    """The warm fit's concentration steps skip empirical_covariance's input checks: same numbers."""
+    from sklearn.covariance import empirical_covariance
+
+    from models.detectors import elliptic_envelope
+
+    def fitted(covariance):
+        monkeypatch.setattr(elliptic_envelope, "_covariance", covariance)
+        vote = EllipticEnvelopeVote(cold_every=100, seed=4).fit(sample(0)[:, :columns])
+        return vote.fit(sample(1)[:, :columns]).compact()
+
+    fast, checked = fitted(elliptic_envelope._covariance), fitted(empirical_covariance)
+    for name in ("location", "precision", "raw_location", "raw_covariance"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(checked, name))
+
+
 def test_zscore_definitions():
     features = feature_rows(0)
     vote = ZScoreVote(price_threshold=4, volume_threshold=5, volatility_threshold=4.5).fit(features)
