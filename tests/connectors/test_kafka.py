@@ -316,3 +316,38 @@ def test_a_partition_of_many_small_batches_is_read_to_the_end(topic_prefix):
             partition.close()
     assert read == count
     assert partition.stalls >= 1 and partition.fetch_wait_ms > 1, "the stall guard widened the wait"
+
+
+def test_a_widened_fetch_wait_is_halved_once_reading_has_been_healthy(broker, topic_prefix, monkeypatch):
+    """After a stall the wait stays wide only for a while: the embedded broker holds an empty fetch
+    for the whole wait, so a wait left at 1 s would delay every later message by up to a second."""
+    import connectors.kafka as kafka
+
+    topic = f"{topic_prefix}-relax"
+    ensure_topics(broker, {topic: 1})
+    source = TradeSource(broker, topic, stop_at_end=False, batch_size=100)
+    (part_name,) = source.list_parts()
+    partition = source.build_part("in", part_name, None)
+    producer = Producer({"bootstrap.servers": broker})
+
+    def read_one() -> None:
+        producer.produce(topic, key=b"NVDA", value=orjson.dumps(TRADE), partition=0)
+        producer.flush()
+        deadline = time.monotonic() + 20
+        while not partition.next_batch():
+            assert time.monotonic() < deadline, "the message was not read"
+
+    try:
+        base = partition.fetch_wait_ms
+        partition._reopen(8 * base, time.monotonic())  # as after three stalls
+        read_one()
+        assert partition.fetch_wait_ms == 8 * base, "no relaxing before RELAX_AFTER_S"
+        monkeypatch.setattr(kafka, "RELAX_AFTER_S", 0.0)
+        read_one()
+        assert partition.fetch_wait_ms == 4 * base
+        read_one(), read_one()
+        assert partition.fetch_wait_ms == base
+        read_one()
+        assert partition.fetch_wait_ms == base, "never below the configured wait"
+    finally:
+        partition.close()
