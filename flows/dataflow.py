@@ -24,7 +24,7 @@ from models.engine import DetectionEngine, StateEnded
 from models.incidents import IncidentSettings, IncidentUpdate
 from models.records import AnomalyRecord
 from models.state import InstrumentSnapshot, InstrumentState
-from models.trades import Rejection
+from models.trades import Rejection, Validation
 
 NANOS_PER_SECOND = 1_000_000_000
 EVICTION_CHECK = timedelta(seconds=30)
@@ -41,7 +41,7 @@ def build_flow(
     # TradeMessage | DeadLetter
     decoded = op.branch("decoded", messages, lambda message: isinstance(message, TradeMessage))
     batches = op.flat_map_batch("group_by_symbol", decoded.trues, group_by_symbol)
-    # (symbol, [TradeMessage, ...]) in arrival order
+    # (symbol, InstrumentBatch): its messages in arrival order and their validation
     engine, clock = DetectionEngine(config, incidents), EventClock()
     outcomes = op.stateful_batch("detect", batches, lambda snapshot: InstrumentDetector(engine, clock, snapshot))
     # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate)
@@ -64,16 +64,27 @@ def build_flow(
     return flow
 
 
-def group_by_symbol(messages: list[TradeMessage]) -> list[tuple[str, list[TradeMessage]]]:
+@dataclass(frozen=True)
+class InstrumentBatch:
+    """One instrument's messages of an input batch, in arrival order, and the verdicts on their trades."""
+
+    messages: list[TradeMessage]
+    validation: Validation
+
+
+def group_by_symbol(messages: list[TradeMessage]) -> list[tuple[str, InstrumentBatch]]:
     """One item per instrument for a whole input batch, in arrival order.
 
     Scoring a batch of trades costs little more than scoring one, so the engine
-    is handed everything that arrived together.
+    is handed everything that arrived together; the batch is validated here, in
+    columns, once (a market's batch holds a few trades of each of many instruments).
     """
-    groups: dict[str, list[TradeMessage]] = defaultdict(list)
-    for message in messages:
-        groups[message.symbol].append(message)
-    return list(groups.items())
+    positions: dict[str, list[int]] = defaultdict(list)
+    for position, message in enumerate(messages):
+        positions[message.symbol].append(position)
+    parts = Validation.of([message.trade for message in messages]).split(list(positions.values()))
+    return [(symbol, InstrumentBatch([messages[p] for p in where], part))
+            for (symbol, where), part in zip(positions.items(), parts)]
 
 
 @dataclass
@@ -124,13 +135,18 @@ class InstrumentDetector(StatefulBatchLogic):
             self.state = engine.restore(snapshot.engine)
             self.summary_second = snapshot.summary_second
 
-    def on_batch(self, groups: list[list[TradeMessage]]) -> tuple[list[Any], bool]:
-        messages = groups[0] if len(groups) == 1 else [message for group in groups for message in group]
+    def on_batch(self, batches: list[InstrumentBatch]) -> tuple[list[Any], bool]:
+        if len(batches) == 1:
+            messages, validation = batches[0].messages, batches[0].validation
+        else:
+            messages = [message for batch in batches for message in batch.messages]
+            validation = Validation.join([batch.validation for batch in batches],
+                                         [len(batch.messages) for batch in batches])
         if self.state is None:
             self.state = self.engine.new_state(messages[0].symbol)
         state = self.state
         try:
-            outcomes = self.engine.process(state, [message.trade for message in messages])
+            outcomes = self.engine.process(state, [message.trade for message in messages], validation)
         except Exception as error:  # the state is as before the batch: say why, go on
             reason = f"engine failed on this batch: {type(error).__name__}: {error}"
             return [DeadLetter(reason, "engine", m.origin, original_bytes(m)) for m in messages], self.RETAIN

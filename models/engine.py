@@ -51,7 +51,7 @@ from models.session import is_auction_print
 from models.severity import LEVEL_NAMES, level, severity
 from models.state import InstrumentSnapshot, InstrumentState, ServingModels, Tally, frozen, new_window
 from models.training import Refit, RefitJob, start_refit, training_columns
-from models.trades import TRADE_FIELDS, Rejection, ValidTrades, validate_trades
+from models.trades import TRADE_FIELDS, Rejection, Validation, ValidTrades
 
 REFIT_LAG = 2
 """Retrains between starting a refit and serving its models. Two keep the helper
@@ -116,13 +116,18 @@ class DetectionEngine:
         """An instrument's state before its first trade: no arrays until it trades."""
         return InstrumentState(symbol, guard=TradeGuard(self.guard_settings))
 
-    def process(self, state: InstrumentState, trades: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+    def process(
+        self, state: InstrumentState, trades: Sequence[Mapping[str, Any]], validation: Validation | None = None,
+    ) -> list[Outcome]:
         """Score a batch of one instrument's trades, in order; learn from them.
 
         Returns the anomaly records and rejections in input order, each incident update
         right after the trade that caused it. Mutates ``state`` only if it returns.
+        ``validation``: the verdicts on ``trades`` when the caller validated them already
+        (a whole input batch at once, ``Validation.split``); the same as validating here.
         """
-        valid, rejections = validate_trades(trades)
+        validation = validation or Validation.of(trades)
+        valid, rejections = validation.valid, list(validation.rejections)
         verdict = state.guard.check(valid.timestamps_ns, valid.publisher_ids, valid.instrument_ids, valid.sequences)
         rejections += [Rejection(int(valid.indices[row]), reason, stage)
                        for row, (stage, reason) in verdict.refused.items()]

@@ -89,6 +89,58 @@ class ValidTrades:
         return ValidTrades(**{name: column[rows] for name, column in vars(self).items()})
 
 
+@dataclass(frozen=True)
+class Validation:
+    """The verdicts on a batch: its valid trades' columns and its rejections, both by batch position.
+
+    Validating a whole input batch in columns, then handing each instrument its part,
+    costs a fraction of validating each instrument's few trades on their own (a trade's
+    verdict does not depend on its batch, so the parts are what validating them alone gives).
+    """
+
+    valid: ValidTrades
+    rejections: list[Rejection]
+
+    @classmethod
+    def of(cls, trades: Sequence[Mapping[str, Any]]) -> Validation:
+        return cls(*validate_trades(trades))
+
+    def split(self, positions: Sequence[Sequence[int]]) -> list[Validation]:
+        """One part per group of batch positions (ascending; the groups cover the batch once), indexed within its group."""
+        count = len(self.valid.indices) + len(self.rejections)  # every trade is one or the other
+        group_of, local_of = np.full(count, -1, np.int64), np.zeros(count, np.int64)
+        for group, where in enumerate(positions):
+            where = np.asarray(where, np.int64)
+            group_of[where], local_of[where] = group, np.arange(len(where))
+        rows_of_group = _rows_by_group(group_of[self.valid.indices], len(positions))
+        rejections: list[list[Rejection]] = [[] for _ in positions]
+        for rejection in self.rejections:
+            rejections[group_of[rejection.index]].append(
+                Rejection(int(local_of[rejection.index]), rejection.reason, rejection.stage))
+        parts = []
+        for rows, rejected in zip(rows_of_group, rejections):
+            part = self.valid.subset(rows)
+            parts.append(Validation(ValidTrades(**{**vars(part), "indices": local_of[part.indices]}), rejected))
+        return parts
+
+    @staticmethod
+    def join(parts: Sequence[Validation], sizes: Sequence[int]) -> Validation:
+        """Consecutive batches of ``sizes`` trades as one (positions shifted by the sizes before)."""
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        columns = {name: np.concatenate([vars(part.valid)[name] for part in parts]) for name in vars(parts[0].valid)}
+        columns["indices"] = np.concatenate([part.valid.indices + offset for part, offset in zip(parts, offsets)])
+        rejections = [Rejection(r.index + int(offset), r.reason, r.stage) for part, offset in zip(parts, offsets)
+                      for r in part.rejections]
+        return Validation(ValidTrades(**columns), rejections)
+
+
+def _rows_by_group(groups: np.ndarray, count: int) -> list[np.ndarray]:
+    """For each group, the rows (ascending) that belong to it."""
+    order = np.argsort(groups, kind="stable")
+    bounds = np.searchsorted(groups[order], np.arange(count + 1))
+    return [order[bounds[g]:bounds[g + 1]] for g in range(count)]
+
+
 class _Invalid(ValueError):
     pass
 

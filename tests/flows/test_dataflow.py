@@ -52,10 +52,10 @@ def test_an_engine_failure_dead_letters_that_batch_and_the_job_goes_on(messages,
     poison = failing[17].trade["sequence"]
     real = DetectionEngine.process
 
-    def fails_on_one_batch(self, state, trades):
+    def fails_on_one_batch(self, state, trades, validation=None):
         if any(trade["sequence"] == poison for trade in trades):
             raise ValueError("cannot score this batch")
-        return real(self, state, trades)
+        return real(self, state, trades, validation)
 
     monkeypatch.setattr(DetectionEngine, "process", fails_on_one_batch)
     anomalies, letters = run(messages)
@@ -107,20 +107,20 @@ def without_time(update):
 
 
 def test_a_symbol_without_an_accepted_trade_keeps_no_state(messages):
-    from flows.dataflow import EventClock, InstrumentDetector
+    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
 
     junk = as_trade_message({"symbol": "JUNK", "price": -1}, Origin("t", 0, 1), b"{}")
     detector = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None)
-    out, discard = detector.on_batch([[junk]])
+    out, discard = detector.on_batch([batch for _, batch in group_by_symbol([junk])])
     assert discard is InstrumentDetector.DISCARD and [letter.stage for letter in out] == ["validate"]
 
 
 def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages):
-    from flows.dataflow import EventClock, InstrumentDetector
+    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
 
     clock = EventClock()
     detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None)
-    _, discard = detector.on_batch([messages[:500]])
+    _, discard = detector.on_batch([batch for _, batch in group_by_symbol(messages[:500])])
     assert discard is InstrumentDetector.RETAIN
     assert detector.on_notify() == ([], InstrumentDetector.RETAIN)
     clock.advance(detector.state.last_timestamp_ns + 86_400 * 10**9 + 1)  # another instrument a day later
@@ -158,3 +158,18 @@ def test_a_state_that_ends_in_a_batch_still_reports_its_totals(messages):
     first, second = sorted(by_state.values(), key=lambda summary: summary["since"])
     assert (first["trades_processed"], second["trades_processed"]) == (len(messages), 300)
     assert first["anomalies"] + second["anomalies"] == len(anomalies)
+
+
+def test_an_instrument_given_several_input_batches_at_once_scores_them_as_one(messages):
+    """Bytewax may hand the detect step more than one input batch of an instrument in one call."""
+    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
+
+    chunks = [messages[:700], messages[700:1900], messages[1900:2600]]
+    together = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None)
+    joined, _ = together.on_batch([batch for chunk in chunks for _, batch in group_by_symbol(chunk)])
+    engine = DetectionEngine(CONFIG)
+    state = engine.new_state("NVDA")
+    expected = engine.process(state, [m.trade for m in messages[:2600]])
+    records = [item for item in joined if isinstance(item, AnomalyRecord)]
+    assert len(records) == sum(isinstance(item, AnomalyRecord) for item in expected) > 0
+    assert comparable(records) == comparable([item for item in expected if isinstance(item, AnomalyRecord)])

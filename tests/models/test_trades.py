@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostile_values import trade_batches
-from models.trades import TRADE_FIELDS, _validate_columns, _validate_each, validate_trades
+from models.trades import TRADE_FIELDS, Validation, _validate_columns, _validate_each, validate_trades
 
 GOOD = {
     "ts_recv": "2025-05-09T13:30:00.892539241Z", "ts_event": "2025-05-09T13:30:00.892370366Z",
@@ -136,3 +137,26 @@ def test_validation_never_raises_and_accounts_for_every_trade(batch):
     assert sorted(rejected + valid.indices.tolist()) == list(range(len(batch)))
     assert all(r.reason for r in rejections)
     assert np.isfinite(valid.prices).all() and (valid.prices > 0).all() and (valid.sizes >= 1).all()
+
+
+def _as_lists(validation: Validation) -> tuple[dict, list]:
+    return {name: column.tolist() for name, column in vars(validation.valid).items()}, validation.rejections
+
+
+@settings(max_examples=200, deadline=None)
+@given(trade_batches(), st.data())
+def test_a_batch_validated_once_and_split_is_each_part_validated_alone(batch, data):
+    """How the flow validates: the whole input batch in columns, then each instrument's part."""
+    groups = data.draw(st.lists(st.integers(0, 3), min_size=len(batch), max_size=len(batch)))
+    positions = [[p for p, g in enumerate(groups) if g == group] for group in sorted(set(groups))]
+    parts = Validation.of(batch).split(positions)
+    assert len(parts) == len(positions)
+    for part, where in zip(parts, positions):
+        assert _as_lists(part) == _as_lists(Validation.of([batch[p] for p in where]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(trade_batches(), trade_batches())
+def test_joined_validations_are_the_validation_of_the_joined_batch(first, second):
+    joined = Validation.join([Validation.of(first), Validation.of(second)], [len(first), len(second)])
+    assert _as_lists(joined) == _as_lists(Validation.of(first + second))
