@@ -138,18 +138,28 @@ class FlatTree:
 
 def flatten(scored: _ScoredTree) -> FlatTree:
     tree = scored.tree
-    if tree.node_count >= 2**15 or tree.n_features >= 127:
-        raise ValueError(f"an isolation tree of {tree.node_count} nodes on {tree.n_features} inputs does not fit the node record")
     internal = tree.children_left != -1
     order = np.arange(tree.node_count)
     if not np.array_equal(tree.children_left[internal], order[internal] + 1):
         raise ValueError("tree is not stored depth first: a left child is not the next node")
     columns = np.arange(tree.n_features) if scored.features is None else np.asarray(scored.features)
-    nodes = np.zeros(tree.node_count, NODE)
-    nodes["threshold"] = np.where(internal, tree.threshold, scored.path_length)
-    nodes["right"] = np.where(internal, tree.children_right, order)
-    nodes["feature"] = np.where(internal, columns[np.maximum(tree.feature, 0)], len(columns))
+    nodes = node_records(internal, columns[np.maximum(tree.feature, 0)], tree.threshold, tree.children_right,
+                         scored.path_length, len(columns))
     return FlatTree(nodes, int(tree.n_node_samples[0]), int(tree.max_depth))
+
+
+def node_records(internal: np.ndarray, feature: np.ndarray, threshold: np.ndarray, right: np.ndarray,
+                 path_length: np.ndarray, n_inputs: int) -> np.ndarray:
+    """A depth-first tree's nodes as ``NODE`` records: a leaf splits on input ``n_inputs``,
+    points to itself and holds its path length. Raises if the tree does not fit the record."""
+    count = len(internal)
+    if count >= 2**15 or n_inputs >= 127:
+        raise ValueError(f"an isolation tree of {count} nodes on {n_inputs} inputs does not fit the node record")
+    nodes = np.zeros(count, NODE)
+    nodes["threshold"] = np.where(internal, threshold, path_length)
+    nodes["right"] = np.where(internal, right, np.arange(count))
+    nodes["feature"] = np.where(internal, feature, n_inputs)
+    return nodes
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 from sklearn.utils.random import sample_without_replacement
 
-from models.detectors.isolation_forest import NODE, FlatTree, average_path_length
+from models.detectors.isolation_forest import FlatTree, average_path_length, node_records
 
 INT32_MAX = np.iinfo(np.int32).max
 RAND_R_MAX = 2**31 - 1
@@ -64,19 +64,11 @@ def grow_trees(X: np.ndarray, n_trees: int, max_samples: int, seed: int) -> list
     return trees
 
 
-def _flat_tree(nodes: np.ndarray, n_inputs: int, root_samples: int, depth: int) -> FlatTree:
+def _flat_tree(nodes: tuple[np.ndarray, ...], n_inputs: int, root_samples: int, depth: int) -> FlatTree:
     """The grower's node table as ``NODE`` records (leaves hold their path length)."""
     feature, threshold, right, n_node, node_depth = nodes
-    count = len(feature)
-    if count >= 2**15 or n_inputs >= 127:
-        raise ValueError(f"an isolation tree of {count} nodes on {n_inputs} inputs does not fit the node record")
-    leaf = feature < 0
-    flat = np.zeros(count, NODE)
     path_length = node_depth + average_path_length(n_node)
-    flat["threshold"] = np.where(leaf, path_length, threshold)
-    flat["right"] = np.where(leaf, np.arange(count), right)
-    flat["feature"] = np.where(leaf, n_inputs, feature)
-    return FlatTree(flat, root_samples, depth)
+    return FlatTree(node_records(feature >= 0, feature, threshold, right, path_length, n_inputs), root_samples, depth)
 
 
 @njit(cache=True, nogil=True)
