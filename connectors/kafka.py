@@ -247,8 +247,9 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
         if high > position:
             self.stalls += 1
             metrics.STALLS.labels(self._topic, str(self._index)).inc()
-            self._reopen(min(2 * max(1, self.fetch_wait_ms), MAX_FETCH_WAIT_MS), now)
-            self._quiet_since = now
+            if self.fetch_wait_ms < MAX_FETCH_WAIT_MS:  # at the cap a new consumer would wait the same
+                self._reopen(min(2 * max(1, self.fetch_wait_ms), MAX_FETCH_WAIT_MS), now)
+                self._quiet_since = now
 
     @property
     def fetch_wait_ms(self) -> int:
