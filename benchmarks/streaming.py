@@ -250,18 +250,12 @@ def _job_metric(metrics_port: int, name: str) -> float | None:
 
 def _wait_until_read(metrics_port: int, trades: int, timeout: float = 300) -> None:
     """Until the job's trade counter reaches ``trades`` (it has caught up with the warm-up)."""
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
-                for line in response.read().decode().splitlines():
-                    if line.startswith("trade_detector_trades_read_total") and float(line.split()[-1]) >= trades:
-                        time.sleep(2)  # the engine finishes the last batches
-                        return
-        except OSError:
-            pass
+        read = _job_metric(metrics_port, "trade_detector_trades_read_total")
+        if read is not None and read >= trades:
+            time.sleep(2)  # the engine finishes the last batches
+            return
         time.sleep(0.5)
     raise SystemExit("the job did not catch up with the warm-up replay")
 
