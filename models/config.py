@@ -44,11 +44,17 @@ class DetectorConfig:
     envelope_cold_every: int = 50
     """Every this many retrains the robust covariance is refitted from scratch
     (FastMCD); in between it is warm-started from the previous estimate."""
-    zscore_price_threshold: float = 5.0
-    zscore_volume_threshold: float = 6.0
-    zscore_volatility_threshold: float = 16.0
-    zscore_intensity_threshold: float = 6.0
+    zscore_price_threshold: float = 6.0
+    zscore_volume_threshold: float = 8.0
+    zscore_volatility_threshold: float = 25.0
+    zscore_intensity_threshold: float = 10.0
     zscore_momentum_threshold: float = 8.0
+    zscore_size_tail_limit: float = 5.0
+    """The z-score detector votes on a size this many times the instrument's recent 99.9th percentile."""
+    zscore_stamps_limit: float = 80.0
+    """...on this many distinct event times within 20 ms (a two-sided burst)."""
+    zscore_instant_move_limit: float = 20.0
+    """...on a price move this large (bp) within one timestamp (a sweep)."""
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
     background_training: bool = True
@@ -98,7 +104,8 @@ class DetectorConfig:
         _require(self.envelope_threshold > 0, "envelope_threshold", "must be positive")
         _require(self.envelope_cold_every >= 1, "envelope_cold_every", "must be at least 1")
         for name in ("zscore_price_threshold", "zscore_volume_threshold", "zscore_volatility_threshold", "zscore_intensity_threshold",
-                     "zscore_momentum_threshold"):
+                     "zscore_momentum_threshold", "zscore_size_tail_limit", "zscore_stamps_limit",
+                     "zscore_instant_move_limit"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")

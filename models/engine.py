@@ -196,7 +196,14 @@ class DetectionEngine:
         )
 
     def restore(self, snapshot: InstrumentSnapshot) -> InstrumentState:
-        """A state that continues exactly as the snapshotted one would; its refits start again."""
+        """A state that continues exactly as the snapshotted one would; its refits start again.
+
+        A snapshot written by an engine with another state layout (an older version, another
+        window size or model inputs) cannot be continued: the kernel would read its arrays at
+        the wrong places. The instrument then starts afresh, as after an idle day.
+        """
+        if not self._fits_layout(snapshot):
+            return self.new_state(snapshot.symbol)
         return InstrumentState(
             snapshot.symbol, snapshot.fstate, snapshot.istate, snapshot.calib, snapshot.training,
             snapshot.models, [start_refit(job, self.config) for job in snapshot.pending],
@@ -204,6 +211,14 @@ class DetectionEngine:
             snapshot.last_timestamp_ns, snapshot.since_ns, TradeGuard(self.guard_settings, snapshot.guard),
             snapshot.tracker, snapshot.tally,
         )
+
+    def _fits_layout(self, snapshot: InstrumentSnapshot) -> bool:
+        if snapshot.fstate is None:
+            return True
+        fstate, istate = new_window(self.config.window_size)
+        if (len(snapshot.fstate), len(snapshot.istate)) != (len(fstate), len(istate)):
+            return False
+        return snapshot.models is None or len(snapshot.models.params) == self._params_size()
 
     def summary(self, state: InstrumentState) -> dict[str, Any]:
         """The instrument's totals since its state started (``since``), for the summaries topic."""
@@ -412,6 +427,7 @@ class DetectionEngine:
             [forest.normaliser, c.forest_threshold, c.envelope_threshold],
             [c.zscore_price_threshold, c.zscore_volume_threshold, c.zscore_volatility_threshold,
              c.zscore_intensity_threshold, c.zscore_momentum_threshold],
+            [c.zscore_size_tail_limit, c.zscore_stamps_limit, c.zscore_instant_move_limit],
             fitted.zscore_center, fitted.zscore_scale,
             envelope.scaler_mean, envelope.scaler_scale, envelope.location, envelope.precision.ravel(),
         ])

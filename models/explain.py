@@ -22,6 +22,7 @@ NORMAL = {
     "size_vs_median": 90.0,       # size / median size of the previous 100 trades
     "size_vs_mean": 35.0,         # size / mean size of the other trades of the window
     "size_vs_max": 3.7,           # size / largest size of the previous 100 trades
+    "size_vs_tail": 1.0,          # size / the instrument's recent 99.9th-percentile size (1.0 by definition)
     "deviation_bps": 5.0,         # |price vs the recent median|, bp
     "price_vs_mean_bps": 8.0,     # |price vs the window mean|, bp
     "instant_move_bps": 8.0,      # |price move within one timestamp|, bp
@@ -43,7 +44,7 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
 
     ``features`` are the 18 window features (a sequence in ``FEATURE_NAMES`` order or a
     mapping by name); ``inputs`` the engine's extra per-trade inputs when it has them
-    (``size_vs_median``, ``size_vs_max``, ``deviation_bps``, ``instant_move_bps``,
+    (``size_vs_median``, ``size_vs_max``, ``size_vs_tail``, ``deviation_bps``, ``instant_move_bps``,
     ``distinct_stamps_20ms``). Missing or non-finite values are skipped, never raised on.
     """
     f = _feature_map(features)
@@ -64,6 +65,10 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
         ratio = extra["size_vs_max"]
         items.append(_item("size_vs_max", ratio, f"size {size:,.0f} = {_times(ratio)} the largest of the "
                                                  f"previous {_previous(count)} trades"))
+    if "size_vs_tail" in extra and size is not None:
+        ratio = extra["size_vs_tail"]
+        items.append(_item("size_vs_tail", ratio, f"size {size:,.0f} = {_times(ratio)} the instrument's recent "
+                                                  "99.9th-percentile size"))
     if "deviation_bps" in extra:
         bps = extra["deviation_bps"]
         items.append(_item("deviation_bps", bps, f"price {_percent(bps)} {_side(bps)} the recent median price"))

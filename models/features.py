@@ -173,7 +173,9 @@ DERIVED_INPUTS = {
 }
 DERIVED_NAMES = tuple(DERIVED_INPUTS)
 
-NEW_INPUTS = ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median", "size_vs_max")
+NEW_INPUTS = (
+    "deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median", "size_vs_max", "size_vs_tail",
+)
 """Inputs that need more than the window's features, computed trade by trade
 (``models.kernel``; reference ``models.reference``), for the detectors of issue 12:
 
@@ -191,6 +193,11 @@ NEW_INPUTS = ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size
 * ``size_vs_max``: ``size / largest size of the previous up-to-100 trades``, 1 for an
   instrument's first trade: a block among an illiquid symbol's few trades (the
   cold-start detector, ``models.detectors.cold_start``).
+* ``size_vs_tail``: ``size / max(1, the instrument's recent 99.9th-percentile size)``, 1 for
+  its first trade. The percentile is read from a histogram of all its earlier sizes in
+  log-spaced bins, each size weighed less as trades follow it (half after about 6,900;
+  ``models.kernel.TAIL_TRADES``). A block is outsized against the instrument's own day,
+  not against the last 100 trades, whose median can be a few shares.
 """
 
 INPUT_SCALE_FLOORS = {
@@ -208,6 +215,7 @@ INPUT_SCALE_FLOORS = {
     "distinct_stamps_20ms": 1.0,
     "size_vs_median": 0.25,
     "size_vs_max": 0.25,
+    "size_vs_tail": 0.25,
 }
 """The smallest spread each input is scaled by. Over 500 quiet trades an input can sit
 on one value (no price change at all: momentum 0 for every sample), and scaling by a

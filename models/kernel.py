@@ -15,7 +15,8 @@ call), the kernel once. The window sums reproduce numpy's pairwise summation
 State layout (all arrays owned by ``models.state``; the kernel mutates the working
 copies it is given):
 
-* ``fstate``: ``[stamp_prev_price, ring prices (R), ring sizes (R), sorted sizes (M)]``
+* ``fstate``: ``[stamp_prev_price, tail_weight, tail_total, ring prices (R), ring sizes (R),
+  sorted sizes (M), tail masses (H)]``
 * ``istate``: ``[fill, head, stamp_ts, has_stamp_prev, sorted_fill, calib_fill, calib_pos,
   ring timestamps (R), ring sides (R)]``
 * ``calib``: the last ensemble scores (empty until the instrument has models).
@@ -49,6 +50,19 @@ SIZE_MEDIAN_TRADES = 100
 """``size_vs_median`` and ``size_vs_max`` compare with this many previous sizes."""
 STAMP_WINDOW_NS = 20_000_000
 """``distinct_stamps_20ms`` counts distinct event times within this span."""
+TAIL_TRADES = 10_000
+"""``size_vs_tail``: the memory, in trades, of the instrument's size distribution (the
+weight of a size halves after about 6,900 trades)."""
+TAIL_SHARE = 0.001
+"""``size_vs_tail`` compares with the size above which this share of that distribution lies."""
+TAIL_BINS_PER_OCTAVE = 4
+TAIL_BINS = 128
+"""Log-spaced size bins, each about 19% wide, from 1 share to 2^32."""
+TAIL_EDGES = 2.0 ** (np.arange(TAIL_BINS + 1) / TAIL_BINS_PER_OCTAVE)
+TAIL_GROWTH = 1.0 / (1.0 - 1.0 / TAIL_TRADES)
+"""Each trade weighs this much more than the one before (older ones fade, none is rewritten)."""
+TAIL_RESCALE_AT = 1e100
+"""Weights are brought back to 1 when they reach this, so they never overflow."""
 CALIBRATION_SCORES = 1_000
 """Ensemble scores kept per instrument to calibrate the anomaly score against."""
 ENSEMBLE_CAP = 10.0
@@ -57,14 +71,16 @@ ENSEMBLE_CAP = 10.0
 # istate header
 FILL, HEAD, STAMP_TS, HAS_STAMP_PREV, SORTED_FILL, CALIB_FILL, CALIB_POS = range(7)
 I_HEADER = 7
-F_HEADER = 1  # stamp_prev_price
+F_STAMP_PREV, F_TAIL_WEIGHT, F_TAIL_TOTAL = range(3)
+F_HEADER = 3
 
 # params header (model parameters packed in one float64 array)
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
-P_ZCENTER = 8  # 4
-P_ZSCALE = 12  # 4
-P_ENVELOPE = 16  # mean (k), scale (k), location (k), precision (k * k)
+P_LIMITS = 8   # 3 limits: size_vs_tail, distinct_stamps_20ms, |instant_move_bps|
+P_ZCENTER = 11  # 4
+P_ZSCALE = 15  # 4
+P_ENVELOPE = 19  # mean (k), scale (k), location (k), precision (k * k)
 
 PRICE_STD_FLOOR = 1e-4
 MIN_DURATION = MIN_DURATION_SECONDS
@@ -73,6 +89,48 @@ SIDE_A, SIDE_B = 1, 2
 
 def ring_length(window_size: int) -> int:
     return max(window_size - 1, SIZE_MEDIAN_TRADES, PRICE_MEDIAN_TRADES)
+
+
+def fstate_length(ring: int) -> int:
+    return F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + TAIL_BINS
+
+
+@njit(cache=True, nogil=True)
+def tail_size(masses, total):
+    """The size above which ``TAIL_SHARE`` of the weighted sizes lie; 0 before any size.
+
+    Walks the bins from the largest sizes down and interpolates linearly inside the bin
+    where the share is reached (plain arithmetic on the bin edges, so the reference
+    gets the same number).
+    """
+    if total <= 0.0:
+        return 0.0
+    target = TAIL_SHARE * total
+    above = 0.0
+    for b in range(TAIL_BINS - 1, -1, -1):
+        mass = masses[b]
+        if mass > 0.0 and above + mass >= target:
+            inside = (target - above) / mass
+            return TAIL_EDGES[b + 1] - inside * (TAIL_EDGES[b + 1] - TAIL_EDGES[b])
+        above += mass
+    return TAIL_EDGES[0]
+
+
+@njit(cache=True, nogil=True)
+def tail_add(masses, fstate, size):
+    """Weigh ``size`` into its bin; every earlier size now counts ``1 / TAIL_GROWTH`` as much."""
+    weight = fstate[F_TAIL_WEIGHT]
+    b = np.searchsorted(TAIL_EDGES, size, side="right") - 1
+    b = min(max(b, 0), TAIL_BINS - 1)
+    masses[b] += weight
+    fstate[F_TAIL_TOTAL] += weight
+    weight *= TAIL_GROWTH
+    if weight >= TAIL_RESCALE_AT:
+        for j in range(TAIL_BINS):
+            masses[j] /= weight
+        fstate[F_TAIL_TOTAL] /= weight
+        weight = 1.0
+    fstate[F_TAIL_WEIGHT] = weight
 
 
 @njit(cache=True, nogil=True)
@@ -272,7 +330,8 @@ def score_run(
     ring = (istate.shape[0] - I_HEADER) // 2
     ring_p = fstate[F_HEADER:F_HEADER + ring]
     ring_s = fstate[F_HEADER + ring:F_HEADER + 2 * ring]
-    sorted_sizes = fstate[F_HEADER + 2 * ring:]
+    sorted_sizes = fstate[F_HEADER + 2 * ring:F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES]
+    tail_masses = fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES:]
     ring_t = istate[I_HEADER:I_HEADER + ring]
     ring_side = istate[I_HEADER + ring:]
     keep = window_size - 1
@@ -392,7 +451,7 @@ def score_run(
             if stamp > istate[STAMP_TS]:
                 reference = ring_p[(head - 1) % ring]
             elif stamp == istate[STAMP_TS] and istate[HAS_STAMP_PREV] == 1:
-                reference = fstate[0]
+                reference = fstate[F_STAMP_PREV]
         row[28] = 1e4 * (price / reference - 1.0) if reference > 0 else 0.0
         # distinct_stamps_20ms: distinct event times in the window within 20 ms up to this trade
         found = 0
@@ -423,6 +482,9 @@ def score_run(
             row[30] = 1.0
         # size_vs_max: against the largest of the previous (up to 100) sizes
         row[31] = size / sorted_sizes[sorted_fill - 1] if sorted_fill > 0 else 1.0
+        # size_vs_tail: against the instrument's recent 99.9th-percentile size
+        tail = tail_size(tail_masses, fstate[F_TAIL_TOTAL])
+        row[32] = size / max(1.0, tail) if tail > 0.0 else 1.0
 
         if scoring:
             for j in range(k):
@@ -431,13 +493,14 @@ def score_run(
         # Learn the trade into the ring (and its side state) after scoring it.
         if fill == 0 or stamp > istate[STAMP_TS]:
             if fill > 0:
-                fstate[0] = ring_p[(head - 1) % ring]
+                fstate[F_STAMP_PREV] = ring_p[(head - 1) % ring]
                 istate[HAS_STAMP_PREV] = 1
             istate[STAMP_TS] = stamp
         if sorted_fill == SIZE_MEDIAN_TRADES:
             _sorted_remove(sorted_sizes, sorted_fill, ring_s[(head - SIZE_MEDIAN_TRADES) % ring])
             sorted_fill -= 1
         _sorted_insert(sorted_sizes, sorted_fill, size)
+        tail_add(tail_masses, fstate, size)
         istate[SORTED_FILL] = sorted_fill + 1
         ring_p[head] = price
         ring_s[head] = size
@@ -481,6 +544,9 @@ def score_run(
         zscore = max(zscore, max(z_volatility, 0.0) / params[P_ZT + 2])
         zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
         zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
+        zscore = max(zscore, row[32] / params[P_LIMITS])
+        zscore = max(zscore, row[29] / params[P_LIMITS + 1])
+        zscore = max(zscore, abs(row[28]) / params[P_LIMITS + 2])
         vote_forest = forest >= params[P_FOREST_T]
         vote_envelope = envelope >= params[P_ENVELOPE_T]
         vote_zscore = zscore >= 1.0

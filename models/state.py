@@ -24,7 +24,7 @@ from models.detectors.elliptic_envelope import EnvelopeModel
 from models.detectors.isolation_forest import FlatForest
 from models.guard import GuardMemory, TradeGuard
 from models.incidents import IncidentTracker
-from models.kernel import F_HEADER, I_HEADER, SIZE_MEDIAN_TRADES, ring_length
+from models.kernel import F_TAIL_WEIGHT, I_HEADER, fstate_length, ring_length
 from models.training import PendingRefit, RefitJob
 
 
@@ -125,7 +125,9 @@ def _unpacked_snapshot(blob: bytes) -> InstrumentSnapshot:
 
 def new_window(window_size: int) -> tuple[np.ndarray, np.ndarray]:
     ring = ring_length(window_size)
-    return np.zeros(F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES), np.zeros(I_HEADER + 2 * ring, np.int64)
+    fstate = np.zeros(fstate_length(ring))
+    fstate[F_TAIL_WEIGHT] = 1.0
+    return fstate, np.zeros(I_HEADER + 2 * ring, np.int64)
 
 
 def frozen(array: np.ndarray | None) -> np.ndarray | None:

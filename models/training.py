@@ -99,7 +99,8 @@ def zscore_from_config(config: DetectorConfig) -> ZScoreVote:
     return ZScoreVote(
         config.zscore_price_threshold, config.zscore_volume_threshold,
         config.zscore_volatility_threshold, config.zscore_intensity_threshold,
-        config.zscore_momentum_threshold,
+        config.zscore_momentum_threshold, config.zscore_size_tail_limit, config.zscore_stamps_limit,
+        config.zscore_instant_move_limit,
     )
 
 

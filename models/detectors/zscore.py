@@ -23,6 +23,16 @@
 
 Only large sizes, high volatility and high intensity vote: a one-share print is not
 an anomaly. The price and momentum z-scores vote both ways.
+
+Three per-trade measures vote against fixed limits instead of a z-score, because what
+they measure means the same on every instrument and a z-score over 500 calm trades
+would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
+
+* ``size_vs_tail``: the size against the instrument's recent 99.9th-percentile size
+  (a block; a log-size z puts a 15,000-share print at 3.4 sigma on NVDA);
+* ``distinct_stamps_20ms``: distinct event times within 20 ms (a two-sided burst; one
+  aggressive order prints hundreds of trades at a single timestamp);
+* ``|instant_move_bps|``: the move within one timestamp (a sweep through the book).
 """
 
 from __future__ import annotations
@@ -70,9 +80,13 @@ class ZScoreVote:
     def __init__(
         self, price_threshold: float = 4.5, volume_threshold: float = 4.5,
         volatility_threshold: float = 4.5, intensity_threshold: float = 4.5,
-        momentum_threshold: float = 4.5,
+        momentum_threshold: float = 4.5, size_tail_limit: float = 5.0, stamps_limit: float = 80.0,
+        instant_move_limit: float = 20.0,
     ) -> None:
         self.momentum_threshold = momentum_threshold
+        self.size_tail_limit = size_tail_limit
+        self.stamps_limit = stamps_limit
+        self.instant_move_limit = instant_move_limit
         self.price_threshold = price_threshold
         self.volume_threshold = volume_threshold
         self.volatility_threshold = volatility_threshold
@@ -101,7 +115,13 @@ class ZScoreVote:
             log_sizes(features), log_volatilities(features), intensities(features), momenta_bps(features),
         ])
 
-    def score(self, zscores: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def limited_inputs(size_vs_tail: np.ndarray, distinct_stamps: np.ndarray, instant_move_bps: np.ndarray) -> np.ndarray:
+        """The columns ``score`` compares with the fixed limits, one row per trade."""
+        return np.column_stack([size_vs_tail, distinct_stamps, np.abs(instant_move_bps)])
+
+    def score(self, zscores: np.ndarray, limited: np.ndarray | None = None) -> np.ndarray:
+        """The largest of every z / threshold and, given ``limited_inputs``, every input / limit."""
         thresholds = np.array([
             self.price_threshold, self.volume_threshold, self.volatility_threshold,
             self.intensity_threshold, self.momentum_threshold,
@@ -109,7 +129,11 @@ class ZScoreVote:
         surprise = np.column_stack([
             np.abs(zscores[:, 0]), np.maximum(zscores[:, 1:4], 0.0), np.abs(zscores[:, 4]),
         ])
-        return (surprise / thresholds).max(axis=1)
+        ratios = surprise / thresholds
+        if limited is not None:
+            limits = np.array([self.size_tail_limit, self.stamps_limit, self.instant_move_limit])
+            ratios = np.column_stack([ratios, limited / limits])
+        return ratios.max(axis=1)
 
     def vote(self, scores: np.ndarray) -> np.ndarray:
         return scores >= 1.0

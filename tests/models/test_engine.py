@@ -120,6 +120,23 @@ def test_snapshot_taken_while_refits_are_in_flight_restores_exactly(reference):
     assert comparable(first + again) == comparable(first + rest) == comparable(outcomes)
 
 
+@pytest.mark.parametrize("change", ["shorter window arrays", "other model parameters"])
+def test_a_snapshot_of_another_state_layout_starts_the_instrument_afresh(reference, change):
+    config, trades, outcomes, _ = reference
+    engine = DetectionEngine(config)
+    _, state = run(config, trades[:2100])
+    snapshot = engine.snapshot(state)
+    if change == "shorter window arrays":  # as an engine before size_vs_tail wrote them
+        snapshot = dataclasses.replace(snapshot, fstate=snapshot.fstate[:-128])
+    else:
+        models = dataclasses.replace(snapshot.models, params=snapshot.models.params[:-3])
+        snapshot = dataclasses.replace(snapshot, models=models)
+    restored = engine.restore(snapshot)
+    assert restored.fstate is None and restored.samples_seen == 0 and restored.models is None
+    again, _ = run(config, trades, state=restored)
+    assert comparable(again) == comparable(outcomes)  # and goes on like a new instrument
+
+
 def test_a_pickled_snapshot_is_compressed_and_unpacks_whole(reference):
     config, trades, _, _ = reference
     engine = DetectionEngine(config)
