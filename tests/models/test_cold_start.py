@@ -59,7 +59,11 @@ def test_a_fresh_instrument_reports_obvious_events_on_the_print():
     }
     assert off_market.inputs["deviation_bps"] == pytest.approx(500, abs=10)
     assert block.detector_votes == [False, True] and block.inputs["size_vs_max"] == pytest.approx(50.0)
-    assert block.explanation[0]["text"] == "size 45,000 = 50x the largest of the previous 100 trades"
+    tail = block.inputs["size_vs_tail"]  # the recent 99.9th percentile is higher than the last 100's largest
+    assert [item["text"] for item in block.explanation[:2]] == [
+        f"size 45,000 = {tail:.0f}x the instrument's recent 99.9th-percentile size",
+        "size 45,000 = 50x the largest of the previous 100 trades"]
+    assert 30 < tail < 50
     assert off_market.explanation[0]["text"].endswith("above the recent median price")
     for record in found:
         assert record.model_generation == 0 and record.confidence == 0.5

@@ -231,10 +231,14 @@ def test_the_opening_cross_is_an_auction_anomaly(reference):
     _, _, outcomes, _ = reference
     cross = [r for r in outcomes if r.trade["size"] == 1452275]
     assert len(cross) == 1 and cross[0].kind == "auction"
-    first, second = cross[0].explanation[:2]
-    assert first == {"input": "size_vs_max", "value": pytest.approx(1452275 / 1046),
-                     "text": "size 1,452,275 = 1,388x the largest of the previous 100 trades"}
-    assert second == {
+    first, second, third = cross[0].explanation[:3]
+    tail = cross[0].inputs["size_vs_tail"]
+    assert first == {"input": "size_vs_tail", "value": tail,
+                     "text": f"size 1,452,275 = {tail:,.0f}x the instrument's recent 99.9th-percentile size"}
+    assert 300 < tail < 1_388  # the pre-market's 99.9th percentile is above the last 100 trades' largest
+    assert second == {"input": "size_vs_max", "value": pytest.approx(1452275 / 1046),
+                      "text": "size 1,452,275 = 1,388x the largest of the previous 100 trades"}
+    assert third == {
         "input": "size_vs_median", "value": 14522.75, "text": "size 1,452,275 = 14,523x the median of the last 100 trades"}
 
 
