@@ -8,7 +8,8 @@
 For every day (``--days all``: every trades file of ``../shared/data/nvda``; or
 file stems or dates; or FILE paths), every variant (the full day and, with
 ``--early-close``, the day cut to a 13:00 close by
-``connectors.injection.cut_to_early_close``) and every seed: inject labelled
+``connectors.injection.cut_to_early_close``, declared an early close to the
+engine as an exchange calendar would) and every seed: inject labelled
 events (``connectors.injection``), run the injected tape through the backtest
 (the real dataflow), run the peers on the same tape (seeds in ``--peer-seeds``),
 score everyone (``benchmarks.scoring``; ``benchmarks.incident_scoring`` when the
@@ -25,6 +26,7 @@ the product reports as ``kind = "auction"`` are counted apart, not as alarms.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -126,6 +128,14 @@ def _run_peer(peer: Any, tape: list[dict[str, Any]], seed: int) -> tuple[list[di
 def _new_york_hours(tape: list[dict[str, Any]]) -> np.ndarray:
     stamps = pd.to_datetime(pd.Series([t["ts_event"] for t in tape]), utc=True, format="ISO8601")
     return stamps.dt.tz_convert(NEW_YORK).dt.hour.to_numpy()
+
+
+def with_early_close(config: DetectorConfig, label: str, tape: list[dict[str, Any]]) -> tuple[DetectorConfig, str]:
+    """The configuration for a day cut to a 13:00 close: that day is declared an early close, as
+    an exchange calendar declares the real ones, so its 13:00 closing cross is an auction."""
+    first = pd.Timestamp(tape[0]["ts_event"]).tz_convert(NEW_YORK).date().isoformat()
+    days = config.early_close_days + (first,)
+    return dataclasses.replace(config, early_close_days=days), f"{label}; {first} declared an early close"
 
 
 def _symbol_positions(tape: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -324,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             tape = trades if variant == "full" else cut_to_early_close(trades)
             for seed in args.seeds:
                 config, label = configs[file_stem(path)]
+                if variant == "early-close":
+                    config, label = with_early_close(config, label, tape)
                 spec = RunSpec(file_stem(path), variant, seed, config, label, seed in peer_seeds,
                                args.spacing, tuple(args.kinds), seed in figure_seeds)
                 runs.append(evaluate_tape(tape, spec, args.out))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES, NEW_INPUTS
+from models.session import EARLY_CLOSE_DAYS, parse_days
 
 ENV_PREFIX = "DETECTOR_"
 
@@ -84,6 +85,8 @@ class DetectorConfig:
     cold_start_price_bps: float = 200.0
     """The cold-start detector votes on a price this far (bp) from the median of the previous 20."""
     cold_start_size_vs_max: float = 30.0
+    early_close_days: tuple[str, ...] = EARLY_CLOSE_DAYS
+    """Days (New York, ``YYYY-MM-DD``) whose closing cross is at 13:00: its print is an auction."""
     """The cold-start detector votes on a size this many times the largest of the previous 100."""
 
     def __post_init__(self) -> None:
@@ -116,6 +119,10 @@ class DetectorConfig:
         _require(self.cold_start_from == 0 or self.cold_start_from >= 2, "cold_start_from", "must be 0 (off) or at least 2")
         _require(self.cold_start_price_bps > 0, "cold_start_price_bps", "must be positive")
         _require(self.cold_start_size_vs_max > 1, "cold_start_size_vs_max", "must be more than 1")
+        try:
+            parse_days(self.early_close_days)
+        except ValueError as error:
+            raise ConfigError(f"EARLY_CLOSE_DAYS: {error}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:

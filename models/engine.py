@@ -47,7 +47,7 @@ from models.explain import explain_record
 from models.guard import GuardSettings, GuardVerdict, TradeGuard
 from models.incidents import IncidentSettings, IncidentTracker, IncidentUpdate, TradeColumns
 from models.records import AnomalyRecord, anomaly_id
-from models.session import is_auction_print
+from models.session import is_auction_print, parse_days
 from models.severity import LEVEL_NAMES, level, severity
 from models.state import InstrumentSnapshot, InstrumentState, ServingModels, Tally, frozen, new_window
 from models.training import Refit, RefitJob, start_refit, training_columns
@@ -103,6 +103,7 @@ class DetectionEngine:
         self._input_codes = np.array([QUANTITY[name] for name in self.config.model_features], np.int64)
         self._training_codes = np.array([QUANTITY[name] for name in self.training_columns], np.int64)
         self._no_params = np.zeros(self._params_size())
+        self._early_closes = parse_days(c.early_close_days)
         self._cold_start = None if not c.cold_start_from else ColdStartVote(
             c.cold_start_from, c.cold_start_price_bps, c.cold_start_size_vs_max)
         if self.config.compiled:
@@ -345,7 +346,7 @@ class DetectionEngine:
                 symbol, timestamp, int(valid.publisher_ids[at]), int(valid.instrument_ids[at]), int(valid.sequences[at]),
             ),
             symbol=symbol,
-            kind="auction" if is_auction_print(timestamp, trade["side"]) else "trade",
+            kind="auction" if is_auction_print(timestamp, trade["side"], self._early_closes) else "trade",
             trade={name: trade[name] for name in TRADE_FIELDS},  # never unknown extra fields
             features=features,
             severity=value,

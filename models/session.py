@@ -1,28 +1,47 @@
 """Where a trade sits in the US equity session: auction prints are their own kind.
 
-The opening cross (09:30 New York time) and the closing cross (16:00) print
-millions of shares at once with no aggressor side. They are the day's largest
-trades by design, not surveillance events, so an anomaly on one is reported with
-``kind = "auction"`` rather than as an ordinary trade anomaly.
+The opening cross (09:30 New York time) and the closing cross (16:00, or 13:00 on
+the days before some holidays) print millions of shares at once with no aggressor
+side. They are the day's largest trades by design, not surveillance events, so an
+anomaly on one is reported with ``kind = "auction"`` rather than as an ordinary
+trade anomaly.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
-CROSS_TIMES = (time(9, 30), time(16, 0))
+OPEN, CLOSE, EARLY_CLOSE = time(9, 30), time(16, 0), time(13, 0)
 CROSS_TOLERANCE_SECONDS = 5
+EARLY_CLOSE_DAYS = (
+    "2023-07-03", "2023-11-24", "2024-07-03", "2024-11-29", "2024-12-24",
+    "2025-07-03", "2025-11-28", "2025-12-24", "2026-11-27", "2026-12-24",
+)
+"""Days the US equity markets close at 13:00 New York, from the exchanges' published
+holiday calendars (``DETECTOR_EARLY_CLOSE_DAYS`` replaces the list)."""
 
 
-def is_auction_print(timestamp_ns: int, side: str) -> bool:
-    """A print without aggressor within seconds after the opening or closing cross."""
+def is_auction_print(timestamp_ns: int, side: str, early_close_days: frozenset[date] = frozenset()) -> bool:
+    """A print without aggressor within seconds after the opening or the day's closing cross."""
     if side != "N":
         return False
     local = datetime.fromtimestamp(timestamp_ns / 1e9, tz=timezone.utc).astimezone(NEW_YORK)
+    close = EARLY_CLOSE if local.date() in early_close_days else CLOSE
     seconds = local.hour * 3600 + local.minute * 60 + local.second
     return any(
         0 <= seconds - (cross.hour * 3600 + cross.minute * 60) < CROSS_TOLERANCE_SECONDS
-        for cross in CROSS_TIMES
+        for cross in (OPEN, close)
     )
+
+
+def parse_days(texts: tuple[str, ...]) -> frozenset[date]:
+    """ISO dates (``YYYY-MM-DD``); raises ``ValueError`` naming the first that is not one."""
+    days = set()
+    for text in texts:
+        try:
+            days.add(date.fromisoformat(text))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    return frozenset(days)

@@ -64,6 +64,14 @@ def test_each_run_records_the_configuration_it_used(evaluated):
     assert "| quiet | DETECTOR_FOREST_THRESHOLD=0.6 |" in (evaluated / "summary.md").read_text()
 
 
+def test_the_early_close_cut_is_declared_an_early_close_to_the_engine(evaluated):
+    full = orjson.loads((evaluated / "quiet-seed4.json").read_bytes())
+    cut = orjson.loads((evaluated / "quiet-early-close-seed4.json").read_bytes())
+    added = sorted(set(cut["config"]["early_close_days"]) - set(full["config"]["early_close_days"]))
+    assert len(added) == 1 and cut["config_label"] == f"DETECTOR_FOREST_THRESHOLD=0.6; {added[0]} declared an early close"
+    assert cut["config"]["forest_threshold"] == 0.6
+
+
 def test_the_product_false_alarms_are_listed_with_their_trade_and_hour(evaluated):
     report = orjson.loads((evaluated / "quiet-seed4.json").read_bytes())
     listed = report["product_false_alarms"]
