@@ -55,7 +55,9 @@ class DetectorConfig:
     zscore_stamps_limit: float = 80.0
     """...on this many distinct event times within 20 ms (a two-sided burst)."""
     zscore_instant_move_limit: float = 20.0
-    """...on a price move this large (bp) within one timestamp (a sweep)."""
+    """...on a price move this large (bp) within one timestamp (a sweep)..."""
+    zscore_instant_move_tail_limit: float = 3.0
+    """...that is also this many times the instrument's recent 99.9th percentile of such moves."""
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
     background_training: bool = True
@@ -108,7 +110,7 @@ class DetectorConfig:
         _require(self.envelope_cold_every >= 1, "envelope_cold_every", "must be at least 1")
         for name in ("zscore_price_threshold", "zscore_volume_threshold", "zscore_volatility_threshold", "zscore_intensity_threshold",
                      "zscore_momentum_threshold", "zscore_size_tail_limit", "zscore_stamps_limit",
-                     "zscore_instant_move_limit"):
+                     "zscore_instant_move_limit", "zscore_instant_move_tail_limit"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")

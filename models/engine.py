@@ -428,7 +428,8 @@ class DetectionEngine:
             [forest.normaliser, c.forest_threshold, c.envelope_threshold],
             [c.zscore_price_threshold, c.zscore_volume_threshold, c.zscore_volatility_threshold,
              c.zscore_intensity_threshold, c.zscore_momentum_threshold],
-            [c.zscore_size_tail_limit, c.zscore_stamps_limit, c.zscore_instant_move_limit],
+            [c.zscore_size_tail_limit, c.zscore_stamps_limit, c.zscore_instant_move_limit,
+             c.zscore_instant_move_tail_limit],
             fitted.zscore_center, fitted.zscore_scale,
             envelope.scaler_mean, envelope.scaler_scale, envelope.location, envelope.precision.ravel(),
         ])

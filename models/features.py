@@ -175,6 +175,7 @@ DERIVED_NAMES = tuple(DERIVED_INPUTS)
 
 NEW_INPUTS = (
     "deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median", "size_vs_max", "size_vs_tail",
+    "instant_move_vs_tail",
 )
 """Inputs that need more than the window's features, computed trade by trade
 (``models.kernel``; reference ``models.reference``), for the detectors of issue 12:
@@ -198,6 +199,10 @@ NEW_INPUTS = (
   log-spaced bins, each size weighed less as trades follow it (half after about 6,900;
   ``models.kernel.TAIL_TRADES``). A block is outsized against the instrument's own day,
   not against the last 100 trades, whose median can be a few shares.
+* ``instant_move_vs_tail``: ``|instant_move_bps| / max(1, the instrument's recent 99.9th
+  percentile of |instant_move_bps|)``, from a histogram of the same kind, 1 for the first
+  trade. One tick is 1 bp of a $100 stock and 20 bp of a $5 one: a move in bp alone is not
+  unusual the same way on every instrument.
 """
 
 INPUT_SCALE_FLOORS = {
@@ -216,6 +221,7 @@ INPUT_SCALE_FLOORS = {
     "size_vs_median": 0.25,
     "size_vs_max": 0.25,
     "size_vs_tail": 0.25,
+    "instant_move_vs_tail": 0.25,
 }
 """The smallest spread each input is scaled by. Over 500 quiet trades an input can sit
 on one value (no price change at all: momentum 0 for every sample), and scaling by a

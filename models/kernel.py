@@ -15,8 +15,8 @@ call), the kernel once. The window sums reproduce numpy's pairwise summation
 State layout (all arrays owned by ``models.state``; the kernel mutates the working
 copies it is given):
 
-* ``fstate``: ``[stamp_prev_price, tail_weight, tail_total, ring prices (R), ring sizes (R),
-  sorted sizes (M), tail masses (H)]``
+* ``fstate``: ``[stamp_prev_price, size tail weight and total, move tail weight and total,
+  ring prices (R), ring sizes (R), sorted sizes (M), size tail masses (H), move tail masses (H)]``
 * ``istate``: ``[fill, head, stamp_ts, has_stamp_prev, sorted_fill, calib_fill, calib_pos,
   ring timestamps (R), ring sides (R)]``
 * ``calib``: the last ensemble scores (empty until the instrument has models).
@@ -51,13 +51,16 @@ SIZE_MEDIAN_TRADES = 100
 STAMP_WINDOW_NS = 20_000_000
 """``distinct_stamps_20ms`` counts distinct event times within this span."""
 TAIL_TRADES = 10_000
-"""``size_vs_tail``: the memory, in trades, of the instrument's size distribution (the
-weight of a size halves after about 6,900 trades)."""
+"""``size_vs_tail`` and ``instant_move_vs_tail``: the memory, in trades, of the instrument's
+distribution of sizes and of |instant moves| (a value's weight halves after about 6,900 trades)."""
 TAIL_SHARE = 0.001
-"""``size_vs_tail`` compares with the size above which this share of that distribution lies."""
+"""``size_vs_tail`` compares with the size above which this share of the sizes lies (p99.9)."""
+MOVE_TAIL_SHARE = 0.05
+"""``instant_move_vs_tail`` compares with the 95th percentile of |instant moves|: one sweep
+prints dozens of large moves, enough to lift a 99.9th percentile for thousands of trades."""
 TAIL_BINS_PER_OCTAVE = 4
 TAIL_BINS = 128
-"""Log-spaced size bins, each about 19% wide, from 1 share to 2^32."""
+"""Log-spaced bins, each about 19% wide, from 1 (share or bp) to 2^32; smaller values count in the first."""
 TAIL_EDGES = 2.0 ** (np.arange(TAIL_BINS + 1) / TAIL_BINS_PER_OCTAVE)
 TAIL_GROWTH = 1.0 / (1.0 - 1.0 / TAIL_TRADES)
 """Each trade weighs this much more than the one before (older ones fade, none is rewritten)."""
@@ -71,16 +74,16 @@ ENSEMBLE_CAP = 10.0
 # istate header
 FILL, HEAD, STAMP_TS, HAS_STAMP_PREV, SORTED_FILL, CALIB_FILL, CALIB_POS = range(7)
 I_HEADER = 7
-F_STAMP_PREV, F_TAIL_WEIGHT, F_TAIL_TOTAL = range(3)
-F_HEADER = 3
+F_STAMP_PREV, F_TAIL_WEIGHT, F_TAIL_TOTAL, F_MOVE_WEIGHT, F_MOVE_TOTAL = range(5)
+F_HEADER = 5
 
 # params header (model parameters packed in one float64 array)
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
-P_LIMITS = 8   # 3 limits: size_vs_tail, distinct_stamps_20ms, |instant_move_bps|
-P_ZCENTER = 11  # 4
-P_ZSCALE = 15  # 4
-P_ENVELOPE = 19  # mean (k), scale (k), location (k), precision (k * k)
+P_LIMITS = 8   # 4 limits: size_vs_tail, distinct_stamps_20ms, |instant_move_bps|, instant_move_vs_tail
+P_ZCENTER = 12  # 4
+P_ZSCALE = 16  # 4
+P_ENVELOPE = 20  # mean (k), scale (k), location (k), precision (k * k)
 
 PRICE_STD_FLOOR = 1e-4
 MIN_DURATION = MIN_DURATION_SECONDS
@@ -92,12 +95,12 @@ def ring_length(window_size: int) -> int:
 
 
 def fstate_length(ring: int) -> int:
-    return F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + TAIL_BINS
+    return F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 2 * TAIL_BINS
 
 
 @njit(cache=True, nogil=True)
-def tail_size(masses, total):
-    """The size above which ``TAIL_SHARE`` of the weighted sizes lie; 0 before any size.
+def tail_size(masses, total, share):
+    """The value above which ``share`` of the weighted values lie; 0 before any value.
 
     Walks the bins from the largest sizes down and interpolates linearly inside the bin
     where the share is reached (plain arithmetic on the bin edges, so the reference
@@ -105,7 +108,7 @@ def tail_size(masses, total):
     """
     if total <= 0.0:
         return 0.0
-    target = TAIL_SHARE * total
+    target = share * total
     above = 0.0
     for b in range(TAIL_BINS - 1, -1, -1):
         mass = masses[b]
@@ -117,20 +120,23 @@ def tail_size(masses, total):
 
 
 @njit(cache=True, nogil=True)
-def tail_add(masses, fstate, size):
-    """Weigh ``size`` into its bin; every earlier size now counts ``1 / TAIL_GROWTH`` as much."""
-    weight = fstate[F_TAIL_WEIGHT]
-    b = np.searchsorted(TAIL_EDGES, size, side="right") - 1
+def tail_add(masses, fstate, at, value):
+    """Weigh ``value`` into its bin; every earlier value now counts ``1 / TAIL_GROWTH`` as much.
+
+    ``fstate[at]`` is the histogram's next weight, ``fstate[at + 1]`` its total.
+    """
+    weight = fstate[at]
+    b = np.searchsorted(TAIL_EDGES, value, side="right") - 1
     b = min(max(b, 0), TAIL_BINS - 1)
     masses[b] += weight
-    fstate[F_TAIL_TOTAL] += weight
+    fstate[at + 1] += weight
     weight *= TAIL_GROWTH
     if weight >= TAIL_RESCALE_AT:
         for j in range(TAIL_BINS):
             masses[j] /= weight
-        fstate[F_TAIL_TOTAL] /= weight
+        fstate[at + 1] /= weight
         weight = 1.0
-    fstate[F_TAIL_WEIGHT] = weight
+    fstate[at] = weight
 
 
 @njit(cache=True, nogil=True)
@@ -331,7 +337,8 @@ def score_run(
     ring_p = fstate[F_HEADER:F_HEADER + ring]
     ring_s = fstate[F_HEADER + ring:F_HEADER + 2 * ring]
     sorted_sizes = fstate[F_HEADER + 2 * ring:F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES]
-    tail_masses = fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES:]
+    tail_masses = fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES:F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + TAIL_BINS]
+    move_masses = fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + TAIL_BINS:]
     ring_t = istate[I_HEADER:I_HEADER + ring]
     ring_side = istate[I_HEADER + ring:]
     keep = window_size - 1
@@ -483,8 +490,12 @@ def score_run(
         # size_vs_max: against the largest of the previous (up to 100) sizes
         row[31] = size / sorted_sizes[sorted_fill - 1] if sorted_fill > 0 else 1.0
         # size_vs_tail: against the instrument's recent 99.9th-percentile size
-        tail = tail_size(tail_masses, fstate[F_TAIL_TOTAL])
+        tail = tail_size(tail_masses, fstate[F_TAIL_TOTAL], TAIL_SHARE)
         row[32] = size / max(1.0, tail) if tail > 0.0 else 1.0
+        # instant_move_vs_tail: |instant move| against the instrument's recent 95th percentile
+        move = abs(row[28])
+        tail = tail_size(move_masses, fstate[F_MOVE_TOTAL], MOVE_TAIL_SHARE)
+        row[33] = move / max(1.0, tail) if tail > 0.0 else 1.0
 
         if scoring:
             for j in range(k):
@@ -500,7 +511,8 @@ def score_run(
             _sorted_remove(sorted_sizes, sorted_fill, ring_s[(head - SIZE_MEDIAN_TRADES) % ring])
             sorted_fill -= 1
         _sorted_insert(sorted_sizes, sorted_fill, size)
-        tail_add(tail_masses, fstate, size)
+        tail_add(tail_masses, fstate, F_TAIL_WEIGHT, size)
+        tail_add(move_masses, fstate, F_MOVE_WEIGHT, move)
         istate[SORTED_FILL] = sorted_fill + 1
         ring_p[head] = price
         ring_s[head] = size
@@ -546,7 +558,7 @@ def score_run(
         zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
         zscore = max(zscore, row[32] / params[P_LIMITS])
         zscore = max(zscore, row[29] / params[P_LIMITS + 1])
-        zscore = max(zscore, abs(row[28]) / params[P_LIMITS + 2])
+        zscore = max(zscore, min(abs(row[28]) / params[P_LIMITS + 2], row[33] / params[P_LIMITS + 3]))
         vote_forest = forest >= params[P_FOREST_T]
         vote_envelope = envelope >= params[P_ENVELOPE_T]
         vote_zscore = zscore >= 1.0

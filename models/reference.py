@@ -18,10 +18,11 @@ import numpy as np
 from models.detectors.zscore import ZScoreVote, price_zscores
 from models.features import DERIVED_INPUTS, _window_features
 from models.kernel import (
-    CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_STAMP_PREV, F_TAIL_TOTAL, F_TAIL_WEIGHT,
+    CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_MOVE_TOTAL, F_MOVE_WEIGHT, F_STAMP_PREV,
+    F_TAIL_TOTAL, F_TAIL_WEIGHT,
     FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER, P_ZCENTER,
     P_ZSCALE, P_ZT, PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS,
-    STAMP_WINDOW_NS, TAIL_BINS, TAIL_EDGES, TAIL_GROWTH, TAIL_RESCALE_AT, TAIL_SHARE, VOTES, ZSCORES,
+    MOVE_TAIL_SHARE, STAMP_WINDOW_NS, TAIL_BINS, TAIL_EDGES, TAIL_GROWTH, TAIL_RESCALE_AT, TAIL_SHARE, VOTES, ZSCORES,
 )
 
 
@@ -45,8 +46,11 @@ def score_run(
     for name, derive in DERIVED_INPUTS.items():
         out[:, QUANTITY[name]] = derive(out[:, :18])
     stamp_ts, stamp_prev, has_prev = int(istate[STAMP_TS]), float(fstate[F_STAMP_PREV]), bool(istate[HAS_STAMP_PREV])
-    tail = SizeTail(fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES:], float(fstate[F_TAIL_WEIGHT]),
-                    float(fstate[F_TAIL_TOTAL]))
+    tails_at = F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES
+    tail = Tail(fstate[tails_at:tails_at + TAIL_BINS], float(fstate[F_TAIL_WEIGHT]), float(fstate[F_TAIL_TOTAL]),
+                TAIL_SHARE)
+    move_tail = Tail(fstate[tails_at + TAIL_BINS:], float(fstate[F_MOVE_WEIGHT]), float(fstate[F_MOVE_TOTAL]),
+                     MOVE_TAIL_SHARE)
     for i in range(n):
         at = fill + i  # this trade's position in the history
         earlier_p = history_p[max(0, at - PRICE_MEDIAN_TRADES):at]
@@ -67,6 +71,10 @@ def score_run(
         percentile = tail.size()
         out[i, QUANTITY["size_vs_tail"]] = size / max(1.0, percentile) if percentile > 0 else 1.0
         tail.add(size)
+        move = abs(float(out[i, QUANTITY["instant_move_bps"]]))
+        percentile = move_tail.size()
+        out[i, QUANTITY["instant_move_vs_tail"]] = move / max(1.0, percentile) if percentile > 0 else 1.0
+        move_tail.add(move)
         if at == 0 or stamp > stamp_ts:
             if at > 0:
                 stamp_prev, has_prev = history_p[at - 1], True
@@ -92,19 +100,20 @@ def score_run(
     istate[STAMP_TS], istate[HAS_STAMP_PREV] = stamp_ts, int(has_prev)
     fstate[F_STAMP_PREV] = stamp_prev
     fstate[F_TAIL_WEIGHT], fstate[F_TAIL_TOTAL] = tail.weight, tail.total
+    fstate[F_MOVE_WEIGHT], fstate[F_MOVE_TOTAL] = move_tail.weight, move_tail.total
     return count
 
 
-class SizeTail:
-    """The weighted size histogram behind ``size_vs_tail``, updated in place in ``masses``."""
+class Tail:
+    """A weighted histogram behind ``size_vs_tail`` and ``instant_move_vs_tail``, updated in place in ``masses``."""
 
-    def __init__(self, masses: np.ndarray, weight: float, total: float) -> None:
-        self.masses, self.weight, self.total = masses, weight, total
+    def __init__(self, masses: np.ndarray, weight: float, total: float, share: float) -> None:
+        self.masses, self.weight, self.total, self.share = masses, weight, total, share
 
     def size(self) -> float:
         if self.total <= 0:
             return 0.0
-        target = TAIL_SHARE * self.total
+        target = self.share * self.total
         above = 0.0
         for b in reversed(range(TAIL_BINS)):
             mass = float(self.masses[b])
@@ -113,8 +122,8 @@ class SizeTail:
             above += mass
         return float(TAIL_EDGES[0])
 
-    def add(self, size: float) -> None:
-        b = min(max(int(np.searchsorted(TAIL_EDGES, size, side="right")) - 1, 0), TAIL_BINS - 1)
+    def add(self, value: float) -> None:
+        b = min(max(int(np.searchsorted(TAIL_EDGES, value, side="right")) - 1, 0), TAIL_BINS - 1)
         self.masses[b] += self.weight
         self.total += self.weight
         self.weight *= TAIL_GROWTH
@@ -147,13 +156,14 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     precision = params[P_ENVELOPE + 3 * k:P_ENVELOPE + 3 * k + k * k].reshape(k, k)
     centred = (X - mean) / scale - location
     envelope = np.einsum("ij,jk,ik->i", centred, precision, centred)
-    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 3])
+    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 4])
     zscore.center_, zscore.scale_ = params[P_ZCENTER:P_ZCENTER + 4], params[P_ZSCALE:P_ZSCALE + 4]
     features = out[:, :18]
     learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
     zscores = np.column_stack([price_zscores(features), (learned - zscore.center_) / zscore.scale_])
     zscore_scores = zscore.score(zscores, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],
-                                     out[:, QUANTITY["distinct_stamps_20ms"]], out[:, QUANTITY["instant_move_bps"]]))
+                                     out[:, QUANTITY["distinct_stamps_20ms"]], out[:, QUANTITY["instant_move_bps"]],
+                                     out[:, QUANTITY["instant_move_vs_tail"]]))
     votes = np.column_stack([forest >= params[P_FOREST_T], envelope >= params[P_ENVELOPE_T], zscore_scores >= 1.0])
     out[:, SCORES], out[:, SCORES + 1], out[:, SCORES + 2] = forest, envelope, zscore_scores
     out[:, ZSCORES:ZSCORES + 5] = zscores

@@ -24,7 +24,7 @@ from models.detectors.elliptic_envelope import EnvelopeModel
 from models.detectors.isolation_forest import FlatForest
 from models.guard import GuardMemory, TradeGuard
 from models.incidents import IncidentTracker
-from models.kernel import F_TAIL_WEIGHT, I_HEADER, fstate_length, ring_length
+from models.kernel import F_MOVE_WEIGHT, F_TAIL_WEIGHT, I_HEADER, fstate_length, ring_length
 from models.training import PendingRefit, RefitJob
 
 
@@ -126,7 +126,7 @@ def _unpacked_snapshot(blob: bytes) -> InstrumentSnapshot:
 def new_window(window_size: int) -> tuple[np.ndarray, np.ndarray]:
     ring = ring_length(window_size)
     fstate = np.zeros(fstate_length(ring))
-    fstate[F_TAIL_WEIGHT] = 1.0
+    fstate[F_TAIL_WEIGHT] = fstate[F_MOVE_WEIGHT] = 1.0
     return fstate, np.zeros(I_HEADER + 2 * ring, np.int64)
 
 

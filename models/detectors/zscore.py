@@ -32,7 +32,9 @@ would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
   (a block; a log-size z puts a 15,000-share print at 3.4 sigma on NVDA);
 * ``distinct_stamps_20ms``: distinct event times within 20 ms (a two-sided burst; one
   aggressive order prints hundreds of trades at a single timestamp);
-* ``|instant_move_bps|``: the move within one timestamp (a sweep through the book).
+* ``|instant_move_bps|``: the move within one timestamp (a sweep through the book), when it
+  is also ``instant_move_vs_tail`` times the instrument's recent 99.9th percentile (one tick
+  of a $5 stock is 20 bp: its limit in bp alone would flag ordinary trading).
 """
 
 from __future__ import annotations
@@ -81,12 +83,13 @@ class ZScoreVote:
         self, price_threshold: float = 4.5, volume_threshold: float = 4.5,
         volatility_threshold: float = 4.5, intensity_threshold: float = 4.5,
         momentum_threshold: float = 4.5, size_tail_limit: float = 5.0, stamps_limit: float = 80.0,
-        instant_move_limit: float = 20.0,
+        instant_move_limit: float = 20.0, instant_move_tail_limit: float = 3.0,
     ) -> None:
         self.momentum_threshold = momentum_threshold
         self.size_tail_limit = size_tail_limit
         self.stamps_limit = stamps_limit
         self.instant_move_limit = instant_move_limit
+        self.instant_move_tail_limit = instant_move_tail_limit
         self.price_threshold = price_threshold
         self.volume_threshold = volume_threshold
         self.volatility_threshold = volatility_threshold
@@ -116,9 +119,10 @@ class ZScoreVote:
         ])
 
     @staticmethod
-    def limited_inputs(size_vs_tail: np.ndarray, distinct_stamps: np.ndarray, instant_move_bps: np.ndarray) -> np.ndarray:
+    def limited_inputs(size_vs_tail: np.ndarray, distinct_stamps: np.ndarray, instant_move_bps: np.ndarray,
+                       instant_move_vs_tail: np.ndarray) -> np.ndarray:
         """The columns ``score`` compares with the fixed limits, one row per trade."""
-        return np.column_stack([size_vs_tail, distinct_stamps, np.abs(instant_move_bps)])
+        return np.column_stack([size_vs_tail, distinct_stamps, np.abs(instant_move_bps), instant_move_vs_tail])
 
     def score(self, zscores: np.ndarray, limited: np.ndarray | None = None) -> np.ndarray:
         """The largest of every z / threshold and, given ``limited_inputs``, every input / limit."""
@@ -131,8 +135,11 @@ class ZScoreVote:
         ])
         ratios = surprise / thresholds
         if limited is not None:
-            limits = np.array([self.size_tail_limit, self.stamps_limit, self.instant_move_limit])
-            ratios = np.column_stack([ratios, limited / limits])
+            limits = np.array([self.size_tail_limit, self.stamps_limit, self.instant_move_limit,
+                               self.instant_move_tail_limit])
+            limited = limited / limits
+            instant = np.minimum(limited[:, 2], limited[:, 3])  # both limits, or no vote
+            ratios = np.column_stack([ratios, limited[:, :2], instant])
         return ratios.max(axis=1)
 
     def vote(self, scores: np.ndarray) -> np.ndarray:

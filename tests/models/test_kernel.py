@@ -201,24 +201,24 @@ def test_unscored_trades_have_no_scores(opening_trades):
     assert np.isnan(out[:, ZSCORES]).all() and np.isnan(out[:, CALIBRATED]).all()
 
 
-def _independent_tail_ratios(sizes: np.ndarray) -> np.ndarray:
-    """size_vs_tail computed from scratch: every earlier size weighed (1 - 1/N) ** age, no rescaling."""
+def _independent_tail_ratios(values: np.ndarray, share: float = kernel.TAIL_SHARE) -> np.ndarray:
+    """size_vs_tail (or instant_move_vs_tail) from scratch: every earlier value weighed (1 - 1/N) ** age."""
     edges = 2.0 ** (np.arange(kernel.TAIL_BINS + 1) / kernel.TAIL_BINS_PER_OCTAVE)
-    bins = np.clip(np.digitize(sizes, edges) - 1, 0, kernel.TAIL_BINS - 1)
-    ratios = np.ones(len(sizes))
-    for i in range(1, len(sizes)):
+    bins = np.clip(np.digitize(values, edges) - 1, 0, kernel.TAIL_BINS - 1)
+    ratios = np.ones(len(values))
+    for i in range(1, len(values)):
         weights = (1.0 - 1.0 / kernel.TAIL_TRADES) ** np.arange(i - 1, -1, -1)
         masses = np.bincount(bins[:i], weights=weights, minlength=kernel.TAIL_BINS)
         above = np.concatenate([np.cumsum(masses[::-1])[::-1][1:], [0.0]])  # mass in the bins above each
-        target = kernel.TAIL_SHARE * masses.sum()
+        target = share * masses.sum()
         b = np.flatnonzero((masses > 0) & (above + masses >= target)).max()
         percentile = edges[b + 1] - (target - above[b]) / masses[b] * (edges[b + 1] - edges[b])
-        ratios[i] = sizes[i] / max(1.0, percentile)
+        ratios[i] = values[i] / max(1.0, percentile)
     return ratios
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_size_vs_tail_against_an_independent_computation_on_real_trades(opening_trades, compiled):
+def test_tail_inputs_against_an_independent_computation_on_real_trades(opening_trades, compiled):
     trades = opening_trades[:3_000]
     engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
     captured = []
@@ -233,10 +233,15 @@ def test_size_vs_tail_against_an_independent_computation_on_real_trades(opening_
     state = engine.new_state("NVDA")
     for start in range(0, len(trades), 700):
         engine.process(state, trades[start:start + 700])
-    got = np.vstack(captured)[:, QUANTITY["size_vs_tail"]]
+    out = np.vstack(captured)
+    got = out[:, QUANTITY["size_vs_tail"]]
     expected = _independent_tail_ratios(np.array([float(t["size"]) for t in trades]))
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     assert got.max() > 5.0  # the slice has prints far above its recent 99.9th percentile
+    moves = np.abs(out[:, QUANTITY["instant_move_bps"]])
+    got = out[:, QUANTITY["instant_move_vs_tail"]]
+    np.testing.assert_allclose(got, _independent_tail_ratios(moves, kernel.MOVE_TAIL_SHARE), rtol=1e-9)
+    assert got.max() > 1.0 and (moves > 0).sum() > 100  # moves within a timestamp happen, some beyond the tail
 
 
 def test_size_tail_rescaling_keeps_the_percentile():
@@ -245,13 +250,13 @@ def test_size_tail_rescaling_keeps_the_percentile():
         masses = fstate[-kernel.TAIL_BINS:]
         fstate[kernel.F_TAIL_WEIGHT] = 1.0
         for size in sizes[:-1]:
-            kernel.tail_add(masses, fstate, float(size))
+            kernel.tail_add(masses, fstate, kernel.F_TAIL_WEIGHT, float(size))
         # the same distribution with every weight multiplied: the next trade reaches the rescaling point
         masses *= scale
         fstate[kernel.F_TAIL_TOTAL] *= scale
         fstate[kernel.F_TAIL_WEIGHT] *= scale
-        kernel.tail_add(masses, fstate, float(sizes[-1]))
-        return kernel.tail_size(masses, fstate[kernel.F_TAIL_TOTAL]), fstate[kernel.F_TAIL_WEIGHT]
+        kernel.tail_add(masses, fstate, kernel.F_TAIL_WEIGHT, float(sizes[-1]))
+        return kernel.tail_size(masses, fstate[kernel.F_TAIL_TOTAL], kernel.TAIL_SHARE), fstate[kernel.F_TAIL_WEIGHT]
 
     sizes = np.random.default_rng(3).integers(1, 5_000, 2_000)
     plain, _ = tail_after(sizes)
