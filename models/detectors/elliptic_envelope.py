@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from scipy import linalg
+from scipy.stats import chi2
 from sklearn.covariance import EllipticEnvelope
-from sklearn.covariance._robust_covariance import c_step
+from sklearn.covariance._robust_covariance import _consistency_factor, c_step
 from sklearn.preprocessing import StandardScaler
 
 
 RIDGE = 1e-6
 WARM_ITERATIONS = 10
 """Concentration steps from the previous estimate; they converge in a few."""
+REWEIGHT_QUANTILE = 0.025
+"""``MinCovDet.reweight_covariance``: samples beyond this chi-square tail are left out."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,7 @@ class EllipticEnvelopeVote:
         envelope.raw_support_ = envelope.support_ = raw_support
         envelope.location_, envelope.dist_ = raw_location, raw_dist
         envelope.n_features_in_ = n_features
-        envelope.correct_covariance(scaled)
-        envelope.reweight_covariance(scaled)
+        _correct_and_reweight(envelope, scaled)
         envelope.offset_ = np.percentile(-envelope.dist_, 100.0 * self.contamination)
         return envelope
 
@@ -145,6 +149,36 @@ def _covariance(X: np.ndarray) -> np.ndarray:
     more than the covariance in each concentration step (the rows are finite by construction)."""
     covariance = np.cov(X.T, bias=1)
     return covariance.reshape(1, 1) if covariance.ndim == 0 else covariance  # one input: a 1 x 1 matrix
+
+
+@lru_cache(maxsize=1024)
+def _consistency(n_features: int, alpha: float) -> float:
+    return _consistency_factor(n_features, alpha)
+
+
+@lru_cache(maxsize=64)
+def _reweight_limit(n_features: int) -> float:
+    return chi2(n_features).isf(REWEIGHT_QUANTILE)
+
+
+def _correct_and_reweight(envelope: EllipticEnvelope, data: np.ndarray) -> None:
+    """``MinCovDet.correct_covariance`` then ``reweight_covariance``: the same operations on the
+    same values, with the chi-square constants (which depend only on the number of inputs and
+    of support samples) computed once instead of by scipy at every refit, about half its cost."""
+    n_samples, n_features = data.shape
+    n_support = np.sum(envelope.support_)
+    if n_support < n_samples and np.allclose(envelope.raw_covariance_, 0):
+        raise ValueError("The covariance matrix of the support data is equal to 0, try to increase support_fraction")
+    envelope.dist_ /= _consistency(n_features, n_support / n_samples)
+    mask = envelope.dist_ < _reweight_limit(n_features)
+    location = data[mask].mean(0)
+    envelope.covariance_ = _covariance(data[mask]) * _consistency(n_features, 1 - REWEIGHT_QUANTILE)
+    envelope.precision_ = linalg.pinvh(envelope.covariance_, check_finite=False)
+    envelope.location_ = location
+    envelope.support_ = np.zeros(n_samples, dtype=bool)
+    envelope.support_[mask] = True
+    centred = data - location
+    envelope.dist_ = np.sum(np.dot(centred, envelope.precision_) * centred, 1)
 
 
 def _regularised_precision(covariance: np.ndarray, floor_variance: np.ndarray) -> np.ndarray:

@@ -141,6 +141,35 @@ def test_warm_fit_covariance_is_scikit_learns(columns, monkeypatch):
         np.testing.assert_array_equal(getattr(fast, name), getattr(checked, name))
 
 
+@pytest.mark.parametrize("columns, seed", [(1, 0), (4, 0), (4, 1), (4, 2)])
+def test_correct_and_reweight_is_scikit_learns(columns, seed):
+    """The warm fit's correction and reweighting with cached chi-square constants: the same numbers
+    as ``MinCovDet.correct_covariance`` and ``reweight_covariance``."""
+    from sklearn.covariance import EllipticEnvelope
+
+    from models.detectors.elliptic_envelope import _correct_and_reweight
+
+    data = np.random.default_rng(seed).standard_t(3, (500, columns))
+    raw = EllipticEnvelope(random_state=seed).fit(data)
+
+    def from_raw():
+        envelope = EllipticEnvelope(random_state=seed)
+        envelope.raw_location_, envelope.raw_covariance_ = raw.raw_location_.copy(), raw.raw_covariance_.copy()
+        envelope.support_ = raw.raw_support_.copy()
+        envelope.location_ = raw.raw_location_.copy()
+        centred = data - raw.raw_location_
+        envelope.dist_ = np.sum(np.dot(centred, np.linalg.pinv(raw.raw_covariance_)) * centred, 1)
+        return envelope
+
+    ours, theirs = from_raw(), from_raw()
+    _correct_and_reweight(ours, data)
+    theirs.correct_covariance(data)
+    theirs.reweight_covariance(data)
+    for name in ("covariance_", "precision_", "location_", "support_", "dist_"):
+        np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name), err_msg=name)
+    assert 0 < ours.support_.sum() < len(data)  # the reweighting left some samples out
+
+
 def test_zscore_definitions():
     features = feature_rows(0)
     vote = ZScoreVote(price_threshold=4, volume_threshold=5, volatility_threshold=4.5).fit(features)
