@@ -57,7 +57,7 @@ class DetectorConfig:
     zscore_instant_move_limit: float = 20.0
     """...on a price move this large (bp) within one timestamp (a sweep)..."""
     zscore_instant_move_tail_limit: float = 3.0
-    """...that is also this many times the instrument's recent 99.9th percentile of such moves."""
+    """...that is also this many times the instrument's recent 95th percentile of such moves."""
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
     background_training: bool = True
@@ -87,9 +87,9 @@ class DetectorConfig:
     cold_start_price_bps: float = 200.0
     """The cold-start detector votes on a price this far (bp) from the median of the previous 20."""
     cold_start_size_vs_max: float = 30.0
+    """The cold-start detector votes on a size this many times the largest of the previous 100."""
     early_close_days: tuple[str, ...] = EARLY_CLOSE_DAYS
     """Days (New York, ``YYYY-MM-DD``) whose closing cross is at 13:00: its print is an auction."""
-    """The cold-start detector votes on a size this many times the largest of the previous 100."""
 
     def __post_init__(self) -> None:
         _require(self.window_size >= 2, "window_size", "must be at least 2")

@@ -199,9 +199,9 @@ NEW_INPUTS = (
   log-spaced bins, each size weighed less as trades follow it (half after about 6,900;
   ``models.kernel.TAIL_TRADES``). A block is outsized against the instrument's own day,
   not against the last 100 trades, whose median can be a few shares.
-* ``instant_move_vs_tail``: ``|instant_move_bps| / max(1, the instrument's recent 99.9th
-  percentile of |instant_move_bps|)``, from a histogram of the same kind, 1 for the first
-  trade. One tick is 1 bp of a $100 stock and 20 bp of a $5 one: a move in bp alone is not
+* ``instant_move_vs_tail``: ``|instant_move_bps| / max(1, the instrument's recent 95th
+  percentile of |instant_move_bps|)`` (``models.kernel.MOVE_TAIL_SHARE``), from a histogram of
+  the same kind, 1 for the first trade. One tick is 1 bp of a $100 stock and 20 bp of a $5 one: a move in bp alone is not
   unusual the same way on every instrument.
 """
 

@@ -102,7 +102,7 @@ def fstate_length(ring: int) -> int:
 def tail_size(masses, total, share):
     """The value above which ``share`` of the weighted values lie; 0 before any value.
 
-    Walks the bins from the largest sizes down and interpolates linearly inside the bin
+    Walks the bins from the largest values down and interpolates linearly inside the bin
     where the share is reached (plain arithmetic on the bin edges, so the reference
     gets the same number).
     """

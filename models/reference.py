@@ -68,11 +68,11 @@ def score_run(
         elif at > 0 and stamp == stamp_ts and has_prev:
             reference = stamp_prev
         out[i, QUANTITY["instant_move_bps"]] = 1e4 * (price / reference - 1.0) if reference else 0.0
-        percentile = tail.size()
+        percentile = tail.percentile()
         out[i, QUANTITY["size_vs_tail"]] = size / max(1.0, percentile) if percentile > 0 else 1.0
         tail.add(size)
         move = abs(float(out[i, QUANTITY["instant_move_bps"]]))
-        percentile = move_tail.size()
+        percentile = move_tail.percentile()
         out[i, QUANTITY["instant_move_vs_tail"]] = move / max(1.0, percentile) if percentile > 0 else 1.0
         move_tail.add(move)
         if at == 0 or stamp > stamp_ts:
@@ -110,7 +110,7 @@ class Tail:
     def __init__(self, masses: np.ndarray, weight: float, total: float, share: float) -> None:
         self.masses, self.weight, self.total, self.share = masses, weight, total, share
 
-    def size(self) -> float:
+    def percentile(self) -> float:
         if self.total <= 0:
             return 0.0
         target = self.share * self.total

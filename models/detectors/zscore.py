@@ -33,7 +33,7 @@ would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
 * ``distinct_stamps_20ms``: distinct event times within 20 ms (a two-sided burst; one
   aggressive order prints hundreds of trades at a single timestamp);
 * ``|instant_move_bps|``: the move within one timestamp (a sweep through the book), when it
-  is also ``instant_move_vs_tail`` times the instrument's recent 99.9th percentile (one tick
+  is also ``instant_move_vs_tail`` times the instrument's recent 95th percentile (one tick
   of a $5 stock is 20 bp: its limit in bp alone would flag ordinary trading).
 """
 
