@@ -49,7 +49,7 @@ from models.incidents import IncidentSettings, IncidentTracker, IncidentUpdate, 
 from models.records import AnomalyRecord, anomaly_id
 from models.session import is_auction_print, parse_days
 from models.severity import LEVEL_NAMES, level, severity
-from models.state import InstrumentSnapshot, InstrumentState, ServingModels, Tally, frozen, new_window
+from models.state import InstrumentSnapshot, InstrumentState, ServingModels, Tally, frozen, new_window, window_lengths
 from models.training import Refit, RefitJob, start_refit, training_columns
 from models.trades import TRADE_FIELDS, Rejection, Validation, ValidTrades
 
@@ -216,8 +216,7 @@ class DetectionEngine:
     def _fits_layout(self, snapshot: InstrumentSnapshot) -> bool:
         if snapshot.fstate is None:
             return True
-        fstate, istate = new_window(self.config.window_size)
-        if (len(snapshot.fstate), len(snapshot.istate)) != (len(fstate), len(istate)):
+        if (len(snapshot.fstate), len(snapshot.istate)) != window_lengths(self.config.window_size):
             return False
         return snapshot.models is None or len(snapshot.models.params) == self._params_size()
 

@@ -123,11 +123,17 @@ def _unpacked_snapshot(blob: bytes) -> InstrumentSnapshot:
     return InstrumentSnapshot(*pickle.loads(zlib.decompress(blob)))
 
 
-def new_window(window_size: int) -> tuple[np.ndarray, np.ndarray]:
+def window_lengths(window_size: int) -> tuple[int, int]:
+    """The lengths of an instrument's ``fstate`` and ``istate`` (``models.kernel``'s layout)."""
     ring = ring_length(window_size)
-    fstate = np.zeros(fstate_length(ring))
+    return fstate_length(ring), I_HEADER + 2 * ring
+
+
+def new_window(window_size: int) -> tuple[np.ndarray, np.ndarray]:
+    f_length, i_length = window_lengths(window_size)
+    fstate = np.zeros(f_length)
     fstate[F_TAIL_WEIGHT] = fstate[F_MOVE_WEIGHT] = 1.0
-    return fstate, np.zeros(I_HEADER + 2 * ring, np.int64)
+    return fstate, np.zeros(i_length, np.int64)
 
 
 def frozen(array: np.ndarray | None) -> np.ndarray | None:

@@ -13,6 +13,7 @@ from models.config import DetectorConfig
 from models.detectors.isolation_forest import FlatForest, _ScoredTree, flatten
 from models.engine import DetectionEngine
 from models.records import AnomalyRecord
+from models.state import InstrumentState
 from models.kernel import CALIBRATED, ENSEMBLE, N_QUANTITIES, QUANTITY, SCORES, VOTES, ZSCORES
 
 ISO = "2025-05-09T14:00:00.{:09d}Z"
@@ -56,6 +57,22 @@ def test_rolling_flat_forest_keeps_the_newest_trees():
 def test_window_sums_are_numpys_pairwise_sums(n):
     values = np.random.default_rng(n).standard_normal(n) * 0.05 + 117.3
     assert kernel._pairwise(values, 0, n) == values.sum()
+
+
+def every_output(engine: DetectionEngine, state: InstrumentState, trades: list[dict], batch: int) -> np.ndarray:
+    """Every trade's kernel output row, the trades fed to ``engine`` in batches of ``batch``."""
+    captured = []
+    score_run = engine._score_run
+
+    def capture(*args):
+        count = score_run(*args)
+        captured.append(args[-2].copy())
+        return count
+
+    engine._score_run = capture
+    for start in range(0, len(trades), batch):
+        engine.process(state, trades[start:start + batch])
+    return np.vstack(captured)
 
 
 def compare_every_run(engine: DetectionEngine) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
@@ -134,17 +151,7 @@ def test_per_trade_inputs_on_a_crafted_tape(compiled):
     tape += [trade(30 + j, sweep_at, 100.05 + 0.05 * j, 10) for j in range(4)]
     tape += [trade(34, sweep_at + 30_000_000, 100.0, 5_000)]
     engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
-    captured = []
-    score_run = engine._score_run
-
-    def capture(*args):
-        count = score_run(*args)
-        captured.append(args[-2].copy())
-        return count
-
-    engine._score_run = capture
-    engine.process(engine.new_state("X"), tape)
-    out = np.vstack(captured)
+    out = every_output(engine, engine.new_state("X"), tape, len(tape))
     inputs = {name: out[:, QUANTITY[name]] for name in ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms",
                                                         "size_vs_median", "size_vs_max")}
     assert inputs["deviation_bps"][0] == 0.0 and inputs["size_vs_median"][0] == 1.0  # nothing before the first trade
@@ -221,19 +228,7 @@ def _independent_tail_ratios(values: np.ndarray, share: float = kernel.TAIL_SHAR
 def test_tail_inputs_against_an_independent_computation_on_real_trades(opening_trades, compiled):
     trades = opening_trades[:3_000]
     engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
-    captured = []
-    score_run = engine._score_run
-
-    def capture(*args):
-        count = score_run(*args)
-        captured.append(args[-2].copy())
-        return count
-
-    engine._score_run = capture
-    state = engine.new_state("NVDA")
-    for start in range(0, len(trades), 700):
-        engine.process(state, trades[start:start + 700])
-    out = np.vstack(captured)
+    out = every_output(engine, engine.new_state("NVDA"), trades, 700)
     got = out[:, QUANTITY["size_vs_tail"]]
     expected = _independent_tail_ratios(np.array([float(t["size"]) for t in trades]))
     np.testing.assert_allclose(got, expected, rtol=1e-9)
