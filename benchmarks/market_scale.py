@@ -6,7 +6,8 @@ For 1 symbol, 10, 100 and 1,000 symbols with Zipf activity and 1,000 with even
 activity (``connectors.market``, seed 0), the tape is written as a Databento CSV and
 run through the backtest dataflow (``flows.backtest``: file reader, Bytewax,
 engine, JSON-lines sinks), each in a fresh process so its peak memory is its own.
-Reported per tape: trades/s and its ratio to the one-symbol tape of the same run,
+Reported per tape: trades/s and main-process CPU µs per trade, each as a ratio to the
+one-symbol tape of the same run (CPU is the steadier figure on a shared machine),
 the time spent in the detect step's ``snapshot()`` (Bytewax calls it at every epoch
 for every instrument that traded, recovery or not; here every second), symbols
 ever served by their own models (those with more than 1,500 trades), anomalies and
@@ -72,15 +73,18 @@ def measure(tape: Path, recovery: Path | None, epoch_s: float) -> dict:
             spent["calls"] += 1
 
     dataflow.InstrumentDetector.snapshot = timed_snapshot
+    cpu_started = time.process_time()
     with tempfile.TemporaryDirectory() as workdir:
         report = run_backtest([tape], Path(workdir) / "anomalies.jsonl", recovery=recovery,
                               epoch_interval=timedelta(seconds=epoch_s))
+    main_cpu = time.process_time() - cpu_started
     shutdown_helper()
     result = {
         "trades": report.trades_read,
         "wall_seconds": round(report.wall_seconds, 2),
         "trades_per_second": round(report.trades_per_second),
         "anomalies": sum(report.anomalies_by_level.values()),
+        "main_cpu_us_per_trade": round(1e6 * main_cpu / max(report.trades_read, 1), 1),
         "snapshot_seconds": round(spent["seconds"], 3),
         "snapshot_calls": spent["calls"],
         "snapshot_share": round(spent["seconds"] / report.wall_seconds, 4),
@@ -126,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = [child("--measure", str(path)) for _ in range(args.repeat)]
             results[name]["runs"] = runs
             results[name].update(_median(runs))
-            print(f"{name:>11}: {results[name]['trades_per_second']:>7,} trades/s, snapshot "
+            print(f"{name:>11}: {results[name]['trades_per_second']:>7,} trades/s, main process "
+                  f"{results[name]['main_cpu_us_per_trade']:.1f} CPU µs/trade, snapshot "
                   f"{100 * results[name]['snapshot_share']:.1f}% of wall, {results[name]['served_symbols']} symbols "
                   f"served, {results[name]['anomalies']} anomalies, peak RSS {results[name]['peak_rss_mib_job']} MiB",
                   flush=True)
@@ -137,13 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         with_recovery = child("--measure", str(zipf), "--recovery", str(recovery), "--epoch", "5")
         print(f"1,000 Zipf with recovery every 5 s: {with_recovery['trades_per_second']:,} trades/s, store "
               f"{with_recovery['recovery_store_mb']} MB, snapshot {100 * with_recovery['snapshot_share']:.1f}% of wall")
-    one = results["1 symbol"]["trades_per_second"]
+    one = results["1 symbol"]
     for result in results.values():
-        result["ratio_to_one_symbol"] = round(result["trades_per_second"] / one, 3)
+        result["ratio_to_one_symbol"] = round(result["trades_per_second"] / one["trades_per_second"], 3)
+        result["cpu_ratio_to_one_symbol"] = round(one["main_cpu_us_per_trade"] / result["main_cpu_us_per_trade"], 3)
     summary = {"trades": args.trades, "tapes": results, "zipf_1000_with_recovery": with_recovery,
                "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
     for name, result in results.items():
-        print(f"{name:>11}: ratio {result['ratio_to_one_symbol']:.2f}")
+        print(f"{name:>11}: ratio {result['ratio_to_one_symbol']:.2f} in trades/s, "
+              f"{result['cpu_ratio_to_one_symbol']:.2f} in main-process CPU per trade")
     target = args.out / "market_scale.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2) + "\n")
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _median(runs: list[dict]) -> dict:
-    keys = ("trades_per_second", "wall_seconds", "snapshot_seconds", "snapshot_share", "peak_rss_mib_job",
+    keys = ("trades_per_second", "main_cpu_us_per_trade", "wall_seconds", "snapshot_seconds", "snapshot_share", "peak_rss_mib_job",
             "peak_rss_mib_fit_helper", "anomalies")
     return {key: statistics.median(run[key] for run in runs) for key in keys}
 

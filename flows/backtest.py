@@ -24,6 +24,7 @@ from bytewax.testing import run_main
 from connectors.codec import encode_dead_letter, encode_record
 from connectors.files import JsonLinesSink, TradeFileSource, UnsupportedFileError
 from flows.dataflow import build_flow
+from flows.runtime import tune_garbage_collector
 from models import training
 from models.config import ConfigError, DetectorConfig
 from models.incidents import IncidentSettings
@@ -97,6 +98,7 @@ def run_backtest(
         incident_sink=JsonLinesSink(incident_file, lambda update: encode_record(update.to_dict())),
         incidents=incidents,
     )
+    tune_garbage_collector()
     started = time.perf_counter()
     run_main(flow, epoch_interval=epoch_interval, recovery_config=RecoveryConfig(str(recovery)) if recovery else None)
     wall = time.perf_counter() - started

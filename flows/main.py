@@ -40,6 +40,7 @@ from connectors.kafka import (
     summary_sink,
 )
 from connectors.kafka_settings import BrokerWatch
+from flows.runtime import tune_garbage_collector
 from flows.settings import JobSettings, SettingsError
 
 BROKER_LOST_STATUS = 3
@@ -222,6 +223,7 @@ def flow_from_environment() -> Dataflow:
         supervisor.install()
         job = build_job(settings, supervisor)
         start_model_helper(settings.detector)
+        tune_garbage_collector()
         return job
     except (SettingsError, BrokerUnreachable, ClientSettingsRejected, MissingTopic, PortTaken) as error:
         raise SystemExit(f"flows.main: {error}") from None
