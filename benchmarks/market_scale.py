@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _median(runs: list[dict]) -> dict:
-    keys = ("trades_per_second", "main_cpu_us_per_trade", "wall_seconds", "snapshot_seconds", "snapshot_share", "peak_rss_mib_job",
-            "peak_rss_mib_fit_helper", "anomalies")
+    keys = ("trades_per_second", "main_cpu_us_per_trade", "wall_seconds", "snapshot_seconds", "snapshot_share",
+            "peak_rss_mib_job", "peak_rss_mib_fit_helper", "anomalies")
     return {key: statistics.median(run[key] for run in runs) for key in keys}
 
 

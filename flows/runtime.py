@@ -1,13 +1,15 @@
 """Process-wide settings every entry point applies before the first trade.
 
 Python's cyclic garbage collector runs a young-generation pass every 700 net
-allocations and, every hundred of those, a full pass over every tracked object.
+allocations and, about every hundred of those, a full pass over every tracked object
+(CPython skips it while few objects have become long-lived since the last one).
 The engine allocates several short-lived dicts and tuples per trade (records,
 features, incident updates) that reference counting frees anyway, while the
 long-lived per-instrument state (windows, models, incident trackers) grows with
 the number of instruments: full passes walked all of it again and again. Measured
 on a 400k-trade, 1,000-symbol Zipf tape (``benchmarks.market_scale``), the
-collector cost 5-10 µs of main-process CPU per trade, about a third of the total.
+collector cost 6-11 µs of main-process CPU per trade, a fifth to a third of the total
+(37-40 µs with CPython's defaults, 30-32 with these settings; docs/PERFORMANCE.md).
 
 Raising the young threshold to 10,000 and freezing what exists after start-up (the
 imported modules, the flow) keeps the collector for real reference cycles at a
