@@ -363,17 +363,17 @@ class DetectionEngine:
     ) -> list[tuple[int, int, AnomalyRecord]]:
         """A run of an instrument without models of its own: the shared detector's anomalies."""
         detector = self._cold_start
-        scores = detector.score(*(out[:, QUANTITY[name]] for name in COLD_START_INPUTS))
-        positions = work.samples_seen + 1 + np.arange(len(out))
-        votes = detector.vote(scores, positions)
-        rows = np.flatnonzero(votes.any(axis=1))
+        inputs = [out[:, QUANTITY[name]] for name in COLD_START_INPUTS]
+        rows = detector.flagged(*inputs, first_position=work.samples_seen + 1)
         if not len(rows):
             return []
+        scores = detector.score(*(column[rows] for column in inputs))
+        votes = detector.vote(scores, work.samples_seen + 1 + rows)
         work.anomalies += len(rows)
         records = [
             (int(valid.indices[start + row]), start + int(row),
-             self._shared_record(symbol, trades, valid, start + int(row), out[row], scores[row], votes[row]))
-            for row in rows
+             self._shared_record(symbol, trades, valid, start + int(row), out[row], scores[at], votes[at]))
+            for at, row in enumerate(rows)
         ]
         work.tally = _tallied(work.tally, [record for _, _, record in records])
         return records

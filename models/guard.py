@@ -112,28 +112,30 @@ def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarr
     and not decreasing (so none is late: the clock, a median, only rises), no idle gap,
     no far jump, no jump waiting for confirmation.
     """
-    if not len(stamps) or len(memory.stamps) < MIN_CLOCK_TRADES or memory.pending_jump_ns is not None:
+    count = len(stamps)
+    if not count or len(memory.stamps) < MIN_CLOCK_TRADES or memory.pending_jump_ns is not None:
         return None
-    times, numbers = stamps.tolist(), sequences.tolist()
-    first, last = times[0], times[-1]
+    first, last = int(stamps[0]), int(stamps[-1])
     day = first // DAY_NS
     key = (int(publishers[0]), int(instruments[0]), day)
-    if not (last // DAY_NS == day and numbers[0] > dict(memory.latest_sequence).get(key, -1)
+    recent = memory.latest_sequence
+    known = recent[-1][1] if recent and recent[-1][0] == key else dict(recent).get(key, -1)
+    if not (last // DAY_NS == day and int(sequences[0]) > known
             and first >= max(memory.stamps) and last - _median(memory.stamps) <= settings.max_jump_s * NANOS_PER_SECOND
             and last - memory.stamps[-1] <= settings.idle_s * NANOS_PER_SECOND):
         return None
-    if len(times) > 1 and not (
-            all(a < b for a, b in zip(numbers, numbers[1:])) and all(a <= b for a, b in zip(times, times[1:]))
-            and (publishers == key[0]).all() and (instruments == key[1]).all()):
+    if count > 1 and not (
+            (sequences[1:] > sequences[:-1]).all() and (stamps[1:] >= stamps[:-1]).all()
+            and publishers.tolist().count(key[0]) == count and instruments.tolist().count(key[1]) == count):
         return None
     kept = settings.remembered_trades
-    new = numbers[-kept:]
-    identities = np.array([_identity(key[0], key[1], day, sequence) for sequence in new], np.uint64)
+    new = sequences[-kept:]
+    identities = np.array([_identity(key[0], key[1], day, sequence) for sequence in new.tolist()], np.uint64)
     return GuardMemory(
         identities=np.concatenate([memory.identities, identities])[-kept:],
-        sequences=np.concatenate([memory.sequences, np.array(new, np.int64)])[-kept:],
-        stamps=(memory.stamps + tuple(times[-CLOCK_TRADES:]))[-CLOCK_TRADES:],
-        latest_sequence=_with_latest(dict(memory.latest_sequence), key, new[-1]),
+        sequences=np.concatenate([memory.sequences, new])[-kept:],
+        stamps=(memory.stamps + tuple(stamps[-CLOCK_TRADES:].tolist()))[-CLOCK_TRADES:],
+        latest_sequence=_with_latest(recent, key, int(new[-1])),
     )
 
 
@@ -232,7 +234,11 @@ def _median(stamps) -> int:
     return ordered[len(ordered) // 2]
 
 
-def _with_latest(table: dict, key: tuple[int, int, int], sequence: int) -> tuple:
+def _with_latest(recent: tuple | dict, key: tuple[int, int, int], sequence: int) -> tuple:
+    """The recent days' highest sequences (sorted by day, the last ``RECENT_DAYS``) with ``sequence`` added."""
+    if isinstance(recent, tuple) and recent and recent[-1][0] == key:  # the latest day's key again: most calls
+        return recent[:-1] + ((key, max(sequence, recent[-1][1])),)
+    table = dict(recent)
     table = {**table, key: max(sequence, table.get(key, -1))}
     return tuple(sorted(table.items(), key=lambda item: item[0][2])[-RECENT_DAYS:])
 

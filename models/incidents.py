@@ -21,7 +21,6 @@ opens a new one, so a market that never goes quiet cannot grow the state.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -155,10 +154,25 @@ class _Tape:
     def __len__(self) -> int:
         return len(self.prices)
 
+    def followed_by(self, trades: TradeColumns | _Tape, keep: int) -> _Tape:
+        """The last ``keep`` trades of this tape followed by ``trades``, in new arrays: the same as
+        ``_Tape.joined([self, trades]).tail(keep)`` without copying what the tail drops."""
+        if len(trades) >= keep:
+            return _Tape(trades.prices, trades.sizes, trades.timestamps_ns, trades.sides).tail(keep)
+        held = keep - len(trades)
+        return _Tape(_joined(self.prices[-held:], trades.prices, np.float64),
+                     _joined(self.sizes[-held:], trades.sizes, np.float64),
+                     _joined(self.timestamps_ns[-held:], trades.timestamps_ns, np.int64),
+                     _joined(self.sides[-held:], trades.sides, np.int8))
+
     def tail(self, count: int) -> _Tape:
         """The last ``count`` trades, as copies: the caller may reuse its arrays."""
         return _Tape(_copy(self.prices[-count:], np.float64), _copy(self.sizes[-count:], np.float64),
                      _copy(self.timestamps_ns[-count:], np.int64), _copy(self.sides[-count:], np.int8))
+
+
+def _joined(head: np.ndarray, tail: np.ndarray, dtype: type) -> np.ndarray:
+    return np.concatenate([head, tail], dtype=dtype, casting="unsafe")
 
 
 def _copy(column: np.ndarray, dtype: type) -> np.ndarray:
@@ -350,7 +364,8 @@ class IncidentTracker:
         Cheap: the trades it holds are immutable tapes, so only the open incident's
         lists are copied.
         """
-        twin = copy.copy(self)
+        twin = IncidentTracker.__new__(IncidentTracker)
+        twin.__dict__.update(self.__dict__)
         if self._open is not None:
             twin._open = dataclasses.replace(
                 self._open, parts=list(self._open.parts), anomaly_ids=list(self._open.anomaly_ids))
@@ -393,9 +408,7 @@ class IncidentTracker:
 
     def _remember(self, trades: TradeColumns, count: int) -> None:
         """Keep the last ``context_trades`` trades; count the run (the path most runs take)."""
-        keep = self.settings.context_trades
-        run = _Tape(trades.prices, trades.sizes, trades.timestamps_ns, trades.sides)
-        self._context = (run if count >= keep else _Tape.joined([self._context, run])).tail(keep)
+        self._context = self._context.followed_by(trades, self.settings.context_trades)
         self.trades_seen += count
 
     def _quiet_run(self, trades: TradeColumns, start: int, stop: int,

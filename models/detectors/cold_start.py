@@ -52,3 +52,11 @@ class ColdStartVote:
         votes = scores >= np.array(self.thresholds)
         votes[positions < self.from_trade] = False
         return votes
+
+    def flagged(self, deviation_bps: np.ndarray, size_vs_max: np.ndarray, first_position: int) -> np.ndarray:
+        """Rows with at least one vote, for trades at positions ``first_position`` onwards: what
+        ``vote(score(...), positions).any(axis=1)`` selects, without building the scores of
+        the trades that do not vote (nearly all of them)."""
+        start = max(0, self.from_trade - first_position)
+        hits = (np.abs(deviation_bps[start:]) >= self.price_bps) | (size_vs_max[start:] >= self.size_vs_max)
+        return np.flatnonzero(hits) + start

@@ -127,3 +127,14 @@ def test_scores_and_votes_are_apart():
     np.testing.assert_array_equal(scores, [[150.0, 1.0], [50.0, 12.0], [20.0, 2.0]])
     votes = detector.vote(scores, np.array([4, 5, 6]))
     np.testing.assert_array_equal(votes, [[False, False], [False, True], [False, False]])
+
+
+@pytest.mark.parametrize("first_position", [1, 3, 5, 8, 40])
+def test_flagged_rows_are_the_rows_that_vote(first_position):
+    detector = ColdStartVote(from_trade=5, price_bps=100.0, size_vs_max=10.0)
+    deviation = np.array([-150.0, 50.0, np.nan, 100.0, -99.9, 20.0, 300.0])
+    size_vs_max = np.array([1.0, 12.0, 40.0, np.nan, 10.0, 2.0, np.inf])
+    positions = first_position + np.arange(len(deviation))
+    expected = np.flatnonzero(detector.vote(detector.score(deviation, size_vs_max), positions).any(axis=1))
+    assert detector.flagged(deviation, size_vs_max, first_position).tolist() == expected.tolist()
+    assert len(expected) == {1: 2, 3: 4, 5: 6, 8: 6, 40: 6}[first_position]
