@@ -6,12 +6,12 @@ scoring from ``models``, so the same flow runs on Kafka, on files, or on test da
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import bytewax.operators as op
+import numpy as np
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
@@ -43,7 +43,9 @@ def build_flow(
     batches = op.flat_map_batch("group_by_symbol", decoded.trues, group_by_symbol)
     # (symbol, InstrumentBatch): its messages in arrival order and their validation
     engine, clock = DetectionEngine(config, incidents), EventClock()
-    outcomes = op.stateful_batch("detect", batches, lambda snapshot: InstrumentDetector(engine, clock, snapshot))
+    summarise = summary_sink is not None
+    outcomes = op.stateful_batch(
+        "detect", batches, lambda snapshot: InstrumentDetector(engine, clock, snapshot, summaries=summarise))
     # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate)
     outcomes = op.key_rm("unkey", outcomes)
     anomalies = op.filter("anomalies", outcomes, lambda item: isinstance(item, AnomalyRecord))
@@ -79,12 +81,13 @@ def group_by_symbol(messages: list[TradeMessage]) -> list[tuple[str, InstrumentB
     is handed everything that arrived together; the batch is validated here, in
     columns, once (a market's batch holds a few trades of each of many instruments).
     """
-    positions: dict[str, list[int]] = defaultdict(list)
-    for position, message in enumerate(messages):
-        positions[message.symbol].append(position)
-    parts = Validation.of([message.trade for message in messages]).split(list(positions.values()))
-    return [(symbol, InstrumentBatch([messages[p] for p in where], part))
-            for (symbol, where), part in zip(positions.items(), parts)]
+    codes: dict[str, int] = {}
+    groups = np.array([codes.setdefault(message.symbol, len(codes)) for message in messages], np.int64)
+    parts = Validation.of([message.trade for message in messages]).split(groups, len(codes))
+    by_symbol: list[list[TradeMessage]] = [[] for _ in codes]
+    for message, group in zip(messages, groups.tolist()):
+        by_symbol[group].append(message)
+    return [(symbol, InstrumentBatch(batch, part)) for symbol, batch, part in zip(codes, by_symbol, parts)]
 
 
 @dataclass
@@ -121,12 +124,15 @@ class InstrumentDetector(StatefulBatchLogic):
 
     ``snapshot`` is called by Bytewax at every epoch for every instrument that saw
     trades, with or without recovery: it returns references to the engine state's
-    immutable arrays, never a copy, and never waits for a refit.
+    immutable arrays, never a copy, and never waits for a refit. ``summaries``: whether anything
+    reads the instrument summaries (a backtest does not; making one costs a dict per batch).
     """
 
-    def __init__(self, engine: DetectionEngine, clock: EventClock, snapshot: DetectorSnapshot | None) -> None:
+    def __init__(self, engine: DetectionEngine, clock: EventClock, snapshot: DetectorSnapshot | None,
+                 *, summaries: bool = True) -> None:
         self.engine = engine
         self.clock = clock
+        self.summaries = summaries
         self.state: InstrumentState | None = None
         self.summary_second = -1
         self.summarised_trades = -1
@@ -156,7 +162,8 @@ class InstrumentDetector(StatefulBatchLogic):
                 message = messages[outcome.index]
                 out.append(DeadLetter(outcome.reason, outcome.stage, message.origin, original_bytes(message)))
             elif isinstance(outcome, StateEnded):  # the old state's last word, before it starts afresh
-                out.append(InstrumentSummary(outcome.summary))
+                if self.summaries:
+                    out.append(InstrumentSummary(outcome.summary))
             else:
                 out.append(outcome)
         if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
@@ -166,13 +173,14 @@ class InstrumentDetector(StatefulBatchLogic):
         second = state.last_timestamp_ns // NANOS_PER_SECOND
         if second != self.summary_second:
             self.summary_second = second
-            out.append(self._summary(messages[-1]))
+            if self.summaries:
+                out.append(self._summary(messages[-1]))
         self.last_message = messages[-1]
         return out, self.RETAIN
 
     def on_eof(self) -> tuple[list[Any], bool]:
         """At the end of the input (a backtest, STOP_AT_END) the last trades are summarised too."""
-        if (self.state is None or self.last_message is None or not self.state.samples_seen
+        if (not self.summaries or self.state is None or self.last_message is None or not self.state.samples_seen
                 or self.summarised_trades == self.state.samples_seen):
             return [], self.RETAIN
         return [self._summary(self.last_message)], self.RETAIN

@@ -105,23 +105,28 @@ class Validation:
     def of(cls, trades: Sequence[Mapping[str, Any]]) -> Validation:
         return cls(*validate_trades(trades))
 
-    def split(self, positions: Sequence[Sequence[int]]) -> list[Validation]:
-        """One part per group of batch positions (ascending; the groups cover the batch once), indexed within its group."""
-        count = len(self.valid.indices) + len(self.rejections)  # every trade is one or the other
-        group_of, local_of = np.full(count, -1, np.int64), np.zeros(count, np.int64)
-        for group, where in enumerate(positions):
-            where = np.asarray(where, np.int64)
-            group_of[where], local_of[where] = group, np.arange(len(where))
-        rows_of_group = _rows_by_group(group_of[self.valid.indices], len(positions))
-        rejections: list[list[Rejection]] = [[] for _ in positions]
+    def split(self, groups: np.ndarray, count: int) -> list[Validation]:
+        """One part per group, its trades indexed within the group; ``groups[p]`` (0 to
+        ``count - 1``) is the group of batch position ``p``.
+
+        Each column is reordered by group once for the whole batch, and the parts are
+        slices of it, so the cost per group is a few slices, whatever the batch holds.
+        """
+        order = np.argsort(groups, kind="stable")
+        starts = np.searchsorted(groups[order], np.arange(count + 1))
+        local_of = np.empty(len(groups), np.int64)  # each position's place within its group
+        local_of[order] = np.arange(len(groups)) - starts[groups[order]]
+        valid_groups = groups[self.valid.indices]
+        valid_order = np.argsort(valid_groups, kind="stable")
+        bounds = np.searchsorted(valid_groups[valid_order], np.arange(count + 1)).tolist()
+        columns = {name: column[valid_order] for name, column in vars(self.valid).items()}
+        columns["indices"] = local_of[columns["indices"]]
+        rejections: list[list[Rejection]] = [[] for _ in range(count)]
         for rejection in self.rejections:
-            rejections[group_of[rejection.index]].append(
+            rejections[groups[rejection.index]].append(
                 Rejection(int(local_of[rejection.index]), rejection.reason, rejection.stage))
-        parts = []
-        for rows, rejected in zip(rows_of_group, rejections):
-            part = self.valid.subset(rows)
-            parts.append(Validation(ValidTrades(**{**vars(part), "indices": local_of[part.indices]}), rejected))
-        return parts
+        return [Validation(ValidTrades(**{name: column[bounds[g]:bounds[g + 1]] for name, column in columns.items()}),
+                           rejections[g]) for g in range(count)]
 
     @staticmethod
     def join(parts: Sequence[Validation], sizes: Sequence[int]) -> Validation:
@@ -132,13 +137,6 @@ class Validation:
         rejections = [Rejection(r.index + int(offset), r.reason, r.stage) for part, offset in zip(parts, offsets)
                       for r in part.rejections]
         return Validation(ValidTrades(**columns), rejections)
-
-
-def _rows_by_group(groups: np.ndarray, count: int) -> list[np.ndarray]:
-    """For each group, the rows (ascending) that belong to it."""
-    order = np.argsort(groups, kind="stable")
-    bounds = np.searchsorted(groups[order], np.arange(count + 1))
-    return [order[bounds[g]:bounds[g + 1]] for g in range(count)]
 
 
 class _Invalid(ValueError):
