@@ -140,6 +140,18 @@ def test_the_last_summary_counts_every_trade_at_the_end_of_the_input(messages):
     assert sum(last["anomalies_by_level"].values()) == sum(last["anomalies_by_side"].values()) == len(anomalies)
 
 
+@pytest.mark.parametrize("summaries", [True, False])
+def test_summaries_are_made_only_where_something_reads_them(messages, summaries):
+    from flows.dataflow import EventClock, InstrumentDetector, InstrumentSummary, group_by_symbol
+
+    detector = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None, summaries=summaries)
+    out, _ = detector.on_batch([batch for _, batch in group_by_symbol(messages[:300])])
+    at_end, _ = detector.on_eof()
+    made = [item for item in out + at_end if isinstance(item, InstrumentSummary)]
+    assert len(made) == (1 if summaries else 0)  # the batch reached a new second; the end adds nothing new
+    assert detector.state.samples_seen == 300
+
+
 def test_a_state_that_ends_in_a_batch_still_reports_its_totals(messages):
     from connectors.codec import format_timestamp_ns
     from connectors.replay import timestamp_ns

@@ -160,3 +160,20 @@ def test_verdicts_do_not_depend_on_batch_boundaries(trades, sizes):
     whole, cut = TradeGuard(GuardSettings(remembered_trades=16)), TradeGuard(GuardSettings(remembered_trades=16))
     assert judge(whole, trades) == judge(cut, trades, runs)
     assert pickle.dumps(whole) == pickle.dumps(cut)
+
+
+@pytest.mark.parametrize("recent, key, sequence", [
+    ((((1, 2, 10), 50),), (1, 2, 10), 70),  # the latest day again: the path most batches take
+    ((((1, 2, 10), 50),), (1, 2, 10), 30),  # a lower sequence never lowers the highest
+    ((((1, 2, 9), 80), ((1, 2, 10), 50)), (1, 2, 9), 90),  # an older day
+    (tuple(((1, 2, day), day) for day in range(8)), (1, 2, 8), 5),  # a ninth day drops the oldest
+    ((), (1, 2, 10), 5),
+])
+def test_the_latest_sequences_are_updated_as_a_table_would_be(recent, key, sequence):
+    from models.guard import RECENT_DAYS, _with_latest
+
+    table = dict(recent)
+    table[key] = max(sequence, table.get(key, -1))
+    expected = tuple(sorted(table.items(), key=lambda item: item[0][2])[-RECENT_DAYS:])
+    assert _with_latest(recent, key, sequence) == expected
+    assert _with_latest(dict(recent), key, sequence) == expected

@@ -386,3 +386,23 @@ def test_settings_are_read_from_the_environment_and_a_bad_value_names_the_variab
 def test_settings_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         IncidentSettings().quiet_trades = 5
+
+
+@pytest.mark.parametrize("held, added, keep", [(0, 3, 5), (4, 3, 5), (9, 3, 5), (9, 5, 5), (2, 8, 5), (9, 1, 200)])
+def test_the_context_followed_by_a_run_is_the_tail_of_both(held, added, keep):
+    from models.incidents import _Tape
+
+    def tape(start, count, sizes_dtype):
+        at = np.arange(start, start + count)
+        return _Tape(100.0 + at, (10 * at).astype(sizes_dtype), 1_700_000_000_000_000_000 + at,
+                     (at % 3).astype(np.int8))
+
+    context, run = tape(0, held, np.float64), tape(held, added, np.int64)  # the engine's sizes are integers
+    joined = context.followed_by(run, keep)
+    expected = _Tape.joined([context, run]).tail(keep)
+    for name, dtype in [("prices", np.float64), ("sizes", np.float64), ("timestamps_ns", np.int64),
+                        ("sides", np.int8)]:
+        assert getattr(joined, name).dtype == dtype
+        assert getattr(joined, name).tolist() == getattr(expected, name).tolist()
+        assert not np.shares_memory(getattr(joined, name), getattr(run, name))
+    assert len(joined) == min(keep, held + added)
