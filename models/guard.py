@@ -15,7 +15,7 @@ Every trade is judged against the memory as the trades before it left it, so bat
 boundaries change nothing; ``check`` leaves the guard as it was, and the engine applies
 the verdict with ``commit`` once the whole batch went through. Ordinary runs (one
 publisher, instrument and day, sequences and times increasing, no gap) take a
-vectorised path with the same outcome.
+compiled path with the same outcome.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 NANOS_PER_SECOND = 1_000_000_000
 DAY_NS = 86_400 * NANOS_PER_SECOND
@@ -124,19 +125,72 @@ def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarr
             and first >= max(memory.stamps) and last - _median(memory.stamps) <= settings.max_jump_s * NANOS_PER_SECOND
             and last - memory.stamps[-1] <= settings.idle_s * NANOS_PER_SECOND):
         return None
-    if count > 1 and not (
-            (sequences[1:] > sequences[:-1]).all() and (stamps[1:] >= stamps[:-1]).all()
-            and publishers.tolist().count(key[0]) == count and instruments.tolist().count(key[1]) == count):
+    if count > 1 and not _in_order(stamps, publishers, instruments, sequences):
         return None
-    kept = settings.remembered_trades
-    new = sequences[-kept:]
-    identities = np.array([_identity(key[0], key[1], day, sequence) for sequence in new.tolist()], np.uint64)
+    identities, remembered = _remembered_after(
+        memory.identities, memory.sequences, sequences, key[0], key[1], day, settings.remembered_trades)
     return GuardMemory(
-        identities=np.concatenate([memory.identities, identities])[-kept:],
-        sequences=np.concatenate([memory.sequences, new])[-kept:],
+        identities=identities,
+        sequences=remembered,
         stamps=(memory.stamps + tuple(stamps[-CLOCK_TRADES:].tolist()))[-CLOCK_TRADES:],
-        latest_sequence=_with_latest(recent, key, int(new[-1])),
+        latest_sequence=_with_latest(recent, key, int(sequences[-1])),
     )
+
+
+@njit(cache=True, nogil=True)
+def _in_order(stamps, publishers, instruments, sequences):
+    """One publisher and instrument, sequences increasing, times not decreasing."""
+    for row in range(1, stamps.shape[0]):
+        if (sequences[row] <= sequences[row - 1] or stamps[row] < stamps[row - 1]
+                or publishers[row] != publishers[0] or instruments[row] != instruments[0]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _remembered_after(identities, remembered, sequences, publisher, instrument, day, kept):
+    """The memory's identities and sequences followed by the run's (of one publisher, instrument
+    and day), the last ``kept`` of each, in new arrays: one compiled call where concatenating and
+    hashing in Python cost several microseconds for a run of a few trades."""
+    new = min(sequences.shape[0], kept)
+    total = min(identities.shape[0] + new, kept)
+    old = total - new
+    ids, seqs = np.empty(total, np.uint64), np.empty(total, np.int64)
+    ids[:old] = identities[identities.shape[0] - old:]
+    seqs[:old] = remembered[remembered.shape[0] - old:]
+    prefix = _tuple_hash_prefix(publisher, instrument, day)
+    for k in range(new):
+        sequence = sequences[sequences.shape[0] - new + k]
+        ids[old + k] = _tuple_hash_last(prefix, sequence)
+        seqs[old + k] = sequence
+    return ids, seqs
+
+
+XXPRIME_1, XXPRIME_2 = np.uint64(11400714785074694791), np.uint64(14029467366897019727)
+XXPRIME_5 = np.uint64(2870177450012600261)
+"""The primes of CPython's tuple hash (``Objects/tupleobject.c``, 64-bit builds)."""
+TUPLE4_SUFFIX = np.uint64(4 ^ 2870177450012600261 ^ 3527539)
+"""What CPython adds after the last lane of a 4-tuple: ``len ^ (XXPRIME_5 ^ 3527539)``."""
+
+
+@njit(cache=True, nogil=True)
+def _tuple_hash_lane(acc, value):
+    acc = acc + np.uint64(value) * XXPRIME_2
+    acc = (acc << np.uint64(31)) | (acc >> np.uint64(33))
+    return acc * XXPRIME_1
+
+
+@njit(cache=True, nogil=True)
+def _tuple_hash_prefix(publisher, instrument, day):
+    return _tuple_hash_lane(_tuple_hash_lane(_tuple_hash_lane(XXPRIME_5, publisher), instrument), day)
+
+
+@njit(cache=True, nogil=True)
+def _tuple_hash_last(prefix, sequence):
+    """``_identity`` of a trade, in compiled code: CPython's hash of the tuple, step by step (a
+    non-negative int below 2**61 - 1 hashes to itself; uint64 arithmetic wraps as CPython's)."""
+    mixed = _tuple_hash_lane(prefix, sequence) + TUPLE4_SUFFIX
+    return np.uint64(1546275796) if mixed == np.uint64(MASK64) else mixed  # CPython never returns -1
 
 
 class _Walk:

@@ -177,3 +177,19 @@ def test_the_latest_sequences_are_updated_as_a_table_would_be(recent, key, seque
     expected = tuple(sorted(table.items(), key=lambda item: item[0][2])[-RECENT_DAYS:])
     assert _with_latest(recent, key, sequence) == expected
     assert _with_latest(dict(recent), key, sequence) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 65_535), st.integers(0, 2**32 - 1), st.integers(0, 60_000),
+       st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40, unique=True),
+       st.integers(0, 20), st.sampled_from([1, 5, 16, 512]))
+def test_the_compiled_memory_update_hashes_as_python_does(publisher, instrument, day, sequences, old, kept):
+    from models.guard import _identity, _remembered_after
+
+    sequences = np.array(sorted(sequences), np.int64)
+    old_ids, old_sequences = np.arange(old, dtype=np.uint64) * np.uint64(2**61 + 7), np.arange(old, dtype=np.int64)
+    identities, remembered = _remembered_after(old_ids, old_sequences, sequences, publisher, instrument, day, kept)
+    hashed = np.array([_identity(publisher, instrument, day, int(s)) for s in sequences], np.uint64)
+    assert identities.tolist() == np.concatenate([old_ids, hashed])[-kept:].tolist()
+    assert remembered.tolist() == np.concatenate([old_sequences, sequences])[-kept:].tolist()
+    assert (identities.dtype, remembered.dtype) == (np.uint64, np.int64)
