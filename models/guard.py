@@ -293,7 +293,7 @@ def _with_latest(recent: tuple | dict, key: tuple[int, int, int], sequence: int)
     if isinstance(recent, tuple) and recent and recent[-1][0] == key:  # the latest day's key again: most calls
         return recent[:-1] + ((key, max(sequence, recent[-1][1])),)
     table = dict(recent)
-    table = {**table, key: max(sequence, table.get(key, -1))}
+    table[key] = max(sequence, table.get(key, -1))
     return tuple(sorted(table.items(), key=lambda item: item[0][2])[-RECENT_DAYS:])
 
 

@@ -471,8 +471,7 @@ class IncidentTracker:
 
     def _start(self, trades: TradeColumns, row: int, record: AnomalyRecord) -> _OpenIncident:
         keep = self.settings.context_trades
-        before = trades.rows(max(0, row - keep), row)
-        context = (before if len(before) >= keep else _Tape.joined([self._context, before])).tail(keep)
+        context = self._context.followed_by(trades.rows(max(0, row - keep), row), keep)
         stamp = int(trades.timestamps_ns[row])
         sequence = int(trades.sequences[row])
         self.incidents_opened += 1
