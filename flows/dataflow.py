@@ -137,6 +137,7 @@ class InstrumentDetector(StatefulBatchLogic):
         self.summary_second = -1
         self.summarised_trades = -1
         self.last_message: TradeMessage | None = None
+        self.next_check = _eviction_check()
         if snapshot is not None:
             self.state = engine.restore(snapshot.engine)
             self.summary_second = snapshot.summary_second
@@ -186,11 +187,14 @@ class InstrumentDetector(StatefulBatchLogic):
         return [self._summary(self.last_message)], self.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return datetime.now(timezone.utc) + EVICTION_CHECK
+        """Bytewax asks after every batch: the answer is kept, not recomputed (a clock read and
+        a datetime per instrument batch), and moves on only when the check has run."""
+        return self.next_check
 
     def on_notify(self) -> tuple[list[Any], bool]:
         """Drop an instrument idle for ``idle_s`` of event time, closing its open incident."""
         state = self.state
+        self.next_check = _eviction_check()
         idle_ns = self.engine.config.idle_s * NANOS_PER_SECOND
         if state is None or self.clock.latest_ns - state.last_timestamp_ns <= idle_ns:
             return [], self.RETAIN
@@ -205,6 +209,10 @@ class InstrumentDetector(StatefulBatchLogic):
 
     def snapshot(self) -> DetectorSnapshot:
         return DetectorSnapshot(self.engine.snapshot(self.state), self.summary_second)
+
+
+def _eviction_check() -> datetime:
+    return datetime.now(timezone.utc) + EVICTION_CHECK
 
 
 def original_bytes(message: TradeMessage) -> bytes:

@@ -129,6 +129,21 @@ def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages):
     assert all(update.status == "closed" and update.closed_by == "idle" for update in updates)
 
 
+def test_the_idle_check_time_moves_on_only_when_the_check_ran(messages):
+    from datetime import datetime, timezone
+
+    from flows.dataflow import EVICTION_CHECK, EventClock, InstrumentDetector, group_by_symbol
+
+    before = datetime.now(timezone.utc)
+    detector = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None)
+    first = detector.notify_at()
+    assert before + EVICTION_CHECK <= first <= datetime.now(timezone.utc) + EVICTION_CHECK
+    detector.on_batch([batch for _, batch in group_by_symbol(messages[:50])])
+    assert detector.notify_at() == first  # a batch does not push the check back
+    detector.on_notify()
+    assert detector.notify_at() > first
+
+
 def test_the_last_summary_counts_every_trade_at_the_end_of_the_input(messages):
     anomalies, letters, summaries = [], [], []
     flow = build_flow(TestingSource(messages, batch_size=BATCH), TestingSink(anomalies), TestingSink(letters), CONFIG,
