@@ -366,3 +366,16 @@ def test_a_trade_after_an_idle_day_starts_the_instrument_afresh(opening_trades):
     fresh = DetectionEngine(config).new_state("NVDA")
     DetectionEngine(config).process(fresh, later[:300])
     assert pickle.dumps(engine.snapshot(state).fstate) == pickle.dumps(DetectionEngine(config).snapshot(fresh).fstate)
+
+
+@pytest.mark.parametrize("count, fresh_starts, expected", [
+    (0, frozenset(), []),
+    (5, frozenset(), [(0, 5)]),
+    (5, frozenset({0}), [(0, 5)]),
+    (5, frozenset({2}), [(0, 2), (2, 5)]),
+    (5, frozenset({1, 4}), [(0, 1), (1, 4), (4, 5)]),
+])
+def test_segments_split_a_batch_where_the_instrument_starts_afresh(count, fresh_starts, expected):
+    from models.engine import _segments
+
+    assert _segments(count, fresh_starts) == expected
