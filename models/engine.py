@@ -455,8 +455,6 @@ def _accepted(valid: ValidTrades, verdict: GuardVerdict) -> tuple[ValidTrades, f
 
 def _segments(count: int, fresh_starts: frozenset[int]) -> list[tuple[int, int]]:
     """[start, stop) of the runs of trades that belong to one state."""
-    if not fresh_starts:  # nearly every batch
-        return [(0, count)] if count else []
     bounds = sorted({0, count, *fresh_starts})
     return [(start, stop) for start, stop in zip(bounds, bounds[1:]) if start < stop]
 
