@@ -106,9 +106,12 @@ KIND_EVIDENCE = {
 
 
 def explain_incident(evidence: KindEvidence, kind: str, anomalies: int, trades: int,
-                     duration_s: float, limit: int = 4) -> list[dict[str, Any]]:
+                     duration_s: float, earlier_block: dict[str, Any] | None = None,
+                     limit: int = 4) -> list[dict[str, Any]]:
     """The incident's facts in plain units: the one that decided its kind first, then the
-    others by how telling they are."""
+    others by how telling they are. ``earlier_block``: for a block, the item that compares it
+    with the instrument's largest earlier block (what its severity is capped by), said right
+    after the size."""
     e = evidence
     items = [
         _item("price_move_bps", e.move_bps,
@@ -129,6 +132,8 @@ def explain_incident(evidence: KindEvidence, kind: str, anomalies: int, trades: 
     items.append((0.25, {"input": "anomalies", "value": anomalies, "text": extent}))
     lead = KIND_EVIDENCE.get(kind)
     items = [(math.inf if item["input"] == lead else telling, item) for telling, item in items]
+    if earlier_block:
+        items.append((math.inf, earlier_block))
     return _ranked(items, limit)
 
 

@@ -247,6 +247,13 @@ MAGNITUDE_SCALES = {
 }
 EXTENT_SCALE = (1.0, 1_000.0)
 """Trades from the first to the last anomaly: 1 scores 0, 1,000 or more score 1."""
+BLOCK_NOVELTY_SCALE = (0.5, 2.0)
+"""A block's size against the largest block of the instrument's earlier incidents within
+``BLOCK_MEMORY_S``: half of it or less scores 0, twice or more 1. The size part of a
+block's magnitude is at most this score, so the fifth 30,000-share print of a day is not as
+much news as the first (tuned on 2024-09-23 and 2025-05-09, reported on all four days)."""
+BLOCK_MEMORY_S = 86_400
+"""How long an instrument's block is remembered, in event time: one trading day."""
 
 
 def log_scale(value: float, low: float, high: float) -> float:
@@ -256,12 +263,20 @@ def log_scale(value: float, low: float, high: float) -> float:
     return min(math.log(value / low) / math.log(high / low), 1.0)
 
 
-def magnitude(evidence: KindEvidence) -> float:
+def magnitude(evidence: KindEvidence, earlier_block_size: float | None = None) -> float:
     """The largest of the price move, the size against the median and the burst density,
-    each on its log scale (``MAGNITUDE_SCALES``)."""
+    each on its log scale (``MAGNITUDE_SCALES``).
+
+    ``earlier_block_size``, for a block: the largest block the instrument printed before it
+    (``BLOCK_MEMORY_S``). A print is then only as big news as it is new: the size part is
+    capped by its size against that block (``BLOCK_NOVELTY_SCALE``).
+    """
+    size = log_scale(evidence.size_vs_median, *MAGNITUDE_SCALES["size_vs_median"])
+    if earlier_block_size:
+        size = min(size, log_scale(evidence.max_size / earlier_block_size, *BLOCK_NOVELTY_SCALE))
     return max(
         log_scale(abs(evidence.move_bps), *MAGNITUDE_SCALES["price_move_bps"]),
-        log_scale(evidence.size_vs_median, *MAGNITUDE_SCALES["size_vs_median"]),
+        size,
         log_scale(evidence.burst_stamps, *MAGNITUDE_SCALES["burst_stamps"]),
     )
 
@@ -291,6 +306,14 @@ count is a power of two, or this many trades after the last assessment: a flash 
 
 
 @dataclass(frozen=True)
+class EarlierBlock:
+    """A block of one of the instrument's closed incidents: when it began and its largest print."""
+
+    ts_ns: int
+    size: float
+
+
+@dataclass(frozen=True)
 class _Assessment:
     evidence: KindEvidence
     kind: str
@@ -298,6 +321,7 @@ class _Assessment:
     severity: float
     level: str
     confidence: float
+    earlier_block: EarlierBlock | None = None
 
     @property
     def view(self) -> tuple[str, str | None, str]:
@@ -345,6 +369,11 @@ class _OpenIncident:
 
 class IncidentTracker:
     """The incidents of one instrument: small, picklable, deterministic."""
+
+    _blocks: tuple[EarlierBlock, ...] = ()
+    """Blocks of closed incidents within ``BLOCK_MEMORY_S``, oldest first, each larger than
+    every later one: the first one not yet forgotten is the largest (a class default, so a
+    tracker pickled before it existed restores with none)."""
 
     def __init__(self, symbol: str, settings: IncidentSettings | None = None) -> None:
         self.symbol = symbol
@@ -487,7 +516,19 @@ class IncidentTracker:
     def _close(self, incident: _OpenIncident, closed_by: str) -> IncidentUpdate:
         self._open = None
         incident.assessed = self._assess(incident)
+        if incident.assessed.kind == "block":
+            self._remember_block(EarlierBlock(incident.first_ts, incident.assessed.evidence.max_size))
         return self._send(incident, "closed", closed_by)
+
+    def _remember_block(self, block: EarlierBlock) -> None:
+        """Keep the blocks that are still remembered and larger than this one, then this one."""
+        oldest = block.ts_ns - round(BLOCK_MEMORY_S * 1e9)
+        self._blocks = tuple(b for b in self._blocks if b.ts_ns >= oldest and b.size > block.size) + (block,)
+
+    def _earlier_block(self, first_ts: int) -> EarlierBlock | None:
+        """The largest remembered block at an incident's first trade."""
+        oldest = first_ts - round(BLOCK_MEMORY_S * 1e9)
+        return next((b for b in self._blocks if b.ts_ns >= oldest), None)
 
     def _assess(self, incident: _OpenIncident) -> _Assessment:
         """Kind, direction, severity and level of the incident as it stands."""
@@ -500,9 +541,11 @@ class IncidentTracker:
         evidence = measure(whole.prices, whole.sizes, whole.timestamps_ns, whole.sides, len(incident.context),
                            kinds, incident.has_auction, incident.baseline)
         kind, direction = decide_kind(evidence, kinds)
+        earlier = self._earlier_block(incident.first_ts) if kind == "block" else None
         confidence = member_confidence(incident.peak_anomaly_score, incident.peak_vote_share, incident.members)
-        severity = incident_severity(magnitude(evidence), confidence, incident.last_index - incident.first_index + 1)
-        return _Assessment(evidence, kind, direction, severity, severity_level(severity), confidence)
+        severity = incident_severity(magnitude(evidence, earlier and earlier.size), confidence,
+                                     incident.last_index - incident.first_index + 1)
+        return _Assessment(evidence, kind, direction, severity, severity_level(severity), confidence, earlier)
 
     def _send(self, incident: _OpenIncident, status: str, closed_by: str | None = None) -> IncidentUpdate:
         """The next message of the incident, from its latest assessment."""
@@ -512,7 +555,7 @@ class IncidentTracker:
         evidence, trades = a.evidence, incident.last_index - incident.first_index + 1
         duration = max(incident.last_ts - incident.first_ts, 0) / 1e9
         facts = IncidentFacts(self.symbol, a.kind, a.direction, evidence, incident.members, trades, duration,
-                              _is_morning(incident.first_ts))
+                              _is_morning(incident.first_ts), a.earlier_block)
         s = self.settings
         return IncidentUpdate(
             incident_id=incident.incident_id, symbol=self.symbol,
@@ -527,7 +570,8 @@ class IncidentTracker:
             severity=round(a.severity, 4), level=a.level, confidence=round(a.confidence, 4),
             peak_anomaly_id=incident.peak_id, peak_severity=incident.peak_severity,
             anomaly_ids=tuple(incident.anomaly_ids), summary=summary(facts),
-            explanation=tuple(explain_incident(evidence, a.kind, incident.members, trades, duration)),
+            explanation=tuple(explain_incident(evidence, a.kind, incident.members, trades, duration,
+                                               _earlier_block_item(evidence, a.earlier_block))),
             price_path=_price_path(incident.context, incident.tape(), s.path_context, s.path_trades),
             closed_by=closed_by,
         )
@@ -563,6 +607,8 @@ class IncidentFacts:
     duration_s: float
     morning: bool = True
     """Before noon New York time: an auction is the opening cross, else the closing one."""
+    earlier_block: EarlierBlock | None = None
+    """For a block: the largest block the instrument printed before it within a day."""
 
 
 def summary(facts: IncidentFacts) -> str:
@@ -585,8 +631,9 @@ def summary(facts: IncidentFacts) -> str:
         return (f"{symbol} off-market print: {plain_shares(e.extreme_size)} at {e.extreme_price:,.2f}, "
                 f"{move} from the market ({e.reference_price:,.2f}){back}")
     if facts.kind == "block":
+        earlier = "" if facts.earlier_block is None else ", " + _earlier_block_text(e, facts.earlier_block)
         return (f"{symbol} block: {e.max_size:,.0f} shares at {e.max_size_price:,.2f} = "
-                f"{e.size_vs_median:,.0f}x the median size")
+                f"{e.size_vs_median:,.0f}x the median size{earlier}")
     if facts.kind == "burst":
         return (f"{symbol} burst: {e.burst_prints:,} prints in {plain_duration(e.burst_ms / 1e3)}, "
                 f"{_sides(e.burst_buy_share, e.burst_sell_share)}")
@@ -596,6 +643,20 @@ def summary(facts: IncidentFacts) -> str:
     return (f"{symbol} unusual trading: {plain_count(facts.anomalies, 'anomaly', 'anomalies')} over "
             f"{plain_count(facts.trades, 'trade')} in {plain_duration(facts.duration_s)}, largest move {move}, "
             f"largest print {plain_shares(e.max_size)}")
+
+
+def _earlier_block_text(evidence: KindEvidence, earlier: EarlierBlock) -> str:
+    """``0.6x the largest earlier block (37,000 shares at 13:45:21 UTC)``."""
+    moment = datetime.fromtimestamp(earlier.ts_ns // 1_000_000_000, tz=timezone.utc)
+    return (f"{evidence.max_size / earlier.size:,.1f}x the largest earlier block "
+            f"({earlier.size:,.0f} shares at {moment:%H:%M:%S} UTC)")
+
+
+def _earlier_block_item(evidence: KindEvidence, earlier: EarlierBlock | None) -> dict[str, Any] | None:
+    if earlier is None:
+        return None
+    return {"input": "size_vs_earlier_block", "value": round(evidence.max_size / earlier.size, 4),
+            "text": _earlier_block_text(evidence, earlier)}
 
 
 def _percent(bps: float) -> str:

@@ -15,7 +15,8 @@ from incident_support import (
 from connectors.injection import inject_events
 from models.config import ConfigError
 from models.incidents import (
-    SEVERITY_WEIGHTS, IncidentSettings, IncidentTracker, TradeColumns, incident_severity, log_scale, magnitude,
+    SEVERITY_WEIGHTS, EarlierBlock, IncidentSettings, IncidentTracker, TradeColumns, incident_severity, log_scale,
+    magnitude,
 )
 from models.kinds import KindEvidence
 
@@ -341,6 +342,71 @@ def _v_shape(tape, at, length, depth):
 def _block(tape, at, size):
     tape[at]["size"] = int(size)
     return [at]
+
+
+def _two_blocks(first_size, second_size, second_later_s=0.0):
+    """Blocks at trades 2,000 and 4,000 of one quiet tape; the second one's final state.
+
+    ``second_later_s`` moves the second half of the tape that much later in event time.
+    """
+    tape = quiet_tape(6_000, 7)
+    rows = _block(tape, 2_000, first_size) + _block(tape, 4_000, second_size)
+    for trade in tape[3_000:]:
+        for name in ("ts_event", "ts_recv"):
+            trade[name] = _later(trade[name], second_later_s)
+    updates, tracker, records = track(tape, rows)
+    return final_states(updates)[records[4_000].incident_id]
+
+
+def _later(stamp, seconds):
+    whole, nanos = stamp.rstrip("Z").split(".")
+    moment = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp() + seconds
+    return datetime.fromtimestamp(moment, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos}Z"
+
+
+def _block_alone(size):
+    tape = quiet_tape(6_000, 7)
+    updates, _, records = track(tape, _block(tape, 4_000, size))
+    return final_states(updates)[records[4_000].incident_id]
+
+
+@pytest.mark.parametrize(("second_size", "size_part"), [
+    (10_000, 0.0),    # half the earlier block: no news in its size
+    (14_142, 0.25),   # 0.71x
+    (20_000, 0.5),    # as large as the earlier one
+    (40_000, None),   # twice as large: ranks as if alone
+    (80_000, None),
+])
+def test_a_block_ranks_by_its_size_against_the_instruments_earlier_block(second_size, size_part):
+    second, alone = _two_blocks(20_000, second_size), _block_alone(second_size)
+    assert second.kind == alone.kind == "block"
+    if size_part is None:
+        assert second.severity == alone.severity
+    else:
+        assert second.severity < alone.severity
+        assert second.severity == pytest.approx(
+            SEVERITY_WEIGHTS["magnitude"] * max(size_part, log_scale(abs(second.price_move_bps), 5.0, 100.0))
+            + SEVERITY_WEIGHTS["confidence"] * second.confidence, abs=1e-3)
+    assert "the largest earlier block (20,000 shares at" in second.summary
+    assert second.explanation[1]["input"] == "size_vs_earlier_block"
+    assert second.explanation[1]["value"] == pytest.approx(second_size / 20_000, rel=1e-3)
+
+
+@pytest.mark.parametrize(("later_s", "remembered"), [(86_000, True), (87_000, False)])
+def test_a_block_is_remembered_for_one_day_of_event_time(later_s, remembered):
+    second, alone = _two_blocks(40_000, 20_000, later_s), _block_alone(20_000)
+    assert (second.severity < alone.severity) is remembered
+    assert ("largest earlier block" in second.summary) is remembered
+
+
+def test_the_largest_block_of_the_day_is_the_one_remembered():
+    tracker = IncidentTracker("SYN0")
+    for at_s, size in [(0, 30_000), (10, 50_000), (20, 20_000), (30, 40_000)]:
+        tracker._remember_block(EarlierBlock(at_s * 10**9, size))
+    assert [b.size for b in tracker._blocks] == [50_000, 40_000]
+    assert tracker._earlier_block(40 * 10**9).size == 50_000
+    assert tracker._earlier_block(round((10 + 86_400.5) * 1e9)).size == 40_000
+    assert tracker._earlier_block(round((30 + 86_400.5) * 1e9)) is None
 
 
 def test_events_rank_above_noise():
