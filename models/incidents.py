@@ -543,7 +543,7 @@ class IncidentTracker:
         kind, direction = decide_kind(evidence, kinds)
         earlier = self._earlier_block(incident.first_ts) if kind == "block" else None
         confidence = member_confidence(incident.peak_anomaly_score, incident.peak_vote_share, incident.members)
-        severity = incident_severity(magnitude(evidence, earlier and earlier.size), confidence,
+        severity = incident_severity(magnitude(evidence, None if earlier is None else earlier.size), confidence,
                                      incident.last_index - incident.first_index + 1)
         return _Assessment(evidence, kind, direction, severity, severity_level(severity), confidence, earlier)
 
@@ -554,8 +554,9 @@ class IncidentTracker:
         incident.sent_view, incident.sent_members = a.view, incident.members
         evidence, trades = a.evidence, incident.last_index - incident.first_index + 1
         duration = max(incident.last_ts - incident.first_ts, 0) / 1e9
+        against_earlier = _earlier_block_item(evidence, a.earlier_block)
         facts = IncidentFacts(self.symbol, a.kind, a.direction, evidence, incident.members, trades, duration,
-                              _is_morning(incident.first_ts), a.earlier_block)
+                              _is_morning(incident.first_ts), against_earlier and against_earlier["text"])
         s = self.settings
         return IncidentUpdate(
             incident_id=incident.incident_id, symbol=self.symbol,
@@ -571,7 +572,7 @@ class IncidentTracker:
             peak_anomaly_id=incident.peak_id, peak_severity=incident.peak_severity,
             anomaly_ids=tuple(incident.anomaly_ids), summary=summary(facts),
             explanation=tuple(explain_incident(evidence, a.kind, incident.members, trades, duration,
-                                               _earlier_block_item(evidence, a.earlier_block))),
+                                               against_earlier)),
             price_path=_price_path(incident.context, incident.tape(), s.path_context, s.path_trades),
             closed_by=closed_by,
         )
@@ -607,8 +608,9 @@ class IncidentFacts:
     duration_s: float
     morning: bool = True
     """Before noon New York time: an auction is the opening cross, else the closing one."""
-    earlier_block: EarlierBlock | None = None
-    """For a block: the largest block the instrument printed before it within a day."""
+    against_earlier_block: str | None = None
+    """For a block: how it compares with the largest block the instrument printed before it
+    within a day (``0.7x the largest earlier block (37,000 shares at 13:45:21 UTC)``)."""
 
 
 def summary(facts: IncidentFacts) -> str:
@@ -631,7 +633,7 @@ def summary(facts: IncidentFacts) -> str:
         return (f"{symbol} off-market print: {plain_shares(e.extreme_size)} at {e.extreme_price:,.2f}, "
                 f"{move} from the market ({e.reference_price:,.2f}){back}")
     if facts.kind == "block":
-        earlier = "" if facts.earlier_block is None else ", " + _earlier_block_text(e, facts.earlier_block)
+        earlier = "" if facts.against_earlier_block is None else ", " + facts.against_earlier_block
         return (f"{symbol} block: {e.max_size:,.0f} shares at {e.max_size_price:,.2f} = "
                 f"{e.size_vs_median:,.0f}x the median size{earlier}")
     if facts.kind == "burst":
@@ -645,18 +647,14 @@ def summary(facts: IncidentFacts) -> str:
             f"largest print {plain_shares(e.max_size)}")
 
 
-def _earlier_block_text(evidence: KindEvidence, earlier: EarlierBlock) -> str:
-    """``0.6x the largest earlier block (37,000 shares at 13:45:21 UTC)``."""
-    moment = datetime.fromtimestamp(earlier.ts_ns // 1_000_000_000, tz=timezone.utc)
-    return (f"{evidence.max_size / earlier.size:,.1f}x the largest earlier block "
-            f"({earlier.size:,.0f} shares at {moment:%H:%M:%S} UTC)")
-
-
 def _earlier_block_item(evidence: KindEvidence, earlier: EarlierBlock | None) -> dict[str, Any] | None:
+    """The explanation item, and the summary's words, for a block against the largest earlier one."""
     if earlier is None:
         return None
-    return {"input": "size_vs_earlier_block", "value": round(evidence.max_size / earlier.size, 4),
-            "text": _earlier_block_text(evidence, earlier)}
+    ratio = evidence.max_size / earlier.size
+    moment = datetime.fromtimestamp(earlier.ts_ns // 1_000_000_000, tz=timezone.utc)
+    return {"input": "size_vs_earlier_block", "value": round(ratio, 4),
+            "text": f"{ratio:,.1f}x the largest earlier block ({earlier.size:,.0f} shares at {moment:%H:%M:%S} UTC)"}
 
 
 def _percent(bps: float) -> str:
