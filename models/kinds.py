@@ -21,7 +21,9 @@ match wins:
    ``ramp`` otherwise (a one-sided walk, or a sweep of many levels in one instant).
 3. ``burst``: ``burst_stamps`` distinct timestamps within ``burst_window_ms``.
 4. ``block``: the largest print is ``block_size_ratio`` times the median size before the
-   incident, at the market.
+   incident, at the market: within ``block_price_bps`` of the reference price or of the
+   trades just before it (``LOCAL_MARKET_TRADES``; on a moving market the reference is
+   minutes old).
 5. ``other``.
 """
 
@@ -115,6 +117,9 @@ class KindEvidence:
     burst_buy_share: float
     burst_sell_share: float
     has_auction: bool = False
+    price_before_max_size: float | None = None
+    """Median price of the ``LOCAL_MARKET_TRADES`` trades before the largest print (the
+    market it printed into); None when it is the first trade."""
 
     @property
     def size_vs_median(self) -> float:
@@ -123,6 +128,17 @@ class KindEvidence:
     @property
     def max_size_offset_bps(self) -> float:
         return 1e4 * (self.max_size_price / self.reference_price - 1.0)
+
+    @property
+    def max_size_local_offset_bps(self) -> float:
+        """The largest print against the trades just before it; its offset from the reference without them."""
+        if self.price_before_max_size is None:
+            return self.max_size_offset_bps
+        return 1e4 * (self.max_size_price / self.price_before_max_size - 1.0)
+
+
+LOCAL_MARKET_TRADES = 10
+"""Trades before the largest print whose median price is the market it printed into."""
 
 
 def measure(
@@ -179,6 +195,7 @@ def measure(
         burst_buy_share=buy,
         burst_sell_share=sell,
         has_auction=has_auction,
+        price_before_max_size=float(np.median(prices[max(largest - LOCAL_MARKET_TRADES, 0):largest])) if largest else None,
     )
 
 
@@ -239,6 +256,7 @@ def decide_kind(evidence: KindEvidence, rules: KindRules = KindRules()) -> tuple
         return "ramp", direction
     if e.burst_stamps >= rules.burst_stamps:
         return "burst", None
-    if e.size_vs_median >= rules.block_size_ratio and abs(e.max_size_offset_bps) <= rules.block_price_bps:
+    at_market = min(abs(e.max_size_offset_bps), abs(e.max_size_local_offset_bps)) <= rules.block_price_bps
+    if e.size_vs_median >= rules.block_size_ratio and at_market:
         return "block", None
     return "other", None

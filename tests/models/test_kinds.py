@@ -138,6 +138,8 @@ def evidence(**changes) -> KindEvidence:
     ({"max_size": 10_000.0}, ("block", None)),
     ({"max_size": 9_999.0}, ("other", None)),
     ({"max_size": 50_000.0, "max_size_price": 100.25}, ("other", None)),  # not at the market
+    ({"max_size": 50_000.0, "max_size_price": 100.25, "price_before_max_size": 100.24}, ("block", None)),  # moved on
+    ({"max_size": 50_000.0, "max_size_price": 100.25, "price_before_max_size": 100.0}, ("other", None)),
     ({"burst_stamps": 100}, ("burst", None)),
     ({"burst_stamps": 99}, ("other", None)),
     ({"burst_stamps": 300, "max_size": 50_000.0}, ("burst", None)),  # a block inside a burst
@@ -156,6 +158,19 @@ def test_measure_reads_an_off_market_print_off_the_path():
     assert (e.reference_price, e.move_bps, e.away_prints, e.walk_prints) == (100.0, pytest.approx(150.0), 1, 0)
     assert (e.recovered, e.return_step, e.median_size, e.size_vs_median) == (1.0, 1.0, 50.0, 1.0)
     assert decide_kind(e) == ("off_market_print", "up")
+
+
+def test_measure_reads_a_block_against_the_trades_just_before_it():
+    prices = np.linspace(100.0, 100.4, 3_000)  # a slow drift of 40 bp: no ramp, but the reference is behind
+    sizes = np.full(3_000, 50.0)
+    sizes[2_900] = 40_000.0
+    stamps = np.arange(3_000, dtype=np.int64) * 100_000_000
+    e = measure(prices, sizes, stamps, np.ones(3_000, dtype=np.int8), incident_start=2_900)
+    before = float(np.median(prices[2_890:2_900]))
+    assert e.price_before_max_size == pytest.approx(before)
+    assert e.max_size_local_offset_bps == pytest.approx(1e4 * (prices[2_900] / before - 1.0))
+    assert abs(e.max_size_offset_bps) > 20.0 > abs(e.max_size_local_offset_bps)
+    assert decide_kind(e) == ("block", None)
 
 
 def test_measure_counts_distinct_timestamps_not_prints():
