@@ -4,7 +4,9 @@ A flash crash raises hundreds of anomaly records; an analyst wants one thing to 
 The ``IncidentTracker`` of an instrument groups its anomalies: an anomaly opens an
 incident, the following anomalies join it, and it closes once it has been quiet for
 ``quiet_trades`` trades *and* ``quiet_seconds`` of event time (both: a busy market
-makes 200 trades in a second, a sleepy one 10 seconds in two trades). Every state
+makes 200 trades in a second, a sleepy one 10 seconds in two trades), or when an anomaly
+that reads as another family of kind arrives (``closed_by: "next_event"``: two events close
+together get an incident each). Every state
 change is one ``IncidentUpdate`` (``open``, ``updated``, ``closed``).
 
 Deterministic: every decision is taken trade by trade in event order, from the trades
@@ -33,7 +35,7 @@ import numpy as np
 
 from models.config import ConfigError
 from models.explain import explain_incident, plain_count, plain_duration, plain_shares
-from models.kinds import KindEvidence, KindRules, context_baseline, decide_kind, measure
+from models.kinds import KIND_FAMILIES, KindEvidence, KindRules, context_baseline, decide_kind, measure
 from models.records import AnomalyRecord
 from models.session import NEW_YORK
 from models.severity import level as severity_level
@@ -469,6 +471,9 @@ class IncidentTracker:
                  updates: list[tuple[int, IncidentUpdate]]) -> None:
         incident = self._open
         stamp = int(trades.timestamps_ns[row])
+        if incident is not None and self._begins_another_event(incident, trades, row, record):
+            updates.append((row, self._close(incident, "next_event")))
+            incident = None
         if incident is None:
             incident = self._open = self._start(trades, row, record)
         else:
@@ -498,9 +503,28 @@ class IncidentTracker:
                 or incident.latest_ts - incident.first_ts >= round(s.max_seconds * 1e9)):
             updates.append((row, self._close(incident, "limit")))
 
-    def _start(self, trades: TradeColumns, row: int, record: AnomalyRecord) -> _OpenIncident:
+    def _context_before(self, trades: TradeColumns, row: int) -> _Tape:
         keep = self.settings.context_trades
-        context = self._context.followed_by(trades.rows(max(0, row - keep), row), keep)
+        return self._context.followed_by(trades.rows(max(0, row - keep), row), keep)
+
+    def _begins_another_event(self, incident: _OpenIncident, trades: TradeColumns, row: int,
+                              record: AnomalyRecord) -> bool:
+        """Whether this anomaly, read alone against the trades before it, is an event of
+        another family of kind than the open incident (a burst, then an off-market print
+        100 trades later): two events close together get an incident each, each named
+        after its own event, instead of one named after whichever shape dominates."""
+        open_family = KIND_FAMILIES.get(incident.assessed.kind if incident.assessed else "other")
+        if open_family is None or record.kind == "auction":
+            return False
+        context = self._context_before(trades, row)
+        alone = _Tape.joined([context, trades.rows(row, row + 1).tail(1)])
+        evidence = measure(alone.prices, alone.sizes, alone.timestamps_ns, alone.sides, len(context),
+                           self.settings.kinds)
+        family = KIND_FAMILIES.get(decide_kind(evidence, self.settings.kinds)[0])
+        return family is not None and family != open_family
+
+    def _start(self, trades: TradeColumns, row: int, record: AnomalyRecord) -> _OpenIncident:
+        context = self._context_before(trades, row)
         stamp = int(trades.timestamps_ns[row])
         sequence = int(trades.sequences[row])
         self.incidents_opened += 1

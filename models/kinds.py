@@ -36,6 +36,12 @@ import numpy as np
 
 KINDS = ("off_market_print", "block", "burst", "ramp", "flash_crash", "auction", "other")
 
+KIND_FAMILIES = {"off_market_print": "price", "ramp": "price", "flash_crash": "price", "burst": "burst",
+                 "block": "block"}
+"""Kinds one market event can turn into as it unfolds share a family (a fall is a ``ramp``
+until it walks back into a ``flash_crash``); an event of another family is another event.
+``auction`` and ``other`` have none."""
+
 SIDE_SELL, SIDE_BUY = 1, 2  # models.features.SIDE_CODES: N 0, A 1, B 2
 
 

@@ -88,6 +88,37 @@ def test_a_crash_is_a_ramp_down_while_it_falls_and_a_flash_crash_once_it_walks_b
     assert kinds[-1] == ("closed", "flash_crash", event.direction)
 
 
+def _second_event(tape, row: int, kind: str) -> None:
+    if kind == "off_market_print":
+        tape[row]["price"] = round(tape[row]["price"] * 1.015, 2)
+    else:
+        tape[row]["size"] = 40_000
+
+
+@pytest.mark.parametrize(("first", "second", "gap"), [
+    ("burst", "off_market_print", 100),
+    ("burst", "block", 150),
+    ("block", "off_market_print", 60),
+])
+def test_a_second_event_of_another_kind_inside_an_open_incident_gets_its_own(first, second, gap):
+    tape, event = injected(first, 0)
+    row = event_rows(tape, event).stop - 1 + gap
+    _second_event(tape, row, second)
+    flags = sorted(set(engine_like_flags(tape, event)) | {row} | set(range(row + 19, row + 100, 20)))
+    updates, _, _ = track(tape, flags)
+    incidents = list(final_states(updates).values())
+    assert [(i.kind, i.closed_by) for i in incidents] == [(EXPECTED[first], "next_event"), (second, "quiet")]
+    assert incidents[0].last_sequence < tape[row]["sequence"] == incidents[1].first_sequence
+    closing = next(n for n, (_, u) in enumerate(updates) if u.closed_by == "next_event")
+    assert updates[closing + 1][1].status == "open"  # the second opens right after the first closed
+
+
+@pytest.mark.parametrize("kind", ["flash_crash", "ramp", "sweep"])
+def test_a_price_event_that_changes_kind_as_it_unfolds_stays_one_incident(kind):
+    _, _, incidents = _incident(kind, 1)
+    assert [i.closed_by for i in incidents.values()] == ["quiet"]
+
+
 def test_auction_prints_make_an_auction_incident_whatever_else_joins():
     tape = quiet_tape(3_000, 5)
     tape[2_000]["size"] = 1_200_000
