@@ -201,7 +201,7 @@ def measure(
         burst_buy_share=buy,
         burst_sell_share=sell,
         has_auction=has_auction,
-        price_before_max_size=float(np.median(prices[max(largest - LOCAL_MARKET_TRADES, 0):largest])) if largest else None,
+        price_before_max_size=median(prices[max(largest - LOCAL_MARKET_TRADES, 0):largest]) if largest else None,
     )
 
 
@@ -218,9 +218,19 @@ def context_baseline(
     """(reference price, median size) of a context: the median price of its older half and
     the median size of all of it (at least 1 share); the first anomaly's own when empty."""
     half = max(len(prices) // 2, 1)
-    reference = float(np.median(prices[:half])) if len(prices) else float(first_price)
-    median_size = float(np.median(sizes)) if len(sizes) else float(first_size)
+    reference = median(prices[:half]) if len(prices) else float(first_price)
+    median_size = median(sizes) if len(sizes) else float(first_size)
     return reference, max(median_size, 1.0)
+
+
+def median(values: np.ndarray) -> float:
+    """``np.median`` of a non-empty column without NaN, bit for bit, at a fifth of its cost: it
+    runs for every anomaly that joins an open incident (``IncidentTracker._begins_another_event``)."""
+    middle = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, middle)[middle])
+    low, high = np.partition(values, (middle - 1, middle))[middle - 1:middle + 1]
+    return float((low + high) / 2)
 
 
 def _densest(timestamps_ns: np.ndarray, sides: np.ndarray, window_ns: int) -> tuple[int, int, int, float, float]:
@@ -231,7 +241,7 @@ def _densest(timestamps_ns: np.ndarray, sides: np.ndarray, window_ns: int) -> tu
     Returns (timestamps, prints, span of those prints, buyer share, seller share).
     """
     ordered = np.sort(timestamps_ns)
-    distinct = ordered[np.r_[True, np.diff(ordered) > 0]]
+    distinct = ordered[np.concatenate(([True], ordered[1:] > ordered[:-1]))]
     ends = np.searchsorted(distinct, distinct + window_ns, side="left")
     counts = ends - np.arange(len(distinct))
     best = int(np.argmax(counts))

@@ -12,7 +12,7 @@ import pytest
 
 from incident_support import engine_like_flags, event_rows, final_states, injected, quiet_tape, record, track
 from models.incidents import IncidentTracker
-from models.kinds import KINDS, KindEvidence, KindRules, decide_kind, measure
+from models.kinds import KINDS, KindEvidence, KindRules, decide_kind, measure, median
 
 INCIDENTS_DOC = Path(__file__).parents[2] / "docs" / "INCIDENTS.md"
 EXPECTED = {"off_market": "off_market_print", "block": "block", "burst": "burst", "ramp": "ramp",
@@ -218,6 +218,14 @@ def test_measure_copes_with_an_incident_without_context():
     e = measure(np.array([100.0]), np.array([0.0]), np.array([5], dtype=np.int64), np.array([0], dtype=np.int8), 0)
     assert (e.move_bps, e.recovered, e.median_size, e.burst_stamps) == (0.0, None, 1.0, 1)
     assert decide_kind(e) == ("other", None)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 10, 99, 100, 101, 200])
+def test_median_is_numpys_bit_for_bit(count):
+    rng = np.random.default_rng(count)
+    for values in (rng.normal(100.0, 5.0, count).round(2), rng.integers(1, 500, count).astype(float),
+                   np.full(count, 7.0)):
+        assert median(values) == float(np.median(values))
 
 
 def test_kind_rules_reject_nonsense():
