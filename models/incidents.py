@@ -517,7 +517,7 @@ class IncidentTracker:
         if open_family is None or record.kind == "auction":
             return False
         context = self._context_before(trades, row)
-        alone = _Tape.joined([context, trades.rows(row, row + 1).tail(1)])
+        alone = _Tape.joined([context, trades.rows(row, row + 1)])
         evidence = measure(alone.prices, alone.sizes, alone.timestamps_ns, alone.sides, len(context),
                            self.settings.kinds)
         family = KIND_FAMILIES.get(decide_kind(evidence, self.settings.kinds)[0])

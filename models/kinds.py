@@ -137,7 +137,7 @@ class KindEvidence:
 
     @property
     def max_size_local_offset_bps(self) -> float:
-        """The largest print against the trades just before it; its offset from the reference without them."""
+        """The largest print against the trades just before it (against the reference when it has none)."""
         if self.price_before_max_size is None:
             return self.max_size_offset_bps
         return 1e4 * (self.max_size_price / self.price_before_max_size - 1.0)
