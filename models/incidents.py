@@ -305,6 +305,8 @@ ASSESS_EVERY_TRADES = 25
 """An open incident is re-assessed (kind, severity) when an anomaly joins and its member
 count is a power of two, or this many trades after the last assessment: a flash crash of
 400 anomalies is assessed a few dozen times, not 400."""
+JOIN_RUNS = 8
+"""Runs kept apart before they are joined to the context (``IncidentTracker._unjoined``)."""
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,11 @@ class IncidentTracker:
     """Blocks of closed incidents within ``BLOCK_MEMORY_S``, oldest first, each larger than
     every later one: the first one not yet forgotten is the largest (a class default, so a
     tracker pickled before it existed restores with none)."""
+    _unjoined: tuple[TradeColumns, ...] = ()
+    """Runs observed since ``_context`` was last brought up to date. The context is read
+    only when an anomaly arrives; joining its four columns on every run was a tenth of an
+    instrument batch's cost when each instrument gets a few trades a batch, so runs are
+    joined ``JOIN_RUNS`` at a time (a class default, so older pickles restore with none)."""
 
     def __init__(self, symbol: str, settings: IncidentSettings | None = None) -> None:
         self.symbol = symbol
@@ -437,10 +444,25 @@ class IncidentTracker:
         self._remember(trades, count)
         return updates
 
+    def __getstate__(self) -> dict[str, Any]:
+        self._join_context()  # a snapshot holds the context as one tape, as small as before
+        return self.__dict__
+
     def _remember(self, trades: TradeColumns, count: int) -> None:
         """Keep the last ``context_trades`` trades; count the run (the path most runs take)."""
-        self._context = self._context.followed_by(trades, self.settings.context_trades)
+        self._unjoined += (trades,)
+        if len(self._unjoined) >= JOIN_RUNS or count >= self.settings.context_trades:
+            self._join_context()
         self.trades_seen += count
+
+    def _join_context(self) -> None:
+        if not self._unjoined:
+            return
+        runs = self._unjoined
+        if len(runs) > 1:
+            runs = (_Tape.joined([_Tape(r.prices, r.sizes, r.timestamps_ns, r.sides) for r in runs]),)
+        self._context = self._context.followed_by(runs[0], self.settings.context_trades)
+        self._unjoined = ()
 
     def _quiet_run(self, trades: TradeColumns, start: int, stop: int,
                    updates: list[tuple[int, IncidentUpdate]]) -> None:
@@ -504,6 +526,7 @@ class IncidentTracker:
             updates.append((row, self._close(incident, "limit")))
 
     def _context_before(self, trades: TradeColumns, row: int) -> _Tape:
+        self._join_context()
         keep = self.settings.context_trades
         return self._context.followed_by(trades.rows(max(0, row - keep), row), keep)
 

@@ -244,6 +244,18 @@ def test_a_run_without_anomaly_and_without_open_incident_only_keeps_the_context(
     assert len(pickle.dumps(tracker)) < 10_000
 
 
+@pytest.mark.parametrize("run_size", [1, 3, 7, 149, 150])
+def test_small_runs_are_joined_to_the_context_late_and_it_is_still_the_last_trades(run_size):
+    tape = quiet_tape(1_000, 1)
+    tracker = IncidentTracker("SYN0", IncidentSettings(context_trades=150))
+    updates, tracker, _ = track(tape, [], tracker=tracker, runs=[run_size] * (1_000 // run_size + 1))
+    restored = pickle.loads(pickle.dumps(tracker))
+    last = [trade["price"] for trade in tape[-150:]]
+    assert restored._unjoined == () and restored._context.prices.tolist() == last
+    tracker._join_context()
+    assert tracker._context.prices.tolist() == last and tracker.trades_seen == 1_000
+
+
 # --- hostile input ---------------------------------------------------------------------------
 
 
