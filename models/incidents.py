@@ -458,10 +458,8 @@ class IncidentTracker:
     def _join_context(self) -> None:
         if not self._unjoined:
             return
-        runs = self._unjoined
-        if len(runs) > 1:
-            runs = (_Tape.joined([_Tape(r.prices, r.sizes, r.timestamps_ns, r.sides) for r in runs]),)
-        self._context = self._context.followed_by(runs[0], self.settings.context_trades)
+        runs = _Tape.joined([run.rows(0, len(run)) for run in self._unjoined])
+        self._context = self._context.followed_by(runs, self.settings.context_trades)
         self._unjoined = ()
 
     def _quiet_run(self, trades: TradeColumns, start: int, stop: int,
@@ -525,10 +523,10 @@ class IncidentTracker:
                 or incident.latest_ts - incident.first_ts >= round(s.max_seconds * 1e9)):
             updates.append((row, self._close(incident, "limit")))
 
-    def _context_before(self, trades: TradeColumns, row: int) -> _Tape:
+    def _trades_before(self, trades: TradeColumns, stop: int, count: int) -> _Tape:
+        """The last ``count`` trades before row ``stop`` of this run, older ones from the context."""
         self._join_context()
-        keep = self.settings.context_trades
-        return self._context.followed_by(trades.rows(max(0, row - keep), row), keep)
+        return self._context.followed_by(trades.rows(max(0, stop - count), stop), count)
 
     def _begins_another_event(self, incident: _OpenIncident, trades: TradeColumns, row: int,
                               record: AnomalyRecord) -> bool:
@@ -539,15 +537,14 @@ class IncidentTracker:
         open_family = KIND_FAMILIES.get(incident.assessed.kind if incident.assessed else "other")
         if open_family is None or record.kind == "auction":
             return False
-        context = self._context_before(trades, row)
-        alone = _Tape.joined([context, trades.rows(row, row + 1)])
-        evidence = measure(alone.prices, alone.sizes, alone.timestamps_ns, alone.sides, len(context),
+        alone = self._trades_before(trades, row + 1, self.settings.context_trades + 1)  # its context, then it
+        evidence = measure(alone.prices, alone.sizes, alone.timestamps_ns, alone.sides, len(alone) - 1,
                            self.settings.kinds)
         family = KIND_FAMILIES.get(decide_kind(evidence, self.settings.kinds)[0])
         return family is not None and family != open_family
 
     def _start(self, trades: TradeColumns, row: int, record: AnomalyRecord) -> _OpenIncident:
-        context = self._context_before(trades, row)
+        context = self._trades_before(trades, row, self.settings.context_trades)
         stamp = int(trades.timestamps_ns[row])
         sequence = int(trades.sequences[row])
         self.incidents_opened += 1
