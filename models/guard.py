@@ -15,7 +15,9 @@ Every trade is judged against the memory as the trades before it left it, so bat
 boundaries change nothing; ``check`` leaves the guard as it was, and the engine applies
 the verdict with ``commit`` once the whole batch went through. Ordinary runs (one
 publisher, instrument and day, sequences and times increasing, no gap) take a
-compiled path with the same outcome.
+compiled path with the same outcome, and their identities are hashed into the memory
+``FOLD_RUNS`` runs at a time: an ordinary run cannot be a repeat, so nothing reads them
+before the next trade-by-trade look or snapshot, which fold them in first.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ MIN_CLOCK_TRADES = 3
 RECENT_DAYS = 8
 """(publisher, instrument, day) keys whose highest sequence is kept."""
 MASK64 = (1 << 64) - 1
+FOLD_RUNS = 8
+"""Ordinary runs kept aside before their identities are folded into the memory. Copying the
+512 remembered identities and sequences on every run was most of the guard's cost when each
+instrument gets a few trades a batch (the arrays of 1,000 instruments do not stay in cache)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,20 @@ class GuardMemory:
     """Highest sequence per (publisher, instrument, day) of the recent days: anything above is new."""
     pending_jump_ns: int | None = None
     """A refused far jump, waiting for a second trade to confirm it."""
+    unfolded: tuple[tuple[int, int, int, np.ndarray], ...] = ()
+    """Ordinary runs accepted since ``identities`` was brought up to date, oldest first:
+    (publisher, instrument, day, sequences). A class default, so older pickles restore with none."""
+
+    def folded(self, kept: int) -> GuardMemory:
+        """The same memory with the runs kept aside hashed into ``identities`` (the last ``kept``)."""
+        if not self.unfolded:
+            return self
+        runs = self.unfolded
+        keys = np.array([run[:3] for run in runs], np.int64)
+        sequences = runs[0][3] if len(runs) == 1 else np.concatenate([run[3] for run in runs])
+        bounds = np.cumsum([0] + [len(run[3]) for run in runs])
+        identities, remembered = _remembered_after(self.identities, self.sequences, sequences, keys, bounds, kept)
+        return GuardMemory(identities, remembered, self.stamps, self.latest_sequence, self.pending_jump_ns)
 
 
 @dataclass(frozen=True)
@@ -89,7 +109,7 @@ class TradeGuard:
         fast = _ordinary_run(self.settings, self.memory, timestamps_ns, publishers, instruments, sequences)
         if fast is not None:
             return GuardVerdict({}, (), fast)
-        walk = _Walk(self.settings, self.memory)
+        walk = _Walk(self.settings, self.settled())
         refused, fresh_starts = {}, []
         columns = (timestamps_ns.tolist(), publishers.tolist(), instruments.tolist(), sequences.tolist())
         for row, trade in enumerate(zip(*columns)):
@@ -102,6 +122,11 @@ class TradeGuard:
 
     def commit(self, verdict: GuardVerdict) -> None:
         self.memory = verdict.memory
+
+    def settled(self) -> GuardMemory:
+        """The memory with every accepted run folded in (what a snapshot keeps); kept as the memory."""
+        self.memory = self.memory.folded(self.settings.remembered_trades)
+        return self.memory
 
 
 def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarray, publishers: np.ndarray,
@@ -127,14 +152,15 @@ def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarr
         return None
     if count > 1 and not _in_order(stamps, publishers, instruments, sequences):
         return None
-    identities, remembered = _remembered_after(
-        memory.identities, memory.sequences, sequences, key[0], key[1], day, settings.remembered_trades)
-    return GuardMemory(
-        identities=identities,
-        sequences=remembered,
+    kept = settings.remembered_trades
+    memory = GuardMemory(
+        identities=memory.identities,
+        sequences=memory.sequences,
         stamps=(memory.stamps + tuple(stamps[-CLOCK_TRADES:].tolist()))[-CLOCK_TRADES:],
         latest_sequence=_with_latest(recent, key, int(sequences[-1])),
+        unfolded=memory.unfolded + (key + (sequences[-kept:].copy(),),),
     )
+    return memory.folded(kept) if len(memory.unfolded) >= FOLD_RUNS else memory
 
 
 @njit(cache=True, nogil=True)
@@ -148,21 +174,23 @@ def _in_order(stamps, publishers, instruments, sequences):
 
 
 @njit(cache=True, nogil=True)
-def _remembered_after(identities, remembered, sequences, publisher, instrument, day, kept):
-    """The memory's identities and sequences followed by the run's (of one publisher, instrument
-    and day), the last ``kept`` of each, in new arrays: one compiled call where concatenating and
-    hashing in Python cost several microseconds for a run of a few trades."""
+def _remembered_after(identities, remembered, sequences, keys, bounds, kept):
+    """The memory's identities and sequences followed by those of the runs ``sequences[bounds[r]:
+    bounds[r + 1]]``, each of one (publisher, instrument, day) ``keys[r]``; the last ``kept`` of
+    each, in new arrays: one compiled call where concatenating and hashing in Python cost several
+    microseconds per run."""
     new = min(sequences.shape[0], kept)
     total = min(identities.shape[0] + new, kept)
     old = total - new
     ids, seqs = np.empty(total, np.uint64), np.empty(total, np.int64)
     ids[:old] = identities[identities.shape[0] - old:]
     seqs[:old] = remembered[remembered.shape[0] - old:]
-    prefix = _tuple_hash_prefix(publisher, instrument, day)
-    for k in range(new):
-        sequence = sequences[sequences.shape[0] - new + k]
-        ids[old + k] = _tuple_hash_last(prefix, sequence)
-        seqs[old + k] = sequence
+    first = sequences.shape[0] - new
+    for run in range(keys.shape[0]):
+        prefix = _tuple_hash_prefix(keys[run, 0], keys[run, 1], keys[run, 2])
+        for row in range(max(bounds[run], first), bounds[run + 1]):
+            ids[old + row - first] = _tuple_hash_last(prefix, sequences[row])
+            seqs[old + row - first] = sequences[row]
     return ids, seqs
 
 

@@ -291,7 +291,7 @@ def test_state_stays_bounded(opening_trades):
     # rows, forest, 512 trade identities, and at most an open incident's trades.
     assert max(sizes[4:]) < 300_000
     assert state.training.shape[0] == config.train_size
-    assert len(state.guard.memory.identities) == 512
+    assert len(state.guard.settled().identities) == 512
 
 
 def test_a_fresh_or_one_trade_instrument_costs_kilobytes(opening_trades):

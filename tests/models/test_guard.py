@@ -96,7 +96,7 @@ def test_a_gap_of_more_than_a_day_starts_afresh_and_forgets():
     guard = TradeGuard()
     refused, fresh = judge(guard, trades)
     assert refused == {} and fresh == [10]
-    assert len(guard.memory.identities) == 10
+    assert len(guard.settled().identities) == 10
 
 
 def test_one_plausible_early_trade_does_not_lock_the_instrument_out():
@@ -112,7 +112,8 @@ def test_memory_is_bounded_and_old_sequences_are_refused():
     guard = TradeGuard(GuardSettings(remembered_trades=50))
     trades = tape(200)
     refused, _ = judge(guard, trades + [trades[10]], [64, 64, 73])
-    assert len(guard.memory.identities) == len(guard.memory.sequences) == 50
+    memory = guard.settled()
+    assert len(memory.identities) == len(memory.sequences) == 50
     assert refused[200][0] == "duplicate" and "older than the last 50 trades remembered" in refused[200][1]
 
 
@@ -159,7 +160,7 @@ def test_verdicts_do_not_depend_on_batch_boundaries(trades, sizes):
         runs.append(sizes[len(runs) % len(sizes)])
     whole, cut = TradeGuard(GuardSettings(remembered_trades=16)), TradeGuard(GuardSettings(remembered_trades=16))
     assert judge(whole, trades) == judge(cut, trades, runs)
-    assert pickle.dumps(whole) == pickle.dumps(cut)
+    assert pickle.dumps(whole.settled()) == pickle.dumps(cut.settled())
 
 
 @pytest.mark.parametrize("recent, key, sequence", [
@@ -180,16 +181,37 @@ def test_the_latest_sequences_are_updated_as_a_table_would_be(recent, key, seque
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 65_535), st.integers(0, 2**32 - 1), st.integers(0, 60_000),
-       st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40, unique=True),
+@given(st.lists(st.tuples(st.integers(0, 65_535), st.integers(0, 2**32 - 1), st.integers(0, 60_000),
+                          st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40)), min_size=1, max_size=9),
        st.integers(0, 20), st.sampled_from([1, 5, 16, 512]))
-def test_the_compiled_memory_update_hashes_as_python_does(publisher, instrument, day, sequences, old, kept):
+def test_the_compiled_memory_update_hashes_as_python_does(runs, old, kept):
     from models.guard import _identity, _remembered_after
 
-    sequences = np.array(sorted(sequences), np.int64)
+    keys = np.array([run[:3] for run in runs], np.int64)
+    sequences = np.concatenate([np.array(run[3], np.int64) for run in runs])
+    bounds = np.cumsum([0] + [len(run[3]) for run in runs])
     old_ids, old_sequences = np.arange(old, dtype=np.uint64) * np.uint64(2**61 + 7), np.arange(old, dtype=np.int64)
-    identities, remembered = _remembered_after(old_ids, old_sequences, sequences, publisher, instrument, day, kept)
-    hashed = np.array([_identity(publisher, instrument, day, int(s)) for s in sequences], np.uint64)
+    identities, remembered = _remembered_after(old_ids, old_sequences, sequences, keys, bounds, kept)
+    hashed = np.array([_identity(p, i, d, s) for p, i, d, run in runs for s in run], np.uint64)
     assert identities.tolist() == np.concatenate([old_ids, hashed])[-kept:].tolist()
     assert remembered.tolist() == np.concatenate([old_sequences, sequences])[-kept:].tolist()
     assert (identities.dtype, remembered.dtype) == (np.uint64, np.int64)
+
+
+@pytest.mark.parametrize("runs", [[1] * 20, [3] * 7, [5, 1, 2, 40, 1, 1, 1, 1, 3], [600], [300, 300, 1, 1]])
+def test_runs_kept_aside_fold_into_the_memory_a_trade_by_trade_walk_builds(runs):
+    from models.guard import FOLD_RUNS, _Walk
+
+    trades = tape(sum(runs) + 10)
+    lazy = TradeGuard()
+    judge(lazy, trades, [10] + runs)
+    walk = _Walk(GuardSettings(), TradeGuard().memory)
+    for trade in trades:
+        assert walk.judge(*trade) is None
+        walk.accept(*trade)
+    assert len(lazy.memory.unfolded) == len(runs) % FOLD_RUNS  # the ordinary runs since the last fold
+    eager, settled = walk.memory(), lazy.settled()
+    assert settled.unfolded == () and lazy.memory is settled
+    assert settled.identities.tolist() == eager.identities.tolist()
+    assert settled.sequences.tolist() == eager.sequences.tolist()
+    assert (settled.stamps, settled.latest_sequence) == (eager.stamps, eager.latest_sequence)
