@@ -167,6 +167,27 @@ class _Tape:
                      _joined(self.timestamps_ns[-held:], trades.timestamps_ns, np.int64),
                      _joined(self.sides[-held:], trades.sides, np.int8))
 
+    def followed_by_runs(self, runs: Sequence[TradeColumns], keep: int) -> _Tape:
+        """``followed_by`` the runs one after another, in one concatenation per column: only the
+        runs (and the part of this tape) that the last ``keep`` trades reach are read."""
+        if len(runs) == 1:
+            return self.followed_by(runs[0], keep)
+        first, reached = len(runs), 0
+        while first and reached < keep:
+            first -= 1
+            reached += len(runs[first])
+        held = max(0, keep - reached)
+        parts = ([self] if held else []) + list(runs[first:])
+        columns = []
+        for name, dtype in (("prices", np.float64), ("sizes", np.float64), ("timestamps_ns", np.int64),
+                            ("sides", np.int8)):
+            pieces = [getattr(part, name) for part in parts]
+            if held:
+                pieces[0] = pieces[0][-held:]
+            column = np.concatenate(pieces, dtype=dtype, casting="unsafe")
+            columns.append(column[-keep:].copy() if len(column) > keep else column)
+        return _Tape(*columns)
+
     def tail(self, count: int) -> _Tape:
         """The last ``count`` trades, as copies: the caller may reuse its arrays."""
         return _Tape(_copy(self.prices[-count:], np.float64), _copy(self.sizes[-count:], np.float64),
@@ -458,8 +479,7 @@ class IncidentTracker:
     def _join_context(self) -> None:
         if not self._unjoined:
             return
-        runs = _Tape.joined([run.rows(0, len(run)) for run in self._unjoined])
-        self._context = self._context.followed_by(runs, self.settings.context_trades)
+        self._context = self._context.followed_by_runs(self._unjoined, self.settings.context_trades)
         self._unjoined = ()
 
     def _quiet_run(self, trades: TradeColumns, start: int, stop: int,

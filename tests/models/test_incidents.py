@@ -484,3 +484,29 @@ def test_the_context_followed_by_a_run_is_the_tail_of_both(held, added, keep):
         assert getattr(joined, name).tolist() == getattr(expected, name).tolist()
         assert not np.shares_memory(getattr(joined, name), getattr(run, name))
     assert len(joined) == min(keep, held + added)
+
+
+@pytest.mark.parametrize("held, runs, keep", [
+    (0, [3, 4], 5), (4, [1, 1, 1], 5), (9, [2, 2], 5), (9, [5, 1], 5), (2, [8, 3], 5), (9, [1] * 8, 200),
+    (150, [13] * 8, 200), (0, [300, 2], 200), (50, [1, 250, 1], 200),
+])
+def test_the_context_followed_by_several_runs_is_the_tail_of_all(held, runs, keep):
+    from models.incidents import _Tape
+
+    def tape(start, count, sizes_dtype):
+        at = np.arange(start, start + count)
+        return _Tape(100.0 + at, (10 * at).astype(sizes_dtype), 1_700_000_000_000_000_000 + at,
+                     (at % 3).astype(np.int8))
+
+    context, parts, start = tape(0, held, np.float64), [], held
+    for count in runs:
+        parts.append(tape(start, count, np.int64))  # the engine's sizes are integers
+        start += count
+    joined = context.followed_by_runs(parts, keep)
+    expected = _Tape.joined([context, *parts]).tail(keep)
+    for name, dtype in [("prices", np.float64), ("sizes", np.float64), ("timestamps_ns", np.int64),
+                        ("sides", np.int8)]:
+        assert getattr(joined, name).dtype == dtype
+        assert getattr(joined, name).tolist() == getattr(expected, name).tolist()
+        assert not any(np.shares_memory(getattr(joined, name), getattr(part, name)) for part in parts)
+    assert len(joined) == min(keep, held + sum(runs))
