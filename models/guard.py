@@ -109,7 +109,7 @@ class TradeGuard:
         fast = _ordinary_run(self.settings, self.memory, timestamps_ns, publishers, instruments, sequences)
         if fast is not None:
             return GuardVerdict({}, (), fast)
-        walk = _Walk(self.settings, self.settled())
+        walk = _Walk(self.settings, self.memory.folded(self.settings.remembered_trades))
         refused, fresh_starts = {}, []
         columns = (timestamps_ns.tolist(), publishers.tolist(), instruments.tolist(), sequences.tolist())
         for row, trade in enumerate(zip(*columns)):
