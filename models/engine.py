@@ -192,7 +192,7 @@ class DetectionEngine:
         return InstrumentSnapshot(
             state.symbol, state.fstate, state.istate, state.calib, state.training, state.models,
             tuple(refit.job for refit in state.pending), state.samples_seen, state.anomalies, state.rejected,
-            state.last_price, state.last_timestamp_ns, state.since_ns, state.guard.settled(), state.tracker,
+            state.last_price, state.last_timestamp_ns, state.since_ns, state.guard.memory, state.tracker,
             state.tally,
         )
 

@@ -17,7 +17,7 @@ the verdict with ``commit`` once the whole batch went through. Ordinary runs (on
 publisher, instrument and day, sequences and times increasing, no gap) take a
 compiled path with the same outcome, and their identities are hashed into the memory
 ``FOLD_RUNS`` runs at a time: an ordinary run cannot be a repeat, so nothing reads them
-before the next trade-by-trade look or snapshot, which fold them in first.
+before the next trade-by-trade look, which folds them in first.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ class TradeGuard:
         self.memory = verdict.memory
 
     def settled(self) -> GuardMemory:
-        """The memory with every accepted run folded in (what a snapshot keeps); kept as the memory."""
+        """The memory with every accepted run folded in, kept as the memory (a snapshot keeps the
+        runs aside as they are: they are small, and folding them would cost every snapshot)."""
         self.memory = self.memory.folded(self.settings.remembered_trades)
         return self.memory
 

@@ -117,12 +117,17 @@ def test_memory_is_bounded_and_old_sequences_are_refused():
     assert refused[200][0] == "duplicate" and "older than the last 50 trades remembered" in refused[200][1]
 
 
-def test_the_guard_pickles_mid_stream():
+@pytest.mark.parametrize("runs", [[20], [10, 3, 3, 4]])
+def test_the_guard_pickles_mid_stream(runs):
     guard = TradeGuard()
     trades = tape(30)
-    judge(guard, trades[:20])
+    judge(guard, trades[:20], runs)
+    assert len(guard.memory.unfolded) == len(runs) - 1  # the ordinary runs after the first, kept aside
     twin = pickle.loads(pickle.dumps(guard))
-    assert judge(twin, trades[20:] + [trades[5]]) == judge(guard, trades[20:] + [trades[5]])
+    later = trades[20:] + [trades[5], trades[12], trades[19]]
+    refused, _ = judge(twin, later)
+    assert (refused, []) == judge(guard, later)
+    assert sorted(refused) == [10, 11, 12] and {stage for stage, _ in refused.values()} == {"duplicate"}
 
 
 def test_check_leaves_the_guard_unchanged_until_commit():
