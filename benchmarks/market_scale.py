@@ -6,8 +6,11 @@ For 1 symbol, 10, 100 and 1,000 symbols with Zipf activity and 1,000 with even
 activity (``connectors.market``, seed 0), the tape is written as a Databento CSV and
 run through the backtest dataflow (``flows.backtest``: file reader, Bytewax,
 engine, JSON-lines sinks), each in a fresh process so its peak memory is its own.
-Reported per tape: trades/s and main-process CPU µs per trade, each as a ratio to the
-one-symbol tape of the same run (CPU is the steadier figure on a shared machine),
+The tapes run in turn, round after round (``--repeat``), so each run sits next in time to a
+run of the one-symbol tape: a machine whose speed drifts over minutes moves both. Reported
+per tape: trades/s and main-process CPU µs per trade (medians), each as a ratio to the
+one-symbol tape's run of the same round, and the median of those ratios (CPU is the
+steadier figure on a shared machine),
 the time spent in the detect step's ``snapshot()`` (Bytewax calls it at every epoch
 for every instrument that traded, recovery or not; here every second), symbols
 ever served by their own models (those with more than 1,500 trades), anomalies and
@@ -124,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as workdir:
+        paths = {name: Path(workdir) / f"{name.replace(',', '').replace(' ', '-')}.csv" for name in TAPES}
+        for name, path in paths.items():
+            results[name] = {**child("--write", name, str(path), "--trades", str(args.trades)), "runs": []}
+        for _ in range(args.repeat):  # round after round, so each tape's k-th run is beside the others'
+            for name, path in paths.items():
+                results[name]["runs"].append(child("--measure", str(path)))
         for name in TAPES:
-            path = Path(workdir) / f"{name.replace(',', '').replace(' ', '-')}.csv"
-            results[name] = child("--write", name, str(path), "--trades", str(args.trades))
-            runs = [child("--measure", str(path)) for _ in range(args.repeat)]
-            results[name]["runs"] = runs
-            results[name].update(_median(runs))
+            results[name].update(_median(results[name]["runs"]))
             print(f"{name:>11}: {results[name]['trades_per_second']:>7,} trades/s, main process "
                   f"{results[name]['main_cpu_us_per_trade']:.1f} CPU µs/trade, snapshot "
                   f"{100 * results[name]['snapshot_share']:.1f}% of wall, {results[name]['served_symbols']} symbols "
@@ -142,14 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         with_recovery = child("--measure", str(zipf), "--recovery", str(recovery), "--epoch", "5")
         print(f"1,000 Zipf with recovery every 5 s: {with_recovery['trades_per_second']:,} trades/s, store "
               f"{with_recovery['recovery_store_mb']} MB, snapshot {100 * with_recovery['snapshot_share']:.1f}% of wall")
-    one = results["1 symbol"]
+    one = results["1 symbol"]["runs"]
     for result in results.values():
-        result["ratio_to_one_symbol"] = round(result["trades_per_second"] / one["trades_per_second"], 3)
-        result["cpu_ratio_to_one_symbol"] = round(one["main_cpu_us_per_trade"] / result["main_cpu_us_per_trade"], 3)
+        by_round = [(run["trades_per_second"] / base["trades_per_second"],
+                     base["main_cpu_us_per_trade"] / run["main_cpu_us_per_trade"]) for run, base in zip(result["runs"], one)]
+        result["ratios_by_round"] = [round(ratio, 3) for ratio, _ in by_round]
+        result["cpu_ratios_by_round"] = [round(ratio, 3) for _, ratio in by_round]
+        result["ratio_to_one_symbol"] = round(statistics.median(ratio for ratio, _ in by_round), 3)
+        result["cpu_ratio_to_one_symbol"] = round(statistics.median(ratio for _, ratio in by_round), 3)
     summary = {"trades": args.trades, "tapes": results, "zipf_1000_with_recovery": with_recovery,
                "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
     for name, result in results.items():
-        print(f"{name:>11}: ratio {result['ratio_to_one_symbol']:.2f} in trades/s, "
+        print(f"{name:>11}: ratio {result['ratio_to_one_symbol']:.2f} in trades/s "
+              f"(rounds: {', '.join(f'{r:.2f}' for r in result['ratios_by_round'])}), "
               f"{result['cpu_ratio_to_one_symbol']:.2f} in main-process CPU per trade")
     target = args.out / "market_scale.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 def _median(runs: list[dict]) -> dict:
     keys = ("trades_per_second", "main_cpu_us_per_trade", "wall_seconds", "snapshot_seconds", "snapshot_share",
             "peak_rss_mib_job", "peak_rss_mib_fit_helper", "anomalies")
-    return {key: statistics.median(run[key] for run in runs) for key in keys}
+    return {key: statistics.median_low(run[key] for run in runs) for key in keys}  # a value one run had
 
 
 if __name__ == "__main__":
