@@ -59,7 +59,8 @@ class GuardMemory:
     """What the guard knows; never changed in place, so a verdict can carry the next one."""
 
     identities: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
-    """Hashes of the remembered trades' (publisher, instrument, day, sequence), oldest first."""
+    """Hashes of the remembered trades' (publisher, instrument, day, sequence), oldest first; the
+    runs in ``unfolded`` come after them."""
     sequences: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     """Their sequences, same order."""
     stamps: tuple[int, ...] = ()
