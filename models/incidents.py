@@ -159,43 +159,30 @@ class _Tape:
     def followed_by(self, trades: TradeColumns | _Tape, keep: int) -> _Tape:
         """The last ``keep`` trades of this tape followed by ``trades``, in new arrays: the same as
         ``_Tape.joined([self, trades]).tail(keep)`` without copying what the tail drops."""
-        if len(trades) >= keep:
-            return _Tape(trades.prices, trades.sizes, trades.timestamps_ns, trades.sides).tail(keep)
-        held = keep - len(trades)
-        return _Tape(_joined(self.prices[-held:], trades.prices, np.float64),
-                     _joined(self.sizes[-held:], trades.sizes, np.float64),
-                     _joined(self.timestamps_ns[-held:], trades.timestamps_ns, np.int64),
-                     _joined(self.sides[-held:], trades.sides, np.int8))
+        return self.followed_by_runs((trades,), keep)
 
-    def followed_by_runs(self, runs: Sequence[TradeColumns], keep: int) -> _Tape:
-        """``followed_by`` the runs one after another, in one concatenation per column: only the
-        runs (and the part of this tape) that the last ``keep`` trades reach are read."""
-        if len(runs) == 1:
-            return self.followed_by(runs[0], keep)
+    def followed_by_runs(self, runs: Sequence[TradeColumns | _Tape], keep: int) -> _Tape:
+        """``followed_by`` the runs one after another, in one concatenation per column of only the
+        rows the last ``keep`` trades reach (of this tape, then of the runs)."""
         first, reached = len(runs), 0
         while first and reached < keep:
             first -= 1
             reached += len(runs[first])
-        held = max(0, keep - reached)
-        parts = ([self] if held else []) + list(runs[first:])
+        held, skipped = max(0, keep - reached), max(0, reached - keep)  # rows of this tape / of the first run
         columns = []
         for name, dtype in (("prices", np.float64), ("sizes", np.float64), ("timestamps_ns", np.int64),
                             ("sides", np.int8)):
-            pieces = [getattr(part, name) for part in parts]
+            pieces = [getattr(run, name) for run in runs[first:]]
+            pieces[0] = pieces[0][skipped:]
             if held:
-                pieces[0] = pieces[0][-held:]
-            column = np.concatenate(pieces, dtype=dtype, casting="unsafe")
-            columns.append(column[-keep:].copy() if len(column) > keep else column)
+                pieces.insert(0, getattr(self, name)[-held:])
+            columns.append(np.concatenate(pieces, dtype=dtype, casting="unsafe"))
         return _Tape(*columns)
 
     def tail(self, count: int) -> _Tape:
         """The last ``count`` trades, as copies: the caller may reuse its arrays."""
         return _Tape(_copy(self.prices[-count:], np.float64), _copy(self.sizes[-count:], np.float64),
                      _copy(self.timestamps_ns[-count:], np.int64), _copy(self.sides[-count:], np.int8))
-
-
-def _joined(head: np.ndarray, tail: np.ndarray, dtype: type) -> np.ndarray:
-    return np.concatenate([head, tail], dtype=dtype, casting="unsafe")
 
 
 def _copy(column: np.ndarray, dtype: type) -> np.ndarray:
