@@ -60,6 +60,13 @@ class DetectorConfig:
     """...that is also this many times the instrument's recent 95th percentile of such moves."""
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
+    burst_alone_stamps: float = 90.0
+    """A trade whose window holds this many distinct event times within 20 ms is an anomaly
+    on the z-score detector's vote alone (a two-sided burst the forest and the envelope
+    cannot see); 0 turns this off."""
+    opening_rush_s: float = 60.0
+    """For this many seconds after 09:30 New York the distinct timestamps do not vote: the
+    first trades after the opening cross are a two-sided rush by nature; 0 turns this off."""
     background_training: bool = True
     """Fit the next models in a helper process while the current ones score; the
     results are identical either way (see ``models.training``)."""
@@ -113,6 +120,8 @@ class DetectorConfig:
                      "zscore_instant_move_limit", "zscore_instant_move_tail_limit"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
+        _require(self.burst_alone_stamps >= 0, "burst_alone_stamps", "must be 0 (off) or positive")
+        _require(0 <= self.opening_rush_s <= 3600, "opening_rush_s", "must be between 0 (off) and 3600")
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
         _require(self.idle_s > 0, "idle_s", "must be positive")
         _require(self.max_lateness_s >= 0, "max_lateness_s", "must not be negative")

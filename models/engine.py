@@ -47,7 +47,7 @@ from models.explain import explain_record
 from models.guard import GuardSettings, GuardVerdict, TradeGuard
 from models.incidents import IncidentSettings, IncidentTracker, IncidentUpdate, TradeColumns
 from models.records import AnomalyRecord, anomaly_id
-from models.session import is_auction_print, parse_days
+from models.session import is_auction_print, opening_rush_windows, parse_days
 from models.severity import LEVEL_NAMES, level, severity
 from models.state import InstrumentSnapshot, InstrumentState, ServingModels, Tally, frozen, new_window, window_lengths
 from models.training import Refit, RefitJob, start_refit, training_columns
@@ -290,9 +290,11 @@ class DetectionEngine:
         flagged = np.empty(n, np.int64)
         models = work.models
         forest = NO_FOREST if models is None else models.forest
+        stamps = valid.timestamps_ns[start:stop]
+        rush = opening_rush_windows(int(stamps[0]), int(stamps[-1]), self.config.opening_rush_s)
         count = self._score_run(
             valid.prices[start:stop], valid.sizes[start:stop].astype(np.float64),
-            valid.timestamps_ns[start:stop], valid.sides[start:stop], self.config.window_size,
+            stamps, valid.sides[start:stop], rush, self.config.window_size,
             work.fstate, work.istate, work.calib, models is not None, self._input_codes,
             forest.offsets, forest.nodes, forest.depth,
             self._no_params if models is None else models.params, self.config.votes_required, out, flagged,
@@ -429,6 +431,7 @@ class DetectionEngine:
              c.zscore_intensity_threshold, c.zscore_momentum_threshold],
             [c.zscore_size_tail_limit, c.zscore_stamps_limit, c.zscore_instant_move_limit,
              c.zscore_instant_move_tail_limit],
+            [c.burst_alone_stamps],
             fitted.zscore_center, fitted.zscore_scale,
             envelope.scaler_mean, envelope.scaler_scale, envelope.location, envelope.precision.ravel(),
         ])

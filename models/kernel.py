@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from models.features import DERIVED_NAMES, FEATURE_NAMES, MIN_DURATION_SECONDS, NEW_INPUTS
+from models.session import DAY_NS
 
 # Quantities computed for every trade: the 18 features, the derived inputs, the new inputs.
 QUANTITY_NAMES = FEATURE_NAMES + DERIVED_NAMES + NEW_INPUTS
@@ -81,9 +82,10 @@ F_HEADER = 5
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
 P_LIMITS = 8   # 4 limits: size_vs_tail, distinct_stamps_20ms, |instant_move_bps|, instant_move_vs_tail
-P_ZCENTER = 12  # 4
-P_ZSCALE = 16  # 4
-P_ENVELOPE = 20  # mean (k), scale (k), location (k), precision (k * k)
+P_BURST_ALONE = 12  # distinct_stamps_20ms that makes an anomaly on the z-score vote alone (0: off)
+P_ZCENTER = 13  # 4
+P_ZSCALE = 17  # 4
+P_ENVELOPE = 21  # mean (k), scale (k), location (k), precision (k * k)
 
 PRICE_STD_FLOOR = 1e-4
 MIN_DURATION = MIN_DURATION_SECONDS
@@ -322,10 +324,13 @@ def forest_scores(X, offsets, nodes, depth, normaliser):
 
 @njit(cache=True, nogil=True)
 def score_run(
-    prices, sizes, stamps, sides, window_size, fstate, istate, calib,
+    prices, sizes, stamps, sides, opening_rush, window_size, fstate, istate, calib,
     scoring, input_codes, offsets, nodes, depth, params, votes_required, out, flagged,
 ):
     """Process one run of valid trades; returns how many were flagged (their rows in ``flagged``).
+
+    ``opening_rush``: ``models.session.opening_rush_windows`` for the run's days; a trade inside
+    one is not judged on its distinct timestamps (the market's own rush after the open).
 
     ``out`` (n x N_OUT) receives every trade's quantities and, when ``scoring``, its
     scores; unscored columns are NaN. Three passes: the window and inputs trade by
@@ -557,7 +562,9 @@ def score_run(
         zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
         zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
         zscore = max(zscore, row[32] / params[P_LIMITS])
-        zscore = max(zscore, row[29] / params[P_LIMITS + 1])
+        rush = in_windows(opening_rush, stamps[i], stamps[0] // DAY_NS)
+        if not rush:
+            zscore = max(zscore, row[29] / params[P_LIMITS + 1])
         zscore = max(zscore, min(abs(row[28]) / params[P_LIMITS + 2], row[33] / params[P_LIMITS + 3]))
         vote_forest = forest >= params[P_FOREST_T]
         vote_envelope = envelope >= params[P_ENVELOPE_T]
@@ -580,7 +587,8 @@ def score_run(
         ) / 3.0
         row[ENSEMBLE] = ensemble
         row[CALIBRATED] = np.nan
-        if int(vote_forest) + int(vote_envelope) + int(vote_zscore) >= votes_required:
+        burst_alone = vote_zscore and not rush and params[P_BURST_ALONE] > 0.0 and row[29] >= params[P_BURST_ALONE]
+        if int(vote_forest) + int(vote_envelope) + int(vote_zscore) >= votes_required or burst_alone:
             row[CALIBRATED] = calibrated(calib, istate[CALIB_FILL], ensemble)
             flagged[flagged_count] = i
             flagged_count += 1
@@ -590,6 +598,13 @@ def score_run(
         if istate[CALIB_FILL] < calib_size:
             istate[CALIB_FILL] += 1
     return flagged_count
+
+
+@njit(cache=True, nogil=True)
+def in_windows(windows, stamp, first_day):
+    """Whether ``stamp`` lies in its day's [start, end) row of ``windows`` (row 0: ``first_day``)."""
+    day = stamp // DAY_NS - first_day
+    return 0 <= day < windows.shape[0] and windows[day, 0] <= stamp < windows[day, 1]
 
 
 @njit(cache=True, nogil=True)

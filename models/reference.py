@@ -20,14 +20,15 @@ from models.features import DERIVED_INPUTS, _window_features
 from models.kernel import (
     CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_MOVE_TOTAL, F_MOVE_WEIGHT, F_STAMP_PREV,
     F_TAIL_TOTAL, F_TAIL_WEIGHT,
-    FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER, P_ZCENTER,
-    P_ZSCALE, P_ZT, PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS,
+    FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_BURST_ALONE, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER,
+    P_ZCENTER, P_ZSCALE, P_ZT, PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS,
     MOVE_TAIL_SHARE, STAMP_WINDOW_NS, TAIL_BINS, TAIL_EDGES, TAIL_GROWTH, TAIL_RESCALE_AT, TAIL_SHARE, VOTES, ZSCORES,
 )
+from models.session import DAY_NS
 
 
 def score_run(
-    prices, sizes, stamps, sides, window_size, fstate, istate, calib,
+    prices, sizes, stamps, sides, opening_rush, window_size, fstate, istate, calib,
     scoring, input_codes, offsets, nodes, depth, params, votes_required, out, flagged,
 ) -> int:
     n = len(prices)
@@ -82,7 +83,8 @@ def score_run(
 
     count = 0
     if scoring:
-        count = _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged)
+        rush = _in_windows(opening_rush, np.asarray(stamps, np.int64))
+        count = _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged, rush)
 
     # The state after the run, in the kernel's layout.
     total = fill + n
@@ -147,7 +149,16 @@ def _features(history_p, history_s, history_t, history_side, fill, window_size) 
     return _window_features(*columns, valid, window_size)
 
 
-def _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged) -> int:
+def _in_windows(windows: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Per trade: inside its UTC day's [start, end) row of ``windows`` (row 0: the first trade's day)."""
+    day = stamps // DAY_NS - stamps[0] // DAY_NS
+    inside = np.zeros(len(stamps), bool)
+    for row, (start, end) in enumerate(windows):
+        inside |= (day == row) & (stamps >= start) & (stamps < end)
+    return inside
+
+
+def _score(out, input_codes, offsets, nodes, params, votes_required, calib, istate, flagged, rush) -> int:
     X = out[:, input_codes]
     k = X.shape[1]
     forest = forest_scores(X, offsets, nodes, params[P_NORMALISER])
@@ -161,8 +172,9 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     features = out[:, :18]
     learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
     zscores = np.column_stack([price_zscores(features), (learned - zscore.center_) / zscore.scale_])
+    stamps = out[:, QUANTITY["distinct_stamps_20ms"]]
     zscore_scores = zscore.score(zscores, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],
-                                     out[:, QUANTITY["distinct_stamps_20ms"]], out[:, QUANTITY["instant_move_bps"]],
+                                     np.where(rush, 0.0, stamps), out[:, QUANTITY["instant_move_bps"]],
                                      out[:, QUANTITY["instant_move_vs_tail"]]))
     votes = np.column_stack([forest >= params[P_FOREST_T], envelope >= params[P_ENVELOPE_T], zscore_scores >= 1.0])
     out[:, SCORES], out[:, SCORES + 1], out[:, SCORES + 2] = forest, envelope, zscore_scores
@@ -172,11 +184,13 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
         np.minimum(forest / params[P_FOREST_T], ENSEMBLE_CAP) + np.minimum(envelope / params[P_ENVELOPE_T], ENSEMBLE_CAP)
         + np.minimum(zscore_scores / 1.0, ENSEMBLE_CAP)
     ) / 3.0
+    burst_alone = params[P_BURST_ALONE]
+    alone = votes[:, 2] & ~rush & (burst_alone > 0) & (stamps >= burst_alone)
     count = 0
     for i in range(len(X)):
         score = out[i, ENSEMBLE]
         filled = int(istate[CALIB_FILL])
-        if votes[i].sum() >= votes_required:
+        if votes[i].sum() >= votes_required or alone[i]:
             out[i, CALIBRATED] = calibrated_score(calib[:filled], score)
             flagged[count] = i
             count += 1

@@ -24,6 +24,12 @@ def sweep_trades() -> list[dict]:
     return list(iter_trades(FIXTURES / "nvda-20250509-sweep.csv.zst"))
 
 
+@pytest.fixture(scope="session")
+def morning_trades() -> list[dict]:
+    """20,000 trades from 10:00 New York (the quality test's slice)."""
+    return list(iter_trades(FIXTURES / "nvda-20250509-morning.csv.zst"))
+
+
 @pytest.fixture
 def small_config() -> DetectorConfig:
     """Retrains often enough that a few thousand trades see many generations."""

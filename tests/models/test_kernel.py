@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.ensemble import IsolationForest
 
+from connectors.codec import format_timestamp_ns
 from models import kernel, reference
 from models.config import DetectorConfig
 from models.detectors.isolation_forest import FlatForest, _ScoredTree, flatten
@@ -260,3 +262,64 @@ def test_size_tail_rescaling_keeps_the_percentile():
     assert weight_after == 1.0
     assert rescaled == pytest.approx(plain, rel=1e-9)
     assert 4_000 < plain < 5_800  # in the bin of the largest sizes drawn (up to 5,000)
+
+
+def _with_burst(trades: list[dict], after: int, prints: int, first_trade_at_ns: int) -> tuple[list[dict], set[int]]:
+    """Real trades, moved in time so the first is at ``first_trade_at_ns``, with a two-sided burst of
+    ``prints`` small prints 100 us apart at the first pause after trade ``after`` that holds it;
+    renumbered. Returns the tape and the burst's sequences."""
+    stamps = np.array([int(pd.Timestamp(t["ts_event"]).value) for t in trades], np.int64)
+    stamps += first_trade_at_ns - stamps[0]
+    span = prints * 100_000
+    at = after + int(np.flatnonzero(np.diff(stamps[after:]) > span + 1_000_000)[0])
+    price = float(trades[at]["price"])
+    tape = []
+    for position, (row, stamp) in enumerate(zip(trades, stamps)):
+        tape.append(dict(row, ts_event=format_timestamp_ns(int(stamp)), ts_recv=format_timestamp_ns(int(stamp) + 500)))
+        if position == at:
+            tape += [dict(row, ts_event=format_timestamp_ns(int(stamp) + 100_000 * (k + 1)),
+                          ts_recv=format_timestamp_ns(int(stamp) + 100_000 * (k + 1) + 500), side="AB"[k % 2],
+                          price=round(price + 0.01 * (k % 3 - 1), 2), size=10 + 7 * (k % 11)) for k in range(prints)]
+    for sequence, row in enumerate(tape):
+        row["sequence"] = 1_000 + sequence
+    return tape, set(range(1_000 + at + 1, 1_000 + at + 1 + prints))
+
+
+def _burst_records(tape: list[dict], burst: set[int], **settings) -> list[dict]:
+    engine = DetectionEngine(DetectorConfig(background_training=False, **settings))
+    state = engine.new_state("NVDA")
+    records = []
+    for start in range(0, len(tape), 1_000):
+        records += [r.to_dict() for r in engine.process(state, tape[start:start + 1_000]) if isinstance(r, AnomalyRecord)]
+    return [r for r in records if r["sequence"] in burst]
+
+
+TEN_AM = int(pd.Timestamp("2025-05-09T10:00:00", tz="America/New_York").value)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_burst_of_distinct_timestamps_is_an_anomaly_on_the_zscore_vote_alone(morning_trades, compiled):
+    tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
+    alone = _burst_records(tape, burst, compiled=compiled)
+    without = _burst_records(tape, burst, compiled=compiled, burst_alone_stamps=0)
+    single = [r for r in alone if r["votes"] == 1]
+    assert single and all(r["detectors"]["zscore"]["vote"] for r in single)
+    assert all(r["inputs"]["distinct_stamps_20ms"] >= 90 for r in single)
+    assert all(r["votes"] >= 2 for r in without)
+    # the rule only adds: what two detectors flag is flagged either way
+    assert {r["sequence"] for r in without} == {r["sequence"] for r in alone if r["votes"] >= 2}
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_distinct_timestamps_do_not_vote_in_the_opening_rush(morning_trades, compiled):
+    # the same tape, moved so the burst starts about 20 s after 09:30 New York
+    probe, _ = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
+    burst_at = int(pd.Timestamp(probe[3_001]["ts_event"]).value)
+    opening = int(pd.Timestamp("2025-05-09T09:30:20", tz="America/New_York").value)
+    tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM - (burst_at - opening))
+    assert opening <= int(pd.Timestamp(tape[min(burst) - 1_000]["ts_event"]).value) < opening + 10**9
+    off = _burst_records(tape, burst, compiled=compiled, opening_rush_s=0)
+    rush = _burst_records(tape, burst, compiled=compiled)
+    assert any(r["votes"] == 1 for r in off)
+    assert all(r["inputs"]["distinct_stamps_20ms"] < 80 or r["detectors"]["zscore"]["score"] < 1.0 for r in rush)
+    assert len(rush) < len(off)
