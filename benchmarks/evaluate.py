@@ -2,7 +2,7 @@
 
     python -m benchmarks.evaluate --days all --seeds 0 1 [--peer-seeds 0 | --no-peers]
         [--early-close [also|only]] [--config-per-day FILE.json] [--out DIR]
-        [--figure-seeds S... | --no-figures] [--spacing N] [--kinds K...]
+        [--figure-seeds S... | --no-figures] [--spacing N] [--kinds K...] [--injector broad|second]
     python -m benchmarks.evaluate FILE... [the same options]
 
 For every day (``--days all``: every trades file of ``../shared/data/nvda``; or
@@ -49,6 +49,7 @@ from benchmarks.product import run_product
 from benchmarks.report import DetectorResult, detectors_table, incident_cells, incident_kinds_table, kinds_table
 from benchmarks.report import INCIDENT_HEADER, recall_by_kind_table, sessions_table, table
 from benchmarks.scoring import SINGLE_PRINT_KINDS, Score, score_anomalies, symbol_sequences
+from benchmarks.second_injector import inject_second
 from benchmarks.summary import RunResult, engine_version, render_summary, summary_json
 from connectors.files import iter_trades
 from connectors.injection import EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, cut_to_early_close, inject_events
@@ -76,10 +77,13 @@ class RunSpec:
     spacing_trades: int = DEFAULT_SPACING
     kinds: tuple[str, ...] = EVENT_KINDS
     figures: bool = True
+    injector: str = "broad"
+    """"broad" (``connectors.injection``) or "second" (``benchmarks.second_injector``)."""
 
     @property
     def tape_name(self) -> str:
-        return self.day if self.variant == "full" else f"{self.day}-{self.variant}"
+        name = self.day if self.variant == "full" else f"{self.day}-{self.variant}"
+        return name if self.injector == "broad" else f"{name}-{self.injector}"
 
     @property
     def name(self) -> str:
@@ -89,8 +93,11 @@ class RunSpec:
 def evaluate_tape(tape: list[dict[str, Any]], spec: RunSpec, out_dir: Path) -> RunResult:
     """Inject, detect, score and write one run's tables, JSON and figure."""
     close = EARLY_CLOSE if spec.variant == "early-close" else SESSION_CLOSE
-    injected, events = inject_events(tape, spec.seed, kinds=spec.kinds, spacing_trades=spec.spacing_trades,
-                                     session_close=close)
+    if spec.injector == "second":
+        injected, events = inject_second(tape, spec.seed, session_close=close)
+    else:
+        injected, events = inject_events(tape, spec.seed, kinds=spec.kinds, spacing_trades=spec.spacing_trades,
+                                         session_close=close)
     sequences = symbol_sequences(injected)
     with tempfile.TemporaryDirectory() as workdir:
         run = run_product(injected, spec.config, Path(workdir))
@@ -198,7 +205,7 @@ def render_run(spec: RunSpec, result: RunResult) -> str:
 
 def run_json(spec: RunSpec, result: RunResult) -> dict[str, Any]:
     return {
-        "tape": spec.tape_name, "day": spec.day, "variant": spec.variant, "seed": spec.seed,
+        "tape": spec.tape_name, "day": spec.day, "variant": spec.variant, "seed": spec.seed, "injector": spec.injector,
         "config_label": spec.config_label, "config": asdict(spec.config),
         "auction_records": result.auctions,
         "false_alarms_by_new_york_hour": {str(h): n for h, n in sorted(result.false_alarm_hours.items())},
@@ -314,6 +321,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--figure-seeds", nargs="+", type=int, help="seeds that get a figure (default: every seed)")
     parser.add_argument("--spacing", type=int, default=DEFAULT_SPACING, help="trades between regular-session events")
     parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, default=list(EVENT_KINDS), help="event kinds to inject")
+    parser.add_argument("--injector", choices=["broad", "second"], default="broad",
+                        help="connectors.injection (broad, default) or benchmarks.second_injector")
     args = parser.parse_args(argv)
     if not args.files and not args.days:
         parser.error("give trades FILEs or --days")
@@ -337,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "early-close":
                     config, label = with_early_close(config, label, tape)
                 spec = RunSpec(file_stem(path), variant, seed, config, label, seed in peer_seeds,
-                               args.spacing, tuple(args.kinds), seed in figure_seeds)
+                               args.spacing, tuple(args.kinds), seed in figure_seeds, args.injector)
                 runs.append(evaluate_tape(tape, spec, args.out))
         del trades
     command = "python -m benchmarks.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])
