@@ -5,7 +5,7 @@ import shutil
 import orjson
 import pytest
 
-from benchmarks import evaluate, product
+from benchmarks import evaluate, product, second_injector
 from benchmarks.evaluate import PRODUCT, day_configs, main, resolve_days
 from benchmarks.product import incidents_path, write_tape
 from benchmarks.report import DetectorResult
@@ -94,6 +94,16 @@ def test_the_summary_has_a_row_per_run_and_the_incidents_the_backtest_wrote(eval
     runs = orjson.loads((evaluated / "summary.json").read_bytes())["runs"]
     assert [(r["tape"], r["seed"]) for r in runs] == [("quiet", 4), ("quiet-early-close", 4)]
     assert all(r["incidents"] is not None for r in runs)
+
+
+def test_the_second_injector_runs_under_its_own_name(tape_file, tmp_path):
+    assert main([str(tape_file), "--seeds", "4", "--out", str(tmp_path), "--injector", "second", "--no-peers",
+                 "--no-figures"]) == 0
+    report = orjson.loads((tmp_path / "quiet-second-seed4.json").read_bytes())
+    assert report["injector"] == "second" and report["tape"] == "quiet-second"
+    details = report["detectors"][0]["events_detail"]
+    assert details and {d["kind"] for d in details} <= set(second_injector.KINDS)
+    assert "| quiet-second | 4 |" in (tmp_path / "summary.md").read_text()
 
 
 def test_incidents_written_beside_the_anomalies_are_scored(tape_file, tmp_path, monkeypatch):
