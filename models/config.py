@@ -64,6 +64,12 @@ class DetectorConfig:
     """A trade whose window holds this many distinct event times within 20 ms is an anomaly
     on the z-score detector's vote alone (a two-sided burst the forest and the envelope
     cannot see); 0 turns this off."""
+    off_market_alone_bps: float = 40.0
+    """A trade this far (bp) from the median of the previous 20 prices..."""
+    off_market_alone_vs_tail: float = 10.0
+    """...and this many times the instrument's recent 95th percentile of instant moves is an
+    anomaly on the z-score detector's vote alone (an off-market print the forest's saturated
+    score can miss); 0 turns this off."""
     opening_rush_s: float = 60.0
     """For this many seconds after 09:30 New York the distinct timestamps do not vote: the
     first trades after the opening cross are a two-sided rush by nature; 0 turns this off."""
@@ -122,6 +128,8 @@ class DetectorConfig:
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
         _require(self.burst_alone_stamps >= 0, "burst_alone_stamps", "must be 0 (off) or positive")
         _require(0 <= self.opening_rush_s <= 3600, "opening_rush_s", "must be between 0 (off) and 3600")
+        for name in ("off_market_alone_bps", "off_market_alone_vs_tail"):
+            _require(getattr(self, name) >= 0, name, "must be 0 (off) or positive")
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
         _require(self.idle_s > 0, "idle_s", "must be positive")
         _require(self.max_lateness_s >= 0, "max_lateness_s", "must not be negative")

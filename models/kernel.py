@@ -82,10 +82,11 @@ F_HEADER = 5
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
 P_LIMITS = 8   # 4 limits: size_vs_tail, distinct_stamps_20ms, |instant_move_bps|, instant_move_vs_tail
-P_BURST_ALONE = 12  # distinct_stamps_20ms that makes an anomaly on the z-score vote alone (0: off)
-P_ZCENTER = 13  # 4
-P_ZSCALE = 17  # 4
-P_ENVELOPE = 21  # mean (k), scale (k), location (k), precision (k * k)
+P_ALONE = 12  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_20ms,
+#               |deviation_bps| with instant_move_vs_tail
+P_ZCENTER = 15  # 4
+P_ZSCALE = 19  # 4
+P_ENVELOPE = 23  # mean (k), scale (k), location (k), precision (k * k)
 
 PRICE_STD_FLOOR = 1e-4
 MIN_DURATION = MIN_DURATION_SECONDS
@@ -587,8 +588,11 @@ def score_run(
         ) / 3.0
         row[ENSEMBLE] = ensemble
         row[CALIBRATED] = np.nan
-        burst_alone = vote_zscore and not rush and params[P_BURST_ALONE] > 0.0 and row[29] >= params[P_BURST_ALONE]
-        if int(vote_forest) + int(vote_envelope) + int(vote_zscore) >= votes_required or burst_alone:
+        burst = not rush and params[P_ALONE] > 0.0 and row[29] >= params[P_ALONE]
+        off_market = (params[P_ALONE + 1] > 0.0 and abs(row[27]) >= params[P_ALONE + 1]
+                      and row[33] >= params[P_ALONE + 2])
+        alone = vote_zscore and (burst or off_market)
+        if int(vote_forest) + int(vote_envelope) + int(vote_zscore) >= votes_required or alone:
             row[CALIBRATED] = calibrated(calib, istate[CALIB_FILL], ensemble)
             flagged[flagged_count] = i
             flagged_count += 1

@@ -20,7 +20,7 @@ from models.features import DERIVED_INPUTS, _window_features
 from models.kernel import (
     CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_MOVE_TOTAL, F_MOVE_WEIGHT, F_STAMP_PREV,
     F_TAIL_TOTAL, F_TAIL_WEIGHT,
-    FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_BURST_ALONE, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER,
+    FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_ALONE, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER,
     P_ZCENTER, P_ZSCALE, P_ZT, PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS,
     MOVE_TAIL_SHARE, STAMP_WINDOW_NS, TAIL_BINS, TAIL_EDGES, TAIL_GROWTH, TAIL_RESCALE_AT, TAIL_SHARE, VOTES, ZSCORES,
 )
@@ -184,8 +184,11 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
         np.minimum(forest / params[P_FOREST_T], ENSEMBLE_CAP) + np.minimum(envelope / params[P_ENVELOPE_T], ENSEMBLE_CAP)
         + np.minimum(zscore_scores / 1.0, ENSEMBLE_CAP)
     ) / 3.0
-    burst_alone = params[P_BURST_ALONE]
-    alone = votes[:, 2] & ~rush & (burst_alone > 0) & (stamps >= burst_alone)
+    stamps_alone, bps_alone, vs_tail_alone = params[P_ALONE:P_ALONE + 3]
+    burst = ~rush & (stamps_alone > 0) & (stamps >= stamps_alone)
+    off_market = ((bps_alone > 0) & (np.abs(out[:, QUANTITY["deviation_bps"]]) >= bps_alone)
+                  & (out[:, QUANTITY["instant_move_vs_tail"]] >= vs_tail_alone))
+    alone = votes[:, 2] & (burst | off_market)
     count = 0
     for i in range(len(X)):
         score = out[i, ENSEMBLE]

@@ -24,6 +24,8 @@ def test_new_settings_parse():
     ("DETECTOR_COMPILED", "maybe", "DETECTOR_COMPILED='maybe' is not a valid bool"),
     ("DETECTOR_MODEL_FEATURES", "size_share,median_of_nothing", "DETECTOR_MODEL_FEATURES: unknown feature(s) ['median_of_nothing']"),
     ("DETECTOR_BURST_ALONE_STAMPS", "-1", "DETECTOR_BURST_ALONE_STAMPS: must be 0 (off) or positive"),
+    ("DETECTOR_OFF_MARKET_ALONE_BPS", "-40", "DETECTOR_OFF_MARKET_ALONE_BPS: must be 0 (off) or positive"),
+    ("DETECTOR_OFF_MARKET_ALONE_VS_TAIL", "-1", "DETECTOR_OFF_MARKET_ALONE_VS_TAIL: must be 0 (off) or positive"),
     ("DETECTOR_OPENING_RUSH_S", "7200", "DETECTOR_OPENING_RUSH_S: must be between 0 (off) and 3600"),
     ("DETECTOR_OPENING_RUSH_S", "a minute", "DETECTOR_OPENING_RUSH_S='a minute' is not a valid float"),
 ])

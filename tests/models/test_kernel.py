@@ -285,13 +285,13 @@ def _with_burst(trades: list[dict], after: int, prints: int, first_trade_at_ns: 
     return tape, set(range(1_000 + at + 1, 1_000 + at + 1 + prints))
 
 
-def _burst_records(tape: list[dict], burst: set[int], **settings) -> list[dict]:
+def _records_on(tape: list[dict], sequences: set[int], **settings) -> list[dict]:
     engine = DetectionEngine(DetectorConfig(background_training=False, **settings))
     state = engine.new_state("NVDA")
     records = []
     for start in range(0, len(tape), 1_000):
         records += [r.to_dict() for r in engine.process(state, tape[start:start + 1_000]) if isinstance(r, AnomalyRecord)]
-    return [r for r in records if r["sequence"] in burst]
+    return [r for r in records if r["sequence"] in sequences]
 
 
 TEN_AM = int(pd.Timestamp("2025-05-09T10:00:00", tz="America/New_York").value)
@@ -300,8 +300,8 @@ TEN_AM = int(pd.Timestamp("2025-05-09T10:00:00", tz="America/New_York").value)
 @pytest.mark.parametrize("compiled", [True, False])
 def test_a_burst_of_distinct_timestamps_is_an_anomaly_on_the_zscore_vote_alone(morning_trades, compiled):
     tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
-    alone = _burst_records(tape, burst, compiled=compiled)
-    without = _burst_records(tape, burst, compiled=compiled, burst_alone_stamps=0)
+    alone = _records_on(tape, burst, compiled=compiled)
+    without = _records_on(tape, burst, compiled=compiled, burst_alone_stamps=0)
     single = [r for r in alone if r["votes"] == 1]
     assert single and all(r["detectors"]["zscore"]["vote"] for r in single)
     assert all(r["inputs"]["distinct_stamps_20ms"] >= 90 for r in single)
@@ -318,8 +318,47 @@ def test_distinct_timestamps_do_not_vote_in_the_opening_rush(morning_trades, com
     opening = int(pd.Timestamp("2025-05-09T09:30:20", tz="America/New_York").value)
     tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM - (burst_at - opening))
     assert opening <= int(pd.Timestamp(tape[min(burst) - 1_000]["ts_event"]).value) < opening + 10**9
-    off = _burst_records(tape, burst, compiled=compiled, opening_rush_s=0)
-    rush = _burst_records(tape, burst, compiled=compiled)
+    off = _records_on(tape, burst, compiled=compiled, opening_rush_s=0)
+    rush = _records_on(tape, burst, compiled=compiled)
     assert any(r["votes"] == 1 for r in off)
     assert all(r["inputs"]["distinct_stamps_20ms"] < 80 or r["detectors"]["zscore"]["score"] < 1.0 for r in rush)
     assert len(rush) < len(off)
+
+
+def _with_off_market_prints(trades: list[dict], every: int, away: list[float]) -> tuple[list[dict], set[int]]:
+    """Real trades with one print ``away`` (a fraction) from the last price after every ``every`` trades
+    from the 2,000th on, 1 us after it; renumbered. Returns the tape and the prints' sequences."""
+    tape, prints = [], set()
+    moves = iter(away)
+    for position, row in enumerate(trades):
+        tape.append(dict(row))
+        if position >= 2_000 and (position - 2_000) % every == 0:
+            move = next(moves, None)
+            if move is not None:
+                stamp = int(pd.Timestamp(row["ts_event"]).value) + 1_000
+                tape.append(dict(row, ts_event=format_timestamp_ns(stamp), ts_recv=format_timestamp_ns(stamp + 500),
+                                 price=round(float(row["price"]) * (1 + move), 2), side="N"))
+                prints.add(len(tape) - 1)
+    for sequence, row in enumerate(tape):
+        row["sequence"] = 1_000 + sequence
+    return tape, {1_000 + position for position in prints}
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_print_far_off_the_market_is_an_anomaly_on_the_zscore_vote_alone(morning_trades, compiled):
+    away = [0.004, -0.005, 0.006, -0.007, 0.008, -0.009, 0.01, -0.012, 0.015, -0.02]
+    tape, prints = _with_off_market_prints(morning_trades[:7_500], 500, away)
+    alone = _records_on(tape, prints, compiled=compiled)
+    without = _records_on(tape, prints, compiled=compiled, off_market_alone_bps=0)
+    assert {r["sequence"] for r in alone} == prints  # every print, whatever the forest and envelope said
+    single = [r for r in alone if r["votes"] == 1]
+    assert single and all(r["detectors"]["zscore"]["vote"] for r in single)
+    assert all(abs(r["inputs"]["deviation_bps"]) >= 40 and r["inputs"]["instant_move_vs_tail"] >= 10 for r in single)
+    assert {r["sequence"] for r in without} == {r["sequence"] for r in alone if r["votes"] >= 2} != prints
+
+
+def test_the_instruments_own_instant_moves_guard_the_off_market_rule(morning_trades):
+    # the same prints, judged as if the instrument's ordinary instant moves were 40 times larger
+    tape, prints = _with_off_market_prints(morning_trades[:7_500], 500, [0.004, -0.005, 0.006, -0.007, 0.008])
+    guarded = _records_on(tape, prints, off_market_alone_vs_tail=400)
+    assert all(r["votes"] >= 2 for r in guarded)
