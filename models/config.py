@@ -65,14 +65,15 @@ class DetectorConfig:
     on the z-score detector's vote alone (a two-sided burst the forest and the envelope
     cannot see); 0 turns this off."""
     off_market_alone_bps: float = 40.0
-    """A trade this far (bp) from the median of the previous 20 prices..."""
+    """A trade this far (bp) from the median of the previous 20 prices (0 turns this off)..."""
     off_market_alone_vs_tail: float = 10.0
     """...and this many times the instrument's recent 95th percentile of instant moves is an
     anomaly on the z-score detector's vote alone (an off-market print the forest's saturated
-    score can miss); 0 turns this off."""
+    score can miss); 0 drops this guard."""
     opening_rush_s: float = 60.0
-    """For this many seconds after 09:30 New York the distinct timestamps do not vote: the
-    first trades after the opening cross are a two-sided rush by nature; 0 turns this off."""
+    """For this many seconds after 09:30 New York the distinct timestamps and the two-sided
+    intensity do not vote: the first trades after the opening cross are a two-sided rush by
+    nature; 0 turns this off."""
     background_training: bool = True
     """Fit the next models in a helper process while the current ones score; the
     results are identical either way (see ``models.training``)."""

@@ -331,7 +331,8 @@ def score_run(
     """Process one run of valid trades; returns how many were flagged (their rows in ``flagged``).
 
     ``opening_rush``: ``models.session.opening_rush_windows`` for the run's days; a trade inside
-    one is not judged on its distinct timestamps (the market's own rush after the open).
+    one is not judged on its pace (distinct timestamps, two-sided intensity): the market's own
+    rush after the open.
 
     ``out`` (n x N_OUT) receives every trade's quantities and, when ``scoring``, its
     scores; unscored columns are NaN. Three passes: the window and inputs trade by
@@ -560,11 +561,11 @@ def score_run(
         zscore = abs(z_price) / params[P_ZT]
         zscore = max(zscore, max(z_volume, 0.0) / params[P_ZT + 1])
         zscore = max(zscore, max(z_volatility, 0.0) / params[P_ZT + 2])
-        zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
         zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
         zscore = max(zscore, row[32] / params[P_LIMITS])
         rush = in_windows(opening_rush, stamps[i], stamps[0] // DAY_NS)
-        if not rush:
+        if not rush:  # the opening's rush is fast and two-sided by nature
+            zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
             zscore = max(zscore, row[29] / params[P_LIMITS + 1])
         zscore = max(zscore, min(abs(row[28]) / params[P_LIMITS + 2], row[33] / params[P_LIMITS + 3]))
         vote_forest = forest >= params[P_FOREST_T]

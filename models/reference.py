@@ -173,7 +173,9 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
     zscores = np.column_stack([price_zscores(features), (learned - zscore.center_) / zscore.scale_])
     stamps = out[:, QUANTITY["distinct_stamps_20ms"]]
-    zscore_scores = zscore.score(zscores, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],
+    paced = zscores.copy()
+    paced[rush, 3] = 0.0  # no intensity vote in the opening rush
+    zscore_scores = zscore.score(paced, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],
                                      np.where(rush, 0.0, stamps), out[:, QUANTITY["instant_move_bps"]],
                                      out[:, QUANTITY["instant_move_vs_tail"]]))
     votes = np.column_stack([forest >= params[P_FOREST_T], envelope >= params[P_ENVELOPE_T], zscore_scores >= 1.0])

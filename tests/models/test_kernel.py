@@ -311,7 +311,7 @@ def test_a_burst_of_distinct_timestamps_is_an_anomaly_on_the_zscore_vote_alone(m
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_distinct_timestamps_do_not_vote_in_the_opening_rush(morning_trades, compiled):
+def test_the_pace_of_trading_does_not_vote_in_the_opening_rush(morning_trades, compiled):
     # the same tape, moved so the burst starts about 20 s after 09:30 New York
     probe, _ = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
     burst_at = int(pd.Timestamp(probe[3_001]["ts_event"]).value)
@@ -323,6 +323,13 @@ def test_distinct_timestamps_do_not_vote_in_the_opening_rush(morning_trades, com
     assert any(r["votes"] == 1 for r in off)
     assert all(r["inputs"]["distinct_stamps_20ms"] < 80 or r["detectors"]["zscore"]["score"] < 1.0 for r in rush)
     assert len(rush) < len(off)
+    # nor does the two-sided intensity: on its vote alone, at a threshold the burst reaches, timestamps out of play
+    by_intensity = dict(compiled=compiled, votes_required=1, zscore_intensity_threshold=5.0, zscore_stamps_limit=1e9,
+                        burst_alone_stamps=0)
+    off = _records_on(tape, burst, opening_rush_s=0, **by_intensity)
+    rush = _records_on(tape, burst, **by_intensity)
+    assert any(r["zscores"]["intensity"] >= 5 and r["detectors"]["zscore"]["vote"] for r in off)
+    assert not any(r["zscores"]["intensity"] >= 5 and r["detectors"]["zscore"]["vote"] for r in rush)
 
 
 def _with_off_market_prints(trades: list[dict], every: int, away: list[float]) -> tuple[list[dict], set[int]]:
