@@ -20,6 +20,7 @@ OPEN, CLOSE, EARLY_CLOSE = time(9, 30), time(16, 0), time(13, 0)
 CROSS_TOLERANCE_SECONDS = 5
 DAY_NS = 86_400 * 10**9
 NO_WINDOWS = np.zeros((0, 2), np.int64)
+NO_WINDOWS.flags.writeable = False
 EARLY_CLOSE_DAYS = (
     "2023-07-03", "2023-11-24", "2024-07-03", "2024-11-29", "2024-12-24",
     "2025-07-03", "2025-11-28", "2025-12-24", "2026-11-27", "2026-12-24",
@@ -65,7 +66,9 @@ def opening_rush_windows(first_ns: int, last_ns: int, seconds: float) -> np.ndar
     first_day, last_day = first_ns // DAY_NS, max(first_ns, last_ns) // DAY_NS
     if first_day == last_day:
         return _day_window(first_day, seconds)
-    return np.vstack([_day_window(day, seconds) for day in range(first_day, last_day + 1)])
+    windows = np.vstack([_day_window(day, seconds) for day in range(first_day, last_day + 1)])
+    windows.flags.writeable = False  # one array type for the kernel, whatever the run's days
+    return windows
 
 
 @lru_cache(maxsize=1024)

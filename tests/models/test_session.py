@@ -85,3 +85,17 @@ def test_the_kernel_and_the_reference_place_a_trade_in_the_rush(clock, inside):
     windows = opening_rush_windows(first, stamp, 60)
     assert kernel.in_windows(windows, stamp, first // DAY_NS) is inside
     assert reference._in_windows(windows, np.array([first, stamp]))[1] == inside
+
+
+@pytest.mark.parametrize("day, clock, inside", [
+    ("2025-05-08", "09:30:10", True),  # the first trade's day has its row, whatever the hour
+    ("2025-05-07", "23:59:30", False),  # a day before the first trade's: no row
+    ("2025-05-09", "09:30:10", True), ("2025-05-12", "09:30:10", True), ("2025-05-12", "09:31:10", False),
+    ("2025-05-13", "09:30:10", False),  # after the run's last day
+])
+def test_a_run_across_days_finds_each_days_window(day, clock, inside):
+    first = nanos("2025-05-08", "16:00:00")
+    windows = opening_rush_windows(first, nanos("2025-05-12", "12:00:00"), 60)
+    stamp = nanos(day, clock)
+    assert kernel.in_windows(windows, stamp, first // DAY_NS) is inside
+    assert reference._in_windows(windows, np.array([first, stamp]))[1] == inside
