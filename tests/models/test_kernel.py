@@ -285,13 +285,14 @@ def _with_burst(trades: list[dict], after: int, prints: int, first_trade_at_ns: 
     return tape, set(range(1_000 + at + 1, 1_000 + at + 1 + prints))
 
 
-def _records_on(tape: list[dict], sequences: set[int], **settings) -> list[dict]:
+def _records_on(tape: list[dict], sequences: set[int] | None, batch: int = 1_000, **settings) -> list[dict]:
+    """The records on ``sequences`` (every record when None)."""
     engine = DetectionEngine(DetectorConfig(background_training=False, **settings))
     state = engine.new_state("NVDA")
     records = []
-    for start in range(0, len(tape), 1_000):
-        records += [r.to_dict() for r in engine.process(state, tape[start:start + 1_000]) if isinstance(r, AnomalyRecord)]
-    return [r for r in records if r["sequence"] in sequences]
+    for start in range(0, len(tape), batch):
+        records += [r.to_dict() for r in engine.process(state, tape[start:start + batch]) if isinstance(r, AnomalyRecord)]
+    return [r for r in records if sequences is None or r["sequence"] in sequences]
 
 
 TEN_AM = int(pd.Timestamp("2025-05-09T10:00:00", tz="America/New_York").value)
@@ -369,3 +370,17 @@ def test_the_instruments_own_instant_moves_guard_the_off_market_rule(morning_tra
     tape, prints = _with_off_market_prints(morning_trades[:7_500], 500, [0.004, -0.005, 0.006, -0.007, 0.008])
     guarded = _records_on(tape, prints, off_market_alone_vs_tail=400)
     assert all(r["votes"] >= 2 for r in guarded)
+
+
+def test_the_one_vote_rules_and_the_rush_give_the_same_records_for_any_batch_split(morning_trades):
+    burst_tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
+    probe = int(pd.Timestamp(burst_tape[min(burst) - 1_000]["ts_event"]).value)
+    opening = int(pd.Timestamp("2025-05-09T09:30:20", tz="America/New_York").value)
+    rush_tape, _ = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM - (probe - opening))
+    off_tape, off = _with_off_market_prints(morning_trades[:4_500], 500, [0.004, -0.006, 0.009, -0.012, 0.02])
+    # in the rush every single vote is a record, so what the rush silences shows
+    for tape, sequences, votes in ((burst_tape, burst, 2), (rush_tape, None, 1), (off_tape, off, 2)):
+        split = [[{k: v for k, v in r.items() if k != "detected_at"}
+                  for r in _records_on(tape, sequences, batch, votes_required=votes)]
+                 for batch in (len(tape), 1_000, 37)]
+        assert split[0] and split[0] == split[1] == split[2]
