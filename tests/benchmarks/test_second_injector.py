@@ -100,3 +100,13 @@ def test_one_symbol_only(morning):
 
 def test_the_draws_are_not_the_broad_injectors(morning):
     assert second_injector.SEED_OFFSET != 0
+
+
+def test_integer_timestamps_stay_integers(morning):
+    as_integers = [dict(t, ts_event=int(pd.Timestamp(t["ts_event"]).value), ts_recv=int(pd.Timestamp(t["ts_recv"]).value))
+                   for t in morning]
+    tape, events = inject_second(as_integers, 0, per_kind=1)
+    text, same = inject_second(morning, 0, per_kind=1)
+    assert all(isinstance(t["ts_event"], int) for t in tape)
+    assert [e.first_sequence for e in events] == [e.first_sequence for e in same]
+    assert [e.ts_event for e in events] == [e.ts_event for e in same]
