@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from connectors.codec import format_timestamp_ns
-from connectors.injection import NEW_YORK, SESSION_CLOSE, SESSION_OPEN, LabelledEvent
+from connectors.injection import NEW_YORK, SESSION_CLOSE, SESSION_OPEN, LabelledEvent, as_text, timestamps_ns
 
 KINDS = ("block", "burst", "off_market", "ramp", "flash_crash")
 BLOCK_SHARES = (20_000, 100_000)
@@ -66,7 +66,7 @@ def inject_second(
         raise ValueError(f"the second injector takes one symbol's trades, not {len(symbols)} symbols")
     rng = np.random.default_rng(SEED_OFFSET + seed)
     tape = [dict(trade) for trade in trades]
-    stamps = _nanoseconds([t["ts_event"] for t in tape])
+    stamps = timestamps_ns([t["ts_event"] for t in tape])
     kinds = [kind for kind in KINDS for _ in range(per_kind)]
     rng.shuffle(kinds)
     eligible = _eligible(stamps, warmup_trades, session_close)
@@ -79,13 +79,6 @@ def inject_second(
             taken.append(at)
             events.append(_build(kind, shape, at, tape, stamps, rng))
     return _laid_out(tape, events, session_close)
-
-
-def _nanoseconds(values: list[Any]) -> np.ndarray:
-    """``ts_event`` values (ISO-8601 text or integer nanoseconds) as int64 nanoseconds."""
-    if values and isinstance(values[0], (int, np.integer)):
-        return np.asarray(values, dtype=np.int64)
-    return pd.to_datetime(pd.Series(values), utc=True, format="ISO8601").astype("int64").to_numpy()
 
 
 def _eligible(stamps: np.ndarray, warmup: int, session_close: time) -> np.ndarray:
@@ -175,9 +168,9 @@ def _print(tape: list[dict[str, Any]], stamps: np.ndarray, at: int, offset_ns: i
     """A print shaped like trade ``at``, ``offset_ns`` after it (never after the next real trade)."""
     stamp = min(int(stamps[at]) + offset_ns, int(stamps[at + 1]))
     trade = dict(tape[at])
-    as_text = isinstance(trade["ts_event"], str)
-    trade.update(ts_event=format_timestamp_ns(stamp) if as_text else stamp,
-                 ts_recv=format_timestamp_ns(stamp + 1_000) if as_text else stamp + 1_000, action="T",
+    textual = isinstance(trade["ts_event"], str)
+    trade.update(ts_event=format_timestamp_ns(stamp) if textual else stamp,
+                 ts_recv=format_timestamp_ns(stamp + 1_000) if textual else stamp + 1_000, action="T",
                  side=side, price=round(max(0.01, price), 2), size=size, flags=0)
     return trade
 
@@ -206,19 +199,15 @@ def _laid_out(tape: list[dict[str, Any]], events: list[_Event], session_close: t
         trade["sequence"] = base + offset
     labels = [
         LabelledEvent(event.kind, out[first]["symbol"], int(out[first]["sequence"]), int(out[last]["sequence"]),
-                      last - first + 1, _text(out[first]["ts_event"]), event.description, event.direction,
+                      last - first + 1, as_text(out[first]["ts_event"]), event.description, event.direction,
                       _session(out[first], session_close))
         for event, first, last in spans
     ]
     return out, labels
 
 
-def _text(ts: Any) -> str:
-    return ts if isinstance(ts, str) else format_timestamp_ns(int(ts))
-
-
 def _session(trade: dict[str, Any], session_close: time) -> str:
-    local = pd.Timestamp(_nanoseconds([trade["ts_event"]])[0], tz="UTC").tz_convert(NEW_YORK).time()
+    local = pd.Timestamp(timestamps_ns([trade["ts_event"]])[0], tz="UTC").tz_convert(NEW_YORK).time()
     if local < SESSION_OPEN:
         return "pre_market"
     return "regular" if local < session_close else "after_hours"

@@ -164,7 +164,7 @@ def inject_events(
     by_symbol: dict[str, list[int]] = {}
     for position, trade in enumerate(trades):
         by_symbol.setdefault(trade["symbol"], []).append(position)
-    timestamps = _timestamps_ns([trade["ts_event"] for trade in trades])
+    timestamps = timestamps_ns([trade["ts_event"] for trade in trades])
     rebuilt: dict[str, list[dict[str, Any]]] = {}
     events: list[LabelledEvent] = []
     for symbol in sorted(by_symbol):
@@ -179,7 +179,7 @@ def inject_events(
     return _merge_in_time_order(rebuilt), sorted(events, key=lambda e: (e.ts_event, e.symbol))
 
 
-def _timestamps_ns(values: Sequence[Any]) -> np.ndarray:
+def timestamps_ns(values: Sequence[Any]) -> np.ndarray:
     """ISO-8601 strings or integer nanoseconds, as int64 nanoseconds since the epoch."""
     if len(values) and isinstance(values[0], (int, np.integer)):
         return np.asarray(values, dtype=np.int64)
@@ -497,19 +497,19 @@ def _rebuild(
             first, last = int(new_position[plan.repriced.start]), int(new_position[plan.repriced.stop - 1])
         events.append(LabelledEvent(
             plan.kind, out[first]["symbol"], int(out[first]["sequence"]), int(out[last]["sequence"]),
-            last - first + 1, _as_text(out[first]["ts_event"]), plan.description, plan.direction, plan.session,
+            last - first + 1, as_text(out[first]["ts_event"]), plan.description, plan.direction, plan.session,
         ))
     return out, events
 
 
-def _as_text(ts: Any) -> str:
+def as_text(ts: Any) -> str:
     return ts if isinstance(ts, str) else format_timestamp_ns(int(ts))
 
 
 def _merge_in_time_order(by_symbol: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Interleave per-symbol tapes by ``ts_event``; ties keep symbol order (a stable sort)."""
     tapes = [by_symbol[symbol] for symbol in sorted(by_symbol)]
-    stamps = np.concatenate([_timestamps_ns([t["ts_event"] for t in tape]) for tape in tapes])
+    stamps = np.concatenate([timestamps_ns([t["ts_event"] for t in tape]) for tape in tapes])
     flat = [trade for tape in tapes for trade in tape]
     return [flat[i] for i in np.argsort(stamps, kind="stable")]
 
@@ -535,7 +535,7 @@ def cut_to_early_close(trades: Sequence[dict[str, Any]], close_at: time = EARLY_
     """
     if not trades:
         return []
-    stamps = _timestamps_ns([trade["ts_event"] for trade in trades])
+    stamps = timestamps_ns([trade["ts_event"] for trade in trades])
     local = pd.to_datetime(stamps, utc=True).tz_convert(NEW_YORK)
     midnight = local.normalize()
     cut_ns = np.asarray((midnight + pd.Timedelta(hours=close_at.hour, minutes=close_at.minute)).astype("int64"))
@@ -547,7 +547,7 @@ def cut_to_early_close(trades: Sequence[dict[str, Any]], close_at: time = EARLY_
     out: list[dict[str, Any]] = []
     price_shift = _closing_shifts(trades, stamps, close_ns, symbols, dates, keep, moved)
     later = np.flatnonzero(moved)
-    received = dict(zip(later.tolist(), _timestamps_ns([trades[p]["ts_recv"] for p in later]).tolist()))
+    received = dict(zip(later.tolist(), timestamps_ns([trades[p]["ts_recv"] for p in later]).tolist()))
     for position, trade in enumerate(trades):
         if keep[position]:
             out.append(dict(trade))

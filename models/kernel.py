@@ -359,6 +359,7 @@ def score_run(
     centred = np.empty(k)
     calib_size = calib.shape[0]
     flagged_count = 0
+    first_day = stamps[0] // DAY_NS if n else 0  # row 0 of opening_rush
 
     for i in range(n):
         price, size, stamp, side = prices[i], sizes[i], stamps[i], sides[i]
@@ -563,7 +564,7 @@ def score_run(
         zscore = max(zscore, max(z_volatility, 0.0) / params[P_ZT + 2])
         zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
         zscore = max(zscore, row[32] / params[P_LIMITS])
-        rush = in_windows(opening_rush, stamps[i], stamps[0] // DAY_NS)
+        rush = in_windows(opening_rush, stamps[i], first_day)
         if not rush:  # the opening's rush is fast and two-sided by nature
             zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
             zscore = max(zscore, row[29] / params[P_LIMITS + 1])

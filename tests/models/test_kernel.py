@@ -298,6 +298,14 @@ def _records_on(tape: list[dict], sequences: set[int] | None, batch: int = 1_000
 TEN_AM = int(pd.Timestamp("2025-05-09T10:00:00", tz="America/New_York").value)
 
 
+def _burst_in_the_rush(morning_trades: list[dict]) -> tuple[list[dict], set[int]]:
+    """The burst tape of 10:00, moved so the burst starts about 20 s after 09:30 New York."""
+    probe, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
+    burst_at = int(pd.Timestamp(probe[min(burst) - 1_000]["ts_event"]).value)
+    opening = int(pd.Timestamp("2025-05-09T09:30:20", tz="America/New_York").value)
+    return _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM - (burst_at - opening))
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_a_burst_of_distinct_timestamps_is_an_anomaly_on_the_zscore_vote_alone(morning_trades, compiled):
     tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
@@ -313,11 +321,8 @@ def test_a_burst_of_distinct_timestamps_is_an_anomaly_on_the_zscore_vote_alone(m
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_the_pace_of_trading_does_not_vote_in_the_opening_rush(morning_trades, compiled):
-    # the same tape, moved so the burst starts about 20 s after 09:30 New York
-    probe, _ = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
-    burst_at = int(pd.Timestamp(probe[3_001]["ts_event"]).value)
+    tape, burst = _burst_in_the_rush(morning_trades)
     opening = int(pd.Timestamp("2025-05-09T09:30:20", tz="America/New_York").value)
-    tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM - (burst_at - opening))
     assert opening <= int(pd.Timestamp(tape[min(burst) - 1_000]["ts_event"]).value) < opening + 10**9
     off = _records_on(tape, burst, compiled=compiled, opening_rush_s=0)
     rush = _records_on(tape, burst, compiled=compiled)
@@ -374,9 +379,7 @@ def test_the_instruments_own_instant_moves_guard_the_off_market_rule(morning_tra
 
 def test_the_one_vote_rules_and_the_rush_give_the_same_records_for_any_batch_split(morning_trades):
     burst_tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
-    probe = int(pd.Timestamp(burst_tape[min(burst) - 1_000]["ts_event"]).value)
-    opening = int(pd.Timestamp("2025-05-09T09:30:20", tz="America/New_York").value)
-    rush_tape, _ = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM - (probe - opening))
+    rush_tape, _ = _burst_in_the_rush(morning_trades)
     off_tape, off = _with_off_market_prints(morning_trades[:4_500], 500, [0.004, -0.006, 0.009, -0.012, 0.02])
     # in the rush every single vote is a record, so what the rush silences shows
     for tape, sequences, votes in ((burst_tape, burst, 2), (rush_tape, None, 1), (off_tape, off, 2)):

@@ -99,11 +99,10 @@ def test_a_real_slice_keeps_a_false_alarm_ceiling(real_slice_scores):
 
 
 @pytest.fixture(scope="module")
-def second_injector_scores():
-    trades = list(iter_trades(REAL_SLICE))
+def second_injector_scores(morning_trades):
     scores = []
     for seed in (0, 1):
-        tape, events = inject_second(trades, seed, per_kind=2, min_gap_trades=1_000)
+        tape, events = inject_second(morning_trades, seed, per_kind=2, min_gap_trades=1_000)
         scores.append(score_anomalies(symbol_sequences(tape), events, detect(tape)))
     return scores
 
