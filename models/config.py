@@ -53,7 +53,7 @@ class DetectorConfig:
     zscore_size_tail_limit: float = 5.0
     """The z-score detector votes on a size this many times the instrument's recent 99.9th percentile."""
     zscore_stamps_limit: float = 80.0
-    """...on this many distinct event times within 20 ms (a two-sided burst)."""
+    """...on this many distinct event times within 50 ms (a two-sided burst)."""
     zscore_instant_move_limit: float = 20.0
     """...on a price move this large (bp) within one timestamp (a sweep)..."""
     zscore_instant_move_tail_limit: float = 3.0
@@ -61,7 +61,7 @@ class DetectorConfig:
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
     burst_alone_stamps: float = 90.0
-    """A trade whose window holds this many distinct event times within 20 ms is an anomaly
+    """A trade whose window holds this many distinct event times within 50 ms is an anomaly
     on the z-score detector's vote alone (a two-sided burst the forest and the envelope
     cannot see); 0 turns this off."""
     off_market_alone_bps: float = 40.0

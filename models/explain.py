@@ -29,7 +29,8 @@ NORMAL = {
     "momentum_bps": 15.0,         # |price move over the window|, bp
     "volatility_bps": 5.0,        # price std over the window, bp of the mean
     "two_sided_rate": 10_000.0,   # prints per second x (1 - |buyer share - seller share|)
-    "distinct_stamps_20ms": 45.0, # distinct timestamps within 20 ms
+    "distinct_stamps_50ms": 60.0, # distinct timestamps within 50 ms
+    "burst_stamps": 45.0,         # an incident's: within 20 ms (models.kinds.KindRules.burst_window_ms)
 }
 """What is normal for each quantity: its natural 99.9th percentile (NVDA, regular session,
 2025-05-09 and 2024-09-23). A value at this level is as telling as 1.0."""
@@ -45,7 +46,7 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
     ``features`` are the 18 window features (a sequence in ``FEATURE_NAMES`` order or a
     mapping by name); ``inputs`` the engine's extra per-trade inputs when it has them
     (``size_vs_median``, ``size_vs_max``, ``size_vs_tail``, ``deviation_bps``, ``instant_move_bps``,
-    ``distinct_stamps_20ms``). Missing or non-finite values are skipped, never raised on.
+    ``distinct_stamps_50ms``). Missing or non-finite values are skipped, never raised on.
     """
     f = _feature_map(features)
     extra = {name: value for name, value in ((k, _number(v)) for k, v in (inputs or {}).items())
@@ -84,9 +85,9 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
     if f.get("price_volatility") is not None:
         bps = 1e4 * f["price_volatility"]
         items.append(_item("volatility_bps", bps, f"price spread (std) {bps:,.1f} bp over {window}"))
-    if "distinct_stamps_20ms" in extra:
-        stamps = extra["distinct_stamps_20ms"]
-        items.append(_item("distinct_stamps_20ms", stamps, f"{stamps:,.0f} distinct timestamps within 20 ms"))
+    if "distinct_stamps_50ms" in extra:
+        stamps = extra["distinct_stamps_50ms"]
+        items.append(_item("distinct_stamps_50ms", stamps, f"{stamps:,.0f} distinct timestamps within 50 ms"))
     rate = _two_sided_rate(f)
     if rate is not None:
         prints = count or 0
@@ -100,7 +101,7 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
 
 KIND_EVIDENCE = {
     "off_market_print": "price_move_bps", "ramp": "price_move_bps", "flash_crash": "price_move_bps",
-    "block": "size_vs_median", "auction": "size_vs_median", "burst": "distinct_stamps_20ms",
+    "block": "size_vs_median", "auction": "size_vs_median", "burst": "burst_stamps",
 }
 """The fact that decided each kind: it leads the incident's explanation."""
 
@@ -120,7 +121,7 @@ def explain_incident(evidence: KindEvidence, kind: str, anomalies: int, trades: 
         _item("size_vs_median", e.size_vs_median,
               f"largest print {plain_shares(e.max_size)} = {_times(e.size_vs_median)} the median size "
               f"({e.median_size:,.0f}) before the incident"),
-        _item("distinct_stamps_20ms", e.burst_stamps,
+        _item("burst_stamps", e.burst_stamps,
               f"{plain_count(e.burst_prints, 'print')} in {plain_duration(e.burst_ms / 1e3)} "
               f"({plain_count(e.burst_stamps, 'distinct timestamp')})"),
     ]

@@ -49,8 +49,8 @@ PRICE_MEDIAN_TRADES = 20
 """``deviation_bps`` compares with the median of this many previous prices."""
 SIZE_MEDIAN_TRADES = 100
 """``size_vs_median`` and ``size_vs_max`` compare with this many previous sizes."""
-STAMP_WINDOW_NS = 20_000_000
-"""``distinct_stamps_20ms`` counts distinct event times within this span."""
+STAMP_WINDOW_NS = 50_000_000
+"""``distinct_stamps_50ms`` counts distinct event times within this span."""
 TAIL_TRADES = 10_000
 """``size_vs_tail`` and ``instant_move_vs_tail``: the memory, in trades, of the instrument's
 distribution of sizes and of |instant moves| (a value's weight halves after about 6,900 trades)."""
@@ -81,8 +81,8 @@ F_HEADER = 5
 # params header (model parameters packed in one float64 array)
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
-P_LIMITS = 8   # 4 limits: size_vs_tail, distinct_stamps_20ms, |instant_move_bps|, instant_move_vs_tail
-P_ALONE = 12  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_20ms,
+P_LIMITS = 8   # 4 limits: size_vs_tail, distinct_stamps_50ms, |instant_move_bps|, instant_move_vs_tail
+P_ALONE = 12  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_50ms,
 #               |deviation_bps| with instant_move_vs_tail
 P_ZCENTER = 15  # 4
 P_ZSCALE = 19  # 4
@@ -468,7 +468,7 @@ def score_run(
             elif stamp == istate[STAMP_TS] and istate[HAS_STAMP_PREV] == 1:
                 reference = fstate[F_STAMP_PREV]
         row[28] = 1e4 * (price / reference - 1.0) if reference > 0 else 0.0
-        # distinct_stamps_20ms: distinct event times in the window within 20 ms up to this trade
+        # distinct_stamps_50ms: distinct event times in the window within 50 ms up to this trade
         found = 0
         for j in range(previous):
             t = ring_t[(head - previous + j) % ring]

@@ -61,7 +61,7 @@ def score_run(
         out[i, QUANTITY["size_vs_median"]] = size / max(1.0, float(np.median(earlier_s))) if earlier_s else 1.0
         out[i, QUANTITY["size_vs_max"]] = size / max(earlier_s) if earlier_s else 1.0
         window_t = history_t[max(0, at - window_size + 1):at + 1]
-        out[i, QUANTITY["distinct_stamps_20ms"]] = len({t for t in window_t if stamp - STAMP_WINDOW_NS <= t <= stamp})
+        out[i, QUANTITY["distinct_stamps_50ms"]] = len({t for t in window_t if stamp - STAMP_WINDOW_NS <= t <= stamp})
         # instant move: the price before the current timestamp began; 0 if time went backwards
         reference = None
         if at > 0 and stamp > stamp_ts:
@@ -172,7 +172,7 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     features = out[:, :18]
     learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
     zscores = np.column_stack([price_zscores(features), (learned - zscore.center_) / zscore.scale_])
-    stamps = out[:, QUANTITY["distinct_stamps_20ms"]]
+    stamps = out[:, QUANTITY["distinct_stamps_50ms"]]
     paced = zscores.copy()
     paced[rush, 3] = 0.0  # no intensity vote in the opening rush
     zscore_scores = zscore.score(paced, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],

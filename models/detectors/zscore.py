@@ -30,7 +30,7 @@ would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
 
 * ``size_vs_tail``: the size against the instrument's recent 99.9th-percentile size
   (a block; a log-size z puts a 15,000-share print at 3.4 sigma on NVDA);
-* ``distinct_stamps_20ms``: distinct event times within 20 ms (a two-sided burst; one
+* ``distinct_stamps_50ms``: distinct event times within 50 ms (a two-sided burst; one
   aggressive order prints hundreds of trades at a single timestamp);
 * ``|instant_move_bps|``: the move within one timestamp (a sweep through the book), when it
   is also ``instant_move_vs_tail`` times the instrument's recent 95th percentile (one tick

@@ -11,7 +11,7 @@ from models.features import NEW_INPUTS
 def test_new_settings_parse():
     config = DetectorConfig.from_env({
         "DETECTOR_COMPILED": "false", "DETECTOR_FIT_HELPERS": "2",
-        "DETECTOR_MODEL_FEATURES": "size_share, deviation_bps,instant_move_bps,distinct_stamps_20ms,size_vs_median,size_vs_max,"
+        "DETECTOR_MODEL_FEATURES": "size_share, deviation_bps,instant_move_bps,distinct_stamps_50ms,size_vs_median,size_vs_max,"
                                    "size_vs_tail,instant_move_vs_tail",
     })
     assert config.compiled is False and config.fit_helpers == 2

@@ -223,7 +223,7 @@ def test_records_carry_votes_scores_and_severity(reference):
         assert 0 <= data["anomaly_score"] <= 1
         expected = np.mean([min(d["score"] / d["threshold"], 10) for d in data["detectors"].values()])
         assert data["ensemble_score"] == pytest.approx(expected, rel=1e-12)
-        assert set(data["inputs"]) >= {"deviation_bps", "instant_move_bps", "distinct_stamps_20ms", "size_vs_median"}
+        assert set(data["inputs"]) >= {"deviation_bps", "instant_move_bps", "distinct_stamps_50ms", "size_vs_median"}
         assert all(np.isfinite(list(data["inputs"].values())))
 
 

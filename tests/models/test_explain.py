@@ -41,15 +41,15 @@ def test_a_block_is_explained_by_its_size_against_the_others_first(block_feature
 
 def test_with_the_engines_inputs_the_median_and_the_recent_price_are_used(block_features):
     inputs = {"size_vs_median": 96.1, "deviation_bps": -210.0, "instant_move_bps": 3.0,
-              "distinct_stamps_20ms": 412}
+              "distinct_stamps_50ms": 412}
     items = explain_record(block_features, inputs, limit=10)
     by_input = {item["input"]: item for item in items}
     assert by_input["size_vs_median"]["text"] == "size 49,987 = 96x the median of the last 100 trades"
     assert by_input["deviation_bps"]["text"] == "price 2.1% below the recent median price"
-    assert by_input["distinct_stamps_20ms"]["text"] == "412 distinct timestamps within 20 ms"
+    assert by_input["distinct_stamps_50ms"]["text"] == "412 distinct timestamps within 50 ms"
     assert by_input["instant_move_bps"]["text"] == "price moved +3.0 bp within one timestamp"
     assert "size_vs_mean" not in by_input and "price_vs_mean_bps" not in by_input
-    assert [item["input"] for item in items[:3]] == ["deviation_bps", "distinct_stamps_20ms", "size_vs_median"]
+    assert [item["input"] for item in items[:3]] == ["deviation_bps", "distinct_stamps_50ms", "size_vs_median"]
 
 
 def test_items_are_ranked_by_how_far_beyond_normal_they_are(block_features):
@@ -83,7 +83,7 @@ def test_no_explanation_speaks_in_z_scores(block_features):
 
 
 @pytest.mark.parametrize("inputs", [None, {}, {"size_vs_median": float("nan")}, {"deviation_bps": "x"},
-                                    {"distinct_stamps_20ms": None}, {"size_vs_median": True}])
+                                    {"distinct_stamps_50ms": None}, {"size_vs_median": True}])
 def test_missing_or_odd_inputs_fall_back_to_the_features(block_features, inputs):
     items = explain_record(block_features, inputs)
     assert items[0]["input"] == "size_vs_mean"

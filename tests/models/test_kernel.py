@@ -103,7 +103,7 @@ def compare_every_run(engine: DetectionEngine) -> list[tuple[np.ndarray, np.ndar
 def test_compiled_and_reference_agree_on_real_slices(fixture, request, small_config):
     trades = request.getfixturevalue(fixture)
     engine = DetectionEngine(dataclasses.replace(
-        small_config, model_features=small_config.model_features + ("deviation_bps", "distinct_stamps_20ms"),
+        small_config, model_features=small_config.model_features + ("deviation_bps", "distinct_stamps_50ms"),
     ))
     runs = compare_every_run(engine)
     state = engine.new_state("NVDA")
@@ -154,7 +154,7 @@ def test_per_trade_inputs_on_a_crafted_tape(compiled):
     tape += [trade(34, sweep_at + 30_000_000, 100.0, 5_000)]
     engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
     out = every_output(engine, engine.new_state("X"), tape, len(tape))
-    inputs = {name: out[:, QUANTITY[name]] for name in ("deviation_bps", "instant_move_bps", "distinct_stamps_20ms",
+    inputs = {name: out[:, QUANTITY[name]] for name in ("deviation_bps", "instant_move_bps", "distinct_stamps_50ms",
                                                         "size_vs_median", "size_vs_max")}
     assert inputs["deviation_bps"][0] == 0.0 and inputs["size_vs_median"][0] == 1.0  # nothing before the first trade
     assert inputs["size_vs_median"][1] == 2.0  # 200 / median(100)
@@ -166,10 +166,10 @@ def test_per_trade_inputs_on_a_crafted_tape(compiled):
     assert inputs["instant_move_bps"][29] == 0.0  # same price as the trade 1 ms earlier
     # the median of the previous 20 prices is still 100.00 during the sweep
     np.testing.assert_allclose(inputs["deviation_bps"][30:34], [5.0, 10.0, 15.0, 20.0], rtol=1e-9)
-    # within 20 ms up to the trade: 21 distinct stamps at 1 ms spacing (itself included)
-    assert inputs["distinct_stamps_20ms"][25] == 21
-    assert inputs["distinct_stamps_20ms"][33] == 21  # the sweep's stamp and the ticks at 10..29 ms
-    assert inputs["distinct_stamps_20ms"][34] == 1  # 30 ms after everything else
+    # within 50 ms up to the trade, itself included
+    assert inputs["distinct_stamps_50ms"][25] == 26  # the ticks at 0..25 ms
+    assert inputs["distinct_stamps_50ms"][33] == 31  # the ticks at 0..29 ms and the sweep's one stamp
+    assert inputs["distinct_stamps_50ms"][34] == 22  # ticks at 10..29 ms (10 ms: exactly 50 ms before), sweep
     sizes = [t["size"] for t in tape[:34]]
     assert inputs["size_vs_median"][34] == pytest.approx(5_000 / np.median(sizes))
     assert inputs["size_vs_max"][0] == 1.0 and inputs["size_vs_max"][1] == 2.0  # 200 / max(100)
@@ -264,21 +264,22 @@ def test_size_tail_rescaling_keeps_the_percentile():
     assert 4_000 < plain < 5_800  # in the bin of the largest sizes drawn (up to 5,000)
 
 
-def _with_burst(trades: list[dict], after: int, prints: int, first_trade_at_ns: int) -> tuple[list[dict], set[int]]:
+def _with_burst(trades: list[dict], after: int, prints: int, first_trade_at_ns: int,
+                spacing_ns: int = 100_000) -> tuple[list[dict], set[int]]:
     """Real trades, moved in time so the first is at ``first_trade_at_ns``, with a two-sided burst of
-    ``prints`` small prints 100 us apart at the first pause after trade ``after`` that holds it;
+    ``prints`` small prints ``spacing_ns`` apart at the first pause after trade ``after`` that holds it;
     renumbered. Returns the tape and the burst's sequences."""
     stamps = np.array([int(pd.Timestamp(t["ts_event"]).value) for t in trades], np.int64)
     stamps += first_trade_at_ns - stamps[0]
-    span = prints * 100_000
+    span = prints * spacing_ns
     at = after + int(np.flatnonzero(np.diff(stamps[after:]) > span + 1_000_000)[0])
     price = float(trades[at]["price"])
     tape = []
     for position, (row, stamp) in enumerate(zip(trades, stamps)):
         tape.append(dict(row, ts_event=format_timestamp_ns(int(stamp)), ts_recv=format_timestamp_ns(int(stamp) + 500)))
         if position == at:
-            tape += [dict(row, ts_event=format_timestamp_ns(int(stamp) + 100_000 * (k + 1)),
-                          ts_recv=format_timestamp_ns(int(stamp) + 100_000 * (k + 1) + 500), side="AB"[k % 2],
+            tape += [dict(row, ts_event=format_timestamp_ns(int(stamp) + spacing_ns * (k + 1)),
+                          ts_recv=format_timestamp_ns(int(stamp) + spacing_ns * (k + 1) + 500), side="AB"[k % 2],
                           price=round(price + 0.01 * (k % 3 - 1), 2), size=10 + 7 * (k % 11)) for k in range(prints)]
     for sequence, row in enumerate(tape):
         row["sequence"] = 1_000 + sequence
@@ -313,10 +314,41 @@ def test_a_burst_of_distinct_timestamps_is_an_anomaly_on_the_zscore_vote_alone(m
     without = _records_on(tape, burst, compiled=compiled, burst_alone_stamps=0)
     single = [r for r in alone if r["votes"] == 1]
     assert single and all(r["detectors"]["zscore"]["vote"] for r in single)
-    assert all(r["inputs"]["distinct_stamps_20ms"] >= 90 for r in single)
+    assert all(r["inputs"]["distinct_stamps_50ms"] >= 90 for r in single)
     assert all(r["votes"] >= 2 for r in without)
     # the rule only adds: what two detectors flag is flagged either way
     assert {r["sequence"] for r in without} == {r["sequence"] for r in alone if r["votes"] >= 2}
+
+
+def _distinct_within(stamps: np.ndarray, window: int, span_ns: int) -> np.ndarray:
+    """distinct_stamps from scratch: distinct values among each trade's last ``window`` stamps
+    (itself included) that are no more than ``span_ns`` before its own."""
+    return np.array([len({t for t in stamps[max(0, i - window + 1):i + 1] if stamps[i] - span_ns <= t <= stamps[i]})
+                     for i in range(len(stamps))])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_distinct_stamps_against_an_independent_computation_on_real_trades(morning_trades, compiled):
+    # 150 prints 320 us apart (48 ms) after real trades of 10:00 New York
+    tape, burst = _with_burst(morning_trades[:3_000], 2_000, 150, TEN_AM, spacing_ns=320_000)
+    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
+    got = every_output(engine, engine.new_state("NVDA"), tape, 700)[:, QUANTITY["distinct_stamps_50ms"]]
+    stamps = np.array([int(pd.Timestamp(t["ts_event"]).value) for t in tape], np.int64)
+    np.testing.assert_array_equal(got, _distinct_within(stamps, engine.config.window_size, 50_000_000))
+    rows = [row - 1_000 for row in sorted(burst)]
+    assert got[rows].max() >= 99  # the window's 100 trades are nearly all the burst's, each at its own stamp
+    assert _distinct_within(stamps, engine.config.window_size, 20_000_000)[rows].max() <= 64  # a 20 ms span sees 63
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_slow_burst_is_an_anomaly_on_the_zscore_vote_alone(morning_trades, compiled):
+    # 160 prints in 48 ms: under 80 distinct timestamps in any 20 ms, all 100 of a window within 50 ms
+    tape, burst = _with_burst(morning_trades[:4_000], 3_000, 160, TEN_AM, spacing_ns=300_000)
+    alone = _records_on(tape, burst, compiled=compiled)
+    without = _records_on(tape, burst, compiled=compiled, burst_alone_stamps=0)
+    single = [r for r in alone if r["votes"] == 1]
+    assert len(single) >= 50 and all(r["inputs"]["distinct_stamps_50ms"] >= 90 for r in single)
+    assert len(without) < len(alone)
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -327,7 +359,7 @@ def test_the_pace_of_trading_does_not_vote_in_the_opening_rush(morning_trades, c
     off = _records_on(tape, burst, compiled=compiled, opening_rush_s=0)
     rush = _records_on(tape, burst, compiled=compiled)
     assert any(r["votes"] == 1 for r in off)
-    assert all(r["inputs"]["distinct_stamps_20ms"] < 80 or r["detectors"]["zscore"]["score"] < 1.0 for r in rush)
+    assert all(r["inputs"]["distinct_stamps_50ms"] < 80 or r["detectors"]["zscore"]["score"] < 1.0 for r in rush)
     assert len(rush) < len(off)
     # nor does the two-sided intensity: on its vote alone, at a threshold the burst reaches, timestamps out of play
     by_intensity = dict(compiled=compiled, votes_required=1, zscore_intensity_threshold=5.0, zscore_stamps_limit=1e9,
