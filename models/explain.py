@@ -30,6 +30,7 @@ NORMAL = {
     "volatility_bps": 5.0,        # price std over the window, bp of the mean
     "two_sided_rate": 10_000.0,   # prints per second x (1 - |buyer share - seller share|)
     "distinct_stamps_50ms": 60.0, # distinct timestamps within 50 ms
+    "breakout_bps": 38.0,         # |price beyond the last ~2,000 trades' samples vs their median|, bp
     "burst_stamps": 45.0,         # an incident's: within 20 ms (models.kinds.KindRules.burst_window_ms)
 }
 """What is normal for each quantity: its natural 99.9th percentile (NVDA, regular session,
@@ -46,7 +47,7 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
     ``features`` are the 18 window features (a sequence in ``FEATURE_NAMES`` order or a
     mapping by name); ``inputs`` the engine's extra per-trade inputs when it has them
     (``size_vs_median``, ``size_vs_max``, ``size_vs_tail``, ``deviation_bps``, ``instant_move_bps``,
-    ``distinct_stamps_50ms``). Missing or non-finite values are skipped, never raised on.
+    ``distinct_stamps_50ms``, ``breakout_bps``). Missing or non-finite values are skipped, never raised on.
     """
     f = _feature_map(features)
     extra = {name: value for name, value in ((k, _number(v)) for k, v in (inputs or {}).items())
@@ -82,6 +83,10 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
     if f.get("price_momentum") is not None:
         bps = 1e4 * f["price_momentum"]
         items.append(_item("momentum_bps", bps, f"price {_signed_percent(bps)} over {window}"))
+    if extra.get("breakout_bps"):
+        bps = extra["breakout_bps"]
+        items.append(_item("breakout_bps", bps, f"price {_percent(bps)} {_side(bps)} where it traded over the "
+                                                "last ~2,000 trades, beyond all of it"))
     if f.get("price_volatility") is not None:
         bps = 1e4 * f["price_volatility"]
         items.append(_item("volatility_bps", bps, f"price spread (std) {bps:,.1f} bp over {window}"))

@@ -175,7 +175,7 @@ DERIVED_NAMES = tuple(DERIVED_INPUTS)
 
 NEW_INPUTS = (
     "deviation_bps", "instant_move_bps", "distinct_stamps_50ms", "size_vs_median", "size_vs_max", "size_vs_tail",
-    "instant_move_vs_tail",
+    "instant_move_vs_tail", "breakout_bps",
 )
 """Inputs that need more than the window's features, computed trade by trade
 (``models.kernel``; reference ``models.reference``), for the detectors of issue 12:
@@ -205,6 +205,14 @@ NEW_INPUTS = (
   percentile of |instant_move_bps|)`` (``models.kernel.MOVE_TAIL_SHARE``), from a histogram of
   the same kind, 1 for the first trade. One tick is 1 bp of a $100 stock and 20 bp of a $5 one: a move in bp alone is not
   unusual the same way on every instrument.
+* ``breakout_bps``: ``1e4 * (price / median of the instrument's price samples - 1)`` when
+  the price is below the lowest sample or above the highest, else 0. After every 100th
+  trade the median of the 20 prices before it is sampled; the last 20 samples are kept
+  (about 2,000 trades, ``models.kernel.BREAKOUT_EVERY`` and ``BREAKOUT_SAMPLES``), 0 before
+  the first. A crash that walks down over hundreds of trades moves each window of 100 by
+  a fraction of its depth; against where the price was before it, the whole depth shows.
+  Beyond every sample means the move is still under way: once the price comes back, a
+  mean dragged down by the crash would make the recovery look like a jump up.
 """
 
 INPUT_SCALE_FLOORS = {
@@ -224,6 +232,7 @@ INPUT_SCALE_FLOORS = {
     "size_vs_max": 0.25,
     "size_vs_tail": 0.25,
     "instant_move_vs_tail": 0.25,
+    "breakout_bps": 2.0,
 }
 """The smallest spread each input is scaled by. Over 500 quiet trades an input can sit
 on one value (no price change at all: momentum 0 for every sample), and scaling by a

@@ -16,9 +16,10 @@ State layout (all arrays owned by ``models.state``; the kernel mutates the worki
 copies it is given):
 
 * ``fstate``: ``[stamp_prev_price, size tail weight and total, move tail weight and total,
-  ring prices (R), ring sizes (R), sorted sizes (M), size tail masses (H), move tail masses (H)]``
+  ring prices (R), ring sizes (R), sorted sizes (M), size tail masses (H), move tail masses (H),
+  price samples (S)]``
 * ``istate``: ``[fill, head, stamp_ts, has_stamp_prev, sorted_fill, calib_fill, calib_pos,
-  ring timestamps (R), ring sides (R)]``
+  trades, ring timestamps (R), ring sides (R)]``
 * ``calib``: the last ensemble scores (empty until the instrument has models).
 """
 
@@ -67,26 +68,32 @@ TAIL_GROWTH = 1.0 / (1.0 - 1.0 / TAIL_TRADES)
 """Each trade weighs this much more than the one before (older ones fade, none is rewritten)."""
 TAIL_RESCALE_AT = 1e100
 """Weights are brought back to 1 when they reach this, so they never overflow."""
+BREAKOUT_EVERY = 100
+"""``breakout_bps`` samples the instrument's price after every this many trades..."""
+BREAKOUT_SAMPLES = 20
+"""...and keeps this many samples (the last ~2,000 trades): a move that builds over hundreds
+of trades, longer than the window, is measured against where the price was before it."""
 CALIBRATION_SCORES = 1_000
 """Ensemble scores kept per instrument to calibrate the anomaly score against."""
 ENSEMBLE_CAP = 10.0
 """Each detector adds at most ``min(score / threshold, 10)`` to the ensemble score."""
 
 # istate header
-FILL, HEAD, STAMP_TS, HAS_STAMP_PREV, SORTED_FILL, CALIB_FILL, CALIB_POS = range(7)
-I_HEADER = 7
+FILL, HEAD, STAMP_TS, HAS_STAMP_PREV, SORTED_FILL, CALIB_FILL, CALIB_POS, TRADES = range(8)
+I_HEADER = 8
 F_STAMP_PREV, F_TAIL_WEIGHT, F_TAIL_TOTAL, F_MOVE_WEIGHT, F_MOVE_TOTAL = range(5)
 F_HEADER = 5
 
 # params header (model parameters packed in one float64 array)
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
-P_LIMITS = 8   # 4 limits: size_vs_tail, distinct_stamps_50ms, |instant_move_bps|, instant_move_vs_tail
-P_ALONE = 12  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_50ms,
+P_LIMITS = 8   # 5 limits: size_vs_tail, distinct_stamps_50ms, |instant_move_bps|, instant_move_vs_tail,
+#               |breakout_bps|
+P_ALONE = 13  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_50ms,
 #               |deviation_bps| with instant_move_vs_tail
-P_ZCENTER = 15  # 4
-P_ZSCALE = 19  # 4
-P_ENVELOPE = 23  # mean (k), scale (k), location (k), precision (k * k)
+P_ZCENTER = 16  # 4
+P_ZSCALE = 20  # 4
+P_ENVELOPE = 24  # mean (k), scale (k), location (k), precision (k * k)
 
 PRICE_STD_FLOOR = 1e-4
 MIN_DURATION = MIN_DURATION_SECONDS
@@ -98,7 +105,7 @@ def ring_length(window_size: int) -> int:
 
 
 def fstate_length(ring: int) -> int:
-    return F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 2 * TAIL_BINS
+    return F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 2 * TAIL_BINS + BREAKOUT_SAMPLES
 
 
 @njit(cache=True, nogil=True)
@@ -345,7 +352,10 @@ def score_run(
     ring_s = fstate[F_HEADER + ring:F_HEADER + 2 * ring]
     sorted_sizes = fstate[F_HEADER + 2 * ring:F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES]
     tail_masses = fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES:F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + TAIL_BINS]
-    move_masses = fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + TAIL_BINS:]
+    samples_at = F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 2 * TAIL_BINS
+    move_masses = fstate[samples_at - TAIL_BINS:samples_at]
+    price_samples = fstate[samples_at:samples_at + BREAKOUT_SAMPLES]
+    ordered_samples = np.empty(BREAKOUT_SAMPLES)
     ring_t = istate[I_HEADER:I_HEADER + ring]
     ring_side = istate[I_HEADER + ring:]
     keep = window_size - 1
@@ -457,8 +467,10 @@ def score_run(
             for j in range(m):
                 medians[j] = ring_p[(head - m + j) % ring]
             _insertion_sort(medians, m)
-            row[27] = 1e4 * (price / _median_of_sorted(medians, m) - 1.0)
+            recent_median = _median_of_sorted(medians, m)
+            row[27] = 1e4 * (price / recent_median - 1.0)
         else:
+            recent_median = price
             row[27] = 0.0
         # instant_move_bps: against the price before this event time began; 0 if time went backwards
         reference = -1.0
@@ -504,6 +516,16 @@ def score_run(
         move = abs(row[28])
         tail = tail_size(move_masses, fstate[F_MOVE_TOTAL], MOVE_TAIL_SHARE)
         row[33] = move / max(1.0, tail) if tail > 0.0 else 1.0
+        # breakout_bps: against the median of the price samples, when beyond all of them
+        row[34] = 0.0
+        taken = istate[TRADES] // BREAKOUT_EVERY
+        filled = taken if taken < BREAKOUT_SAMPLES else BREAKOUT_SAMPLES
+        if filled > 0:
+            for j in range(filled):
+                ordered_samples[j] = price_samples[j]
+            _insertion_sort(ordered_samples, filled)
+            if price < ordered_samples[0] or price > ordered_samples[filled - 1]:
+                row[34] = 1e4 * (price / _median_of_sorted(ordered_samples, filled) - 1.0)
 
         if scoring:
             for j in range(k):
@@ -529,6 +551,9 @@ def score_run(
         istate[HEAD] = (head + 1) % ring
         if fill < ring:
             istate[FILL] = fill + 1
+        istate[TRADES] += 1
+        if istate[TRADES] % BREAKOUT_EVERY == 0:
+            price_samples[(istate[TRADES] // BREAKOUT_EVERY - 1) % BREAKOUT_SAMPLES] = recent_median
 
     if not scoring:
         for i in range(n):
@@ -569,6 +594,7 @@ def score_run(
             zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
             zscore = max(zscore, row[29] / params[P_LIMITS + 1])
         zscore = max(zscore, min(abs(row[28]) / params[P_LIMITS + 2], row[33] / params[P_LIMITS + 3]))
+        zscore = max(zscore, abs(row[34]) / params[P_LIMITS + 4])
         vote_forest = forest >= params[P_FOREST_T]
         vote_envelope = envelope >= params[P_ENVELOPE_T]
         vote_zscore = zscore >= 1.0

@@ -18,7 +18,7 @@ import numpy as np
 from models.detectors.zscore import ZScoreVote, price_zscores
 from models.features import DERIVED_INPUTS, _window_features
 from models.kernel import (
-    CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_MOVE_TOTAL, F_MOVE_WEIGHT, F_STAMP_PREV,
+    BREAKOUT_EVERY, BREAKOUT_SAMPLES, TRADES, CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_MOVE_TOTAL, F_MOVE_WEIGHT, F_STAMP_PREV,
     F_TAIL_TOTAL, F_TAIL_WEIGHT,
     FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_ALONE, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER,
     P_ZCENTER, P_ZSCALE, P_ZT, PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS,
@@ -50,8 +50,10 @@ def score_run(
     tails_at = F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES
     tail = Tail(fstate[tails_at:tails_at + TAIL_BINS], float(fstate[F_TAIL_WEIGHT]), float(fstate[F_TAIL_TOTAL]),
                 TAIL_SHARE)
-    move_tail = Tail(fstate[tails_at + TAIL_BINS:], float(fstate[F_MOVE_WEIGHT]), float(fstate[F_MOVE_TOTAL]),
-                     MOVE_TAIL_SHARE)
+    move_tail = Tail(fstate[tails_at + TAIL_BINS:tails_at + 2 * TAIL_BINS], float(fstate[F_MOVE_WEIGHT]),
+                     float(fstate[F_MOVE_TOTAL]), MOVE_TAIL_SHARE)
+    samples = fstate[tails_at + 2 * TAIL_BINS:tails_at + 2 * TAIL_BINS + BREAKOUT_SAMPLES]
+    trades = int(istate[TRADES])
     for i in range(n):
         at = fill + i  # this trade's position in the history
         earlier_p = history_p[max(0, at - PRICE_MEDIAN_TRADES):at]
@@ -76,6 +78,12 @@ def score_run(
         percentile = move_tail.percentile()
         out[i, QUANTITY["instant_move_vs_tail"]] = move / max(1.0, percentile) if percentile > 0 else 1.0
         move_tail.add(move)
+        taken = samples[:min(trades // BREAKOUT_EVERY, BREAKOUT_SAMPLES)]
+        beyond = len(taken) and (price < taken.min() or price > taken.max())
+        out[i, QUANTITY["breakout_bps"]] = 1e4 * (price / np.median(taken) - 1.0) if beyond else 0.0
+        trades += 1
+        if trades % BREAKOUT_EVERY == 0:
+            samples[(trades // BREAKOUT_EVERY - 1) % BREAKOUT_SAMPLES] = np.median(earlier_p) if earlier_p else price
         if at == 0 or stamp > stamp_ts:
             if at > 0:
                 stamp_prev, has_prev = history_p[at - 1], True
@@ -98,7 +106,7 @@ def score_run(
     last_sizes = np.sort(np.array(history_s[max(0, total - SIZE_MEDIAN_TRADES):]))
     fstate[F_HEADER + 2 * ring:F_HEADER + 2 * ring + len(last_sizes)] = last_sizes
     istate[SORTED_FILL] = len(last_sizes)
-    istate[FILL], istate[HEAD] = keep, new_head
+    istate[FILL], istate[HEAD], istate[TRADES] = keep, new_head, trades
     istate[STAMP_TS], istate[HAS_STAMP_PREV] = stamp_ts, int(has_prev)
     fstate[F_STAMP_PREV] = stamp_prev
     fstate[F_TAIL_WEIGHT], fstate[F_TAIL_TOTAL] = tail.weight, tail.total
@@ -167,7 +175,7 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     precision = params[P_ENVELOPE + 3 * k:P_ENVELOPE + 3 * k + k * k].reshape(k, k)
     centred = (X - mean) / scale - location
     envelope = np.einsum("ij,jk,ik->i", centred, precision, centred)
-    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 4])
+    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 5])
     zscore.center_, zscore.scale_ = params[P_ZCENTER:P_ZCENTER + 4], params[P_ZSCALE:P_ZSCALE + 4]
     features = out[:, :18]
     learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
@@ -177,7 +185,8 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     paced[rush, 3] = 0.0  # no intensity vote in the opening rush
     zscore_scores = zscore.score(paced, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],
                                      np.where(rush, 0.0, stamps), out[:, QUANTITY["instant_move_bps"]],
-                                     out[:, QUANTITY["instant_move_vs_tail"]]))
+                                     out[:, QUANTITY["instant_move_vs_tail"]],
+                                     out[:, QUANTITY["breakout_bps"]]))
     votes = np.column_stack([forest >= params[P_FOREST_T], envelope >= params[P_ENVELOPE_T], zscore_scores >= 1.0])
     out[:, SCORES], out[:, SCORES + 1], out[:, SCORES + 2] = forest, envelope, zscore_scores
     out[:, ZSCORES:ZSCORES + 5] = zscores

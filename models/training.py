@@ -100,7 +100,7 @@ def zscore_from_config(config: DetectorConfig) -> ZScoreVote:
         config.zscore_price_threshold, config.zscore_volume_threshold,
         config.zscore_volatility_threshold, config.zscore_intensity_threshold,
         config.zscore_momentum_threshold, config.zscore_size_tail_limit, config.zscore_stamps_limit,
-        config.zscore_instant_move_limit, config.zscore_instant_move_tail_limit,
+        config.zscore_instant_move_limit, config.zscore_instant_move_tail_limit, config.zscore_breakout_limit,
     )
 
 

@@ -34,7 +34,10 @@ would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
   aggressive order prints hundreds of trades at a single timestamp);
 * ``|instant_move_bps|``: the move within one timestamp (a sweep through the book), when it
   is also ``instant_move_vs_tail`` times the instrument's recent 95th percentile (one tick
-  of a $5 stock is 20 bp: its limit in bp alone would flag ordinary trading).
+  of a $5 stock is 20 bp: its limit in bp alone would flag ordinary trading);
+* ``|breakout_bps|``: the move from where the price was over the last ~2,000 trades, while
+  it is beyond all of them (a crash or a spike slower than one window: its momentum over
+  100 trades is a fraction of its depth).
 """
 
 from __future__ import annotations
@@ -84,12 +87,14 @@ class ZScoreVote:
         volatility_threshold: float = 4.5, intensity_threshold: float = 4.5,
         momentum_threshold: float = 4.5, size_tail_limit: float = 5.0, stamps_limit: float = 80.0,
         instant_move_limit: float = 20.0, instant_move_tail_limit: float = 3.0,
+        breakout_limit: float = 80.0,
     ) -> None:
         self.momentum_threshold = momentum_threshold
         self.size_tail_limit = size_tail_limit
         self.stamps_limit = stamps_limit
         self.instant_move_limit = instant_move_limit
         self.instant_move_tail_limit = instant_move_tail_limit
+        self.breakout_limit = breakout_limit
         self.price_threshold = price_threshold
         self.volume_threshold = volume_threshold
         self.volatility_threshold = volatility_threshold
@@ -120,9 +125,10 @@ class ZScoreVote:
 
     @staticmethod
     def limited_inputs(size_vs_tail: np.ndarray, distinct_stamps: np.ndarray, instant_move_bps: np.ndarray,
-                       instant_move_vs_tail: np.ndarray) -> np.ndarray:
+                       instant_move_vs_tail: np.ndarray, breakout_bps: np.ndarray) -> np.ndarray:
         """The columns ``score`` compares with the fixed limits, one row per trade."""
-        return np.column_stack([size_vs_tail, distinct_stamps, np.abs(instant_move_bps), instant_move_vs_tail])
+        return np.column_stack([size_vs_tail, distinct_stamps, np.abs(instant_move_bps), instant_move_vs_tail,
+                                np.abs(breakout_bps)])
 
     def score(self, zscores: np.ndarray, limited: np.ndarray | None = None) -> np.ndarray:
         """The largest of every z / threshold and, given ``limited_inputs``, every input / limit."""
@@ -136,10 +142,10 @@ class ZScoreVote:
         ratios = surprise / thresholds
         if limited is not None:
             limits = np.array([self.size_tail_limit, self.stamps_limit, self.instant_move_limit,
-                               self.instant_move_tail_limit])
+                               self.instant_move_tail_limit, self.breakout_limit])
             limited = limited / limits
             instant = np.minimum(limited[:, 2], limited[:, 3])  # both limits, or no vote
-            ratios = np.column_stack([ratios, limited[:, :2], instant])
+            ratios = np.column_stack([ratios, limited[:, :2], instant, limited[:, 4]])
         return ratios.max(axis=1)
 
     def vote(self, scores: np.ndarray) -> np.ndarray:

@@ -52,6 +52,17 @@ def test_with_the_engines_inputs_the_median_and_the_recent_price_are_used(block_
     assert [item["input"] for item in items[:3]] == ["deviation_bps", "distinct_stamps_50ms", "size_vs_median"]
 
 
+@pytest.mark.parametrize("breakout, text", [
+    (-112.0, "price 1.1% below where it traded over the last ~2,000 trades, beyond all of it"),
+    (95.0, "price 0.95% above where it traded over the last ~2,000 trades, beyond all of it"),
+    (0.0, None),  # within the range of the samples: nothing to say
+])
+def test_a_breakout_is_said_against_where_the_price_traded(block_features, breakout, text):
+    items = explain_record(block_features, {"breakout_bps": breakout}, limit=10)
+    by_input = {item["input"]: item["text"] for item in items}
+    assert by_input.get("breakout_bps") == text
+
+
 def test_items_are_ranked_by_how_far_beyond_normal_they_are(block_features):
     items = explain_record(block_features, limit=10)
     telling = [abs(item["value"]) / NORMAL[item["input"]] for item in items]

@@ -409,13 +409,63 @@ def test_the_instruments_own_instant_moves_guard_the_off_market_rule(morning_tra
     assert all(r["votes"] >= 2 for r in guarded)
 
 
-def test_the_one_vote_rules_and_the_rush_give_the_same_records_for_any_batch_split(morning_trades):
+def test_the_one_vote_rules_the_rush_and_breakouts_give_the_same_records_for_any_batch_split(morning_trades):
     burst_tape, burst = _with_burst(morning_trades[:4_000], 3_000, 200, TEN_AM)
     rush_tape, _ = _burst_in_the_rush(morning_trades)
     off_tape, off = _with_off_market_prints(morning_trades[:4_500], 500, [0.004, -0.006, 0.009, -0.012, 0.02])
+    crash_tape, crash = _with_slow_crash(morning_trades[:5_500], 4_500, 0.011, 350)
     # in the rush every single vote is a record, so what the rush silences shows
-    for tape, sequences, votes in ((burst_tape, burst, 2), (rush_tape, None, 1), (off_tape, off, 2)):
+    for tape, sequences, votes in ((burst_tape, burst, 2), (rush_tape, None, 1), (off_tape, off, 2),
+                                   (crash_tape, crash, 2)):
         split = [[{k: v for k, v in r.items() if k != "detected_at"}
                   for r in _records_on(tape, sequences, batch, votes_required=votes)]
                  for batch in (len(tape), 1_000, 37)]
         assert split[0] and split[0] == split[1] == split[2]
+
+
+def _independent_breakouts(prices: np.ndarray) -> np.ndarray:
+    """breakout_bps from scratch: after every 100th trade the median of the 20 prices before it is a
+    sample; a price beyond all of the last 20 samples is measured against their median."""
+    breakouts = np.zeros(len(prices))
+    samples: list[float] = []
+    for i, price in enumerate(prices):
+        recent = samples[-kernel.BREAKOUT_SAMPLES:]
+        if recent and (price < min(recent) or price > max(recent)):
+            breakouts[i] = 1e4 * (price / np.median(recent) - 1.0)
+        if (i + 1) % kernel.BREAKOUT_EVERY == 0:
+            samples.append(float(np.median(prices[max(0, i - kernel.PRICE_MEDIAN_TRADES):i])))
+    return breakouts
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_breakout_against_an_independent_computation_on_real_trades(morning_trades, compiled):
+    trades = morning_trades[:6_000]
+    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
+    got = every_output(engine, engine.new_state("NVDA"), trades, 700)[:, QUANTITY["breakout_bps"]]
+    expected = _independent_breakouts(np.array([float(t["price"]) for t in trades]))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    assert (got[:100] == 0).all()  # no sample before the 100th trade
+    assert (got > 0).sum() > 100 and (got < 0).sum() > 100  # a real morning breaks out both ways
+    assert np.abs(got).max() < 80  # and never as far as the vote's limit
+
+
+def _with_slow_crash(trades: list[dict], start: int, depth: float, leg: int) -> tuple[list[dict], set[int]]:
+    """Real trades whose prices from ``start`` walk ``depth`` down over ``leg`` trades and back over
+    ``leg`` more (sizes and times as they were). Returns the tape and the crash's sequences."""
+    tape = [dict(t) for t in trades]
+    for step in range(2 * leg):
+        share = (step + 1) / leg if step < leg else (2 * leg - step - 1) / leg
+        row = tape[start + step]
+        row["price"] = round(float(row["price"]) * (1.0 - depth * share), 2)
+    return tape, {int(tape[start + step]["sequence"]) for step in range(2 * leg)}
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_slow_crash_votes_on_its_breakout(morning_trades, compiled):
+    # 1.1% down over 350 trades and back over 350: 31 bp per window of 100 on the way down
+    tape, crash = _with_slow_crash(morning_trades[:6_000], 4_500, 0.011, 350)
+    found = _records_on(tape, crash, compiled=compiled)
+    without = _records_on(tape, crash, compiled=compiled, zscore_breakout_limit=1e9)
+    broke = [r for r in found if abs(r["inputs"]["breakout_bps"]) >= 80]
+    assert broke and all(r["detectors"]["zscore"]["vote"] and r["inputs"]["breakout_bps"] < 0 for r in broke)
+    assert len(found) >= 100 and len(without) <= 5  # 136 and 1: the window's momentum sees a fraction of it
