@@ -59,7 +59,9 @@ class DetectorConfig:
     zscore_instant_move_tail_limit: float = 3.0
     """...that is also this many times the instrument's recent 95th percentile of such moves."""
     zscore_breakout_limit: float = 80.0
-    """...on a price this far (bp) beyond where it was over the last ~2,000 trades (``breakout_bps``)."""
+    """...on a price this far (bp) beyond where it was over the last ~2,000 trades (``breakout_bps``)..."""
+    zscore_breakout_swing_limit: float = 8.0
+    """...when ``breakout_vs_swing`` is also at least this (the instrument's own window moves)."""
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
     burst_alone_stamps: float = 90.0
@@ -126,6 +128,7 @@ class DetectorConfig:
         _require(self.envelope_cold_every >= 1, "envelope_cold_every", "must be at least 1")
         for name in ("zscore_price_threshold", "zscore_volume_threshold", "zscore_volatility_threshold", "zscore_intensity_threshold",
                      "zscore_momentum_threshold", "zscore_size_tail_limit", "zscore_stamps_limit", "zscore_breakout_limit",
+                     "zscore_breakout_swing_limit",
                      "zscore_instant_move_limit", "zscore_instant_move_tail_limit"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")

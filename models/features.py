@@ -175,7 +175,7 @@ DERIVED_NAMES = tuple(DERIVED_INPUTS)
 
 NEW_INPUTS = (
     "deviation_bps", "instant_move_bps", "distinct_stamps_50ms", "size_vs_median", "size_vs_max", "size_vs_tail",
-    "instant_move_vs_tail", "breakout_bps",
+    "instant_move_vs_tail", "breakout_bps", "breakout_vs_swing",
 )
 """Inputs that need more than the window's features, computed trade by trade
 (``models.kernel``; reference ``models.reference``), for the detectors of issue 12:
@@ -213,6 +213,10 @@ NEW_INPUTS = (
   a fraction of its depth; against where the price was before it, the whole depth shows.
   Beyond every sample means the move is still under way: once the price comes back, a
   mean dragged down by the crash would make the recovery look like a jump up.
+* ``breakout_vs_swing``: ``|breakout_bps| / max(1, the instrument's recent 95th percentile
+  of |momentum_bps|)``, from a histogram of the same kind as ``instant_move_vs_tail``'s, 0
+  before any: NVDA's window moves 10 bp at its 95th percentile, a volatile $5 stock's many
+  times that, and a slow crash's own windows are too few to lift the percentile.
 """
 
 INPUT_SCALE_FLOORS = {
@@ -233,6 +237,7 @@ INPUT_SCALE_FLOORS = {
     "size_vs_tail": 0.25,
     "instant_move_vs_tail": 0.25,
     "breakout_bps": 2.0,
+    "breakout_vs_swing": 0.25,
 }
 """The smallest spread each input is scaled by. Over 500 quiet trades an input can sit
 on one value (no price change at all: momentum 0 for every sample), and scaling by a

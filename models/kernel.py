@@ -16,8 +16,8 @@ State layout (all arrays owned by ``models.state``; the kernel mutates the worki
 copies it is given):
 
 * ``fstate``: ``[stamp_prev_price, size tail weight and total, move tail weight and total,
-  ring prices (R), ring sizes (R), sorted sizes (M), size tail masses (H), move tail masses (H),
-  price samples (S)]``
+  swing tail weight and total, ring prices (R), ring sizes (R), sorted sizes (M), size tail masses (H),
+  move tail masses (H), swing tail masses (H), price samples (S)]``
 * ``istate``: ``[fill, head, stamp_ts, has_stamp_prev, sorted_fill, calib_fill, calib_pos,
   trades, ring timestamps (R), ring sides (R)]``
 * ``calib``: the last ensemble scores (empty until the instrument has models).
@@ -60,6 +60,9 @@ TAIL_SHARE = 0.001
 MOVE_TAIL_SHARE = 0.05
 """``instant_move_vs_tail`` compares with the 95th percentile of |instant moves|: one sweep
 prints dozens of large moves, enough to lift a 99.9th percentile for thousands of trades."""
+SWING_SHARE = 0.5
+"""``breakout_vs_swing`` compares with the median |momentum_bps|: a slow crash's own windows are
+hundreds of large ones, enough to lift a 95th percentile, never a median."""
 TAIL_BINS_PER_OCTAVE = 4
 TAIL_BINS = 128
 """Log-spaced bins, each about 19% wide, from 1 (share or bp) to 2^32; smaller values count in the first."""
@@ -81,19 +84,19 @@ ENSEMBLE_CAP = 10.0
 # istate header
 FILL, HEAD, STAMP_TS, HAS_STAMP_PREV, SORTED_FILL, CALIB_FILL, CALIB_POS, TRADES = range(8)
 I_HEADER = 8
-F_STAMP_PREV, F_TAIL_WEIGHT, F_TAIL_TOTAL, F_MOVE_WEIGHT, F_MOVE_TOTAL = range(5)
-F_HEADER = 5
+F_STAMP_PREV, F_TAIL_WEIGHT, F_TAIL_TOTAL, F_MOVE_WEIGHT, F_MOVE_TOTAL, F_SWING_WEIGHT, F_SWING_TOTAL = range(7)
+F_HEADER = 7
 
 # params header (model parameters packed in one float64 array)
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
-P_LIMITS = 8   # 5 limits: size_vs_tail, distinct_stamps_50ms, |instant_move_bps|, instant_move_vs_tail,
-#               |breakout_bps|
-P_ALONE = 13  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_50ms,
+P_LIMITS = 8   # 6 limits: size_vs_tail, distinct_stamps_50ms, |instant_move_bps|, instant_move_vs_tail,
+#               |breakout_bps|, breakout_vs_swing
+P_ALONE = 14  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_50ms,
 #               |deviation_bps| with instant_move_vs_tail
-P_ZCENTER = 16  # 4
-P_ZSCALE = 20  # 4
-P_ENVELOPE = 24  # mean (k), scale (k), location (k), precision (k * k)
+P_ZCENTER = 17  # 4
+P_ZSCALE = 21  # 4
+P_ENVELOPE = 25  # mean (k), scale (k), location (k), precision (k * k)
 
 PRICE_STD_FLOOR = 1e-4
 MIN_DURATION = MIN_DURATION_SECONDS
@@ -105,7 +108,7 @@ def ring_length(window_size: int) -> int:
 
 
 def fstate_length(ring: int) -> int:
-    return F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 2 * TAIL_BINS + BREAKOUT_SAMPLES
+    return F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 3 * TAIL_BINS + BREAKOUT_SAMPLES
 
 
 @njit(cache=True, nogil=True)
@@ -352,8 +355,9 @@ def score_run(
     ring_s = fstate[F_HEADER + ring:F_HEADER + 2 * ring]
     sorted_sizes = fstate[F_HEADER + 2 * ring:F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES]
     tail_masses = fstate[F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES:F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + TAIL_BINS]
-    samples_at = F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 2 * TAIL_BINS
-    move_masses = fstate[samples_at - TAIL_BINS:samples_at]
+    samples_at = F_HEADER + 2 * ring + SIZE_MEDIAN_TRADES + 3 * TAIL_BINS
+    move_masses = fstate[samples_at - 2 * TAIL_BINS:samples_at - TAIL_BINS]
+    swing_masses = fstate[samples_at - TAIL_BINS:samples_at]
     price_samples = fstate[samples_at:samples_at + BREAKOUT_SAMPLES]
     ordered_samples = np.empty(BREAKOUT_SAMPLES)
     ring_t = istate[I_HEADER:I_HEADER + ring]
@@ -526,6 +530,10 @@ def score_run(
             _insertion_sort(ordered_samples, filled)
             if price < ordered_samples[0] or price > ordered_samples[filled - 1]:
                 row[34] = 1e4 * (price / _median_of_sorted(ordered_samples, filled) - 1.0)
+        # breakout_vs_swing: |breakout| against the instrument's recent median |momentum_bps|
+        swing = abs(row[24])
+        tail = tail_size(swing_masses, fstate[F_SWING_TOTAL], SWING_SHARE)
+        row[35] = abs(row[34]) / max(1.0, tail) if tail > 0.0 else 0.0
 
         if scoring:
             for j in range(k):
@@ -543,6 +551,7 @@ def score_run(
         _sorted_insert(sorted_sizes, sorted_fill, size)
         tail_add(tail_masses, fstate, F_TAIL_WEIGHT, size)
         tail_add(move_masses, fstate, F_MOVE_WEIGHT, move)
+        tail_add(swing_masses, fstate, F_SWING_WEIGHT, swing)
         istate[SORTED_FILL] = sorted_fill + 1
         ring_p[head] = price
         ring_s[head] = size
@@ -594,7 +603,7 @@ def score_run(
             zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
             zscore = max(zscore, row[29] / params[P_LIMITS + 1])
         zscore = max(zscore, min(abs(row[28]) / params[P_LIMITS + 2], row[33] / params[P_LIMITS + 3]))
-        zscore = max(zscore, abs(row[34]) / params[P_LIMITS + 4])
+        zscore = max(zscore, min(abs(row[34]) / params[P_LIMITS + 4], row[35] / params[P_LIMITS + 5]))
         vote_forest = forest >= params[P_FOREST_T]
         vote_envelope = envelope >= params[P_ENVELOPE_T]
         vote_zscore = zscore >= 1.0

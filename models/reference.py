@@ -18,7 +18,7 @@ import numpy as np
 from models.detectors.zscore import ZScoreVote, price_zscores
 from models.features import DERIVED_INPUTS, _window_features
 from models.kernel import (
-    BREAKOUT_EVERY, BREAKOUT_SAMPLES, TRADES, CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_MOVE_TOTAL, F_MOVE_WEIGHT, F_STAMP_PREV,
+    BREAKOUT_EVERY, BREAKOUT_SAMPLES, SWING_SHARE, TRADES, CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER, F_MOVE_TOTAL, F_MOVE_WEIGHT, F_SWING_TOTAL, F_SWING_WEIGHT, F_STAMP_PREV,
     F_TAIL_TOTAL, F_TAIL_WEIGHT,
     FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_ALONE, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER,
     P_ZCENTER, P_ZSCALE, P_ZT, PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS,
@@ -52,7 +52,9 @@ def score_run(
                 TAIL_SHARE)
     move_tail = Tail(fstate[tails_at + TAIL_BINS:tails_at + 2 * TAIL_BINS], float(fstate[F_MOVE_WEIGHT]),
                      float(fstate[F_MOVE_TOTAL]), MOVE_TAIL_SHARE)
-    samples = fstate[tails_at + 2 * TAIL_BINS:tails_at + 2 * TAIL_BINS + BREAKOUT_SAMPLES]
+    swing_tail = Tail(fstate[tails_at + 2 * TAIL_BINS:tails_at + 3 * TAIL_BINS], float(fstate[F_SWING_WEIGHT]),
+                      float(fstate[F_SWING_TOTAL]), SWING_SHARE)
+    samples = fstate[tails_at + 3 * TAIL_BINS:tails_at + 3 * TAIL_BINS + BREAKOUT_SAMPLES]
     trades = int(istate[TRADES])
     for i in range(n):
         at = fill + i  # this trade's position in the history
@@ -81,6 +83,10 @@ def score_run(
         taken = samples[:min(trades // BREAKOUT_EVERY, BREAKOUT_SAMPLES)]
         beyond = len(taken) and (price < taken.min() or price > taken.max())
         out[i, QUANTITY["breakout_bps"]] = 1e4 * (price / np.median(taken) - 1.0) if beyond else 0.0
+        percentile = swing_tail.percentile()
+        breakout = abs(float(out[i, QUANTITY["breakout_bps"]]))
+        out[i, QUANTITY["breakout_vs_swing"]] = breakout / max(1.0, percentile) if percentile > 0 else 0.0
+        swing_tail.add(abs(float(out[i, QUANTITY["momentum_bps"]])))
         trades += 1
         if trades % BREAKOUT_EVERY == 0:
             samples[(trades // BREAKOUT_EVERY - 1) % BREAKOUT_SAMPLES] = np.median(earlier_p) if earlier_p else price
@@ -111,6 +117,7 @@ def score_run(
     fstate[F_STAMP_PREV] = stamp_prev
     fstate[F_TAIL_WEIGHT], fstate[F_TAIL_TOTAL] = tail.weight, tail.total
     fstate[F_MOVE_WEIGHT], fstate[F_MOVE_TOTAL] = move_tail.weight, move_tail.total
+    fstate[F_SWING_WEIGHT], fstate[F_SWING_TOTAL] = swing_tail.weight, swing_tail.total
     return count
 
 
@@ -175,7 +182,7 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     precision = params[P_ENVELOPE + 3 * k:P_ENVELOPE + 3 * k + k * k].reshape(k, k)
     centred = (X - mean) / scale - location
     envelope = np.einsum("ij,jk,ik->i", centred, precision, centred)
-    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 5])
+    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 6])
     zscore.center_, zscore.scale_ = params[P_ZCENTER:P_ZCENTER + 4], params[P_ZSCALE:P_ZSCALE + 4]
     features = out[:, :18]
     learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
@@ -186,7 +193,7 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     zscore_scores = zscore.score(paced, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],
                                      np.where(rush, 0.0, stamps), out[:, QUANTITY["instant_move_bps"]],
                                      out[:, QUANTITY["instant_move_vs_tail"]],
-                                     out[:, QUANTITY["breakout_bps"]]))
+                                     out[:, QUANTITY["breakout_bps"]], out[:, QUANTITY["breakout_vs_swing"]]))
     votes = np.column_stack([forest >= params[P_FOREST_T], envelope >= params[P_ENVELOPE_T], zscore_scores >= 1.0])
     out[:, SCORES], out[:, SCORES + 1], out[:, SCORES + 2] = forest, envelope, zscore_scores
     out[:, ZSCORES:ZSCORES + 5] = zscores

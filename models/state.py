@@ -24,7 +24,7 @@ from models.detectors.elliptic_envelope import EnvelopeModel
 from models.detectors.isolation_forest import FlatForest
 from models.guard import GuardMemory, TradeGuard
 from models.incidents import IncidentTracker
-from models.kernel import F_MOVE_WEIGHT, F_TAIL_WEIGHT, I_HEADER, fstate_length, ring_length
+from models.kernel import F_MOVE_WEIGHT, F_SWING_WEIGHT, F_TAIL_WEIGHT, I_HEADER, fstate_length, ring_length
 from models.training import PendingRefit, RefitJob
 
 
@@ -132,7 +132,7 @@ def window_lengths(window_size: int) -> tuple[int, int]:
 def new_window(window_size: int) -> tuple[np.ndarray, np.ndarray]:
     f_length, i_length = window_lengths(window_size)
     fstate = np.zeros(f_length)
-    fstate[F_TAIL_WEIGHT] = fstate[F_MOVE_WEIGHT] = 1.0
+    fstate[F_TAIL_WEIGHT] = fstate[F_MOVE_WEIGHT] = fstate[F_SWING_WEIGHT] = 1.0
     return fstate, np.zeros(i_length, np.int64)
 
 

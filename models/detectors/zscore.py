@@ -37,7 +37,8 @@ would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
   of a $5 stock is 20 bp: its limit in bp alone would flag ordinary trading);
 * ``|breakout_bps|``: the move from where the price was over the last ~2,000 trades, while
   it is beyond all of them (a crash or a spike slower than one window: its momentum over
-  100 trades is a fraction of its depth).
+  100 trades is a fraction of its depth), when ``breakout_vs_swing`` is also at least
+  ``breakout_swing_limit`` (a volatile $5 stock walks 80 bp as NVDA walks 10).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class ZScoreVote:
         volatility_threshold: float = 4.5, intensity_threshold: float = 4.5,
         momentum_threshold: float = 4.5, size_tail_limit: float = 5.0, stamps_limit: float = 80.0,
         instant_move_limit: float = 20.0, instant_move_tail_limit: float = 3.0,
-        breakout_limit: float = 80.0,
+        breakout_limit: float = 80.0, breakout_swing_limit: float = 8.0,
     ) -> None:
         self.momentum_threshold = momentum_threshold
         self.size_tail_limit = size_tail_limit
@@ -95,6 +96,7 @@ class ZScoreVote:
         self.instant_move_limit = instant_move_limit
         self.instant_move_tail_limit = instant_move_tail_limit
         self.breakout_limit = breakout_limit
+        self.breakout_swing_limit = breakout_swing_limit
         self.price_threshold = price_threshold
         self.volume_threshold = volume_threshold
         self.volatility_threshold = volatility_threshold
@@ -125,10 +127,11 @@ class ZScoreVote:
 
     @staticmethod
     def limited_inputs(size_vs_tail: np.ndarray, distinct_stamps: np.ndarray, instant_move_bps: np.ndarray,
-                       instant_move_vs_tail: np.ndarray, breakout_bps: np.ndarray) -> np.ndarray:
+                       instant_move_vs_tail: np.ndarray, breakout_bps: np.ndarray,
+                       breakout_vs_swing: np.ndarray) -> np.ndarray:
         """The columns ``score`` compares with the fixed limits, one row per trade."""
         return np.column_stack([size_vs_tail, distinct_stamps, np.abs(instant_move_bps), instant_move_vs_tail,
-                                np.abs(breakout_bps)])
+                                np.abs(breakout_bps), breakout_vs_swing])
 
     def score(self, zscores: np.ndarray, limited: np.ndarray | None = None) -> np.ndarray:
         """The largest of every z / threshold and, given ``limited_inputs``, every input / limit."""
@@ -142,10 +145,11 @@ class ZScoreVote:
         ratios = surprise / thresholds
         if limited is not None:
             limits = np.array([self.size_tail_limit, self.stamps_limit, self.instant_move_limit,
-                               self.instant_move_tail_limit, self.breakout_limit])
+                               self.instant_move_tail_limit, self.breakout_limit, self.breakout_swing_limit])
             limited = limited / limits
             instant = np.minimum(limited[:, 2], limited[:, 3])  # both limits, or no vote
-            ratios = np.column_stack([ratios, limited[:, :2], instant, limited[:, 4]])
+            breakout = np.minimum(limited[:, 4], limited[:, 5])  # likewise
+            ratios = np.column_stack([ratios, limited[:, :2], instant, breakout])
         return ratios.max(axis=1)
 
     def vote(self, scores: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ def test_new_settings_parse():
     config = DetectorConfig.from_env({
         "DETECTOR_COMPILED": "false", "DETECTOR_FIT_HELPERS": "2",
         "DETECTOR_MODEL_FEATURES": "size_share, deviation_bps,instant_move_bps,distinct_stamps_50ms,size_vs_median,size_vs_max,"
-                                   "size_vs_tail,instant_move_vs_tail,breakout_bps",
+                                   "size_vs_tail,instant_move_vs_tail,breakout_bps,breakout_vs_swing",
     })
     assert config.compiled is False and config.fit_helpers == 2
     assert config.model_features[1:] == NEW_INPUTS
@@ -28,6 +28,7 @@ def test_new_settings_parse():
     ("DETECTOR_OFF_MARKET_ALONE_VS_TAIL", "-1", "DETECTOR_OFF_MARKET_ALONE_VS_TAIL: must be 0 (off) or positive"),
     ("DETECTOR_OPENING_RUSH_S", "7200", "DETECTOR_OPENING_RUSH_S: must be between 0 (off) and 3600"),
     ("DETECTOR_ZSCORE_BREAKOUT_LIMIT", "0", "DETECTOR_ZSCORE_BREAKOUT_LIMIT: must be positive"),
+    ("DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT", "-8", "DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT: must be positive"),
     ("DETECTOR_OPENING_RUSH_S", "a minute", "DETECTOR_OPENING_RUSH_S='a minute' is not a valid float"),
 ])
 def test_bad_values_name_the_variable(variable, value, message):

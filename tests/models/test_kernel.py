@@ -210,19 +210,26 @@ def test_unscored_trades_have_no_scores(opening_trades):
     assert np.isnan(out[:, ZSCORES]).all() and np.isnan(out[:, CALIBRATED]).all()
 
 
-def _independent_tail_ratios(values: np.ndarray, share: float = kernel.TAIL_SHARE) -> np.ndarray:
-    """size_vs_tail (or instant_move_vs_tail) from scratch: every earlier value weighed (1 - 1/N) ** age."""
+def _independent_percentiles(values: np.ndarray, share: float) -> np.ndarray:
+    """The value above which ``share`` of the earlier values lie, before each trade (0 before any),
+    from scratch: every earlier value weighed (1 - 1/N) ** age."""
     edges = 2.0 ** (np.arange(kernel.TAIL_BINS + 1) / kernel.TAIL_BINS_PER_OCTAVE)
     bins = np.clip(np.digitize(values, edges) - 1, 0, kernel.TAIL_BINS - 1)
-    ratios = np.ones(len(values))
+    percentiles = np.zeros(len(values))
     for i in range(1, len(values)):
         weights = (1.0 - 1.0 / kernel.TAIL_TRADES) ** np.arange(i - 1, -1, -1)
         masses = np.bincount(bins[:i], weights=weights, minlength=kernel.TAIL_BINS)
         above = np.concatenate([np.cumsum(masses[::-1])[::-1][1:], [0.0]])  # mass in the bins above each
         target = share * masses.sum()
         b = np.flatnonzero((masses > 0) & (above + masses >= target)).max()
-        percentile = edges[b + 1] - (target - above[b]) / masses[b] * (edges[b + 1] - edges[b])
-        ratios[i] = values[i] / max(1.0, percentile)
+        percentiles[i] = edges[b + 1] - (target - above[b]) / masses[b] * (edges[b + 1] - edges[b])
+    return percentiles
+
+
+def _independent_tail_ratios(values: np.ndarray, share: float = kernel.TAIL_SHARE) -> np.ndarray:
+    """size_vs_tail (or instant_move_vs_tail) from scratch; 1 for the first trade."""
+    ratios = values / np.maximum(1.0, _independent_percentiles(values, share))
+    ratios[0] = 1.0
     return ratios
 
 
@@ -441,12 +448,17 @@ def _independent_breakouts(prices: np.ndarray) -> np.ndarray:
 def test_breakout_against_an_independent_computation_on_real_trades(morning_trades, compiled):
     trades = morning_trades[:6_000]
     engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
-    got = every_output(engine, engine.new_state("NVDA"), trades, 700)[:, QUANTITY["breakout_bps"]]
+    out = every_output(engine, engine.new_state("NVDA"), trades, 700)
+    got = out[:, QUANTITY["breakout_bps"]]
     expected = _independent_breakouts(np.array([float(t["price"]) for t in trades]))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
     assert (got[:100] == 0).all()  # no sample before the 100th trade
     assert (got > 0).sum() > 100 and (got < 0).sum() > 100  # a real morning breaks out both ways
     assert np.abs(got).max() < 80  # and never as far as the vote's limit
+    swings = np.abs(out[:, QUANTITY["momentum_bps"]])
+    np.testing.assert_allclose(out[:, QUANTITY["breakout_vs_swing"]],
+                               np.abs(expected) / np.maximum(1.0, _independent_percentiles(swings, kernel.SWING_SHARE)),
+                               rtol=1e-9)
 
 
 def _with_slow_crash(trades: list[dict], start: int, depth: float, leg: int) -> tuple[list[dict], set[int]]:
@@ -466,6 +478,10 @@ def test_a_slow_crash_votes_on_its_breakout(morning_trades, compiled):
     tape, crash = _with_slow_crash(morning_trades[:6_000], 4_500, 0.011, 350)
     found = _records_on(tape, crash, compiled=compiled)
     without = _records_on(tape, crash, compiled=compiled, zscore_breakout_limit=1e9)
+    guarded = _records_on(tape, crash, compiled=compiled, zscore_breakout_swing_limit=40)
     broke = [r for r in found if abs(r["inputs"]["breakout_bps"]) >= 80]
     assert broke and all(r["detectors"]["zscore"]["vote"] and r["inputs"]["breakout_bps"] < 0 for r in broke)
+    # 23-33 times the median window move (2.5 bp) before the crash: far beyond the guard of 8
+    assert all(20 <= r["inputs"]["breakout_vs_swing"] <= 40 for r in broke)
     assert len(found) >= 100 and len(without) <= 5  # 136 and 1: the window's momentum sees a fraction of it
+    assert len(guarded) <= 5  # as if the instrument's windows moved 5 times as much
