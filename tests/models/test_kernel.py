@@ -226,6 +226,12 @@ def _independent_percentiles(values: np.ndarray, share: float) -> np.ndarray:
     return percentiles
 
 
+def _outputs_on(trades: list[dict], compiled: bool) -> np.ndarray:
+    """Every trade's kernel output row, a fresh NVDA instrument fed in batches of 700."""
+    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
+    return every_output(engine, engine.new_state("NVDA"), trades, 700)
+
+
 def _independent_tail_ratios(values: np.ndarray, share: float = kernel.TAIL_SHARE) -> np.ndarray:
     """size_vs_tail (or instant_move_vs_tail) from scratch; 1 for the first trade."""
     ratios = values / np.maximum(1.0, _independent_percentiles(values, share))
@@ -236,8 +242,7 @@ def _independent_tail_ratios(values: np.ndarray, share: float = kernel.TAIL_SHAR
 @pytest.mark.parametrize("compiled", [True, False])
 def test_tail_inputs_against_an_independent_computation_on_real_trades(opening_trades, compiled):
     trades = opening_trades[:3_000]
-    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
-    out = every_output(engine, engine.new_state("NVDA"), trades, 700)
+    out = _outputs_on(trades, compiled)
     got = out[:, QUANTITY["size_vs_tail"]]
     expected = _independent_tail_ratios(np.array([float(t["size"]) for t in trades]))
     np.testing.assert_allclose(got, expected, rtol=1e-9)
@@ -338,13 +343,12 @@ def _distinct_within(stamps: np.ndarray, window: int, span_ns: int) -> np.ndarra
 def test_distinct_stamps_against_an_independent_computation_on_real_trades(morning_trades, compiled):
     # 150 prints 320 us apart (48 ms) after real trades of 10:00 New York
     tape, burst = _with_burst(morning_trades[:3_000], 2_000, 150, TEN_AM, spacing_ns=320_000)
-    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
-    got = every_output(engine, engine.new_state("NVDA"), tape, 700)[:, QUANTITY["distinct_stamps_50ms"]]
+    got = _outputs_on(tape, compiled)[:, QUANTITY["distinct_stamps_50ms"]]
     stamps = np.array([int(pd.Timestamp(t["ts_event"]).value) for t in tape], np.int64)
-    np.testing.assert_array_equal(got, _distinct_within(stamps, engine.config.window_size, 50_000_000))
+    np.testing.assert_array_equal(got, _distinct_within(stamps, DetectorConfig().window_size, 50_000_000))
     rows = [row - 1_000 for row in sorted(burst)]
     assert got[rows].max() >= 99  # the window's 100 trades are nearly all the burst's, each at its own stamp
-    assert _distinct_within(stamps, engine.config.window_size, 20_000_000)[rows].max() <= 64  # a 20 ms span sees 63
+    assert _distinct_within(stamps, DetectorConfig().window_size, 20_000_000)[rows].max() <= 64  # a 20 ms span sees 63
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -446,11 +450,9 @@ def _independent_breakouts(prices: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_breakout_against_an_independent_computation_on_real_trades(morning_trades, compiled):
-    trades = morning_trades[:6_000]
-    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False))
-    out = every_output(engine, engine.new_state("NVDA"), trades, 700)
+    expected = _independent_breakouts(np.array([float(t["price"]) for t in morning_trades[:6_000]]))
+    out = _outputs_on(morning_trades[:6_000], compiled)
     got = out[:, QUANTITY["breakout_bps"]]
-    expected = _independent_breakouts(np.array([float(t["price"]) for t in trades]))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
     assert (got[:100] == 0).all()  # no sample before the 100th trade
     assert (got > 0).sum() > 100 and (got < 0).sum() > 100  # a real morning breaks out both ways
