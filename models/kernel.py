@@ -53,8 +53,9 @@ SIZE_MEDIAN_TRADES = 100
 STAMP_WINDOW_NS = 50_000_000
 """``distinct_stamps_50ms`` counts distinct event times within this span."""
 TAIL_TRADES = 10_000
-"""``size_vs_tail`` and ``instant_move_vs_tail``: the memory, in trades, of the instrument's
-distribution of sizes and of |instant moves| (a value's weight halves after about 6,900 trades)."""
+"""``size_vs_tail``, ``instant_move_vs_tail`` and ``breakout_vs_swing``: the memory, in trades, of the
+instrument's distribution of sizes, |instant moves| and |window moves| (a value's weight halves
+after about 6,900 trades)."""
 TAIL_SHARE = 0.001
 """``size_vs_tail`` compares with the size above which this share of the sizes lies (p99.9)."""
 MOVE_TAIL_SHARE = 0.05
