@@ -127,9 +127,9 @@ class DetectorConfig:
         _require(self.envelope_threshold > 0, "envelope_threshold", "must be positive")
         _require(self.envelope_cold_every >= 1, "envelope_cold_every", "must be at least 1")
         for name in ("zscore_price_threshold", "zscore_volume_threshold", "zscore_volatility_threshold", "zscore_intensity_threshold",
-                     "zscore_momentum_threshold", "zscore_size_tail_limit", "zscore_stamps_limit", "zscore_breakout_limit",
-                     "zscore_breakout_swing_limit",
-                     "zscore_instant_move_limit", "zscore_instant_move_tail_limit"):
+                     "zscore_momentum_threshold", "zscore_size_tail_limit", "zscore_stamps_limit",
+                     "zscore_instant_move_limit", "zscore_instant_move_tail_limit", "zscore_breakout_limit",
+                     "zscore_breakout_swing_limit"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
         _require(self.burst_alone_stamps >= 0, "burst_alone_stamps", "must be 0 (off) or positive")

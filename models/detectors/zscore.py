@@ -24,7 +24,7 @@
 Only large sizes, high volatility and high intensity vote: a one-share print is not
 an anomaly. The price and momentum z-scores vote both ways.
 
-Three per-trade measures vote against fixed limits instead of a z-score, because what
+Four per-trade measures vote against fixed limits instead of a z-score, because what
 they measure means the same on every instrument and a z-score over 500 calm trades
 would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
 
