@@ -213,10 +213,11 @@ NEW_INPUTS = (
   a fraction of its depth; against where the price was before it, the whole depth shows.
   Beyond every sample means the move is still under way: once the price comes back, a
   mean dragged down by the crash would make the recovery look like a jump up.
-* ``breakout_vs_swing``: ``|breakout_bps| / max(1, the instrument's recent 95th percentile
-  of |momentum_bps|)``, from a histogram of the same kind as ``instant_move_vs_tail``'s, 0
-  before any: NVDA's window moves 10 bp at its 95th percentile, a volatile $5 stock's many
-  times that, and a slow crash's own windows are too few to lift the percentile.
+* ``breakout_vs_swing``: ``|breakout_bps| / max(1, the instrument's recent median
+  |momentum_bps|)`` (``models.kernel.SWING_SHARE``), from a histogram of the same kind as
+  ``instant_move_vs_tail``'s, 0 before any: NVDA's window moves 2.5-4 bp at the median, a
+  volatile $5 stock's many times that, and a slow crash's own windows are too few to move
+  the median.
 """
 
 INPUT_SCALE_FLOORS = {

@@ -229,6 +229,17 @@ def _median_of_sorted(values, n):
 
 
 @njit(cache=True, nogil=True)
+def _sample_summary(samples, n, ordered):
+    """Lowest, median and highest of the first ``n`` samples (0s when there are none), via ``ordered``."""
+    if n == 0:
+        return 0.0, 0.0, 0.0
+    for j in range(n):
+        ordered[j] = samples[j]
+    _insertion_sort(ordered, n)
+    return ordered[0], _median_of_sorted(ordered, n), ordered[n - 1]
+
+
+@njit(cache=True, nogil=True)
 def _insertion_sort(values, n):
     for i in range(1, n):
         item = values[i]
@@ -361,6 +372,9 @@ def score_run(
     swing_masses = fstate[samples_at - TAIL_BINS:samples_at]
     price_samples = fstate[samples_at:samples_at + BREAKOUT_SAMPLES]
     ordered_samples = np.empty(BREAKOUT_SAMPLES)
+    # the samples change every BREAKOUT_EVERY trades: their range and median are kept between
+    sampled = min(istate[TRADES] // BREAKOUT_EVERY, BREAKOUT_SAMPLES)
+    sample_low, sample_median, sample_high = _sample_summary(price_samples, sampled, ordered_samples)
     ring_t = istate[I_HEADER:I_HEADER + ring]
     ring_side = istate[I_HEADER + ring:]
     keep = window_size - 1
@@ -523,14 +537,8 @@ def score_run(
         row[33] = move / max(1.0, tail) if tail > 0.0 else 1.0
         # breakout_bps: against the median of the price samples, when beyond all of them
         row[34] = 0.0
-        taken = istate[TRADES] // BREAKOUT_EVERY
-        filled = taken if taken < BREAKOUT_SAMPLES else BREAKOUT_SAMPLES
-        if filled > 0:
-            for j in range(filled):
-                ordered_samples[j] = price_samples[j]
-            _insertion_sort(ordered_samples, filled)
-            if price < ordered_samples[0] or price > ordered_samples[filled - 1]:
-                row[34] = 1e4 * (price / _median_of_sorted(ordered_samples, filled) - 1.0)
+        if sampled > 0 and (price < sample_low or price > sample_high):
+            row[34] = 1e4 * (price / sample_median - 1.0)
         # breakout_vs_swing: |breakout| against the instrument's recent median |momentum_bps|
         swing = abs(row[24])
         tail = tail_size(swing_masses, fstate[F_SWING_TOTAL], SWING_SHARE)
@@ -564,6 +572,8 @@ def score_run(
         istate[TRADES] += 1
         if istate[TRADES] % BREAKOUT_EVERY == 0:
             price_samples[(istate[TRADES] // BREAKOUT_EVERY - 1) % BREAKOUT_SAMPLES] = recent_median
+            sampled = min(istate[TRADES] // BREAKOUT_EVERY, BREAKOUT_SAMPLES)
+            sample_low, sample_median, sample_high = _sample_summary(price_samples, sampled, ordered_samples)
 
     if not scoring:
         for i in range(n):
