@@ -29,11 +29,13 @@ test: install browser
 screenshot: install browser
 	DASHBOARD_SCREENSHOT=docs/dashboard.png $(PY) -m pytest tests/dashboard/test_browser.py -q
 
-# Speed and detection-quality measurements on the shared NVDA days (../shared/data/nvda).
+# Speed and detection-quality measurements on the shared NVDA days (make bench NVDA_DATA=dir elsewhere).
+NVDA_DATA ?= ../shared/data/nvda
 bench: install
-	$(PY) -m benchmarks.backtest_speed
-	$(PY) -m benchmarks.streaming
-	$(PY) -m benchmarks.evaluate ../shared/data/nvda/xnas-itch-20250509.trades.csv.zst ../shared/data/nvda/xnas-itch-20240923.trades.csv.zst --seed 0
+	@test -d $(NVDA_DATA) || { echo "make bench: no NVDA trade days in $(NVDA_DATA) (set NVDA_DATA=dir)"; exit 2; }
+	$(PY) -m benchmarks.backtest_speed $(NVDA_DATA)/xnas-itch-20250509.trades.csv.zst
+	$(PY) -m benchmarks.streaming $(NVDA_DATA)/xnas-itch-20250509.trades.csv.zst
+	$(PY) -m benchmarks.evaluate $(NVDA_DATA)/xnas-itch-20250509.trades.csv.zst $(NVDA_DATA)/xnas-itch-20240923.trades.csv.zst --seed 0
 
 # Hundreds of thousands of paced real trades through the embedded broker and the job (a few minutes).
 soak: install

@@ -453,21 +453,19 @@ COMPACTED = {"cleanup.policy": "compact"}
 """Topic config of a topic whose last message per key is the current state (incidents)."""
 
 
-class TopicConfigRejected(RuntimeError):
-    """The broker refused a topic's configs (the topic was created without them)."""
-
-
 def ensure_topics(
     brokers: str,
     partitions_by_topic: Mapping[str, int],
     client_settings: Mapping[str, str] | None = None,
     timeout: float = 10.0,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    rejected: dict[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet, with ``configs[name]`` if given; return the names created.
 
     A broker that refuses a topic's configs gets the topic without them: the
-    topic matters more than its cleanup policy; ``rejected_configs`` names them.
+    topic matters more than its cleanup policy. ``rejected`` (if given) receives
+    each such topic with the broker's answer, for the caller to report.
     """
     from confluent_kafka.admin import NewTopic
 
@@ -486,15 +484,13 @@ def ensure_topics(
                 continue
             if not configs.get(name) or "CONFIG" not in str(error).upper():
                 raise
-            rejected_configs[name] = str(error)
+            if rejected is not None:
+                rejected[name] = str(error)
             retry = admin.create_topics([NewTopic(name, partitions_by_topic[name], 1)], request_timeout=timeout)
             retry[name].result(timeout=timeout)
             created.append(name)
     return created
 
-
-rejected_configs: dict[str, str] = {}
-"""Topics created without the configs asked for, with the broker's answer."""
 
 
 def partition_count(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
@@ -560,6 +556,7 @@ def prepare_job_topics(
     output_topics: Iterable[str],
     client_settings: Mapping[str, str] | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    rejected: dict[str, str] | None = None,
 ) -> list[str]:
     """Check the input topic exists and create missing output topics with as many partitions.
 
@@ -573,4 +570,4 @@ def prepare_job_topics(
             f"the replay first (python -m connectors.replay ...)"
         )
     wanted = {topic: partitions for topic in output_topics if topic}
-    return ensure_topics(brokers, wanted, client_settings, configs=configs)
+    return ensure_topics(brokers, wanted, client_settings, configs=configs, rejected=rejected)

@@ -244,10 +244,6 @@ class LiveFeed:
         with self._state_lock:
             self._reviews.add(review)
 
-    def wake(self) -> None:
-        """Read again now rather than at the next period (the page's "Retry now")."""
-        self._wake.set()
-
     def _start_reader(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from dashboard.clock import duration_text, new_york_text, utc_text
-from dashboard.records import DETECTORS, LEVELS, SIDES, Anomaly, Incident, Review
+from dashboard.records import DETECTORS, SIDES, Anomaly, Incident, Review
 
 SIDE_NAMES = {"A": "Ask", "B": "Bid", "N": "None"}
 
@@ -61,11 +61,6 @@ def detector_vote_counts(records: Iterable[Anomaly]) -> dict[str, int]:
         for name in record.voted:
             counts[name] = counts.get(name, 0) + 1
     return counts
-
-
-def level_counts(records: Iterable[Anomaly]) -> dict[str, int]:
-    counts = Counter(record.level for record in records)
-    return {level: counts.get(level, 0) for level in LEVELS}
 
 
 def latest_rows(records: list[Anomaly], limit: int = 50) -> list[dict[str, object]]:

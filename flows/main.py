@@ -10,7 +10,7 @@ Two things end a running job, each with one line on stderr (``JobSupervisor``):
 
 - SIGINT or SIGTERM: every input partition ends at its next poll, so Bytewax
   finishes the epoch, writes its outputs and its snapshot, and exits normally
-  (status 0; a second signal exits at once, status 130). ``-r`` resumes exactly.
+  (status 0; a second signal exits at once, status 128 + the signal: 130, 143). ``-r`` resumes exactly.
 - No reachable broker for ``BROKER_LOSS_TIMEOUT_S``: the job exits with status 3
   at once (nothing can be written anyway); ``-r`` resumes from the last snapshot,
   as after a crash, once a broker is back.
@@ -62,11 +62,15 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None) ->
     from flows.dataflow import build_flow  # after the probe: it imports scikit-learn, a second or two
 
     incident_topic = settings.incident_topic
+    rejected: dict[str, str] = {}
     prepare_job_topics(
         brokers, settings.input_topic,
         (settings.output_topic, settings.dlq_topic, settings.summary_topic, incident_topic), client,
-        configs={incident_topic: COMPACTED} if incident_topic else None,
+        configs={incident_topic: COMPACTED} if incident_topic else None, rejected=rejected,
     )
+    for topic, answer in rejected.items():
+        print(f"flows.main: topic {topic!r} created without its configs (the broker said: {answer}); "
+              "its old messages will not be compacted away", file=sys.stderr, flush=True)
     watch = supervisor.watch if supervisor is not None else None
     stop = supervisor.stop if supervisor is not None else None
     source = TradeSource(
@@ -111,8 +115,10 @@ class JobSupervisor:
     KeyboardInterrupt nor Bytewax's own interrupt handling ever sees it) and a
     thread waiting in ``sigwait``. Worker threads block the signals
     (``block_stop_signals``, called where they build their input partitions), so
-    the model-fitting helper process they start inherits the block and a
-    terminal's Ctrl-C, sent to the whole process group, does not kill it mid-fit.
+    the kernel delivers them to the main thread's handler or the waiting thread.
+    The model-fitting helper process is started from the main thread with the
+    signals ignored (``start_model_helper``), so a terminal's Ctrl-C, sent to the
+    whole process group, does not kill it mid-fit.
     """
 
     def __init__(self, watch: BrokerWatch, stream=sys.stderr) -> None:

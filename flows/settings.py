@@ -34,7 +34,8 @@ class JobSettings:
     dlq_topic: str = "stocks-dlq"
     """DLQ_TOPIC: everything that could not be processed, with the reason."""
     summary_topic: str = "instrument-summaries"
-    """SUMMARY_TOPIC: per-instrument summaries (at most one a second of event time); empty disables."""
+    """SUMMARY_TOPIC: per-instrument summaries, one whenever a batch ends in another second of
+    event time than the last summary (so about one a second); empty disables."""
     incident_topic: str = "incidents"
     """INCIDENT_TOPIC: incident updates keyed by incident id, a compacted topic; empty disables."""
     stop_at_end: bool = False

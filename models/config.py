@@ -84,7 +84,8 @@ class DetectorConfig:
     fit_helpers: int = 1
     """Helper processes fitting models in the background, shared by the worker threads of
     one job process. One keeps up with one worker (a refit every 500 trades of an
-    instrument, about 9 ms each); give ``-w N`` about N on a machine with the cores."""
+    instrument, about 3 ms each; every 50th, with a cold robust covariance, 25-40 ms);
+    give ``-w N`` about N on a machine with the cores."""
     seed: int = 7
     """Seeds every random choice; the same seed gives the same scores."""
     compiled: bool = True

@@ -13,8 +13,9 @@ Models fitted at retrain point ``k`` serve from ``k + REFIT_LAG * retrain_every`
 (they are fitted in the background meanwhile; see ``models.training``). Warm-up:
 the first models are fitted on the first ``retrain_every`` valid trades of an
 instrument and serve from trade ``(1 + REFIT_LAG) * retrain_every + 1`` (1,501 by
-default); before that no trade can collect the votes needed and no anomaly is
-reported, while the trades still fill the window and the training data.
+default); before that only the shared cold-start detector (``models.detectors.cold_start``,
+from the instrument's ``cold_start_from``-th trade) can report an anomaly, while the
+trades fill the window and the training data.
 
 Before scoring, the instrument's guard (``models.guard``) refuses repeated trades and
 trades off the instrument's clock, and a trade a day (``idle_s``) after the last one
@@ -40,7 +41,7 @@ from models.config import DetectorConfig
 from models.detectors.cold_start import INPUTS as COLD_START_INPUTS
 from models.detectors.cold_start import NAMES as COLD_START_NAMES
 from models.detectors.cold_start import ColdStartVote
-from models.detectors.isolation_forest import FlatForest
+from models.detectors.flat_trees import FlatForest
 from models.detectors.zscore import price_zscores
 from models.kernel import CALIBRATED, ENSEMBLE, N_OUT, QUANTITY, SCORES, VOTES, ZSCORES
 from models.explain import explain_record
@@ -438,7 +439,6 @@ class DetectionEngine:
         return ServingModels(
             generation=1 if serving is None else serving.generation + 1,
             forest=forest, envelope=envelope, params=frozen(params),
-            explain_center=fitted.explain_center, explain_scale=fitted.explain_scale,
         )
 
     def _params_size(self) -> int:

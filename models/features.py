@@ -25,6 +25,10 @@ MIN_DURATION_SECONDS = 1e-3
 """A window shorter than this (2,000+ windows of 100 trades share one timestamp on
 a real day) counts as this long, which keeps trades_per_second finite."""
 
+PRICE_STD_FLOOR = 1e-4
+"""The smallest price std of a window, relative to its mean price (one basis point), for
+the price z-score: a one-tick move after a run of identical prices is not 10 sigma."""
+
 SIDE_CODES = {"A": 1, "B": 2, "N": 0}
 
 
@@ -249,12 +253,3 @@ MODEL_FEATURES = ("size_share", "price_deviation_bps", "momentum_bps", "two_side
 
 def scale_floors(names: tuple[str, ...]) -> np.ndarray:
     return np.array([INPUT_SCALE_FLOORS.get(name, 1e-12) for name in names])
-
-
-def model_inputs(features: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """The columns the models see: derived inputs by name, or raw features by name."""
-    columns = [
-        DERIVED_INPUTS[name](features) if name in DERIVED_INPUTS else features[:, COLUMN[name]]
-        for name in names
-    ]
-    return np.column_stack(columns)

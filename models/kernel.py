@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
-from models.features import DERIVED_NAMES, FEATURE_NAMES, MIN_DURATION_SECONDS, NEW_INPUTS
+from models.features import DERIVED_NAMES, FEATURE_NAMES, MIN_DURATION_SECONDS, NEW_INPUTS, PRICE_STD_FLOOR
 from models.session import DAY_NS
 
 # Quantities computed for every trade: the 18 features, the derived inputs, the new inputs.
@@ -99,7 +99,6 @@ P_ZCENTER = 17  # 4
 P_ZSCALE = 21  # 4
 P_ENVELOPE = 25  # mean (k), scale (k), location (k), precision (k * k)
 
-PRICE_STD_FLOOR = 1e-4
 MIN_DURATION = MIN_DURATION_SECONDS
 SIDE_A, SIDE_B = 1, 2
 

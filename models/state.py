@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from models.detectors.elliptic_envelope import EnvelopeModel
-from models.detectors.isolation_forest import FlatForest
+from models.detectors.flat_trees import FlatForest
 from models.guard import GuardMemory, TradeGuard
 from models.incidents import IncidentTracker
 from models.kernel import F_MOVE_WEIGHT, F_SWING_WEIGHT, F_TAIL_WEIGHT, I_HEADER, fstate_length, ring_length
@@ -37,8 +37,6 @@ class ServingModels:
     envelope: EnvelopeModel
     params: np.ndarray
     """Thresholds, z-score statistics and envelope parameters packed for the kernel."""
-    explain_center: np.ndarray
-    explain_scale: np.ndarray
 
 
 @dataclass(frozen=True)

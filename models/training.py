@@ -26,7 +26,8 @@ import sklearn
 from models.config import DetectorConfig
 from models.detectors import EllipticEnvelopeVote, ZScoreVote
 from models.detectors.elliptic_envelope import EnvelopeModel
-from models.detectors.isolation_forest import FlatTree, IsolationForestVote
+from models.detectors.flat_trees import FlatTree
+from models.detectors.isolation_forest import IsolationForestVote
 from models.detectors.zscore import LEARNED_COLUMNS
 from models.features import scale_floors
 
@@ -62,8 +63,6 @@ class Refit:
     envelope: EnvelopeModel
     zscore_center: np.ndarray
     zscore_scale: np.ndarray
-    explain_center: np.ndarray
-    explain_scale: np.ndarray
 
 
 def refit(job: RefitJob, config: DetectorConfig) -> Refit:
@@ -88,10 +87,6 @@ def refit(job: RefitJob, config: DetectorConfig) -> Refit:
         envelope=envelope.compact(),
         zscore_center=zscore.center_,
         zscore_scale=zscore.scale_,
-        explain_center=rows.mean(axis=0),
-        # Floored at a thousandth of the input's size: an input that sat still over
-        # the training samples should not explain at z = 150.
-        explain_scale=np.maximum(rows.std(axis=0), np.maximum(1e-3 * np.abs(rows.mean(axis=0)), 1e-9)),
     )
 
 

@@ -6,29 +6,22 @@ Each retrain grows ``trees_per_fit`` trees: scikit-learn's own (``grow``, a real
 against 7-9 ms), which the serving path uses. The serving forest is the newest
 ``n_trees`` of them, so it spans the last ``n_trees / trees_per_fit`` retrains of
 recent data: refreshing a few trees instead of regrowing 100 is what makes
-retraining every 500 trades affordable. ``FlatTree`` / ``FlatForest`` hold the
-trees for the compiled scoring kernel; ``score`` here walks scikit-learn's trees
-(``Tree.apply``, the path length per leaf built once at fit time): the same score
-as ``IsolationForest.score_samples``, kept as the reference.
+retraining every 500 trades affordable. ``flatten`` turns a tree into the node
+records of ``models.detectors.flat_trees`` that the compiled scoring kernel walks;
+``score`` here walks scikit-learn's trees (``Tree.apply``, the path length per leaf
+built once at fit time): the same score as ``IsolationForest.score_samples``, kept
+as the reference.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-
-def average_path_length(n_samples: np.ndarray) -> np.ndarray:
-    """Expected path length of an unsuccessful BST search among ``n`` points, c(n)."""
-    n = np.asarray(n_samples, dtype=np.float64)
-    out = np.zeros_like(n)
-    out[n == 2] = 1.0
-    big = n > 2
-    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
-    return out
+from models.detectors.flat_trees import FlatTree, average_path_length, node_records
+from models.detectors.isolation_growth import grow_trees
 
 
 class _ScoredTree:
@@ -60,8 +53,8 @@ class IsolationForestVote:
     """Votes when the isolation anomaly score, ``2 ** (-E[h(x)] / c(max_samples))``, is high."""
 
     def __init__(
-        self, n_trees: int = 100, trees_per_fit: int = 10, max_samples: int = 256,
-        threshold: float = 0.7, seed: int = 0,
+        self, n_trees: int = 100, trees_per_fit: int = 5, max_samples: int = 256,
+        threshold: float = 0.58, seed: int = 0,
     ) -> None:
         self.n_trees = n_trees
         self.trees_per_fit = trees_per_fit
@@ -86,8 +79,6 @@ class IsolationForestVote:
 
     def grow_flat(self, X: np.ndarray, fit_number: int) -> list[FlatTree]:
         """``flatten`` of each tree ``grow`` fits, grown in one compiled call (``isolation_growth``)."""
-        from models.detectors.isolation_growth import grow_trees
-
         return grow_trees(X, self.trees_per_fit, self.max_samples, self.seed + fit_number)
 
     def add(self, trees: list[_ScoredTree]) -> IsolationForestVote:
@@ -116,26 +107,6 @@ class IsolationForestVote:
         self.__dict__.update(state)
 
 
-NODE = np.dtype([("threshold", "<f8"), ("right", "<i2"), ("feature", "i1"), ("spare", "i1"), ("spare4", "<i4")])
-"""One tree node in 16 bytes (scikit-learn keeps 64): one cache line read per step of a walk."""
-
-
-@dataclass(frozen=True)
-class FlatTree:
-    """One isolation tree as a flat array of ``NODE`` records, depth first (a left child is the next node).
-
-    ``threshold`` is the split threshold (float64, as scikit-learn keeps it), ``feature``
-    the model input it splits on, ``right`` the right child within the tree. A leaf
-    splits on the input one past the last, which the kernel holds at +inf, so it
-    always goes "right" to itself, and keeps its path length in ``threshold``: a walk
-    takes a fixed number of steps (``depth``) without testing for leaves or branching.
-    """
-
-    nodes: np.ndarray
-    root_samples: int
-    depth: int
-
-
 def flatten(scored: _ScoredTree) -> FlatTree:
     tree = scored.tree
     internal = tree.children_left != -1
@@ -146,53 +117,3 @@ def flatten(scored: _ScoredTree) -> FlatTree:
     nodes = node_records(internal, columns[np.maximum(tree.feature, 0)], tree.threshold, tree.children_right,
                          scored.path_length, len(columns))
     return FlatTree(nodes, int(tree.n_node_samples[0]), int(tree.max_depth))
-
-
-def node_records(internal: np.ndarray, feature: np.ndarray, threshold: np.ndarray, right: np.ndarray,
-                 path_length: np.ndarray, n_inputs: int) -> np.ndarray:
-    """A depth-first tree's nodes as ``NODE`` records: a leaf splits on input ``n_inputs``,
-    points to itself and holds its path length. Raises if the tree does not fit the record."""
-    count = len(internal)
-    if count >= 2**15 or n_inputs >= 127:
-        raise ValueError(f"an isolation tree of {count} nodes on {n_inputs} inputs does not fit the node record")
-    nodes = np.zeros(count, NODE)
-    nodes["threshold"] = np.where(internal, threshold, path_length)
-    nodes["right"] = np.where(internal, right, np.arange(count))
-    nodes["feature"] = np.where(internal, feature, n_inputs)
-    return nodes
-
-
-@dataclass(frozen=True)
-class FlatForest:
-    """The serving forest: the newest trees, oldest first, concatenated for the kernel.
-
-    Immutable: ``add`` returns a new forest, so a snapshot may hold this one as it is.
-    """
-
-    offsets: np.ndarray  # int32, trees + 1: where each tree starts
-    nodes: np.ndarray  # NODE records
-    normaliser: float = 1.0
-    depth: int = 0
-
-    @classmethod
-    def empty(cls) -> FlatForest:
-        return cls(np.zeros(1, np.int32), np.zeros(0, NODE))
-
-    @property
-    def trees(self) -> int:
-        return len(self.offsets) - 1
-
-    def add(self, trees: list[FlatTree], n_trees: int, max_samples: int) -> FlatForest:
-        """The newest ``n_trees`` of this forest's trees followed by ``trees``."""
-        drop = max(0, self.trees + len(trees) - n_trees)
-        start = int(self.offsets[drop])
-        sizes = np.concatenate([np.diff(self.offsets[drop:]), [len(tree.nodes) for tree in trees]])
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
-        samples = min(max_samples, trees[0].root_samples)
-        return FlatForest(
-            offsets,
-            np.concatenate([self.nodes[start:], *(tree.nodes for tree in trees)]),
-            float(average_path_length(np.array([samples]))[0]),
-            # an upper bound of the serving trees' depth: extra steps stay on the leaf
-            max([tree.depth for tree in trees] + ([self.depth] if drop < self.trees else [])),
-        )

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 from sklearn.utils.random import sample_without_replacement
 
-from models.detectors.isolation_forest import FlatTree, average_path_length, node_records
+from models.detectors.flat_trees import FlatTree, average_path_length, node_records
 
 INT32_MAX = np.iinfo(np.int32).max
 RAND_R_MAX = 2**31 - 1

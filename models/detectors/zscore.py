@@ -5,10 +5,11 @@
   identical prices is not a 10-sigma event;
 * volume and volatility: ``log(1 + size)`` and ``log(1 + volatility in bps)`` against
   their mean and standard deviation over the recent training samples. Sizes are
-  heavy-tailed; on the log scale a 20,000-share block stands out (about 5 sigma on a
-  real day) while a 2,300-share print does not (about 3.4). A median/MAD version
-  was tried and dropped: sizes come in round lots, so over 500 trades the MAD can
-  collapse to a few lots and put a 2,300-share print at 7 sigma.
+  heavy-tailed: on the log scale a 2,300-share print is about 3 sigma and a
+  20,000-share block only about 4.4 (2025-05-09, 10:00-16:00 New York, medians over
+  windows of 500 trades), which is why blocks vote on ``size_vs_tail`` below. A
+  median/MAD version was tried and dropped: sizes come in round lots, so over 500
+  trades the MAD can collapse to a few lots and put a 2,300-share print at 7 sigma.
 
 * intensity: ``two_sided_intensity`` (the trade rate discounted by how one-sided the
   window is; see ``models.features``) against its mean and standard deviation. A
@@ -29,7 +30,7 @@ they measure means the same on every instrument and a z-score over 500 calm trad
 would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
 
 * ``size_vs_tail``: the size against the instrument's recent 99.9th-percentile size
-  (a block; a log-size z puts a 15,000-share print at 3.4 sigma on NVDA);
+  (a block; a log-size z puts a 15,000-share print at about 4 sigma on NVDA, a 2,300-share one at 3);
 * ``distinct_stamps_50ms``: distinct event times within 50 ms (a two-sided burst; one
   aggressive order prints hundreds of trades at a single timestamp);
 * ``|instant_move_bps|``: the move within one timestamp (a sweep through the book), when it
@@ -45,14 +46,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.features import COLUMN, DERIVED_INPUTS
-
-PRICE_STD_FLOOR = 1e-4
-"""The smallest price std, relative to the mean price (one basis point)."""
+from models.features import COLUMN, DERIVED_INPUTS, PRICE_STD_FLOOR
 LEARNED_COLUMNS = ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")
 """The model inputs (``models.features``) the volume, volatility, intensity and momentum z-scores use."""
 MIN_SCALE = np.array([0.1, 0.1, 1.0, 5.0])
-"""Smallest spread of log size, log volatility and intensity. Before the open a
+"""Smallest spread of log size, log volatility, intensity and momentum (bp). Before the open a
 window's volatility can sit on one value for hundreds of trades, and in a calm
 hour the intensity varies by a few tenths and the momentum by a basis point or two:
 a small change is not a 10-sigma event."""
@@ -84,9 +82,9 @@ class ZScoreVote:
     """Votes when a z-score reaches its threshold; the score is the largest z / threshold."""
 
     def __init__(
-        self, price_threshold: float = 4.5, volume_threshold: float = 4.5,
-        volatility_threshold: float = 4.5, intensity_threshold: float = 4.5,
-        momentum_threshold: float = 4.5, size_tail_limit: float = 5.0, stamps_limit: float = 80.0,
+        self, price_threshold: float = 6.0, volume_threshold: float = 8.0,
+        volatility_threshold: float = 25.0, intensity_threshold: float = 10.0,
+        momentum_threshold: float = 8.0, size_tail_limit: float = 5.0, stamps_limit: float = 80.0,
         instant_move_limit: float = 20.0, instant_move_tail_limit: float = 3.0,
         breakout_limit: float = 80.0, breakout_swing_limit: float = 8.0,
     ) -> None:

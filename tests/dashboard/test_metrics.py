@@ -13,7 +13,7 @@ from dashboard.figures import (
     severity_figure,
 )
 from dashboard.metrics import (
-    compute_metrics, decision_rows, detector_vote_counts, filter_records, incident_label, latest_rows, level_counts,
+    compute_metrics, decision_rows, detector_vote_counts, filter_records, incident_label, latest_rows,
     member_rows, members_text, price_move_text, queue_rows, review_text,
 )
 from dashboard.records import Anomaly, DetectorVerdict, PricePath, Review, decode_anomaly, decode_incident
@@ -63,9 +63,8 @@ def test_filters_by_symbol_and_level_and_empty_means_all():
     assert filter_records(RECORDS, ["MSFT"]) == []
 
 
-def test_detector_votes_and_levels_are_counted():
+def test_detector_votes_are_counted():
     assert detector_vote_counts(RECORDS) == {"isolation_forest": 4, "elliptic_envelope": 4, "zscore": 3}
-    assert level_counts(RECORDS) == {"low": 1, "medium": 1, "high": 1, "critical": 2}
 
 
 def test_times_read_in_new_york_and_utc():

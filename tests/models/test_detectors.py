@@ -12,8 +12,11 @@ from sklearn.preprocessing import StandardScaler
 
 from models.detectors import EllipticEnvelopeVote, IsolationForestVote, ZScoreVote
 from models.detectors.elliptic_envelope import RIDGE
-from models.detectors.isolation_forest import _ScoredTree, average_path_length
+from models.detectors.flat_trees import average_path_length
+from models.detectors.isolation_forest import _ScoredTree
+from models.config import DetectorConfig
 from models.features import COLUMN, FEATURE_NAMES
+from models.training import envelope_from_config, forest_from_config, zscore_from_config
 
 
 def sample(seed: int, rows: int = 400, columns: int = 5) -> np.ndarray:
@@ -39,6 +42,20 @@ DETECTORS = {
     "elliptic_envelope": (lambda: EllipticEnvelopeVote(threshold=30, cold_every=3, seed=3), sample),
     "zscore": (lambda: ZScoreVote(), feature_rows),
 }
+
+
+@pytest.mark.parametrize("default, product", [
+    (IsolationForestVote, forest_from_config),
+    (EllipticEnvelopeVote, envelope_from_config),
+    (ZScoreVote, zscore_from_config),
+], ids=["isolation_forest", "elliptic_envelope", "zscore"])
+def test_a_detector_built_with_its_defaults_has_the_products_settings(default, product):
+    """Constructor defaults are the product's (``DetectorConfig()``), so a detector built
+    bare in a notebook or a test behaves as the one the engine serves; only the seed and
+    the per-input scale floors come from elsewhere."""
+    built, served = vars(default()), vars(product(DetectorConfig()))
+    settings = {name for name in built if not name.endswith("_") and name not in ("seed", "scale_floor")}
+    assert settings and {name: built[name] for name in settings} == {name: served[name] for name in settings}
 
 
 def scores_of(detector, X):

@@ -12,7 +12,8 @@ from sklearn.ensemble import IsolationForest
 from connectors.codec import format_timestamp_ns
 from models import kernel, reference
 from models.config import DetectorConfig
-from models.detectors.isolation_forest import FlatForest, _ScoredTree, flatten
+from models.detectors.flat_trees import FlatForest
+from models.detectors.isolation_forest import _ScoredTree, flatten
 from models.engine import DetectionEngine
 from models.records import AnomalyRecord
 from models.state import InstrumentState
