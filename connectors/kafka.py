@@ -542,10 +542,6 @@ def read_topic(
         consumer.close()
 
 
-def iter_json_values(messages: Iterable[Any]) -> list[dict[str, Any]]:
-    return [orjson.loads(message.value()) for message in messages]
-
-
 class MissingTopic(RuntimeError):
     """The input topic does not exist: nothing has been published to it yet."""
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from connectors.synthetic import generate_tape
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -68,11 +68,7 @@ def kill_job(job: subprocess.Popen, signal_number: int = signal.SIGKILL) -> None
 
 
 def synthetic_tape(symbols: int, trades: int, seed: int):
-    """The synthetic tape, or a skip when connectors.synthetic is not there."""
-    try:
-        from connectors.synthetic import generate_tape
-    except ImportError as error:
-        pytest.skip(f"connectors.synthetic is not available: {error}")
+    """The synthetic tape (its labelled events dropped)."""
     tape, _events = generate_tape(symbols=symbols, trades=trades, seed=seed)
     return tape
 
@@ -88,9 +84,11 @@ def publish_tape(brokers: str, topic: str, trades, partitions: int = 4) -> None:
 
 
 def read_json(brokers: str, topic: str) -> list[dict]:
-    from connectors.kafka import iter_json_values, read_topic
+    import orjson
 
-    return iter_json_values(read_topic(brokers, topic))
+    from connectors.kafka import read_topic
+
+    return [orjson.loads(message.value()) for message in read_topic(brokers, topic)]
 
 
 def anomaly_ids(brokers: str, topic: str) -> list[str]:
@@ -146,7 +144,6 @@ def without_processing_time(record: dict) -> dict:
 def reference_records(trades) -> dict[str, dict]:
     """The anomalies of ``build_flow`` run in this process on the same bytes, by anomaly id."""
     import orjson
-    from bytewax import operators as op
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from connectors.codec import decode_trade, encode_record

@@ -13,8 +13,7 @@ from benchmarks.scoring import EventOutcome, Score
 from benchmarks.summary import combined
 from connectors.injection import LabelledEvent
 from connectors.synthetic import generate_quiet_tape
-
-pytest.importorskip("flows.backtest")
+from flows.backtest import run_backtest
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +107,9 @@ def test_the_second_injector_runs_under_its_own_name(tape_file, tmp_path):
 
 def test_incidents_written_beside_the_anomalies_are_scored(tape_file, tmp_path, monkeypatch):
     """A backtest that writes incidents (as issue 9's engine will): one per anomaly, hand-built here."""
-    real_backtest = product.run_backtest
 
     def backtest_with_incidents(paths, out, config):
-        report = real_backtest(paths, out, config)
+        report = run_backtest(paths, out, config)
         lines = []
         for line in report.anomalies_path.read_bytes().splitlines():
             record = orjson.loads(line)

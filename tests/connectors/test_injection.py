@@ -17,6 +17,7 @@ from connectors.injection import (
     OFF_MARKET_AWAY, RAMP_MOVE, RAMP_PRINTS, SWEEP_LEVELS, SWEEP_MOVE, cut_to_early_close, inject_events,
 )
 from connectors.synthetic import generate_quiet_tape
+from models.trades import validate_trades
 
 REAL_TAPE = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 needs_real_tape = pytest.mark.skipif(not REAL_TAPE.exists(), reason=f"shared NVDA tape not available ({REAL_TAPE.name})")
@@ -53,8 +54,7 @@ def assert_valid_tape(trades):
 def test_the_injected_tape_is_a_valid_tape_the_engine_accepts(injected):
     trades, _ = injected
     assert_valid_tape(trades)
-    trades_module = pytest.importorskip("models.trades")
-    _, rejections = trades_module.validate_trades(trades)
+    _, rejections = validate_trades(trades)
     assert rejections == []
 
 

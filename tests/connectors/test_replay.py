@@ -15,6 +15,7 @@ from benchmarks import SHARED_NVDA
 from connectors.broker import free_port
 from connectors.kafka import partition_count, read_topic
 from connectors.replay import BrokerLost, main, publish, timestamp_ns
+from connectors.synthetic import generate_tape
 
 pytestmark = pytest.mark.broker
 
@@ -65,11 +66,11 @@ def test_speed_follows_the_gaps_between_trades(broker, topic_prefix):
 
 
 def test_synthetic_tape_is_published(broker, topic_prefix, capsys):
-    pytest.importorskip("connectors.synthetic", reason="connectors.synthetic is not written yet")
     topic = f"{topic_prefix}-stocks"
     assert replay(broker, topic, "--synthetic", "--symbols", "3", "--trades", "600", "--seed", "4") == 0
-    symbols = {message.key() for message in read_topic(broker, topic)}
-    assert symbols == {b"SYN0", b"SYN1", b"SYN2"}
+    messages = read_topic(broker, topic)
+    assert len(messages) == len(generate_tape(symbols=3, trades=600, seed=4)[0])
+    assert {message.key() for message in messages} == {b"SYN0", b"SYN1", b"SYN2"}
     assert "labelled injected anomalies" in capsys.readouterr().err
 
 

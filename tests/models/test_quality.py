@@ -83,19 +83,23 @@ def real_slice_scores():
 
 
 def test_a_real_slice_keeps_a_recall_floor(real_slice_scores):
-    # When set (seeds 0 and 1): 24 of 29 events found (0.83), every off_market print and flash crash.
+    # Measured 2026-12-05 (seeds 0 and 1): 28 of 29 events found (0.966; the miss a block), every
+    # off_market print and flash crash; the floor leaves two more misses.
     found = sum(score.found for score in real_slice_scores)
     events = sum(score.events for score in real_slice_scores)
     assert events >= 25
-    assert found / events >= 0.75
-    for kind in ("off_market", "flash_crash"):
-        assert all(score.by_kind()[kind].recall == 1.0 for score in real_slice_scores if kind in score.by_kind())
+    assert found / events >= 0.9
+    for score in real_slice_scores:
+        for kind in ("off_market", "flash_crash"):
+            assert kind in score.by_kind()
+            assert score.by_kind()[kind].recall == 1.0
 
 
 def test_a_real_slice_keeps_a_false_alarm_ceiling(real_slice_scores):
-    # When set: 3 false alarms per seed in about 21,000 trades (natural blocks, among them the
-    # 20,000-49,987-share prints of 10:19-10:20, and bursts).
-    assert sum(score.false_alarms for score in real_slice_scores) <= 6
+    # Measured 2026-12-05: 3 false alarms per seed (6 in total) in about 21,000 trades (natural
+    # blocks, among them the 20,000-49,987-share prints of 10:19-10:20, and bursts); the ceiling
+    # leaves one more per seed.
+    assert sum(score.false_alarms for score in real_slice_scores) <= 8
 
 
 @pytest.fixture(scope="module")
