@@ -2,7 +2,7 @@
 
     python -m benchmarks.evaluate --days all --seeds 0 1 [--peer-seeds 0 | --no-peers]
         [--early-close [also|only]] [--config-per-day FILE.json] [--out DIR]
-        [--figure-seeds S... | --no-figures] [--spacing N] [--kinds K...] [--injector broad|second]
+        [--figure-seeds S... | --no-figures] [--spacing N] [--kinds K...] [--injector broad|second|third]
     python -m benchmarks.evaluate FILE... [the same options]
 
 For every day (``--days all``: every trades file of ``../shared/data/nvda``; or
@@ -50,6 +50,7 @@ from benchmarks.report import DetectorResult, detectors_table, incident_cells, i
 from benchmarks.report import INCIDENT_HEADER, recall_by_kind_table, sessions_table, table
 from benchmarks.scoring import SINGLE_PRINT_KINDS, Score, score_anomalies, symbol_sequences
 from benchmarks.second_injector import inject_second
+from benchmarks.third_injector import inject_third
 from benchmarks.summary import RunResult, engine_version, render_summary, summary_json
 from connectors.files import iter_trades
 from connectors.injection import EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, cut_to_early_close, inject_events
@@ -78,7 +79,8 @@ class RunSpec:
     kinds: tuple[str, ...] = EVENT_KINDS
     figures: bool = True
     injector: str = "broad"
-    """"broad" (``connectors.injection``) or "second" (``benchmarks.second_injector``)."""
+    """"broad" (``connectors.injection``), "second" (``benchmarks.second_injector``) or "third"
+    (``benchmarks.third_injector``)."""
 
     @property
     def tape_name(self) -> str:
@@ -95,6 +97,8 @@ def evaluate_tape(tape: list[dict[str, Any]], spec: RunSpec, out_dir: Path) -> R
     close = EARLY_CLOSE if spec.variant == "early-close" else SESSION_CLOSE
     if spec.injector == "second":
         injected, events = inject_second(tape, spec.seed, session_close=close)
+    elif spec.injector == "third":
+        injected, events = inject_third(tape, spec.seed, session_close=close)
     else:
         injected, events = inject_events(tape, spec.seed, kinds=spec.kinds, spacing_trades=spec.spacing_trades,
                                          session_close=close)
@@ -321,8 +325,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--figure-seeds", nargs="+", type=int, help="seeds that get a figure (default: every seed)")
     parser.add_argument("--spacing", type=int, default=DEFAULT_SPACING, help="trades between regular-session events")
     parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, default=list(EVENT_KINDS), help="event kinds to inject")
-    parser.add_argument("--injector", choices=["broad", "second"], default="broad",
-                        help="connectors.injection (broad, default) or benchmarks.second_injector")
+    parser.add_argument("--injector", choices=["broad", "second", "third"], default="broad",
+                        help="connectors.injection (broad, default), benchmarks.second_injector (second) "
+                             "or benchmarks.third_injector (third)")
     args = parser.parse_args(argv)
     if not args.files and not args.days:
         parser.error("give trades FILEs or --days")
