@@ -53,7 +53,9 @@ from benchmarks.second_injector import inject_second
 from benchmarks.third_injector import inject_third
 from benchmarks.summary import RunResult, engine_version, render_summary, summary_json
 from connectors.files import iter_trades
-from connectors.injection import EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, cut_to_early_close, inject_events
+from connectors.injection import (
+    EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, LabelledEvent, cut_to_early_close, inject_events,
+)
 from models.config import ENV_PREFIX, ConfigError, DetectorConfig
 
 PRODUCT = "product (dataflow)"
@@ -92,16 +94,22 @@ class RunSpec:
         return f"{self.tape_name}-seed{self.seed}"
 
 
+def inject(tape: list[dict[str, Any]], spec: RunSpec) -> tuple[list[dict[str, Any]], list[LabelledEvent]]:
+    """The run's tape with its injector's events, closing at 13:00 on an early-close variant."""
+    close = EARLY_CLOSE if spec.variant == "early-close" else SESSION_CLOSE
+    if spec.injector == "broad":
+        return inject_events(tape, spec.seed, kinds=spec.kinds, spacing_trades=spec.spacing_trades,
+                             session_close=close)
+    if spec.injector == "second":
+        return inject_second(tape, spec.seed, session_close=close)
+    if spec.injector == "third":
+        return inject_third(tape, spec.seed, session_close=close)
+    raise ValueError(f"unknown injector {spec.injector!r}: broad, second or third")
+
+
 def evaluate_tape(tape: list[dict[str, Any]], spec: RunSpec, out_dir: Path) -> RunResult:
     """Inject, detect, score and write one run's tables, JSON and figure."""
-    close = EARLY_CLOSE if spec.variant == "early-close" else SESSION_CLOSE
-    if spec.injector == "second":
-        injected, events = inject_second(tape, spec.seed, session_close=close)
-    elif spec.injector == "third":
-        injected, events = inject_third(tape, spec.seed, session_close=close)
-    else:
-        injected, events = inject_events(tape, spec.seed, kinds=spec.kinds, spacing_trades=spec.spacing_trades,
-                                         session_close=close)
+    injected, events = inject(tape, spec)
     sequences = symbol_sequences(injected)
     with tempfile.TemporaryDirectory() as workdir:
         run = run_product(injected, spec.config, Path(workdir))

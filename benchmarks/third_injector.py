@@ -26,7 +26,11 @@ Injected prints get times between their real neighbours (``ts_recv`` interpolate
 way, so ``ts_in_delta`` stays realistic), the preceding real print's other fields, and
 sequences spread evenly inside the real sequence gap (a gap too small for the prints is
 skipped, so real sequences are never renumbered). Real trades falling inside an event's span
-are kept and counted in it: at most 10% of a burst's and 25% of a ramp's trades.
+are kept and counted in it: at most a tenth as many as a burst's injected prints, a quarter as
+many as a ramp's.
+
+A seed draws the same 40 event shapes (kinds, sizes, moves, target times of day) on every tape;
+tapes differ in where the events land and in the market around them.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ TICK = 0.01
 MARKET_TRADES, NEARBY_TRADES = 15, 500
 """The market is the median of the last 15 real prices; sizes are drawn from the last 500."""
 REAL_SHARE = {"block": 0, "off_market": 0, "burst": 0.10, "ramp": 0.25}
-"""Largest share of an event's trades that may be real trades falling inside its span."""
+"""Most real trades that may fall inside an event's span, as a share of its injected prints."""
 
 BLOCK_SHARES, ROUND_LOT, BLOCK_SIDES = (20_000, 100_000), 100, (("A", "B", "N"), (0.4, 0.4, 0.2))
 OFF_MARKET_AWAY, OFF_MARKET_SIZE_QUANTILE = (0.004, 0.03), (0.1, 0.9)

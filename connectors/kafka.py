@@ -492,7 +492,6 @@ def ensure_topics(
     return created
 
 
-
 def partition_count(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
                     timeout: float = 10.0) -> int:
     admin = _admin(brokers, client_settings)

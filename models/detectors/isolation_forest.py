@@ -20,8 +20,12 @@ from collections import deque
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from models.detectors.flat_trees import FlatTree, average_path_length, node_records
+from models.detectors.flat_trees import FlatForest, FlatTree, average_path_length, node_records
 from models.detectors.isolation_growth import grow_trees
+
+# FlatForest stays importable from here: snapshots pickled before models.detectors.flat_trees
+# existed name it in this module.
+__all__ = ["FlatForest", "IsolationForestVote", "flatten"]
 
 
 class _ScoredTree:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.features import COLUMN, DERIVED_INPUTS, PRICE_STD_FLOOR
+
 LEARNED_COLUMNS = ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")
 """The model inputs (``models.features``) the volume, volatility, intensity and momentum z-scores use."""
 MIN_SCALE = np.array([0.1, 0.1, 1.0, 5.0])

@@ -105,6 +105,26 @@ def test_the_second_injector_runs_under_its_own_name(tape_file, tmp_path):
     assert "| quiet-second | 4 |" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.parametrize("injector, variant, close", [
+    ("broad", "full", "16:00:00"), ("second", "early-close", "13:00:00"), ("third", "full", "16:00:00"),
+    ("third", "early-close", "13:00:00"),
+])
+def test_each_injector_is_called_with_the_runs_seed_and_close(monkeypatch, injector, variant, close):
+    calls = []
+    for name in ("inject_events", "inject_second", "inject_third"):
+        monkeypatch.setattr(evaluate, name, lambda tape, seed, *, name=name, session_close, **_: (
+            calls.append((name, seed, session_close.isoformat())) or (tape, [])))
+    spec = evaluate.RunSpec("day", variant, 3, None, "defaults", False, injector=injector)
+    assert evaluate.inject([], spec) == ([], [])
+    expected = {"broad": "inject_events", "second": "inject_second", "third": "inject_third"}[injector]
+    assert calls == [(expected, 3, close)]
+
+
+def test_an_unknown_injector_is_an_error():
+    with pytest.raises(ValueError, match="unknown injector 'fourth'"):
+        evaluate.inject([], evaluate.RunSpec("day", "full", 0, None, "defaults", False, injector="fourth"))
+
+
 def test_incidents_written_beside_the_anomalies_are_scored(tape_file, tmp_path, monkeypatch):
     """A backtest that writes incidents (as issue 9's engine will): one per anomaly, hand-built here."""
 

@@ -201,4 +201,4 @@ def test_an_early_close_day_has_no_event_at_its_close_nor_a_regular_one_after(ea
 def test_evaluate_takes_it_as_injector_third():
     args = evaluate.parse_args(["--days", "all", "--injector", "third"])
     spec = evaluate.RunSpec("day", "early-close", 1, None, "defaults", False, injector=args.injector)
-    assert spec.name == "day-early-close-third-seed1"
+    assert spec.name == "day-early-close-third-seed1"  # evaluate.inject's dispatch: tests/benchmarks/test_evaluate.py

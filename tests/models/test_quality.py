@@ -84,7 +84,7 @@ def real_slice_scores():
 
 def test_a_real_slice_keeps_a_recall_floor(real_slice_scores):
     # Measured 2026-12-05 (seeds 0 and 1): 28 of 29 events found (0.966; the miss a block), every
-    # off_market print and flash crash; the floor leaves two more misses.
+    # off_market print and flash crash; the floor leaves one more miss.
     found = sum(score.found for score in real_slice_scores)
     events = sum(score.events for score in real_slice_scores)
     assert events >= 25
