@@ -32,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from connectors.codec import format_timestamp_ns
-from connectors.injection import NEW_YORK, SESSION_CLOSE, SESSION_OPEN, LabelledEvent, as_text, timestamps_ns
+from connectors.injection import (
+    NEW_YORK, SESSION_CLOSE, SESSION_OPEN, LabelledEvent, as_text, session_of, timestamps_ns,
+)
 
 KINDS = ("block", "burst", "off_market", "ramp", "flash_crash")
 BLOCK_SHARES = (20_000, 100_000)
@@ -208,6 +210,4 @@ def _laid_out(tape: list[dict[str, Any]], events: list[_Event], session_close: t
 
 def _session(trade: dict[str, Any], session_close: time) -> str:
     local = pd.Timestamp(timestamps_ns([trade["ts_event"]])[0], tz="UTC").tz_convert(NEW_YORK).time()
-    if local < SESSION_OPEN:
-        return "pre_market"
-    return "regular" if local < session_close else "after_hours"
+    return session_of(local, session_close)

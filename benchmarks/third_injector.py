@@ -37,14 +37,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from connectors.codec import format_timestamp_ns
-from connectors.injection import NEW_YORK, SESSION_CLOSE, SESSION_OPEN, LabelledEvent, timestamps_ns
+from connectors.injection import (
+    NEW_YORK, SESSION_CLOSE, SESSION_OPEN, TICK, LabelledEvent, session_of, timestamps_ns,
+)
+from models.session import DAY_NS
 
 KINDS = ("flash_crash", "ramp", "burst", "block", "off_market")
 """In placement order, biggest first, so the small events fill the gaps left."""
@@ -54,7 +57,6 @@ MIN_GAP_TRADES = 10
 """Untouched real trades between two events."""
 CROSS_MARGIN_NS = 60 * 10**9
 """No event's trade within this of the open, ``session_close`` or 16:00 New York."""
-TICK = 0.01
 MARKET_TRADES, NEARBY_TRADES = 15, 500
 """The market is the median of the last 15 real prices; sizes are drawn from the last 500."""
 REAL_SHARE = {"block": 0, "off_market": 0, "burst": 0.10, "ramp": 0.25}
@@ -69,7 +71,6 @@ BURST_TICKS, BURST_TICK_ODDS = (0, 1, 2), (0.6, 0.3, 0.1)
 RAMP_PRINTS, RAMP_SPAN_NS, RAMP_MOVE, RAMP_SIZE_QUANTILE = (20, 120), (0.5e9, 3e9), (0.004, 0.015), (0.3, 0.95)
 CRASH_TRADES, CRASH_DEPTH, CRASH_APEX, CRASH_UP_ODDS = (200, 800), (0.008, 0.03), (0.25, 0.55), 0.4
 
-DAY_NS = 86_400 * 10**9
 HOUR_NS = 3_600 * 10**9
 
 
@@ -367,6 +368,4 @@ def _label(event: _Event, symbol: str, session_close: time) -> LabelledEvent:
 
 
 def _session(time_of_day: int, session_close: time) -> str:
-    if time_of_day < _ns_of_day(SESSION_OPEN):
-        return "pre_market"
-    return "regular" if time_of_day < _ns_of_day(session_close) else "after_hours"
+    return session_of((datetime.min + timedelta(microseconds=time_of_day // 1_000)).time(), session_close)

@@ -53,6 +53,15 @@ FLASH_TRADES, FLASH_DEPTH, FLASH_BOTTOM = (150, 600), (0.01, 0.04), (0.3, 0.5)
 SWEEP_LEVELS, SWEEP_MOVE = (5, 40), (0.002, 0.01)
 
 SESSIONS = ("pre_market", "regular", "after_hours")
+
+
+def session_of(local: time, session_close: time = SESSION_CLOSE) -> str:
+    """The session a New York time of day belongs to: a label's ``session``."""
+    if local < SESSION_OPEN:
+        return "pre_market"
+    return "regular" if local < session_close else "after_hours"
+
+
 MIN_EXTENDED_SLOT = 300
 """Fewest trades per event in the pre-market or after-hours (fewer events if short)."""
 MIN_PAIR_SLOT = 1_000
