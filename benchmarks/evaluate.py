@@ -18,8 +18,9 @@ Plotly figure) per run and ``summary.md`` / ``summary.json`` over all runs to DI
 (``out/`` by default; ``--out benchmarks/results`` records them).
 
 Leave-one-day-out tuning: ``--config-per-day FILE.json`` maps a day's file stem
-to ``DETECTOR_*`` overrides used for that day (its early-close variant too), on
-top of the environment; every run records the configuration it used. Anomalies
+to ``DETECTOR_*`` overrides used for that day (its early-close variant too, and
+``DETECTOR_INCIDENT_*`` for the incident tracker), on top of the environment;
+every run records the settings it used. Anomalies
 the product reports as ``kind = "auction"`` are counted apart, not as alarms.
 """
 
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ from connectors.files import iter_trades
 from connectors.injection import (
     EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, LabelledEvent, cut_to_early_close, inject_events,
 )
+from flows.settings import engine_settings_from_env
 from models.config import ENV_PREFIX, ConfigError, DetectorConfig
+from models.incidents import IncidentSettings
 
 PRODUCT = "product (dataflow)"
 DEFAULT_OUT = OUTPUT
@@ -83,6 +86,7 @@ class RunSpec:
     injector: str = "broad"
     """"broad" (``connectors.injection``), "second" (``benchmarks.second_injector``) or "third"
     (``benchmarks.third_injector``)."""
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
 
     @property
     def tape_name(self) -> str:
@@ -112,7 +116,7 @@ def evaluate_tape(tape: list[dict[str, Any]], spec: RunSpec, out_dir: Path) -> R
     injected, events = inject(tape, spec)
     sequences = symbol_sequences(injected)
     with tempfile.TemporaryDirectory() as workdir:
-        run = run_product(injected, spec.config, Path(workdir))
+        run = run_product(injected, spec.config, Path(workdir), spec.incidents)
     alarms = [r for r in run.records if r.get("kind") != "auction"]
     score = score_anomalies(sequences, events, alarms)
     results = [DetectorResult(PRODUCT, score, len(alarms), run.seconds)]
@@ -218,7 +222,7 @@ def render_run(spec: RunSpec, result: RunResult) -> str:
 def run_json(spec: RunSpec, result: RunResult) -> dict[str, Any]:
     return {
         "tape": spec.tape_name, "day": spec.day, "variant": spec.variant, "seed": spec.seed, "injector": spec.injector,
-        "config_label": spec.config_label, "config": asdict(spec.config),
+        "config_label": spec.config_label, "config": asdict(spec.config), "incident_settings": asdict(spec.incidents),
         "auction_records": result.auctions,
         "false_alarms_by_new_york_hour": {str(h): n for h, n in sorted(result.false_alarm_hours.items())},
         "trades_by_new_york_hour": {str(h): n for h, n in sorted(result.trades_by_hour.items())},
@@ -291,8 +295,8 @@ def resolve_days(files: list[Path], days: list[str], data_dir: Path) -> list[Pat
     return chosen
 
 
-def day_configs(path: Path | None, stems: list[str]) -> dict[str, tuple[DetectorConfig, str]]:
-    """Each day's engine configuration and a label saying what it is; bad input stops here."""
+def day_configs(path: Path | None, stems: list[str]) -> dict[str, tuple[DetectorConfig, IncidentSettings, str]]:
+    """Each day's engine and incident settings and a label saying what they are; bad input stops here."""
     overrides: dict[str, dict[str, str]] = {}
     if path is not None:
         loaded = orjson.loads(path.read_bytes())
@@ -309,11 +313,11 @@ def day_configs(path: Path | None, stems: list[str]) -> dict[str, tuple[Detector
         try:
             if wrong:
                 raise ConfigError(f"not DETECTOR_* settings: {wrong}")
-            config = DetectorConfig.from_env(settings)
+            config, incidents = engine_settings_from_env(settings)
         except ConfigError as error:
             raise SystemExit(f"error: configuration for {stem}: {error}") from None
         label = ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "defaults"
-        configs[stem] = (config, label)
+        configs[stem] = (config, incidents, label)
     return configs
 
 
@@ -355,11 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         for variant in VARIANTS[args.early_close]:
             tape = trades if variant == "full" else cut_to_early_close(trades)
             for seed in args.seeds:
-                config, label = configs[file_stem(path)]
+                config, incidents, label = configs[file_stem(path)]
                 if variant == "early-close":
                     config, label = with_early_close(config, label, tape)
                 spec = RunSpec(file_stem(path), variant, seed, config, label, seed in peer_seeds,
-                               args.spacing, tuple(args.kinds), seed in figure_seeds, args.injector)
+                               args.spacing, tuple(args.kinds), seed in figure_seeds, args.injector, incidents)
                 runs.append(evaluate_tape(tape, spec, args.out))
         del trades
     command = "python -m benchmarks.evaluate " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -20,6 +20,7 @@ from benchmarks.incident_scoring import read_incidents
 from connectors.codec import TRADE_FIELDS
 from flows.backtest import run_backtest
 from models.config import DetectorConfig
+from models.incidents import IncidentSettings
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,12 @@ def incidents_path(anomalies_path: Path) -> Path:
     return anomalies_path.with_name(anomalies_path.name.removesuffix(".jsonl") + ".incidents.jsonl")
 
 
-def run_product(trades: list[dict[str, Any]], config: DetectorConfig, workdir: Path) -> ProductRun:
+def run_product(trades: list[dict[str, Any]], config: DetectorConfig, workdir: Path,
+                incidents: IncidentSettings | None = None) -> ProductRun:
     """The anomaly records and incidents the backtest writes for ``trades``, and its wall seconds."""
     workdir.mkdir(parents=True, exist_ok=True)
     tape = write_tape(trades, workdir / "injected-tape.csv")
-    report = run_backtest([tape], workdir / "anomalies.jsonl", config)
+    report = run_backtest([tape], workdir / "anomalies.jsonl", config, incidents=incidents)
     records = [orjson.loads(line) for line in report.anomalies_path.read_bytes().splitlines() if line.strip()]
     rejected = sum(report.rejections_by_reason.values())
     if rejected:

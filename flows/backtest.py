@@ -10,6 +10,7 @@ then prints what was read, rejected and found, and how fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from connectors.codec import encode_dead_letter, encode_record
 from connectors.files import JsonLinesSink, TradeFileSource, UnsupportedFileError
 from flows.dataflow import build_flow
 from flows.runtime import tune_garbage_collector
+from flows.settings import engine_settings_from_env
 from models import training
 from models.config import ConfigError, DetectorConfig
 from models.incidents import IncidentSettings
@@ -132,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dead-letters", help="where to write rejected input (default: next to --out)")
     args = parser.parse_args(argv)
     try:
-        config = DetectorConfig.from_env()
-        report = run_backtest(args.files, args.out, config, args.dead_letters, incidents=IncidentSettings.from_env())
+        config, incidents = engine_settings_from_env(os.environ)
+        report = run_backtest(args.files, args.out, config, args.dead_letters, incidents=incidents)
     except (ConfigError, FileNotFoundError, UnsupportedFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,11 +12,8 @@ from dataclasses import dataclass, field
 
 from connectors.codec import MAX_MESSAGE_BYTES
 from connectors.kafka_settings import client_settings_from_env
-from models.config import ConfigError, DetectorConfig
+from models.config import ENV_PREFIX, FALSE_WORDS, TRUE_WORDS, ConfigError, DetectorConfig
 from models.incidents import IncidentSettings
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -65,8 +62,7 @@ class JobSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
         environ = os.environ if environ is None else environ
         try:
-            detector = DetectorConfig.from_env(environ)
-            incidents = IncidentSettings.from_env(environ)
+            detector, incidents = engine_settings_from_env(environ)
         except ConfigError as error:
             raise SettingsError(str(error)) from None
         return cls(
@@ -87,6 +83,21 @@ class JobSettings:
             detector=detector,
             incidents=incidents,
         )
+
+
+def engine_settings_from_env(environ: Mapping[str, str]) -> tuple[DetectorConfig, IncidentSettings]:
+    """The engine's and the incident tracker's settings, from ``DETECTOR_*`` variables.
+
+    A ``DETECTOR_*`` variable that neither reads is refused, naming it: a misspelled
+    setting (``DETECTOR_FOREST_TRESHOLD``) would otherwise leave the default in force
+    without a word.
+    """
+    known = DetectorConfig.variables() | IncidentSettings.variables()
+    unread = sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
+    if unread:
+        raise ConfigError(f"{', '.join(unread)}: no such setting (the README's Engine settings and "
+                          "docs/INCIDENTS.md list them)")
+    return DetectorConfig.from_env(environ), IncidentSettings.from_env(environ)
 
 
 def _metrics_port(environ: Mapping[str, str]) -> int | None:

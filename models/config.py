@@ -11,6 +11,9 @@ from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES, NEW_I
 from models.session import EARLY_CLOSE_DAYS, parse_days
 
 ENV_PREFIX = "DETECTOR_"
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+"""How every boolean variable of every entry point is written."""
 
 
 class ConfigError(ValueError):
@@ -151,6 +154,11 @@ class DetectorConfig:
             raise ConfigError(f"EARLY_CLOSE_DAYS: {error}") from None
 
     @classmethod
+    def variables(cls) -> frozenset[str]:
+        """The environment variables ``from_env`` reads."""
+        return frozenset(ENV_PREFIX + field.name.upper() for field in fields(cls))
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectorConfig:
         """Build from ``DETECTOR_<SETTING>`` variables; unset ones keep their default."""
         environ = os.environ if environ is None else environ
@@ -176,9 +184,9 @@ def _require(condition: bool, name: str, message: str) -> None:
 def _parse(variable: str, text: str, default: Any) -> Any:
     try:
         if isinstance(default, bool):
-            if text.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
+            if text.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
                 raise ValueError(text)
-            return text.strip().lower() in ("1", "true", "yes")
+            return text.strip().lower() in TRUE_WORDS
         if isinstance(default, int):
             return int(text)
         if isinstance(default, float):

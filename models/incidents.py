@@ -83,6 +83,11 @@ class IncidentSettings:
         _require(self.listed_anomalies >= 1, "listed_anomalies", "must be at least 1")
 
     @classmethod
+    def variables(cls) -> frozenset[str]:
+        """The environment variables ``from_env`` reads (the kind rules are not among them)."""
+        return frozenset(ENV_PREFIX + setting.name.upper() for setting in fields(cls) if setting.name != "kinds")
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IncidentSettings:
         """Unset variables keep their default; a bad value raises ``ConfigError`` naming the variable."""
         environ = os.environ if environ is None else environ

@@ -126,10 +126,10 @@ def test_an_unknown_injector_is_an_error():
 
 
 def test_incidents_written_beside_the_anomalies_are_scored(tape_file, tmp_path, monkeypatch):
-    """A backtest that writes incidents (as issue 9's engine will): one per anomaly, hand-built here."""
+    """The backtest's incidents replaced by hand-built ones, one per anomaly, whose scores are known."""
 
-    def backtest_with_incidents(paths, out, config):
-        report = run_backtest(paths, out, config)
+    def backtest_with_incidents(paths, out, config, incidents=None):
+        report = run_backtest(paths, out, config, incidents=incidents)
         lines = []
         for line in report.anomalies_path.read_bytes().splitlines():
             record = orjson.loads(line)
@@ -172,6 +172,8 @@ def test_combining_runs_adds_counts_and_recomputes_ratios():
     ({"other-day": {"DETECTOR_SEED": "1"}}, "not evaluated"),
     ({"quiet": {"DETECTOR_FOREST_THRESHOLD": "high"}}, "DETECTOR_FOREST_THRESHOLD"),
     ({"quiet": {"FOREST_THRESHOLD": "0.6"}}, "not DETECTOR_"),
+    ({"quiet": {"DETECTOR_FOREST_TRESHOLD": "0.6"}}, "DETECTOR_FOREST_TRESHOLD: no such setting"),
+    ({"quiet": {"DETECTOR_INCIDENT_QUIET_TRADES": "abc"}}, "DETECTOR_INCIDENT_QUIET_TRADES"),
     ({"quiet": ["DETECTOR_SEED"]}, "must map"),
 ])
 def test_a_bad_per_day_configuration_stops_before_any_run(tmp_path, content, message):
@@ -179,6 +181,18 @@ def test_a_bad_per_day_configuration_stops_before_any_run(tmp_path, content, mes
     path.write_bytes(orjson.dumps(content))
     with pytest.raises(SystemExit, match=message):
         day_configs(path, ["quiet"])
+
+
+def test_a_per_day_configuration_sets_the_engine_and_the_incident_tracker(tmp_path):
+    path = tmp_path / "configs.json"
+    path.write_bytes(orjson.dumps({"quiet": {"DETECTOR_FOREST_THRESHOLD": "0.6",
+                                             "DETECTOR_INCIDENT_QUIET_TRADES": "50"}}))
+    configs = day_configs(path, ["quiet", "busy"])
+    config, incidents, label = configs["quiet"]
+    assert (config.forest_threshold, incidents.quiet_trades) == (0.6, 50)
+    assert label == "DETECTOR_FOREST_THRESHOLD=0.6, DETECTOR_INCIDENT_QUIET_TRADES=50"
+    config, incidents, label = configs["busy"]
+    assert (config.forest_threshold, incidents.quiet_trades, label) == (0.58, 200, "defaults")
 
 
 def test_days_are_found_by_all_by_stem_or_by_date(tmp_path):

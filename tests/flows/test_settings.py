@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.settings import JobSettings, SettingsError
+from flows.settings import JobSettings, SettingsError, engine_settings_from_env
+from models.config import ConfigError
 
 
 def test_defaults_without_variables():
@@ -60,3 +61,25 @@ def test_the_metrics_port_is_known_whenever_bytewax_will_serve_it(environ, port)
 def test_a_bad_metrics_port_is_named():
     with pytest.raises(SettingsError, match="BYTEWAX_DATAFLOW_API_PORT"):
         JobSettings.from_env({"BYTEWAX_DATAFLOW_API_ENABLED": "1", "BYTEWAX_DATAFLOW_API_PORT": "70000"})
+
+
+@pytest.mark.parametrize("variable", [
+    "DETECTOR_FOREST_TRESHOLD", "DETECTOR_INCIDENT_QUIET_TRADE", "DETECTOR_INCIDENT_KINDS", "DETECTOR_",
+])
+def test_a_detector_variable_no_setting_reads_is_refused_by_name(variable):
+    with pytest.raises(SettingsError, match=f"{variable}: no such setting"):
+        JobSettings.from_env({variable: "1"})
+    with pytest.raises(ConfigError, match=variable):
+        engine_settings_from_env({variable: "1", "DETECTOR_SEED": "3"})
+
+
+def test_engine_settings_read_both_prefixes():
+    detector, incidents = engine_settings_from_env({
+        "DETECTOR_SEED": "3", "DETECTOR_INCIDENT_QUIET_TRADES": "50", "DETECTOR_COMPILED": "off", "OTHER": "x"})
+    assert (detector.seed, detector.compiled, incidents.quiet_trades) == (3, False, 50)
+
+
+@pytest.mark.parametrize("word, value", [("on", True), ("YES", True), ("1", True), ("off", False), ("No", False)])
+def test_booleans_are_written_alike_at_every_entry_point(word, value):
+    settings = JobSettings.from_env({"STOP_AT_END": word, "DETECTOR_BACKGROUND_TRAINING": word})
+    assert settings.stop_at_end is value and settings.detector.background_training is value
