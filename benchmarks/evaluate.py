@@ -335,14 +335,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result directory (default {DEFAULT_OUT})")
     parser.add_argument("--no-figures", action="store_true", help="skip the Plotly figures")
     parser.add_argument("--figure-seeds", nargs="+", type=int, help="seeds that get a figure (default: every seed)")
-    parser.add_argument("--spacing", type=int, default=DEFAULT_SPACING, help="trades between regular-session events")
-    parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, default=list(EVENT_KINDS), help="event kinds to inject")
+    parser.add_argument("--spacing", type=int, help=f"trades between regular-session events (broad injector; "
+                                                    f"default {DEFAULT_SPACING})")
+    parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, help="event kinds to inject (broad injector; "
+                                                                        "default all)")
     parser.add_argument("--injector", choices=["broad", "second", "third"], default="broad",
                         help="connectors.injection (broad, default), benchmarks.second_injector (second) "
                              "or benchmarks.third_injector (third)")
     args = parser.parse_args(argv)
     if not args.files and not args.days:
         parser.error("give trades FILEs or --days")
+    if args.injector != "broad" and (args.spacing is not None or args.kinds is not None):
+        parser.error(f"--spacing and --kinds shape the broad injector's events; the {args.injector} one places its own")
+    args.spacing = DEFAULT_SPACING if args.spacing is None else args.spacing
+    args.kinds = list(EVENT_KINDS) if args.kinds is None else args.kinds
     return args
 
 

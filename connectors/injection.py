@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from connectors.codec import format_timestamp_ns
+from models.session import CLOSE, EARLY_CLOSE, NEW_YORK, OPEN
 
 EVENT_KINDS = ("off_market", "block", "burst", "ramp", "flash_crash", "sweep")
 """off_market: one print far from the market; block: one outsized print at the market;
@@ -34,10 +35,8 @@ walking the price; flash_crash: real trades repriced in a V, either direction; s
 one aggressive order taking many price levels in the same nanosecond."""
 
 TICK = 0.01
-SESSION_OPEN, SESSION_CLOSE = time(9, 30), time(16, 0)
-EARLY_CLOSE = time(13, 0)
-"""The regular session's close before some US holidays (New York time)."""
-NEW_YORK = "America/New_York"
+SESSION_OPEN, SESSION_CLOSE = OPEN, CLOSE
+"""The regular session in New York time (``EARLY_CLOSE``: its close before some US holidays)."""
 
 # Parameter ranges (low, high), drawn uniformly unless said otherwise.
 OFF_MARKET_AWAY = (0.003, 0.03)

@@ -208,6 +208,16 @@ def test_days_are_found_by_all_by_stem_or_by_date(tmp_path):
         resolve_days([], ["xnas"], tmp_path)
 
 
+@pytest.mark.parametrize("injector", ["second", "third"])
+@pytest.mark.parametrize("option", [["--spacing", "1000"], ["--kinds", "block"]])
+def test_the_broad_injectors_options_are_refused_with_another(injector, option, capsys):
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--days", "all", "--injector", injector, *option])
+    assert "shape the broad injector's events" in capsys.readouterr().err
+    args = evaluate.parse_args(["--days", "all", "--injector", injector])
+    assert (args.spacing, args.kinds) == (evaluate.DEFAULT_SPACING, list(evaluate.EVENT_KINDS))
+
+
 def test_early_close_variant_names_and_no_arguments_is_an_error():
     with pytest.raises(SystemExit):
         evaluate.parse_args([])

@@ -1,9 +1,13 @@
-"""The third (blind-written) injector on a real day: valid tape, labels that say where each event is, its ranges."""
+"""The third (blind-written) injector on real trades: valid tape, labels that say where each event is, its ranges.
+
+Every check runs on the committed morning slice; on a shared full day as well where ``../shared`` is
+beside the checkout, which alone has the pre-market, the after-hours and a close to cut early."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +19,7 @@ from connectors.files import iter_trades
 from connectors.injection import EARLY_CLOSE, NEW_YORK, LabelledEvent, cut_to_early_close, timestamps_ns
 
 DAY = SHARED_NVDA / "xnas-itch-20250505.trades.csv.zst"
-pytestmark = pytest.mark.skipif(
-    not DAY.exists(), reason=f"the shared NVDA day {DAY.name} is not in ../shared/data/nvda beside the checkout")
+SLICE = Path(__file__).resolve().parents[1] / "fixtures" / "nvda-20250509-morning.csv.zst"
 
 OPEN_S, CLOSE_S, EARLY_CLOSE_S = 9.5 * 3600, 16 * 3600, 13 * 3600
 
@@ -33,8 +36,16 @@ class Injected:
 
 
 @pytest.fixture(scope="module")
-def day() -> list[dict]:
+def full_day() -> list[dict]:
+    if not DAY.exists():
+        pytest.skip(f"the shared NVDA day {DAY.name} is not in ../shared/data/nvda beside the checkout")
     return list(iter_trades(DAY))
+
+
+@pytest.fixture(scope="module", params=["morning slice", "full day"])
+def day(request) -> list[dict]:
+    """The trades every check runs on: the committed 20,000-trade slice, then a shared full day."""
+    return list(iter_trades(SLICE)) if request.param == "morning slice" else request.getfixturevalue("full_day")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +73,8 @@ def injected(request, injections) -> Injected:
 
 
 @pytest.fixture(scope="module")
-def early_close_day(day) -> list[dict]:
-    return cut_to_early_close(day)
+def early_close_day(full_day) -> list[dict]:
+    return cut_to_early_close(full_day)
 
 
 def _new_york_seconds(stamps: list[str]) -> np.ndarray:
@@ -130,9 +141,13 @@ def test_events_are_apart_and_hold_every_change(injected):
     assert injected.inserted | injected.changed <= in_events
 
 
-def test_eight_of_each_kind_and_some_in_each_extended_session(injected):
+def test_eight_of_each_kind(injected):
     assert Counter(e.kind for e in injected.events) == {kind: 8 for kind in KINDS}
-    sessions = Counter(e.session for e in injected.events)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_full_day_gets_some_events_in_each_extended_session(full_day, seed):
+    sessions = Counter(e.session for e in inject_third(full_day, seed)[1])
     assert sessions["pre_market"] >= 5 and sessions["after_hours"] >= 5 and sessions["regular"] >= 20
 
 
