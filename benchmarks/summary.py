@@ -28,7 +28,8 @@ TARGETS = ("recall >= 0.97, <= 4 false alarms per 100k trades, F1 >= 0.90, media
 @dataclass(frozen=True)
 class RunResult:
     tape: str
-    """The day's file stem, with ``-early-close`` for the cut variant."""
+    """The day's file stem, with ``-early-close`` for the cut variant and ``-second`` or ``-third``
+    for those injectors (``RunSpec.tape_name``)."""
     variant: str
     seed: int
     config_label: str

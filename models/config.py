@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES, NEW_INPUTS
+from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES, HISTORY_INPUTS
 from models.session import EARLY_CLOSE_DAYS, parse_days
 
 ENV_PREFIX = "DETECTOR_"
@@ -173,7 +173,7 @@ class DetectorConfig:
             raise ConfigError(f"{ENV_PREFIX}{error}") from None
 
 
-KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS) | frozenset(NEW_INPUTS)
+KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS) | frozenset(HISTORY_INPUTS)
 
 
 def _require(condition: bool, name: str, message: str) -> None:

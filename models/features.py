@@ -177,16 +177,17 @@ DERIVED_INPUTS = {
 }
 DERIVED_NAMES = tuple(DERIVED_INPUTS)
 
-NEW_INPUTS = (
+HISTORY_INPUTS = (
     "deviation_bps", "instant_move_bps", "distinct_stamps_50ms", "size_vs_median", "size_vs_max", "size_vs_tail",
     "instant_move_vs_tail", "breakout_bps", "breakout_vs_swing",
 )
-"""Inputs that need more than the window's features, computed trade by trade
-(``models.kernel``; reference ``models.reference``), for the detectors of issue 12:
+"""Inputs that need the instrument's trade history, not only the window's 18 features,
+computed trade by trade (``models.kernel``; reference ``models.reference``):
 
 * ``deviation_bps``: ``1e4 * (price / median of the previous up-to-20 prices - 1)``,
   0 for an instrument's first trade. The median of earlier trades, without the trade
-  itself: one print cannot hide by inflating the spread it is measured against.
+  itself: one print cannot hide by inflating the spread it is measured against (unlike
+  ``price_deviation_bps`` above, the price against the mean of a window that holds it).
 * ``instant_move_bps``: ``1e4 * (price / price of the most recent trade with an earlier
   event time - 1)``, 0 when there is none or when the event time goes backwards: the
   move within one timestamp (a sweep).

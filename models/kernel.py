@@ -30,11 +30,11 @@ import math
 import numpy as np
 from numba import njit
 
-from models.features import DERIVED_NAMES, FEATURE_NAMES, MIN_DURATION_SECONDS, NEW_INPUTS, PRICE_STD_FLOOR
+from models.features import DERIVED_NAMES, FEATURE_NAMES, MIN_DURATION_SECONDS, HISTORY_INPUTS, PRICE_STD_FLOOR
 from models.session import DAY_NS
 
 # Quantities computed for every trade: the 18 features, the derived inputs, the new inputs.
-QUANTITY_NAMES = FEATURE_NAMES + DERIVED_NAMES + NEW_INPUTS
+QUANTITY_NAMES = FEATURE_NAMES + DERIVED_NAMES + HISTORY_INPUTS
 QUANTITY = {name: index for index, name in enumerate(QUANTITY_NAMES)}
 N_QUANTITIES = len(QUANTITY_NAMES)
 
@@ -319,29 +319,6 @@ def forest_totals(X32, offsets, nodes, depth, totals):
                 n0 = n0 + 1 if X32[row, a.feature] <= a.threshold else np.int64(a.right)
             totals[row] += nodes[base + n0].threshold
             row += 1
-
-
-@njit(cache=True, nogil=True)
-def inputs32(X):
-    """The rows as float32, as scikit-learn casts them, plus the +inf column leaves split on."""
-    X32 = np.empty((X.shape[0], X.shape[1] + 1), np.float32)
-    for row in range(X.shape[0]):
-        for column in range(X.shape[1]):
-            X32[row, column] = np.float32(X[row, column])
-        X32[row, X.shape[1]] = np.inf
-    return X32
-
-
-@njit(cache=True, nogil=True)
-def forest_scores(X, offsets, nodes, depth, normaliser):
-    """``-IsolationForest.score_samples(X)`` of the flat forest: ``2 ** (-mean path length / c(n))``."""
-    totals = np.zeros(X.shape[0])
-    forest_totals(inputs32(X), offsets, nodes, depth, totals)
-    trees = offsets.shape[0] - 1
-    out = np.empty(X.shape[0])
-    for row in range(X.shape[0]):
-        out[row] = 2.0 ** (-(totals[row] / trees) / normaliser)
-    return out
 
 
 @njit(cache=True, nogil=True)

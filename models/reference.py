@@ -123,7 +123,8 @@ def score_run(
 
 
 class Tail:
-    """A weighted histogram behind ``size_vs_tail`` and ``instant_move_vs_tail``, updated in place in ``masses``."""
+    """A weighted histogram behind ``size_vs_tail``, ``instant_move_vs_tail`` and ``breakout_vs_swing``,
+    updated in place in ``masses``."""
 
     def __init__(self, masses: np.ndarray, weight: float, total: float, share: float) -> None:
         self.masses, self.weight, self.total, self.share = masses, weight, total, share

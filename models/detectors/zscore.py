@@ -80,7 +80,12 @@ def momenta_bps(features: np.ndarray) -> np.ndarray:
 
 
 class ZScoreVote:
-    """Votes when a z-score reaches its threshold; the score is the largest z / threshold."""
+    """Votes when a z-score reaches its threshold or a limited input its limit.
+
+    The score is the largest of every z / threshold and every limited input / limit
+    (``limited_inputs``: a size against the recent tail, distinct timestamps, a move within
+    one timestamp, a breakout; the last two each have two limits and count by the smaller ratio).
+    """
 
     def __init__(
         self, price_threshold: float = 6.0, volume_threshold: float = 8.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.config import ConfigError, DetectorConfig
-from models.features import NEW_INPUTS
+from models.features import HISTORY_INPUTS
 
 
 def test_new_settings_parse():
@@ -15,7 +15,7 @@ def test_new_settings_parse():
                                    "size_vs_tail,instant_move_vs_tail,breakout_bps,breakout_vs_swing",
     })
     assert config.compiled is False and config.fit_helpers == 2
-    assert config.model_features[1:] == NEW_INPUTS
+    assert config.model_features[1:] == HISTORY_INPUTS
 
 
 @pytest.mark.parametrize("variable, value, message", [
