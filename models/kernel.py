@@ -38,6 +38,26 @@ QUANTITY_NAMES = FEATURE_NAMES + DERIVED_NAMES + HISTORY_INPUTS
 QUANTITY = {name: index for index, name in enumerate(QUANTITY_NAMES)}
 N_QUANTITIES = len(QUANTITY_NAMES)
 
+# Columns of the derived and history inputs, by name (numba compiles module-level ints as constants).
+Q_LOG_SIZE = QUANTITY["log_size"]
+Q_SIZE_VS_WINDOW = QUANTITY["size_vs_window"]
+Q_SIZE_SHARE = QUANTITY["size_share"]
+Q_PRICE_DEVIATION = QUANTITY["price_deviation_bps"]
+Q_LOG_VOLATILITY = QUANTITY["log_volatility_bps"]
+Q_LOG_TPS = QUANTITY["log_trades_per_second"]
+Q_MOMENTUM = QUANTITY["momentum_bps"]
+Q_SIDE_IMBALANCE = QUANTITY["side_imbalance"]
+Q_INTENSITY = QUANTITY["two_sided_intensity"]
+Q_DEVIATION = QUANTITY["deviation_bps"]
+Q_INSTANT_MOVE = QUANTITY["instant_move_bps"]
+Q_STAMPS = QUANTITY["distinct_stamps_50ms"]
+Q_SIZE_VS_MEDIAN = QUANTITY["size_vs_median"]
+Q_SIZE_VS_MAX = QUANTITY["size_vs_max"]
+Q_SIZE_VS_TAIL = QUANTITY["size_vs_tail"]
+Q_MOVE_VS_TAIL = QUANTITY["instant_move_vs_tail"]
+Q_BREAKOUT = QUANTITY["breakout_bps"]
+Q_BREAKOUT_VS_SWING = QUANTITY["breakout_vs_swing"]
+
 # Output columns after the quantities.
 SCORES = N_QUANTITIES          # forest, envelope, zscore
 ZSCORES = SCORES + 3           # price, volume, volatility, intensity, momentum
@@ -446,15 +466,15 @@ def score_run(
         row[16] = ask_ratio
         row[17] = bid_ratio
         # derived inputs (models.features.DERIVED_INPUTS, same formulas)
-        row[18] = math.log1p(size)
-        row[19] = math.log1p(size) - math.log1p(volume_mean)
-        row[20] = size / max(volume_total, 1.0)
-        row[21] = 1e4 * (price / price_mean - 1.0)
-        row[22] = math.log1p(1e4 * volatility)
-        row[23] = math.log1p(tps)
-        row[24] = 1e4 * momentum
-        row[25] = bid_ratio - ask_ratio
-        row[26] = math.log1p(tps) * (1.0 - abs(bid_ratio - ask_ratio))
+        row[Q_LOG_SIZE] = math.log1p(size)
+        row[Q_SIZE_VS_WINDOW] = math.log1p(size) - math.log1p(volume_mean)
+        row[Q_SIZE_SHARE] = size / max(volume_total, 1.0)
+        row[Q_PRICE_DEVIATION] = 1e4 * (price / price_mean - 1.0)
+        row[Q_LOG_VOLATILITY] = math.log1p(1e4 * volatility)
+        row[Q_LOG_TPS] = math.log1p(tps)
+        row[Q_MOMENTUM] = 1e4 * momentum
+        row[Q_SIDE_IMBALANCE] = bid_ratio - ask_ratio
+        row[Q_INTENSITY] = math.log1p(tps) * (1.0 - abs(bid_ratio - ask_ratio))
 
         # deviation_bps: against the median of the previous (up to 20) prices
         m = fill if fill < PRICE_MEDIAN_TRADES else PRICE_MEDIAN_TRADES
@@ -463,10 +483,10 @@ def score_run(
                 medians[j] = ring_p[(head - m + j) % ring]
             _insertion_sort(medians, m)
             recent_median = _median_of_sorted(medians, m)
-            row[27] = 1e4 * (price / recent_median - 1.0)
+            row[Q_DEVIATION] = 1e4 * (price / recent_median - 1.0)
         else:
             recent_median = price
-            row[27] = 0.0
+            row[Q_DEVIATION] = 0.0
         # instant_move_bps: against the price before this event time began; 0 if time went backwards
         reference = -1.0
         if fill > 0:
@@ -474,51 +494,31 @@ def score_run(
                 reference = ring_p[(head - 1) % ring]
             elif stamp == istate[STAMP_TS] and istate[HAS_STAMP_PREV] == 1:
                 reference = fstate[F_STAMP_PREV]
-        row[28] = 1e4 * (price / reference - 1.0) if reference > 0 else 0.0
-        # distinct_stamps_50ms: distinct event times in the window within 50 ms up to this trade
-        found = 0
-        for j in range(previous):
-            t = ring_t[(head - previous + j) % ring]
-            if stamp - STAMP_WINDOW_NS <= t <= stamp:
-                near[found] = t
-                found += 1
-        near[found] = stamp
-        found += 1
-        distinct = 1
-        ordered = True
-        for j in range(1, found):
-            if near[j] < near[j - 1]:
-                ordered = False
-                break
-        if not ordered:
-            near[:found].sort()
-        for j in range(1, found):
-            if near[j] != near[j - 1]:
-                distinct += 1
-        row[29] = float(distinct)
+        row[Q_INSTANT_MOVE] = 1e4 * (price / reference - 1.0) if reference > 0 else 0.0
+        row[Q_STAMPS] = float(_distinct_stamps(ring_t, head, previous, stamp, near))
         # size_vs_median: against the median of the previous (up to 100) sizes
         sorted_fill = istate[SORTED_FILL]
         if sorted_fill > 0:
-            row[30] = size / max(1.0, _median_of_sorted(sorted_sizes, sorted_fill))
+            row[Q_SIZE_VS_MEDIAN] = size / max(1.0, _median_of_sorted(sorted_sizes, sorted_fill))
         else:
-            row[30] = 1.0
+            row[Q_SIZE_VS_MEDIAN] = 1.0
         # size_vs_max: against the largest of the previous (up to 100) sizes
-        row[31] = size / sorted_sizes[sorted_fill - 1] if sorted_fill > 0 else 1.0
+        row[Q_SIZE_VS_MAX] = size / sorted_sizes[sorted_fill - 1] if sorted_fill > 0 else 1.0
         # size_vs_tail: against the instrument's recent 99.9th-percentile size
         tail = tail_size(tail_masses, fstate[F_TAIL_TOTAL], TAIL_SHARE)
-        row[32] = size / max(1.0, tail) if tail > 0.0 else 1.0
+        row[Q_SIZE_VS_TAIL] = size / max(1.0, tail) if tail > 0.0 else 1.0
         # instant_move_vs_tail: |instant move| against the instrument's recent 95th percentile
-        move = abs(row[28])
+        move = abs(row[Q_INSTANT_MOVE])
         tail = tail_size(move_masses, fstate[F_MOVE_TOTAL], MOVE_TAIL_SHARE)
-        row[33] = move / max(1.0, tail) if tail > 0.0 else 1.0
+        row[Q_MOVE_VS_TAIL] = move / max(1.0, tail) if tail > 0.0 else 1.0
         # breakout_bps: against the median of the price samples, when beyond all of them
-        row[34] = 0.0
+        row[Q_BREAKOUT] = 0.0
         if sampled > 0 and (price < sample_low or price > sample_high):
-            row[34] = 1e4 * (price / sample_median - 1.0)
+            row[Q_BREAKOUT] = 1e4 * (price / sample_median - 1.0)
         # breakout_vs_swing: |breakout| against the instrument's recent median |momentum_bps|
-        swing = abs(row[24])
+        swing = abs(row[Q_MOMENTUM])
         tail = tail_size(swing_masses, fstate[F_SWING_TOTAL], SWING_SHARE)
-        row[35] = abs(row[34]) / max(1.0, tail) if tail > 0.0 else 0.0
+        row[Q_BREAKOUT_VS_SWING] = abs(row[Q_BREAKOUT]) / max(1.0, tail) if tail > 0.0 else 0.0
 
         if scoring:
             for j in range(k):
@@ -559,49 +559,18 @@ def score_run(
     totals = np.zeros(n)
     forest_totals(X32, offsets, nodes, depth, totals)
     trees = offsets.shape[0] - 1
-    mean_at = P_ENVELOPE
-    scale_at = mean_at + k
-    location_at = scale_at + k
-    precision_at = location_at + k
     for i in range(n):
         row = out[i]
         forest = 2.0 ** (-(totals[i] / trees) / params[P_NORMALISER])
-        for j in range(k):
-            centred[j] = (row[input_codes[j]] - params[mean_at + j]) / params[scale_at + j] - params[location_at + j]
-        envelope = 0.0
-        for a in range(k):
-            inner = 0.0
-            for b in range(k):
-                inner += params[precision_at + a * k + b] * centred[b]
-            envelope += centred[a] * inner
-        price_mean = row[2]
-        z_price = (row[0] - price_mean) / max(row[3], PRICE_STD_FLOOR * price_mean)
-        z_volume = (row[18] - params[P_ZCENTER]) / params[P_ZSCALE]
-        z_volatility = (row[22] - params[P_ZCENTER + 1]) / params[P_ZSCALE + 1]
-        z_intensity = (row[26] - params[P_ZCENTER + 2]) / params[P_ZSCALE + 2]
-        z_momentum = (row[24] - params[P_ZCENTER + 3]) / params[P_ZSCALE + 3]
-        zscore = abs(z_price) / params[P_ZT]
-        zscore = max(zscore, max(z_volume, 0.0) / params[P_ZT + 1])
-        zscore = max(zscore, max(z_volatility, 0.0) / params[P_ZT + 2])
-        zscore = max(zscore, abs(z_momentum) / params[P_ZT + 4])
-        zscore = max(zscore, row[32] / params[P_LIMITS])
+        envelope = _envelope_distance(row, input_codes, params, centred)
         rush = in_windows(opening_rush, stamps[i], first_day)
-        if not rush:  # the opening's rush is fast and two-sided by nature
-            zscore = max(zscore, max(z_intensity, 0.0) / params[P_ZT + 3])
-            zscore = max(zscore, row[29] / params[P_LIMITS + 1])
-        zscore = max(zscore, min(abs(row[28]) / params[P_LIMITS + 2], row[33] / params[P_LIMITS + 3]))
-        zscore = max(zscore, min(abs(row[34]) / params[P_LIMITS + 4], row[35] / params[P_LIMITS + 5]))
+        zscore = _zscore_score(row, params, rush)
         vote_forest = forest >= params[P_FOREST_T]
         vote_envelope = envelope >= params[P_ENVELOPE_T]
         vote_zscore = zscore >= 1.0
         row[SCORES] = forest
         row[SCORES + 1] = envelope
         row[SCORES + 2] = zscore
-        row[ZSCORES] = z_price
-        row[ZSCORES + 1] = z_volume
-        row[ZSCORES + 2] = z_volatility
-        row[ZSCORES + 3] = z_intensity
-        row[ZSCORES + 4] = z_momentum
         row[VOTES] = 1.0 if vote_forest else 0.0
         row[VOTES + 1] = 1.0 if vote_envelope else 0.0
         row[VOTES + 2] = 1.0 if vote_zscore else 0.0
@@ -612,9 +581,9 @@ def score_run(
         ) / 3.0
         row[ENSEMBLE] = ensemble
         row[CALIBRATED] = np.nan
-        burst = not rush and params[P_ALONE] > 0.0 and row[29] >= params[P_ALONE]
-        off_market = (params[P_ALONE + 1] > 0.0 and abs(row[27]) >= params[P_ALONE + 1]
-                      and row[33] >= params[P_ALONE + 2])
+        burst = not rush and params[P_ALONE] > 0.0 and row[Q_STAMPS] >= params[P_ALONE]
+        off_market = (params[P_ALONE + 1] > 0.0 and abs(row[Q_DEVIATION]) >= params[P_ALONE + 1]
+                      and row[Q_MOVE_VS_TAIL] >= params[P_ALONE + 2])
         alone = vote_zscore and (burst or off_market)
         if int(vote_forest) + int(vote_envelope) + int(vote_zscore) >= votes_required or alone:
             row[CALIBRATED] = calibrated(calib, istate[CALIB_FILL], ensemble)
@@ -626,6 +595,81 @@ def score_run(
         if istate[CALIB_FILL] < calib_size:
             istate[CALIB_FILL] += 1
     return flagged_count
+
+
+@njit(cache=True, nogil=True)
+def _distinct_stamps(ring_t, head, previous, stamp, near):
+    """Distinct event times among the window's ``previous`` trades and this one, within
+    ``STAMP_WINDOW_NS`` up to ``stamp`` (``distinct_stamps_50ms``); ``near`` is scratch."""
+    ring = ring_t.shape[0]
+    found = 0
+    for j in range(previous):
+        t = ring_t[(head - previous + j) % ring]
+        if stamp - STAMP_WINDOW_NS <= t <= stamp:
+            near[found] = t
+            found += 1
+    near[found] = stamp
+    found += 1
+    ordered = True
+    for j in range(1, found):
+        if near[j] < near[j - 1]:
+            ordered = False
+            break
+    if not ordered:
+        near[:found].sort()
+    distinct = 1
+    for j in range(1, found):
+        if near[j] != near[j - 1]:
+            distinct += 1
+    return distinct
+
+
+@njit(cache=True, nogil=True)
+def _envelope_distance(row, input_codes, params, centred):
+    """The envelope's squared Mahalanobis distance of the row's model inputs; ``centred`` is scratch."""
+    k = input_codes.shape[0]
+    mean_at = P_ENVELOPE
+    scale_at = mean_at + k
+    location_at = scale_at + k
+    precision_at = location_at + k
+    for j in range(k):
+        centred[j] = (row[input_codes[j]] - params[mean_at + j]) / params[scale_at + j] - params[location_at + j]
+    distance = 0.0
+    for a in range(k):
+        inner = 0.0
+        for b in range(k):
+            inner += params[precision_at + a * k + b] * centred[b]
+        distance += centred[a] * inner
+    return distance
+
+
+@njit(cache=True, nogil=True)
+def _zscore_score(row, params, rush):
+    """The z-score voter's score (``models.detectors.zscore.ZScoreVote.score``); writes the five
+    z-scores into the row's ``ZSCORES`` columns. In the opening ``rush`` the pace (two-sided
+    intensity, distinct timestamps) does not count: the market's own rush is fast and two-sided."""
+    price_mean = row[2]
+    z_price = (row[0] - price_mean) / max(row[3], PRICE_STD_FLOOR * price_mean)
+    z_volume = (row[Q_LOG_SIZE] - params[P_ZCENTER]) / params[P_ZSCALE]
+    z_volatility = (row[Q_LOG_VOLATILITY] - params[P_ZCENTER + 1]) / params[P_ZSCALE + 1]
+    z_intensity = (row[Q_INTENSITY] - params[P_ZCENTER + 2]) / params[P_ZSCALE + 2]
+    z_momentum = (row[Q_MOMENTUM] - params[P_ZCENTER + 3]) / params[P_ZSCALE + 3]
+    row[ZSCORES] = z_price
+    row[ZSCORES + 1] = z_volume
+    row[ZSCORES + 2] = z_volatility
+    row[ZSCORES + 3] = z_intensity
+    row[ZSCORES + 4] = z_momentum
+    score = abs(z_price) / params[P_ZT]
+    score = max(score, max(z_volume, 0.0) / params[P_ZT + 1])
+    score = max(score, max(z_volatility, 0.0) / params[P_ZT + 2])
+    score = max(score, abs(z_momentum) / params[P_ZT + 4])
+    score = max(score, row[Q_SIZE_VS_TAIL] / params[P_LIMITS])
+    if not rush:
+        score = max(score, max(z_intensity, 0.0) / params[P_ZT + 3])
+        score = max(score, row[Q_STAMPS] / params[P_LIMITS + 1])
+    score = max(score, min(abs(row[Q_INSTANT_MOVE]) / params[P_LIMITS + 2], row[Q_MOVE_VS_TAIL] / params[P_LIMITS + 3]))
+    score = max(score, min(abs(row[Q_BREAKOUT]) / params[P_LIMITS + 4], row[Q_BREAKOUT_VS_SWING] / params[P_LIMITS + 5]))
+    return score
 
 
 @njit(cache=True, nogil=True)
