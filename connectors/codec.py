@@ -26,6 +26,8 @@ MAX_WRITTEN_BYTES = 256 * 1024
 under the 1 MB that Kafka, Redpanda and librdkafka accept by default, so no output
 can be refused for its size. A dead letter keeps as much of its original as fits."""
 
+MAX_KEY_BYTES = 1024
+"""The longest Kafka key a dead letter keeps (symbols are a few bytes)."""
 MAX_REASON_CHARS = 2000
 """A reason longer than this (an exception quoting a huge value) is cut."""
 

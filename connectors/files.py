@@ -13,6 +13,7 @@ from pathlib import Path
 from threading import Lock
 from typing import Any
 
+import orjson
 import pandas as pd
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -107,21 +108,24 @@ def _dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     store = databento.DBNStore.from_file(path)
     if store.schema is None or str(store.schema) != "trades":
         raise UnsupportedFileError(f"{path}: DBN schema is {store.schema}, expected trades")
-    with warnings.catch_warnings():
-        # databento calls DataFrame.set_index(inplace=True), which pandas 3.1 deprecates.
-        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
-        frame = store.to_df(price_type="float", pretty_ts=False, map_symbols=True).reset_index()
-    chunk: list[dict[str, Any]] = []
-    for row in frame.to_dict("records"):
-        trade = {name: row[name] for name in TRADE_FIELDS if name in row}
-        trade["ts_recv"] = format_timestamp_ns(trade["ts_recv"])
-        trade["ts_event"] = format_timestamp_ns(trade["ts_event"])
-        chunk.append(trade)
-        if len(chunk) == chunk_size:
+    frames = iter(store.to_df(price_type="float", pretty_ts=False, map_symbols=True, count=chunk_size))
+    while True:  # chunk_size records at a time, decoded as they are read
+        with warnings.catch_warnings():
+            # databento calls DataFrame.set_index(inplace=True), which pandas 3.1 deprecates.
+            warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
+            frame = next(frames, None)
+        if frame is None:
+            return
+        chunk = [_dbn_trade(row) for row in frame.reset_index().to_dict("records")]
+        if chunk:
             yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+
+
+def _dbn_trade(row: dict[str, Any]) -> dict[str, Any]:
+    trade = {name: row[name] for name in TRADE_FIELDS if name in row}
+    trade["ts_recv"] = format_timestamp_ns(trade["ts_recv"])
+    trade["ts_event"] = format_timestamp_ns(trade["ts_event"])
+    return trade
 
 
 class TradeFileSource(FixedPartitionedSource):
@@ -220,3 +224,19 @@ class _JsonLinesPartition(StatelessSinkPartition):
 
     def close(self) -> None:
         self._file.close()
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """Every JSON object of a JSON-lines file the backtest wrote, blank lines skipped."""
+    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines() if line.strip()]
+
+
+def keep_final_states(path: Path) -> list[dict]:
+    """Rewrite a file of incident updates as the last state of each incident, in order of opening."""
+    final: dict[str, dict] = {}
+    for update in read_json_lines(path):
+        known = final.get(update["incident_id"])
+        if known is None or update["revision"] >= known["revision"]:
+            final[update["incident_id"]] = update
+    Path(path).write_bytes(b"".join(orjson.dumps(incident) + b"\n" for incident in final.values()))
+    return list(final.values())

@@ -25,7 +25,9 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors import metrics
-from connectors.codec import MAX_MESSAGE_BYTES, MAX_WRITTEN_BYTES, decode_trade, encode_dead_letter, encode_record
+from connectors.codec import (
+    MAX_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_WRITTEN_BYTES, decode_trade, encode_dead_letter, encode_record,
+)
 from connectors.kafka_settings import QUIET_LOGS, BrokerWatch
 from connectors.messages import DeadLetter, Origin, TradeMessage
 
@@ -121,6 +123,9 @@ class TradeSource(FixedPartitionedSource[TradeMessage | DeadLetter, int | None])
             # Bytewax keeps the offsets in its recovery store: no consumer group is joined.
             "group.id": "BYTEWAX_IGNORED",
             "enable.auto.commit": "false",
+            # A snapshotted offset the partition no longer holds (retention, a re-created
+            # topic): read what it holds from the start, not jump to its end past it.
+            "auto.offset.reset": "earliest",
             "enable.partition.eof": str(self._stop_at_end).lower(),
             **QUICK_FETCH,
             **_client_config(self._brokers, self._client_settings, self._watch),
@@ -165,7 +170,6 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
         self._checked_at = 0.0
         self._base_wait_ms = self.fetch_wait_ms
         self._wait_changed_at = self._quiet_since
-        self.stalls = 0
         self._consumer = self._open(config)
 
     def _open(self, config: dict):
@@ -245,7 +249,6 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
             self._watch.alive()
         position = self._offset if self._offset >= 0 else low
         if high > position:
-            self.stalls += 1
             metrics.STALLS.labels(self._topic, str(self._index)).inc()
             if self.fetch_wait_ms < MAX_FETCH_WAIT_MS:  # at the cap a new consumer would wait the same
                 self._reopen(min(2 * max(1, self.fetch_wait_ms), MAX_FETCH_WAIT_MS), now)
@@ -345,7 +348,7 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
 
         for item in items:
             topic, (key, value) = self._topic, self._encode(item)
-            if len(value) > self._max_bytes:
+            if len(value) + len(key or b"") > self._max_bytes:
                 topic, value = self._oversized(key, value)
             elif self._count is not None:
                 self._count(item)
@@ -410,9 +413,12 @@ def count_incident(_update: Any) -> None:
 def encode_dead_letter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
     """Keyed by the original Kafka key, else by the symbol in the original bytes, else unkeyed.
 
-    Either way the dead letter lands next to its instrument's trades.
+    Either way the dead letter lands next to its instrument's trades. A key longer than
+    ``MAX_KEY_BYTES`` is not kept: a hostile one would make the dead letter itself too
+    large for the broker, and the job would stop on it at every restart.
     """
-    return (letter.key or _symbol_in(letter.raw)), encode_dead_letter(letter)
+    key = letter.key if letter.key is not None and len(letter.key) <= MAX_KEY_BYTES else None
+    return (key or _symbol_in(letter.raw)), encode_dead_letter(letter)
 
 
 def count_dead_letter(letter: DeadLetter) -> None:
@@ -425,7 +431,7 @@ def _symbol_in(raw: bytes) -> bytes | None:
     except orjson.JSONDecodeError:
         return None
     symbol = value.get("symbol") if isinstance(value, dict) else None
-    return symbol.encode()[:1024] if isinstance(symbol, str) and symbol else None
+    return symbol.encode()[:MAX_KEY_BYTES] if isinstance(symbol, str) and symbol else None
 
 
 def anomaly_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
@@ -453,6 +459,10 @@ COMPACTED = {"cleanup.policy": "compact"}
 """Topic config of a topic whose last message per key is the current state (incidents)."""
 
 
+BROKER_DEFAULT_REPLICATION = -1
+"""A replication factor of -1 asks the broker for its ``default.replication.factor``."""
+
+
 def ensure_topics(
     brokers: str,
     partitions_by_topic: Mapping[str, int],
@@ -465,14 +475,15 @@ def ensure_topics(
 
     A broker that refuses a topic's configs gets the topic without them: the
     topic matters more than its cleanup policy. ``rejected`` (if given) receives
-    each such topic with the broker's answer, for the caller to report.
+    each such topic with the broker's answer, for the caller to report. Topics get
+    the broker's own default replication factor (``default.replication.factor``).
     """
     from confluent_kafka.admin import NewTopic
 
     configs = configs or {}
     admin = _admin(brokers, client_settings)
     existing = admin.list_topics(timeout=timeout).topics
-    missing = [NewTopic(name, count, 1, config=dict(configs.get(name, {})))
+    missing = [NewTopic(name, count, BROKER_DEFAULT_REPLICATION, config=dict(configs.get(name, {})))
                for name, count in partitions_by_topic.items() if name not in existing]
     created = []
     for name, future in (admin.create_topics(missing, request_timeout=timeout).items() if missing else ()):
@@ -486,7 +497,8 @@ def ensure_topics(
                 raise
             if rejected is not None:
                 rejected[name] = str(error)
-            retry = admin.create_topics([NewTopic(name, partitions_by_topic[name], 1)], request_timeout=timeout)
+            retry = admin.create_topics([NewTopic(name, partitions_by_topic[name], BROKER_DEFAULT_REPLICATION)],
+                                        request_timeout=timeout)
             retry[name].result(timeout=timeout)
             created.append(name)
     return created
@@ -545,6 +557,10 @@ class MissingTopic(RuntimeError):
     """The input topic does not exist: nothing has been published to it yet."""
 
 
+class TopicsRefused(RuntimeError):
+    """The job's topics could not be listed or created: an ACL, a quota, a policy, a lost connection."""
+
+
 def prepare_job_topics(
     brokers: str,
     input_topic: str,
@@ -558,11 +574,16 @@ def prepare_job_topics(
     A missing input topic is an error rather than created here: its partition count
     is the job's parallelism and belongs to whoever publishes (the replay, or ops).
     """
-    partitions = partition_count(brokers, input_topic, client_settings)
-    if partitions == 0:
-        raise MissingTopic(
-            f"input topic {input_topic!r} does not exist on {brokers}; create it or start "
-            f"the replay first (python -m connectors.replay ...)"
-        )
-    wanted = {topic: partitions for topic in output_topics if topic}
-    return ensure_topics(brokers, wanted, client_settings, configs=configs, rejected=rejected)
+    from confluent_kafka import KafkaException
+
+    try:
+        partitions = partition_count(brokers, input_topic, client_settings)
+        if partitions == 0:
+            raise MissingTopic(
+                f"input topic {input_topic!r} does not exist on {brokers}; create it or start "
+                f"the replay first (python -m connectors.replay ...)"
+            )
+        wanted = {topic: partitions for topic in output_topics if topic}
+        return ensure_topics(brokers, wanted, client_settings, configs=configs, rejected=rejected)
+    except KafkaException as error:
+        raise TopicsRefused(f"could not list or create the job's topics on {brokers}: {error.args[0].str()}") from None

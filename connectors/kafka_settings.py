@@ -40,7 +40,8 @@ class BrokerWatch:
     the clock (if it is not running), a sign of life (a broker ``UP`` in the statistics,
     a message consumed or delivered) stops it. ``lost_for()`` is then the length of
     the current outage, and ``lost()`` whether it has reached ``timeout_s``.
-    Thread-safe enough by construction: each update is one attribute assignment.
+    Thread-safe enough by construction: each update is one attribute assignment, and
+    each reading takes the attribute once (another thread may clear it in between).
     """
 
     def __init__(self, brokers: str, timeout_s: float, clock=None) -> None:
@@ -51,16 +52,14 @@ class BrokerWatch:
         self._clock = clock or time.monotonic
         self._down_since: float | None = None
         self.last_error = ""
-        self.other_errors: dict[str, int] = {}
 
     def error(self, error) -> None:
-        """``error_cb`` of every client: time unreachable-broker errors, count the others."""
+        """``error_cb`` of every client: time unreachable-broker errors (the others reach the
+        job where they matter: a delivery report, a consumed error message)."""
         if error.name() in UNREACHABLE_ERRORS:
             if self._down_since is None:
                 self._down_since = self._clock()
             self.last_error = error.str()
-        else:
-            self.other_errors[error.name()] = self.other_errors.get(error.name(), 0) + 1
 
     def alive(self) -> None:
         """A broker answered: the outage (if any) is over."""
@@ -72,14 +71,17 @@ class BrokerWatch:
             self.alive()
 
     def lost_for(self) -> float:
-        return 0.0 if self._down_since is None else self._clock() - self._down_since
+        down_since = self._down_since
+        return 0.0 if down_since is None else self._clock() - down_since
 
     def lost(self) -> bool:
-        return self._down_since is not None and self.lost_for() >= self.timeout_s
+        down_since = self._down_since
+        return down_since is not None and self._clock() - down_since >= self.timeout_s
 
     def describe(self) -> str:
+        last = f"; last error: {self.last_error}" if self.last_error else ""
         return (f"no Kafka broker reachable at {self.brokers} for {self.lost_for():.0f} s "
-                f"(BROKER_LOSS_TIMEOUT_S={self.timeout_s:g})")
+                f"(BROKER_LOSS_TIMEOUT_S={self.timeout_s:g}){last}")
 
     def client_callbacks(self) -> dict:
         """librdkafka settings that route a client's errors and statistics here, logs off."""

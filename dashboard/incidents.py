@@ -22,21 +22,16 @@ class IncidentBook:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.older_revisions = 0
         self._incidents: dict[str, Incident] = {}
 
     def add(self, incident: Incident) -> None:
         known = self._incidents.get(incident.incident_id)
-        if known is not None and incident.revision < known.revision:
-            self.older_revisions += 1
+        if known is not None and incident.revision < known.revision:  # a restarted job's repeat
             return
         self._incidents[incident.incident_id] = incident
         if len(self._incidents) > self.capacity:
             oldest = min(self._incidents.values(), key=lambda item: (item.is_open, item.last_ns, item.incident_id))
             del self._incidents[oldest.incident_id]
-
-    def get(self, incident_id: str) -> Incident | None:
-        return self._incidents.get(incident_id)
 
     def all(self) -> list[Incident]:
         return list(self._incidents.values())
@@ -68,9 +63,6 @@ class IncidentMembers:
     def of(self, incident_id: str) -> list[Anomaly]:
         """In event-time order."""
         return sorted(self._members.get(incident_id, {}).values(), key=lambda item: (item.ts_ns, item.anomaly_id))
-
-    def copy(self) -> dict[str, list[Anomaly]]:
-        return {incident_id: self.of(incident_id) for incident_id in self._members}
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ class ReviewWriter:
                         raise
         except KafkaException as error:
             raise ReviewNotSaved(f"could not reach or create the topic {self.topic}: {_describe(error)}") from None
+        except TimeoutError:  # the creation was not confirmed in time
+            raise ReviewNotSaved(f"the topic {self.topic} was not created within {WRITE_TIMEOUT_S:g} s") from None
         self._topic_ready = True
 
     def close(self) -> None:

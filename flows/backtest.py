@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import orjson
 from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
 from connectors.codec import encode_dead_letter, encode_record
-from connectors.files import JsonLinesSink, TradeFileSource, UnsupportedFileError
+from connectors.files import JsonLinesSink, TradeFileSource, UnsupportedFileError, keep_final_states, read_json_lines
 from flows.dataflow import build_flow
 from flows.runtime import tune_garbage_collector
 from flows.settings import engine_settings_from_env
@@ -104,27 +103,11 @@ def run_backtest(
     started = time.perf_counter()
     run_main(flow, epoch_interval=epoch_interval, recovery_config=RecoveryConfig(str(recovery)) if recovery else None)
     wall = time.perf_counter() - started
-    levels = Counter(orjson.loads(line)["level"] for line in _lines(out))
-    reasons = Counter(orjson.loads(line)["reason"] for line in _lines(dead_letters))
+    levels = Counter(record["level"] for record in read_json_lines(out))
+    reasons = Counter(letter["reason"] for letter in read_json_lines(dead_letters))
     final = keep_final_states(incident_file)
     return BacktestReport(source.trades_read, levels, reasons, wall, out, dead_letters, incident_file,
                           Counter(incident["kind"] for incident in final))
-
-
-def keep_final_states(path: Path) -> list[dict]:
-    """Rewrite a file of incident updates as the last state of each incident, in order of opening."""
-    final: dict[str, dict] = {}
-    for line in _lines(path):
-        update = orjson.loads(line)
-        known = final.get(update["incident_id"])
-        if known is None or update["revision"] >= known["revision"]:
-            final[update["incident_id"]] = update
-    path.write_bytes(b"".join(orjson.dumps(incident) + b"\n" for incident in final.values()))
-    return list(final.values())
-
-
-def _lines(path: Path) -> list[bytes]:
-    return [line for line in path.read_bytes().splitlines() if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:

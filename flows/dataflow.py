@@ -57,7 +57,7 @@ def build_flow(
     op.output("write_dead_letters", dead_letters, dead_letter_sink)
     if summary_sink is not None:
         summaries = op.filter_map("summaries", outcomes, _summary_dict)
-        # dict: at most one per instrument and batch, when the batch reaches a new second
+        # dict: when an instrument's batch ends in a new second, when its state ends (a day idle), at the end
         op.output("write_summaries", summaries, summary_sink)
     if incident_sink is not None:
         updates = op.filter("incidents", outcomes, lambda item: isinstance(item, IncidentUpdate))
@@ -192,14 +192,18 @@ class InstrumentDetector(StatefulBatchLogic):
         return self.next_check
 
     def on_notify(self) -> tuple[list[Any], bool]:
-        """Drop an instrument idle for ``idle_s`` of event time, closing its open incident."""
+        """Drop an instrument idle for ``idle_s`` of event time, closing its open incident and
+        reporting its last totals (as the engine does when such an instrument starts afresh)."""
         state = self.state
         self.next_check = _eviction_check()
         idle_ns = self.engine.config.idle_s * NANOS_PER_SECOND
         if state is None or self.clock.latest_ns - state.last_timestamp_ns <= idle_ns:
             return [], self.RETAIN
         closing = None if state.tracker is None else state.tracker.copy().close_open("idle")
-        return ([] if closing is None else [closing]), self.DISCARD
+        out: list[Any] = [] if closing is None else [closing]
+        if self.summaries and self.last_message is not None and self.summarised_trades != state.samples_seen:
+            out.append(self._summary(self.last_message))
+        return out, self.DISCARD
 
     def _summary(self, last: TradeMessage) -> InstrumentSummary:
         origin = last.origin

@@ -32,6 +32,7 @@ from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_b
 from connectors.kafka import (
     COMPACTED,
     MissingTopic,
+    TopicsRefused,
     TradeSource,
     anomaly_sink,
     dead_letter_sink,
@@ -231,7 +232,8 @@ def flow_from_environment() -> Dataflow:
         start_model_helper(settings.detector)
         tune_garbage_collector()
         return job
-    except (SettingsError, BrokerUnreachable, ClientSettingsRejected, MissingTopic, PortTaken) as error:
+    except (SettingsError, BrokerUnreachable, ClientSettingsRejected, MissingTopic, TopicsRefused,
+            PortTaken) as error:
         raise SystemExit(f"flows.main: {error}") from None
 
 

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from connectors.kafka import (
     MissingTopic,
+    TopicsRefused,
     TradeSource,
     anomaly_sink,
     dead_letter_sink,
@@ -24,6 +25,7 @@ from connectors.kafka import (
     read_topic,
     summary_sink,
 )
+from connectors.broker import free_port
 from connectors.codec import MAX_WRITTEN_BYTES
 from connectors.kafka_settings import client_settings_from_env
 from connectors.messages import DeadLetter, Origin, TradeMessage
@@ -111,6 +113,22 @@ def test_source_resumes_from_the_snapshotted_offset(broker, topic_prefix):
     assert resumed.snapshot() == 10
 
 
+def test_a_snapshotted_offset_the_partition_no_longer_holds_resets_to_its_start(broker, topic_prefix):
+    """Kafka and Redpanda answer a fetch below the log start (retention) or past the end (a topic
+    created again) with OFFSET_OUT_OF_RANGE, and librdkafka then moves to ``auto.offset.reset``:
+    its default, the end, would skip every message still held. (The embedded Tansu broker answers
+    such a fetch with nothing at all, so only the setting is checked here.)"""
+    topic = f"{topic_prefix}-in"
+    ensure_topics(broker, {topic: 1})
+    source = TradeSource(broker, topic, stop_at_end=True)
+    (part_name,) = source.list_parts()
+    resumed = source.build_part("in", part_name, 1_000)
+    try:
+        assert resumed._config["auto.offset.reset"] == "earliest" and resumed.snapshot() == 1_000
+    finally:
+        resumed.close()
+
+
 def record(symbol: str = "NVDA", sequence: int = 311212, level: str = "high") -> AnomalyRecord:
     return AnomalyRecord(
         anomaly_id=f"{symbol}-20250509-{sequence}", symbol=symbol, kind="trade",
@@ -168,6 +186,9 @@ def test_dead_letter_sink_keeps_reason_origin_and_original_bytes(broker, topic_p
     (b"AAPL", b'{"symbol": "", "price": 1.0}', b"AAPL"),
     (b"AAPL", b'{"symbol": "MSFT"' + b" " * 70_000 + b"}", b"AAPL"),  # too large
     (None, b'["not", "an", "object"]', None),                  # no key, no symbol: unkeyed
+    (b"K" * 800_000, b'{"symbol": "MSFT"' + b" " * 70_000 + b"}", b"MSFT"),  # a hostile key is not kept
+    (b"K" * 1025, b"\xff not json", None),
+    (b"K" * 1024, b"\xff not json", b"K" * 1024),
 ])
 def test_decode_dead_letters_are_keyed_by_the_original_key(broker, topic_prefix, key, raw, expected):
     source_topic, dlq = f"{topic_prefix}-in", f"{topic_prefix}-dlq"
@@ -197,6 +218,12 @@ def test_summary_sink_writes_json_keyed_by_symbol(broker, topic_prefix):
     write(summary_sink(broker, topic), [summary])
     (message,) = read_topic(broker, topic)
     assert message.key() == b"NVDA" and orjson.loads(message.value()) == summary
+
+
+def test_a_kafka_error_listing_the_job_topics_is_one_named_error():
+    address = f"127.0.0.1:{free_port()}"  # nobody answers: the metadata request fails
+    with pytest.raises(TopicsRefused, match=f"could not list or create the job's topics on {address}: "):
+        prepare_job_topics(address, "stocks", ["anomalies"])
 
 
 def test_job_topics_need_the_input_and_get_outputs_created(broker, topic_prefix):
@@ -315,7 +342,8 @@ def test_a_partition_of_many_small_batches_is_read_to_the_end(topic_prefix):
         finally:
             partition.close()
     assert read == count
-    assert partition.stalls >= 1 and partition.fetch_wait_ms > 1, "the stall guard widened the wait"
+    stalls = counter("trade_detector_input_stalls_total", topic=topic, partition="0")
+    assert stalls >= 1 and partition.fetch_wait_ms > 1, "the stall guard widened the wait"
 
 
 def test_a_widened_fetch_wait_is_halved_once_reading_has_been_healthy(broker, topic_prefix, monkeypatch):

@@ -41,3 +41,21 @@ def test_a_decision_the_broker_does_not_take_is_an_error_not_a_silent_loss():
     writer = ReviewWriter(f"127.0.0.1:{free_port()}", "incident-reviews")
     with pytest.raises(ReviewNotSaved, match="could not reach or create the topic incident-reviews"):
         writer.write(REVIEW)
+
+
+def test_a_topic_creation_not_confirmed_in_time_is_an_error_not_a_crash(broker, topic_prefix, monkeypatch):
+    """A broker that lists topics but leaves the creation unanswered (a controller election, a slow
+    cluster): the page says the decision was not saved, rather than the section failing to draw."""
+    from concurrent.futures import Future
+
+    from dashboard import reviews
+
+    class SlowToCreate(reviews.AdminClient):
+        def create_topics(self, topics, **_options):
+            return {topic.topic: Future() for topic in topics}  # never confirmed
+
+    monkeypatch.setattr(reviews, "AdminClient", SlowToCreate)
+    monkeypatch.setattr(reviews, "WRITE_TIMEOUT_S", 0.2)
+    writer = ReviewWriter(broker, f"{topic_prefix}-reviews")
+    with pytest.raises(ReviewNotSaved, match=f"the topic {topic_prefix}-reviews was not created within 0.2 s"):
+        writer.write(REVIEW)

@@ -120,13 +120,19 @@ def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages):
 
     clock = EventClock()
     detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None)
-    _, discard = detector.on_batch([batch for _, batch in group_by_symbol(messages[:500])])
-    assert discard is InstrumentDetector.RETAIN
+    fed = 0
+    while detector.state is None or detector.state.tracker.open_incident_id is None:  # stop inside an incident
+        _, discard = detector.on_batch([batch for _, batch in group_by_symbol(messages[fed:fed + 20])])
+        fed += 20
+        assert discard is InstrumentDetector.RETAIN and fed < len(messages)
+    detector.on_batch([batch for _, batch in group_by_symbol(messages[fed:fed + 1])])  # a summary, then one more
+    open_id, trades = detector.state.tracker.open_incident_id, detector.state.samples_seen
     assert detector.on_notify() == ([], InstrumentDetector.RETAIN)
     clock.advance(detector.state.last_timestamp_ns + 86_400 * 10**9 + 1)  # another instrument a day later
-    updates, discard = detector.on_notify()
+    (closing, summary), discard = detector.on_notify()
     assert discard is InstrumentDetector.DISCARD
-    assert all(update.status == "closed" and update.closed_by == "idle" for update in updates)
+    assert (closing.incident_id, closing.status, closing.closed_by) == (open_id, "closed", "idle")
+    assert summary.fields["trades_processed"] == trades
 
 
 def test_the_idle_check_time_moves_on_only_when_the_check_ran(messages):

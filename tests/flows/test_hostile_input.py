@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -208,4 +207,4 @@ def test_every_dead_letter_is_one_of_the_hostile_messages(broker, hostile_run):
     prefix, positions, _ = hostile_run
     letters = read_json(broker, f"{prefix}-dlq")
     assert {(letter["partition"], letter["offset"]) for letter in letters} == set(positions)
-    assert all(orjson.dumps(letter) for letter in letters)
+    assert len(letters) == len(positions)  # one each, none twice
