@@ -166,38 +166,11 @@ def publish(
     """
     from confluent_kafka import Producer
 
-    from connectors.kafka_settings import BrokerWatch
-
-    summary = ReplaySummary()
-    watch = BrokerWatch(brokers, loss_timeout_s)
-    acked_at = [time.monotonic()]
-
-    def delivered(error, message) -> None:
-        acked_at[0] = time.monotonic()
-        if error is not None:
-            summary.failed += 1
-            summary.errors[error.str()] += 1
-            return
-        watch.alive()
-        summary.published += 1
-        key = message.key()
-        summary.by_symbol[key.decode("utf-8", "replace") if key else "(no symbol)"] += 1
-
-    def check_broker() -> None:
-        waiting = summary.sent - summary.published - summary.failed
-        silent = time.monotonic() - acked_at[0]
-        if watch.lost() or (waiting and silent >= loss_timeout_s):
-            summary.seconds = time.monotonic() - started
-            detail = watch.describe() if watch.lost() else (
-                f"no acknowledgement from {brokers} for {silent:.0f} s (BROKER_LOSS_TIMEOUT_S={loss_timeout_s:g})")
-            error = BrokerLost(f"{detail}; {summary.published:,} trades acknowledged, "
-                               f"{waiting:,} not delivered")
-            error.summary = summary
-            raise error
-
+    deliveries = _Deliveries(brokers, loss_timeout_s)
+    summary = deliveries.summary
     producer = Producer(producer_settings(brokers, speed is not None, client_settings or {},
-                                          linger_ms, loss_timeout_s, watch))
-    started = time.monotonic()
+                                          linger_ms, loss_timeout_s, deliveries.watch))
+    deliveries.begin()
     pace: tuple[float, int] | None = None  # (monotonic time, ts of the trade sent then) of the file's first trade
     for trade in trades:
         if trade is NEXT_FILE:
@@ -206,21 +179,69 @@ def publish(
         if limit is not None and summary.sent >= limit:
             break
         if speed is not None:
-            pace = _wait_for_turn(producer, trade, pace, speed, check_broker)
+            pace = _wait_for_turn(producer, trade, pace, speed, deliveries.check)
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
-        if summary.sent - summary.published - summary.failed == 0:
-            acked_at[0] = time.monotonic()  # nothing was waiting: the silence starts now
-        _produce(producer, topic, key, encode_trade(trade), delivered, check_broker)
+        deliveries.sending()
+        _produce(producer, topic, key, encode_trade(trade), deliveries.delivered, deliveries.check)
         summary.sent += 1
         if progress is not None:
             progress.update(summary.sent)
     while producer.flush(0.5):
-        check_broker()
-    summary.seconds = time.monotonic() - started
+        deliveries.check()
+    summary.seconds = time.monotonic() - deliveries.started
     if progress is not None:
         progress.finish(summary.sent)
     return summary
+
+
+class _Deliveries:
+    """The replay's acknowledgements, counted into its summary, and when to give up on the broker:
+    none reachable (``BrokerWatch``), or trades waiting with nothing acknowledged, for the timeout."""
+
+    def __init__(self, brokers: str, loss_timeout_s: float) -> None:
+        from connectors.kafka_settings import BrokerWatch
+
+        self.brokers, self.loss_timeout_s = brokers, loss_timeout_s
+        self.summary = ReplaySummary()
+        self.watch = BrokerWatch(brokers, loss_timeout_s)
+        self.started = self.acked_at = time.monotonic()
+
+    def begin(self) -> None:
+        self.started = self.acked_at = time.monotonic()
+
+    @property
+    def waiting(self) -> int:
+        return self.summary.sent - self.summary.published - self.summary.failed
+
+    def sending(self) -> None:
+        if self.waiting == 0:
+            self.acked_at = time.monotonic()  # nothing was waiting: the silence starts now
+
+    def delivered(self, error, message) -> None:
+        """The producer's ``on_delivery``."""
+        self.acked_at = time.monotonic()
+        if error is not None:
+            self.summary.failed += 1
+            self.summary.errors[error.str()] += 1
+            return
+        self.watch.alive()
+        self.summary.published += 1
+        key = message.key()
+        self.summary.by_symbol[key.decode("utf-8", "replace") if key else "(no symbol)"] += 1
+
+    def check(self) -> None:
+        """Raise ``BrokerLost`` (the summary so far in ``.summary``) once the broker counts as lost."""
+        silent = time.monotonic() - self.acked_at
+        if not (self.watch.lost() or (self.waiting and silent >= self.loss_timeout_s)):
+            return
+        self.summary.seconds = time.monotonic() - self.started
+        detail = self.watch.describe() if self.watch.lost() else (
+            f"no acknowledgement from {self.brokers} for {silent:.0f} s "
+            f"(BROKER_LOSS_TIMEOUT_S={self.loss_timeout_s:g})")
+        error = BrokerLost(f"{detail}; {self.summary.published:,} trades acknowledged, {self.waiting:,} not delivered")
+        error.summary = self.summary
+        raise error
 
 
 def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: float,
