@@ -30,6 +30,7 @@ went through, so an exception leaves the state exactly as it was.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,13 +136,16 @@ class DetectionEngine:
                        for row, (stage, reason) in verdict.refused.items()]
         accepted, fresh_starts = _accepted(valid, verdict)
         outcomes: list[tuple[int, int, Outcome]] = [(r.index, 0, r) for r in rejections]
+        refused = sorted(r.index for r in rejections)  # counted to the state the trades before them belong to
         work = self._begin(state) if len(accepted) else None
+        since = 0  # input index where the trades of ``work`` begin
         for start, stop in _segments(len(accepted), fresh_starts):
             if start in fresh_starts:
-                outcomes += self._start_afresh(state, work, accepted, start)
-                work = self._fresh_work(state)
+                index = int(accepted.indices[start])
+                outcomes += self._start_afresh(state, work, accepted, start, _between(refused, since, index))
+                work, since = self._fresh_work(state), index
             outcomes += self._segment(state, work, trades, accepted, start, stop)
-        self._commit(state, work, accepted, len(rejections), verdict)
+        self._commit(state, work, accepted, _between(refused, since, len(trades)), verdict)
         outcomes.sort(key=lambda item: (item[0], item[1]))
         return [outcome for _, _, outcome in outcomes]
 
@@ -168,21 +172,23 @@ class DetectionEngine:
             start = end
         return outcomes
 
-    def _start_afresh(self, state: InstrumentState, work: _Work, valid: ValidTrades, row: int,
+    def _start_afresh(self, state: InstrumentState, work: _Work, valid: ValidTrades, row: int, rejected: int,
                       ) -> list[tuple[int, int, Outcome]]:
         """Close what the old state had open before a trade that comes after an idle day, and say
-        what it ended with (its last summary may be seconds old)."""
+        what it ended with (its last summary may be seconds old); ``rejected``: this batch's
+        rejections before that trade."""
         index = int(valid.indices[row])
         closing = work.tracker.close_open("idle") if work.tracker is not None else None
-        ended = StateEnded(self._summary_of_work(state, work, valid, row))
+        ended = StateEnded(self._summary_of_work(state, work, valid, row, rejected))
         return [(index, -2, ended)] + ([] if closing is None else [(index, -1, closing)])
 
-    def _summary_of_work(self, state: InstrumentState, work: _Work, valid: ValidTrades, row: int) -> dict[str, Any]:
+    def _summary_of_work(self, state: InstrumentState, work: _Work, valid: ValidTrades, row: int,
+                         rejected: int) -> dict[str, Any]:
         if row == 0 or not work.samples_seen:
-            return self.summary(state)
+            return {**self.summary(state), "rejected": state.rejected + rejected}
         ended = InstrumentState(
             state.symbol, models=work.models, samples_seen=work.samples_seen, anomalies=work.anomalies,
-            rejected=0 if work.fresh else state.rejected, last_price=float(valid.prices[row - 1]),
+            rejected=(0 if work.fresh else state.rejected) + rejected, last_price=float(valid.prices[row - 1]),
             last_timestamp_ns=int(valid.timestamps_ns[row - 1]), since_ns=work.since_ns, tracker=work.tracker,
             tally=work.tally,
         )
@@ -194,7 +200,7 @@ class DetectionEngine:
             state.symbol, state.fstate, state.istate, state.calib, state.training, state.models,
             tuple(refit.job for refit in state.pending), state.samples_seen, state.anomalies, state.rejected,
             state.last_price, state.last_timestamp_ns, state.since_ns, state.guard.memory, state.tracker,
-            state.tally,
+            state.tally, self.training_columns,
         )
 
     def restore(self, snapshot: InstrumentSnapshot) -> InstrumentState:
@@ -218,6 +224,8 @@ class DetectionEngine:
         if snapshot.fstate is None:
             return True
         if (len(snapshot.fstate), len(snapshot.istate)) != window_lengths(self.config.window_size):
+            return False
+        if snapshot.training_columns and snapshot.training_columns != self.training_columns:
             return False
         return snapshot.models is None or len(snapshot.models.params) == self._params_size()
 
@@ -454,6 +462,11 @@ def _accepted(valid: ValidTrades, verdict: GuardVerdict) -> tuple[ValidTrades, f
     keep[list(verdict.refused)] = False
     position = np.cumsum(keep) - 1
     return valid.subset(keep), frozenset(int(position[row]) for row in verdict.fresh_starts)
+
+
+def _between(indices: list[int], start: int, stop: int) -> int:
+    """How many of the sorted ``indices`` lie in [start, stop)."""
+    return bisect_left(indices, stop) - bisect_left(indices, start)
 
 
 def _segments(count: int, fresh_starts: frozenset[int]) -> list[tuple[int, int]]:

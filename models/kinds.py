@@ -89,11 +89,12 @@ class KindEvidence:
     reference_price: float
     """The market before the incident: median price of the older half of the context."""
     move_bps: float
-    """Largest excursion of an incident trade from the reference price, signed."""
+    """Largest excursion from the reference price among the newer half of the context and the
+    incident's trades (a crash is often flagged a few dozen trades into its fall), signed."""
     extreme_price: float
     extreme_size: float
     away_prints: int
-    """Incident prints at least half the excursion out, on its side."""
+    """Prints at least half the excursion out, on its side, among the same trades as ``move_bps``."""
     walk_prints: int
     """Prints between 20% and 80% of the excursion on the way out: from the last print
     within 20% of the reference (context included) to the extreme."""

@@ -7,7 +7,7 @@
 rare the trade's ensemble score is among the instrument's last 1,000, in [0, 1]);
 ``confidence`` is the share of the three detectors that voted. A z-score of
 ``Z_CAP`` or more counts fully: within a window of 100 trades one trade's z-score
-cannot exceed 99 / sqrt(100) = 9.9, so 10 is "as extreme as it gets".
+cannot exceed sqrt(99) = 9.95 with the population standard deviation, so 10 is "as extreme as it gets".
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ state as it was), and a snapshot is a frozen record of references to those array
 taken without copying and without waiting for anything.
 
 Small until the instrument trades: a new state holds no arrays at all; the first
-trade allocates the window ring (about 4 KB), the training samples grow with the
+trade allocates the window ring (7.4 KB), the training samples grow with the
 trades up to ``train_size`` rows of ``training_columns`` (6 by default), and the
 calibration ring (8 KB) and the forest arrive with the first models.
 """
@@ -108,6 +108,9 @@ class InstrumentSnapshot:
     guard: GuardMemory
     tracker: IncidentTracker | None
     tally: Tally
+    training_columns: tuple[str, ...] = ()
+    """The inputs the models and training rows hold, in order (empty in snapshots from before it
+    was kept): a snapshot of other inputs cannot be continued, even with as many of them."""
 
     def __reduce__(self):
         """Pickled as one zlib-compressed blob (level 1): a recovery store holds a snapshot of

@@ -26,6 +26,8 @@ from sklearn.preprocessing import StandardScaler
 
 
 RIDGE = 1e-6
+POINT_SUPPORT = "The covariance matrix of the support data is equal to 0"
+"""scikit-learn's refusal (and ours in ``_correct_and_reweight``) when the support has no spread."""
 WARM_ITERATIONS = 10
 """Concentration steps from the previous estimate; they converge in a few."""
 REWEIGHT_QUANTILE = 0.025
@@ -63,28 +65,49 @@ class EllipticEnvelopeVote:
         self.cold_every = cold_every
         self.contamination = contamination
         self.seed = seed
-        self.fits_ = 0
-        self.scaler_: StandardScaler | None = None
-        self.envelope_: EllipticEnvelope | None = None
-        self.precision_: np.ndarray | None = None
 
     def fit(self, X: np.ndarray) -> EllipticEnvelopeVote:
         scaler = StandardScaler().fit(X)
         scaler.scale_ = np.maximum(scaler.scale_, self.scale_floor)
         scaled = scaler.transform(X)
-        if self.envelope_ is None or self.fits_ % self.cold_every == 0:
-            envelope = EllipticEnvelope(
-                contamination=self.contamination, support_fraction=self.support_fraction,
-                random_state=self.seed + self.fits_,
-            ).fit(scaled)
-        else:
-            envelope = self._warm_fit(scaled, scaler)
+        if not hasattr(self, "envelope_"):  # the first fit: nothing learned to start from
+            self.fits_, self.scaler_, self.envelope_ = 0, None, None
+        cold = (self.envelope_ is None or self.fits_ % self.cold_every == 0
+                or not np.any(self.envelope_.raw_covariance_))  # nothing to start from after a point envelope
+        try:
+            if cold:
+                envelope = EllipticEnvelope(
+                    contamination=self.contamination, support_fraction=self.support_fraction,
+                    random_state=self.seed + self.fits_,
+                ).fit(scaled)
+            else:
+                envelope = self._warm_fit(scaled, scaler)
+        except ValueError as error:
+            if POINT_SUPPORT not in str(error):
+                raise
+            envelope = self._point_envelope(scaled)
         self.scaler_, self.envelope_ = scaler, envelope
         self.precision_ = _regularised_precision(
             envelope.covariance_, (np.broadcast_to(self.scale_floor, scaler.scale_.shape) / scaler.scale_) ** 2
         )
         self.fits_ += 1
         return self
+
+    def _point_envelope(self, scaled: np.ndarray) -> EllipticEnvelope:
+        """The support shares one point (an instrument re-printing one price, size and side):
+        MCD has no spread to invert and scikit-learn refuses. The envelope is then that point
+        with no spread of its own; ``_regularised_precision``'s floor variances give every
+        direction its smallest meaningful width, so the next different trade stands out
+        instead of the instrument's retrains failing for as long as it trades so."""
+        envelope = EllipticEnvelope(
+            contamination=self.contamination, support_fraction=self.support_fraction, random_state=self.seed
+        )
+        location = np.median(scaled, axis=0)
+        spread = np.zeros((scaled.shape[1], scaled.shape[1]))
+        envelope.raw_location_, envelope.raw_covariance_ = location, spread
+        envelope.location_, envelope.covariance_ = location.copy(), spread.copy()
+        envelope.n_features_in_ = scaled.shape[1]
+        return envelope
 
     def _warm_fit(self, scaled: np.ndarray, scaler: StandardScaler) -> EllipticEnvelope:
         previous = self.envelope_

@@ -65,13 +65,10 @@ class IsolationForestVote:
         self.max_samples = max_samples
         self.threshold = threshold
         self.seed = seed
-        self.trees_: deque[_ScoredTree] = deque(maxlen=n_trees)
-        self.fits_ = 0
-        self.normaliser_ = 1.0
 
     def fit(self, X: np.ndarray) -> IsolationForestVote:
-        """Replace the oldest ``trees_per_fit`` trees with trees grown on ``X``."""
-        return self.add(self.grow(X, self.fits_))
+        """Replace the oldest ``trees_per_fit`` trees with trees grown on ``X`` (the first fit grows the first)."""
+        return self.add(self.grow(X, getattr(self, "fits_", 0)))
 
     def grow(self, X: np.ndarray, fit_number: int) -> list[_ScoredTree]:
         """Fit ``trees_per_fit`` new trees (a pure function of X, the seed and fit_number)."""
@@ -86,6 +83,9 @@ class IsolationForestVote:
         return grow_trees(X, self.trees_per_fit, self.max_samples, self.seed + fit_number)
 
     def add(self, trees: list[_ScoredTree]) -> IsolationForestVote:
+        if not hasattr(self, "trees_"):  # learned state begins with the first trees
+            self.trees_: deque[_ScoredTree] = deque(maxlen=self.n_trees)
+            self.fits_ = 0
         self.trees_.extend(trees)
         samples = min(self.max_samples, int(trees[0].tree.n_node_samples[0]))
         self.normaliser_ = float(average_path_length(np.array([samples]))[0])
@@ -104,10 +104,13 @@ class IsolationForestVote:
 
     def __getstate__(self) -> dict:
         # Cython trees pickle with their own reducers; the deque keeps its bound.
+        if not hasattr(self, "trees_"):
+            return dict(self.__dict__)
         return {**self.__dict__, "trees_": list(self.trees_)}
 
     def __setstate__(self, state: dict) -> None:
-        state["trees_"] = deque(state["trees_"], maxlen=state["n_trees"])
+        if "trees_" in state:
+            state["trees_"] = deque(state["trees_"], maxlen=state["n_trees"])
         self.__dict__.update(state)
 
 

@@ -101,8 +101,8 @@ def test_isolation_score_equals_scikit_learn_score_samples():
     X = sample(0)
     forest = IsolationForest(n_estimators=25, max_samples=256, random_state=5).fit(X)
     vote = IsolationForestVote(n_trees=25, trees_per_fit=25)
-    vote.trees_.extend(_ScoredTree(tree, features) for tree, features in zip(forest.estimators_, forest.estimators_features_))
-    vote.normaliser_ = float(average_path_length(np.array([256]))[0])
+    vote.add([_ScoredTree(tree, features) for tree, features in zip(forest.estimators_, forest.estimators_features_)])
+    assert vote.normaliser_ == float(average_path_length(np.array([256]))[0])
     np.testing.assert_allclose(vote.score(sample(1)), -forest.score_samples(sample(1)), rtol=1e-12)
 
 
@@ -113,9 +113,8 @@ def test_rolling_forest_keeps_the_newest_trees():
     assert len(vote.trees_) == 20 and vote.fits_ == 6
     # The oldest two fits (10 trees) are gone: refitting only the last four gives the same forest.
     again = IsolationForestVote(n_trees=20, trees_per_fit=5, seed=1)
-    again.fits_ = 2
     for seed in range(2, 6):
-        again.fit(sample(seed))
+        again.add(again.grow(sample(seed), fit_number=seed))
     np.testing.assert_array_equal(again.score(sample(9)), vote.score(sample(9)))
 
 
@@ -129,6 +128,23 @@ def test_envelope_cold_fit_is_scikit_learns_elliptic_envelope():
     # the documented regularisation: each input's floor variance (in scaled units) on the diagonal
     reference.precision_ = np.linalg.inv(reference.covariance_ + np.diag((floor / scale) ** 2 + RIDGE))
     np.testing.assert_allclose(vote.score(X), reference.mahalanobis(scaled), rtol=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore:The covariance matrix associated to your dataset is not full rank")
+@pytest.mark.parametrize("varied_rows", [0, 20])  # all rows alike; a support (90%) of alike rows
+def test_an_envelope_on_rows_sharing_one_point_still_fits_and_then_warm_starts(varied_rows):
+    """scikit-learn refuses a support without spread; an instrument re-printing one trade must not
+    make every retrain fail. The envelope is the point, its width the floors'."""
+    rng = np.random.default_rng(3)
+    point = np.array([0.01, 0.0, 0.0, 0.0])
+    X = np.tile(point, (500, 1))
+    X[:varied_rows] += rng.normal(0, 1, (varied_rows, 4))
+    vote = EllipticEnvelopeVote(cold_every=50, scale_floor=np.array([0.01, 2.0, 5.0, 0.25]), seed=0)
+    for _ in range(3):  # a cold fit, then warm ones that have no spread to start from
+        vote.fit(X)
+    assert vote.fits_ == 3 and np.isfinite(vote.precision_).all()
+    at_point, away = vote.score(np.vstack([point, point + [0.0, 40.0, 0.0, 0.0]]))
+    assert at_point < 1.0 and np.isfinite(away) and away > 100.0
 
 
 def test_warm_started_envelope_stays_close_to_a_cold_fit():

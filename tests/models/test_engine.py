@@ -120,7 +120,7 @@ def test_snapshot_taken_while_refits_are_in_flight_restores_exactly(reference):
     assert comparable(first + again) == comparable(first + rest) == comparable(outcomes)
 
 
-@pytest.mark.parametrize("change", ["shorter window arrays", "other model parameters"])
+@pytest.mark.parametrize("change", ["shorter window arrays", "other model parameters", "other inputs, as many"])
 def test_a_snapshot_of_another_state_layout_starts_the_instrument_afresh(reference, change):
     config, trades, outcomes, _ = reference
     engine = DetectionEngine(config)
@@ -128,9 +128,13 @@ def test_a_snapshot_of_another_state_layout_starts_the_instrument_afresh(referen
     snapshot = engine.snapshot(state)
     if change == "shorter window arrays":  # as an engine before size_vs_tail wrote them
         snapshot = dataclasses.replace(snapshot, fstate=snapshot.fstate[:-128])
-    else:
+    elif change == "other model parameters":
         models = dataclasses.replace(snapshot.models, params=snapshot.models.params[:-3])
         snapshot = dataclasses.replace(snapshot, models=models)
+    else:  # written by an engine with log_size where this one has two_sided_intensity
+        columns = tuple("log_size" if name == "two_sided_intensity" else name for name in snapshot.training_columns)
+        assert columns != snapshot.training_columns
+        snapshot = dataclasses.replace(snapshot, training_columns=columns)
     restored = engine.restore(snapshot)
     assert restored.fstate is None and restored.samples_seen == 0 and restored.models is None
     again, _ = run(config, trades, state=restored)
@@ -333,6 +337,26 @@ def test_the_engine_never_raises_and_accounts_for_every_trade(warm_state, batch)
             assert np.isfinite(outcome.severity) and 0 <= outcome.severity <= 1
 
 
+@pytest.mark.filterwarnings("ignore:The covariance matrix associated to your dataset is not full rank")
+def test_an_instrument_printing_one_trade_over_and_over_keeps_being_scored():
+    """One price, size and side for 2,100 trades: every model input is constant and the envelope's
+    support has no spread. The retrains must still succeed (they once raised at every batch from
+    the first refit on, so each later trade became an engine dead letter)."""
+    rng = random.Random(0)
+    stamp, trades = 1_746_797_400 * 10**9, []
+    for sequence in range(1, 2_101):
+        stamp += rng.randint(1, 5) * 10**9
+        trades.append({"ts_event": stamp, "ts_recv": stamp, "rtype": 0, "publisher_id": 2, "instrument_id": 1,
+                       "action": "T", "side": "B", "depth": 0, "price": 25.0, "size": 100, "flags": 0,
+                       "ts_in_delta": 0, "sequence": sequence, "symbol": "STALE"})
+    config = DetectorConfig(background_training=False)
+    engine = DetectionEngine(config)
+    state = engine.new_state("STALE")
+    outcomes = [o for start in range(0, 2_100, 100) for o in engine.process(state, trades[start:start + 100])]
+    assert state.samples_seen == 2_100 and state.generation == 2  # models at 1,500 and 2,000 trades
+    assert not [o for o in outcomes if isinstance(o, (Rejection, AnomalyRecord))]
+
+
 def test_a_repeated_trade_is_a_duplicate_and_changes_nothing(reference):
     config, trades, outcomes, _ = reference
     with_repeats = trades[:2500] + [trades[2400], dict(trades[2450], price=trades[2450]["price"] + 1)] + trades[2500:]
@@ -366,6 +390,35 @@ def test_a_trade_after_an_idle_day_starts_the_instrument_afresh(opening_trades):
     fresh = DetectionEngine(config).new_state("NVDA")
     DetectionEngine(config).process(fresh, later[:300])
     assert pickle.dumps(engine.snapshot(state).fstate) == pickle.dumps(DetectionEngine(config).snapshot(fresh).fstate)
+
+
+@pytest.mark.parametrize("cuts", [[7], [6, 1], [5, 2], [3, 4], [1] * 7])
+def test_rejections_count_to_the_state_their_trades_belong_to_whatever_the_batches(opening_trades, cuts):
+    """Five trades, a duplicate of the fifth, then one two days later (a fresh start) that is followed
+    by a duplicate of itself: the old state ended with one rejection, the new one has one."""
+    from connectors.codec import format_timestamp_ns
+    from connectors.replay import timestamp_ns
+    from models.engine import StateEnded
+
+    two_days = 2 * 86_400 * 10**9
+    later = dict(opening_trades[5], **{name: format_timestamp_ns(timestamp_ns(opening_trades[5][name]) + two_days)
+                                       for name in ("ts_event", "ts_recv")})
+    trades = opening_trades[:5] + [opening_trades[4], later]
+    engine = DetectionEngine(DetectorConfig(background_training=False))
+    state = engine.new_state("NVDA")
+    outcomes = [o for batch in _cut(trades, cuts) for o in engine.process(state, batch)]
+    (ended,) = [o for o in outcomes if isinstance(o, StateEnded)]
+    assert (ended.summary["trades_processed"], ended.summary["rejected"]) == (5, 1)
+    assert (state.samples_seen, state.rejected) == (1, 0)
+    engine.process(state, [later])
+    assert (state.samples_seen, state.rejected) == (1, 1)
+
+
+def _cut(trades, sizes):
+    start = 0
+    for size in sizes:
+        yield trades[start:start + size]
+        start += size
 
 
 @pytest.mark.parametrize("count, fresh_starts, expected", [
