@@ -180,7 +180,11 @@ class InstrumentDetector(StatefulBatchLogic):
         return out, self.RETAIN
 
     def on_eof(self) -> tuple[list[Any], bool]:
-        """At the end of the input (a backtest, STOP_AT_END) the last trades are summarised too."""
+        """At the end of the input (a backtest, STOP_AT_END) the last trades are summarised too,
+        and an instrument idle by then is dropped as ``on_notify`` would have: what a run ends
+        with does not depend on whether the 30 s check happened to run before its end."""
+        if self._idle():
+            return self._dropped()
         if (not self.summaries or self.state is None or self.last_message is None or not self.state.samples_seen
                 or self.summarised_trades == self.state.samples_seen):
             return [], self.RETAIN
@@ -192,13 +196,19 @@ class InstrumentDetector(StatefulBatchLogic):
         return self.next_check
 
     def on_notify(self) -> tuple[list[Any], bool]:
-        """Drop an instrument idle for ``idle_s`` of event time, closing its open incident and
-        reporting its last totals (as the engine does when such an instrument starts afresh)."""
-        state = self.state
+        """Drop an instrument idle for ``idle_s`` of event time (``_dropped``)."""
         self.next_check = _eviction_check()
+        return self._dropped() if self._idle() else ([], self.RETAIN)
+
+    def _idle(self) -> bool:
+        """Whether the instrument's last trade is ``idle_s`` of event time behind the latest of the process."""
         idle_ns = self.engine.config.idle_s * NANOS_PER_SECOND
-        if state is None or self.clock.latest_ns - state.last_timestamp_ns <= idle_ns:
-            return [], self.RETAIN
+        return self.state is not None and self.clock.latest_ns - self.state.last_timestamp_ns > idle_ns
+
+    def _dropped(self) -> tuple[list[Any], bool]:
+        """Its open incident closed and its last totals reported (as the engine does when such an
+        instrument starts afresh), then its state discarded."""
+        state = self.state
         closing = None if state.tracker is None else state.tracker.copy().close_open("idle")
         out: list[Any] = [] if closing is None else [closing]
         if self.summaries and self.last_message is not None and self.summarised_trades != state.samples_seen:

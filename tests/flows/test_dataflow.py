@@ -115,7 +115,8 @@ def test_a_symbol_without_an_accepted_trade_keeps_no_state(messages):
     assert discard is InstrumentDetector.DISCARD and [letter.stage for letter in out] == ["validate"]
 
 
-def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages):
+@pytest.mark.parametrize("check", ["on_notify", "on_eof"])  # the 30 s check, or the end of the input
+def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages, check):
     from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
 
     clock = EventClock()
@@ -129,7 +130,7 @@ def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages):
     open_id, trades = detector.state.tracker.open_incident_id, detector.state.samples_seen
     assert detector.on_notify() == ([], InstrumentDetector.RETAIN)
     clock.advance(detector.state.last_timestamp_ns + 86_400 * 10**9 + 1)  # another instrument a day later
-    (closing, summary), discard = detector.on_notify()
+    (closing, summary), discard = getattr(detector, check)()
     assert discard is InstrumentDetector.DISCARD
     assert (closing.incident_id, closing.status, closing.closed_by) == (open_id, "closed", "idle")
     assert summary.fields["trades_processed"] == trades
