@@ -339,14 +339,22 @@ def _fast_prices(cells: list[Any]) -> np.ndarray | None:
     return None
 
 
-_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|\+00:00)$")
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|\+00:00)$", re.ASCII)
+"""ASCII digits only: Python's ``\\d`` would also take other scripts' digits and ``int()`` read them."""
 
 
 def _fast_timestamps(cells: list[Any]) -> np.ndarray | None:
     # The wire format: exactly 'YYYY-MM-DDTHH:MM:SS.fffffffffZ' (30 characters), years 2000-2099
-    # (checked before the seconds are scaled to nanoseconds, which would overflow for year 2300).
+    # (checked before the seconds are scaled to nanoseconds, which would overflow for year 2300),
+    # every other character an ASCII digit: numpy would also read '2025-05-09 13:30:00' or a
+    # signed or spaced fraction, which the cell parser refuses, and a batch's size must not matter.
     if not all(type(cell) is str and len(cell) == 30 and cell[:2] == "20" and cell[19] == "." and cell[29] == "Z"
+               and cell[4] == cell[7] == "-" and cell[10] == "T" and cell[13] == cell[16] == ":"
                for cell in cells):
+        return None
+    digits = "".join([cell[:4] + cell[5:7] + cell[8:10] + cell[11:13] + cell[14:16] + cell[17:19] + cell[20:29]
+                      for cell in cells])
+    if not (digits.isascii() and digits.isdigit()):
         return None
     try:
         seconds = np.array([cell[:19] for cell in cells], dtype="datetime64[s]").astype(np.int64)
@@ -408,11 +416,12 @@ def _cell_timestamp(name: str):
     def parse(cell: Any) -> int:
         if isinstance(cell, int) and not isinstance(cell, bool):
             return cell
-        if type(cell) is str and len(cell) == 30 and cell[19] == "." and cell[29] == "Z" and cell[20:29].isdigit():
+        if (type(cell) is str and len(cell) == 30 and cell[19] == "." and cell[29] == "Z"
+                and cell[20:29].isascii() and cell[20:29].isdigit()):
             seconds = _SECONDS.get(cell[:19])
             if seconds is not None:  # the wire format, in a second already parsed
                 return seconds * NANOS_PER_SECOND + int(cell[20:29])
-        match = _ISO.match(cell) if isinstance(cell, str) else None
+        match = _ISO.fullmatch(cell) if isinstance(cell, str) else None
         if match is None:
             raise _Invalid(
                 f"field '{name}' is not an ISO-8601 UTC timestamp or integer nanoseconds: {_shown(cell)}"

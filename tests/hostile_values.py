@@ -23,6 +23,11 @@ texts = st.one_of(
     st.text(max_size=40),
     st.sampled_from(["", " ", "T", "A", "B", "N", "NVDA", " NVDA", "NVDA\n", "2999-01-01T00:00:00Z",
                      "2025-05-09T13:30:00.892370366Z", "9999-12-31T23:59:59.999999999Z", "nan", "\x00"]),
+    # nearly the wire format: a parser looser in one path than in the other shows here
+    st.builds(lambda second, fraction: f"2025-05-09{second}.{fraction}Z",
+              st.sampled_from(["T13:30:00", " 13:30:00", "T13:30:0\u00b2", "T13-30-00"]),
+              st.sampled_from(["892370366", "89237036\u00b2", "-89237036", "+89237036", " 89237036", "8923_0366",
+                               "\u0668\u0669\u0662\u0663\u0667\u0660\u0663\u0666\u0666"])),
 )
 scalars = st.one_of(st.none(), st.booleans(), numbers, texts)
 json_values = st.recursive(scalars, lambda inner: st.one_of(

@@ -72,6 +72,13 @@ NS = 1_000_000_000
         ({"ts_event": 0}, "field 'ts_event' is outside 2000-01-01 to 2099-12-31: 0"),
         ({"ts_event": 2**64 - 1}, "field 'ts_event' is outside 2000-01-01 to 2099-12-31: 18446744073709551615"),
         ({"ts_recv": -1}, "field 'ts_recv' is outside 2000-01-01 to 2099-12-31: -1"),
+        *[({"ts_event": stamp}, f"field 'ts_event' is not an ISO-8601 UTC timestamp or integer nanoseconds: {stamp!r}")
+          for stamp in (
+              "2025-05-09T13:30:00.89237036\u00b2Z",  # a superscript two: str.isdigit() says yes, int() no
+              "\u0662\u0660\u0662\u0665-05-09T13:30:00.892370366Z",  # Arabic-Indic digits
+              "2025-05-09 13:30:00.892370366Z", "2025-05-09T13:30:00.-89237036Z", "2025-05-09T13:30:00.+89237036Z",
+              "2025-05-09T13:30:00. 89237036Z", "2025-05-09T13:30:00.8923_0366Z", "2025-05-09T13:30:00Z\n",
+          )],
         ({"ts_recv": "2025-05-11T13:30:00.892539241Z"},
          "ts_recv is 172,800.000 s after ts_event (allowed: -60 s to 86,400 s)"),
         ({"ts_recv": "2025-05-09T13:00:00.892370366Z"},
