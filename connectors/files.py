@@ -14,11 +14,11 @@ from threading import Lock
 from typing import Any
 
 import orjson
-import pandas as pd
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.codec import TRADE_FIELDS, as_trade_message, encode_trade, format_timestamp_ns
+from connectors.csv_trades import UNREADABLE, csv_chunks
 from connectors.messages import DeadLetter, Origin, TradeMessage
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.zst", ".dbn", ".dbn.zst")
@@ -45,7 +45,7 @@ def iter_trade_chunks(path: str | Path, chunk_size: int = 20_000) -> Iterator[li
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if file_kind(path) == "csv":
-        yield from _csv_chunks(path, chunk_size)
+        yield from csv_chunks(path, chunk_size)
     else:
         yield from _dbn_chunks(path, chunk_size)
 
@@ -53,53 +53,6 @@ def iter_trade_chunks(path: str | Path, chunk_size: int = 20_000) -> Iterator[li
 def iter_trades(path: str | Path) -> Iterator[dict[str, Any]]:
     for chunk in iter_trade_chunks(path):
         yield from chunk
-
-
-def _csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
-    compression = "zstd" if path.name.lower().endswith(".zst") else None
-    reader = pd.read_csv(
-        path, compression=compression, chunksize=chunk_size, keep_default_na=False,
-        dtype={"action": str, "side": str, "symbol": str, "ts_recv": str, "ts_event": str},
-    )
-    for frame in reader:
-        columns = list(frame.columns)
-        if all(_column_is_clean(name, frame[name]) for name in columns):
-            values = zip(*(frame[name].tolist() for name in columns))
-            yield [dict(zip(columns, row)) for row in values]
-        else:
-            # A malformed cell somewhere in this chunk: type cell by cell, so the
-            # bad row reaches the engine as it is and is rejected there with its reason.
-            text = frame.astype(str)
-            yield [_typed_csv_row(row) for row in text.to_dict("records")]
-
-
-def _column_is_clean(name: str, column: pd.Series) -> bool:
-    if name in _INT_FIELDS:
-        return pd.api.types.is_integer_dtype(column.dtype)
-    if name == "price":
-        return pd.api.types.is_float_dtype(column.dtype) or pd.api.types.is_integer_dtype(column.dtype)
-    return True
-
-
-_INT_FIELDS = frozenset(
-    ("rtype", "publisher_id", "instrument_id", "depth", "size", "flags", "ts_in_delta", "sequence")
-)
-
-
-def _typed_csv_row(row: dict[str, str]) -> dict[str, Any]:
-    """Give numeric CSV cells their JSON types; leave anything unparseable as text."""
-    typed: dict[str, Any] = {}
-    for name, text in row.items():
-        if name in _INT_FIELDS:
-            typed[name] = int(text) if text.lstrip("-").isdigit() else text
-        elif name == "price":
-            try:
-                typed[name] = float(text)
-            except ValueError:
-                typed[name] = text
-        else:
-            typed[name] = text
-    return typed
 
 
 def _dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
@@ -162,13 +115,25 @@ class _TradeFilePartition(StatefulSourcePartition):
     @staticmethod
     def _read(paths: list[Path], chunk_size: int, skip: int) -> Iterator[list[TradeMessage | DeadLetter]]:
         for path in paths:
-            line = 0
-            for chunk in iter_trade_chunks(path, chunk_size):
+            line, source = 0, str(path)
+            chunks = iter_trade_chunks(path, chunk_size)
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except Exception as error:  # a file broken past repair (a cut zstd frame, a corrupt DBN)
+                    if skip:  # emitted before the restart being resumed
+                        skip -= 1
+                    else:
+                        reason = (f"{path.name} cannot be read after its first {line:,} trades: "
+                                  f"{type(error).__name__}: {error}")
+                        yield [DeadLetter(reason, "decode", Origin(source, 0, line + 1), b"")]
+                    break  # on to the next file
                 first_line, line = line, line + len(chunk)
                 if skip >= len(chunk):
                     skip -= len(chunk)
                     continue
-                source = str(path)
                 yield [
                     _message(trade, Origin(source, 0, first_line + offset + 1))
                     for offset, trade in enumerate(chunk[skip:], start=skip)
@@ -192,6 +157,8 @@ def _message(trade: dict[str, Any], origin: Origin) -> TradeMessage | DeadLetter
     symbol = trade.get("symbol")
     if type(symbol) is str and symbol.strip():
         return TradeMessage(symbol, trade, origin, b"")
+    if UNREADABLE in trade:  # a line of the file that is not a row of its fields
+        return DeadLetter(trade[UNREADABLE], "decode", origin, trade["raw"])
     message = as_trade_message(trade, origin, b"")
     return DeadLetter(message.reason, message.stage, origin, encode_trade(trade)) if isinstance(message, DeadLetter) else message
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from connectors.csv_trades import UNREADABLE
 from connectors.files import UnsupportedFileError, iter_trade_chunks, iter_trades, keep_final_states, read_json_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -52,3 +53,55 @@ def test_an_incident_file_keeps_each_incidents_last_revision_in_order_of_opening
     path.write_bytes(b"\n".join(orjson.dumps(update) for update in updates) + b"\n\n")
     expected = [{"incident_id": "B", "revision": 2}, {"incident_id": "A", "revision": 1}]
     assert keep_final_states(path) == expected == read_json_lines(path)
+
+
+# Hostile CSV files: every line is a trade or a reason, and one bad cell or line costs only itself.
+
+HEADER = ("ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,depth,price,size,flags,ts_in_delta,"
+          "sequence,symbol")
+
+
+def csv_line(sequence: int, size: str = "100", stamp: str = "2025-05-09T13:30:00.892370366Z") -> str:
+    return f"{stamp},{stamp},0,2,11667,T,B,0,117.33,{size},0,0,{sequence},NVDA"
+
+
+def read_lines(tmp_path, lines: list[bytes | str], chunk_size: int = 5) -> list[dict]:
+    path = tmp_path / "day.csv"
+    path.write_bytes(b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines) + b"\n")
+    return [row for chunk in iter_trade_chunks(path, chunk_size) for row in chunk]
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (csv_line(6) + ",extra", "line 7 has 15 fields, the header 14"),
+    (b"\xff\xfe" + csv_line(6).encode(), "line 7 is not UTF-8 text"),
+    ('2025-05-09T13:30:00.892370366Z,"open quote,0,2', "line 7 is not a CSV row: unexpected end of data"),
+])
+def test_a_line_that_is_not_a_row_is_a_reason_and_the_others_are_read(tmp_path, bad, reason):
+    rows = read_lines(tmp_path, [HEADER, *[csv_line(n) for n in range(1, 6)], bad,
+                                 *[csv_line(n) for n in range(7, 13)]])
+    assert len(rows) == 12
+    (unreadable,) = [row for row in rows if UNREADABLE in row]
+    assert unreadable[UNREADABLE].startswith(reason) and rows.index(unreadable) == 5
+    assert [row["sequence"] for row in rows if UNREADABLE not in row] == [*range(1, 6), *range(7, 13)]
+    assert all(type(row["size"]) is int and type(row["price"]) is float for row in rows if UNREADABLE not in row)
+
+
+@pytest.mark.parametrize("cell, typed", [
+    ("100.0", 100), ("1e3", 1000), ("1.5", 1.5), ("--5", "--5"), ("\u00b2", "\u00b2"), ("\u0665", "\u0665"),
+])
+def test_an_odd_integer_cell_is_typed_as_json_would_be_and_costs_only_its_row(tmp_path, cell, typed):
+    rows = read_lines(tmp_path, [HEADER, *[csv_line(n) for n in range(1, 10)], csv_line(10, size=cell)], 100)
+    assert [row["size"] for row in rows] == [100] * 9 + [typed]
+    assert type(rows[-1]["size"]) is type(typed)
+
+
+def test_timestamps_in_integer_nanoseconds_are_integers(tmp_path):
+    rows = read_lines(tmp_path, [HEADER, csv_line(1), csv_line(2, stamp="1746797400892370366")])
+    assert [row["ts_event"] for row in rows] == ["2025-05-09T13:30:00.892370366Z", 1746797400892370366]
+
+
+@pytest.mark.parametrize("content", [b"", HEADER.encode() + b"\n"])
+def test_an_empty_file_or_a_header_alone_has_no_trades(tmp_path, content):
+    path = tmp_path / "day.csv"
+    path.write_bytes(content)
+    assert list(iter_trade_chunks(path)) == []

@@ -115,3 +115,30 @@ def test_bad_settings_fail_at_start_naming_the_variable(tmp_path, monkeypatch, c
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "nope.csv"), "--out", str(tmp_path / "a.jsonl")]) == 2
     assert "nope.csv: no such file" in capsys.readouterr().err
+
+
+def test_hostile_files_become_dead_letters_and_the_rest_is_read(tmp_path):
+    """A bad line, a file cut in the middle of its compression and an empty file: each costs only
+    itself, with its reason among the dead letters, and the files after it are still read."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(OPENING.open("rb")) as stream:
+        text = stream.read().splitlines()
+    header, rows = text[0], text[1:301]
+    broken_line = tmp_path / "a-bad-line.csv"
+    broken_line.write_bytes(b"\n".join([header, *rows[:100], rows[100] + b",extra", *rows[101:200]]) + b"\n")
+    cut = tmp_path / "b-cut.csv.zst"
+    cut.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join([header, *rows[200:300]]) + b"\n")[:-200])
+    empty = tmp_path / "c-empty.csv"
+    empty.write_bytes(b"")
+    after = tmp_path / "d-after.csv"
+    after.write_bytes(b"\n".join([header, *text[301:401]]) + b"\n")
+
+    report = run_backtest([broken_line, cut, empty, after], tmp_path / "a.jsonl", CONFIG)
+    letters = read_jsonl(report.dead_letters_path)
+    reasons = [letter["reason"] for letter in letters]
+    assert "line 102 has 15 fields, the header 14" in reasons
+    (cut_reason,) = [reason for reason in reasons if reason.startswith("b-cut.csv.zst cannot be read after its first")]
+    read_from_cut = int(cut_reason.split("first ")[1].split(" trades")[0].replace(",", ""))
+    assert report.trades_read == 200 + read_from_cut + 1 + 100  # every line of a, what b gave, its reason, all of d
+    assert sum(report.rejections_by_reason.values()) == len(letters) == 2

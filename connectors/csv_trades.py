@@ -1,0 +1,202 @@
+"""Databento trades CSV (``.csv``, ``.csv.zst``) as chunks of trade dicts, whatever the file holds.
+
+pandas' C parser reads a clean file fast; it stops at the first line it cannot split
+(a field too many, an open quote, bytes that are not UTF-8). The rest of such a file
+is then read line by line, and each line that is not a row of the header's fields
+becomes an ``unreadable_line`` with its reason and bytes, which the file source turns
+into a dead letter: every line of the file is a trade or a dead letter, none is lost.
+
+Cells keep the types the JSON input would give them: integers for the integer fields
+(``100.0`` is 100, as in JSON), a float price, timestamps as ISO text or integer
+nanoseconds. A cell that is none of these stays as it is, for the engine to reject
+with its reason; it does not take its neighbours with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+INT_FIELDS = frozenset(("rtype", "publisher_id", "instrument_id", "depth", "size", "flags", "ts_in_delta", "sequence"))
+TIMESTAMP_FIELDS = frozenset(("ts_recv", "ts_event"))
+UNREADABLE = "__unreadable_line__"
+"""The key of a row that is not a trade: its value is the reason; ``raw`` holds the line's bytes."""
+
+
+def unreadable_line(reason: str, raw: bytes) -> dict[str, Any]:
+    return {UNREADABLE: reason, "raw": raw}
+
+
+class TruncatedFile(OSError):
+    """A compressed file that ends inside a zstd frame: a copy or download that did not finish.
+    (zstandard's own readers return what they decoded and say nothing.)"""
+
+
+def csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The file's rows in chunks of at most ``chunk_size``, fast while pandas can read it.
+
+    Raises ``TruncatedFile`` after the last complete line of a cut ``.zst`` file."""
+    rows_read = 0
+    try:
+        with _open_binary(path) as stream:
+            reader = pd.read_csv(
+                stream, chunksize=chunk_size, keep_default_na=False,
+                dtype={"action": str, "side": str, "symbol": str, "ts_recv": str, "ts_event": str},
+            )
+            for frame in reader:
+                chunk = _typed_frame(frame)
+                rows_read += len(chunk)
+                if chunk:  # a header alone reads as one empty frame
+                    yield chunk
+        return
+    except pd.errors.EmptyDataError:  # no header, no rows: nothing to read, nothing lost
+        return
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, TruncatedFile):
+        pass  # the lines from the failing chunk on are read one by one (up to a cut, for a cut file)
+    yield from _line_by_line(path, chunk_size, rows_read)
+
+
+def _typed_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = list(frame.columns)
+    values = []
+    for name in columns:
+        column = frame[name]
+        if _column_is_clean(name, column):
+            values.append(column.tolist())
+        else:
+            values.append([typed_cell(name, cell) for cell in column.tolist()])
+    return [dict(zip(columns, row)) for row in zip(*values)]
+
+
+def _column_is_clean(name: str, column: pd.Series) -> bool:
+    if name in INT_FIELDS:
+        return pd.api.types.is_integer_dtype(column.dtype)
+    if name == "price":
+        return pd.api.types.is_float_dtype(column.dtype) or pd.api.types.is_integer_dtype(column.dtype)
+    if name in TIMESTAMP_FIELDS:  # the wire format is 30 characters; integer nanoseconds are 19 digits
+        return bool((column.str.len() == 30).all())
+    return True
+
+
+def typed_cell(name: str, cell: Any) -> Any:
+    """A CSV cell (text, or a number pandas read) as the JSON input would carry it."""
+    if name in INT_FIELDS:
+        if isinstance(cell, str):
+            text = cell.strip()
+            digits = text[1:] if text[:1] in "+-" else text
+            if not text.isascii():  # int() and float() would read other scripts' digits
+                return cell
+            if digits.isdigit():
+                return int(text)
+            try:
+                cell = float(text)
+            except ValueError:
+                return cell
+        if isinstance(cell, float) and math.isfinite(cell) and cell.is_integer():
+            return int(cell)
+        return cell
+    if name == "price" and isinstance(cell, str) and cell.isascii():
+        try:
+            return float(cell)
+        except ValueError:
+            return cell
+    if name in TIMESTAMP_FIELDS and isinstance(cell, str) and cell.isascii() and cell.isdigit():
+        return int(cell)
+    return cell
+
+
+def _line_by_line(path: Path, chunk_size: int, skip_rows: int) -> Iterator[list[dict[str, Any]]]:
+    """Rows after the first ``skip_rows`` (blank lines do not count, as for pandas)."""
+    with _open_binary(path) as stream:
+        header_bytes = stream.readline()
+        try:
+            header = next(csv.reader([header_bytes.decode("utf-8-sig")]))
+        except (UnicodeDecodeError, StopIteration, csv.Error):
+            yield [unreadable_line("the header line is not UTF-8 CSV: the file cannot be read", header_bytes)]
+            return
+        chunk: list[dict[str, Any]] = []
+        rows = 0
+        for number, raw in enumerate(stream, start=2):
+            if not raw.strip():
+                continue
+            rows += 1
+            if rows <= skip_rows:
+                continue
+            chunk.append(_row(header, raw, number))
+            if len(chunk) == chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _row(header: list[str], raw: bytes, number: int) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return unreadable_line(f"line {number} is not UTF-8 text", raw)
+    try:
+        cells = next(csv.reader([text.rstrip("\r\n")], strict=True))
+    except (csv.Error, StopIteration) as error:
+        return unreadable_line(f"line {number} is not a CSV row: {error}", raw)
+    if len(cells) != len(header):
+        return unreadable_line(f"line {number} has {len(cells)} fields, the header {len(header)}", raw)
+    return {name: typed_cell(name, cell) for name, cell in zip(header, cells)}
+
+
+def _open_binary(path: Path) -> io.BufferedReader:
+    if not path.name.lower().endswith(".zst"):
+        return open(path, "rb")
+    return io.BufferedReader(_ZstdStream(path), buffer_size=1 << 20)
+
+
+class _ZstdStream(io.RawIOBase):
+    """The decompressed bytes of a ``.zst`` file (one frame or several), raising ``TruncatedFile``
+    where the file ends inside a frame."""
+
+    def __init__(self, path: Path) -> None:
+        import zstandard
+
+        self._file = open(path, "rb")
+        self._new_frame = zstandard.ZstdDecompressor().decompressobj
+        self._frame = self._new_frame()
+        self._in_frame = False  # bytes of an unfinished frame have been fed
+        self._pending, self._taken = b"", 0  # decompressed bytes, and how many of them were read
+        self._path = path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._taken == len(self._pending):
+            compressed = self._file.read(1 << 20)
+            if not compressed:
+                if self._in_frame:
+                    raise TruncatedFile(f"{self._path.name} ends inside a zstd frame: the file was cut")
+                return 0
+            self._pending, self._taken = self._decompress(compressed), 0
+        count = min(len(buffer), len(self._pending) - self._taken)
+        buffer[:count] = memoryview(self._pending)[self._taken:self._taken + count]
+        self._taken += count
+        return count
+
+    def _decompress(self, compressed: bytes) -> bytes:
+        parts = []
+        while compressed:
+            self._in_frame = True
+            parts.append(self._frame.decompress(compressed))
+            if not self._frame.eof:
+                break
+            compressed, self._in_frame = self._frame.unused_data, False
+            self._frame = self._new_frame()
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
