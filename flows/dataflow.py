@@ -6,6 +6,8 @@ scoring from ``models``, so the same flow runs on Kafka, on files, or on test da
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -42,7 +44,7 @@ def build_flow(
     decoded = op.branch("decoded", messages, lambda message: isinstance(message, TradeMessage))
     batches = op.flat_map_batch("group_by_symbol", decoded.trues, group_by_symbol)
     # (symbol, InstrumentBatch): its messages in arrival order and their validation
-    engine, clock = DetectionEngine(config, incidents), EventClock()
+    engine, clock = DetectionEngine(config, incidents), EventClock(round(config.idle_s * NANOS_PER_SECOND))
     summarise = summary_sink is not None
     outcomes = op.stateful_batch(
         "detect", batches, lambda snapshot: InstrumentDetector(engine, clock, snapshot, summaries=summarise))
@@ -100,14 +102,20 @@ class EventClock:
 
     An instrument whose last trade is ``idle_s`` behind it is dropped (its next trade would
     start it afresh anyway: ``models.guard``). Shared by the worker threads of a process;
-    a racing update can only leave the clock a moment behind.
+    a racing update can only leave the clock a moment behind. A time more than
+    ``horizon_ns`` ahead of the wall clock is no real trade's (a replay is of the past, a
+    live feed of now) and does not move it: one junk trade dated 2099 must not make every
+    other instrument look idle.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, horizon_ns: int = 86_400 * NANOS_PER_SECOND, wall_ns: Callable[[], int] = time.time_ns,
+                 ) -> None:
         self.latest_ns = 0
+        self.horizon_ns = horizon_ns
+        self._wall_ns = wall_ns
 
     def advance(self, timestamp_ns: int) -> None:
-        if timestamp_ns > self.latest_ns:
+        if timestamp_ns > self.latest_ns and timestamp_ns <= self._wall_ns() + self.horizon_ns:
             self.latest_ns = timestamp_ns
 
 
@@ -138,6 +146,7 @@ class InstrumentDetector(StatefulBatchLogic):
         self.summarised_trades = -1
         self.last_message: TradeMessage | None = None
         self.next_check = _eviction_check()
+        self.traded_since_check = False
         if snapshot is not None:
             self.state = engine.restore(snapshot.engine)
             self.summary_second = snapshot.summary_second
@@ -170,6 +179,7 @@ class InstrumentDetector(StatefulBatchLogic):
         if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
             return out, self.DISCARD
         self.clock.advance(state.last_timestamp_ns)
+        self.traded_since_check = True
         # Any change of second, not only forward: a summary stream never freezes on one odd time.
         second = state.last_timestamp_ns // NANOS_PER_SECOND
         if second != self.summary_second:
@@ -196,9 +206,11 @@ class InstrumentDetector(StatefulBatchLogic):
         return self.next_check
 
     def on_notify(self) -> tuple[list[Any], bool]:
-        """Drop an instrument idle for ``idle_s`` of event time (``_dropped``)."""
+        """Drop an instrument idle for ``idle_s`` of event time (``_dropped``) that has not traded
+        since the last check either: one that trades is not idle, whatever the clock says."""
         self.next_check = _eviction_check()
-        return self._dropped() if self._idle() else ([], self.RETAIN)
+        traded, self.traded_since_check = self.traded_since_check, False
+        return self._dropped() if self._idle() and not traded else ([], self.RETAIN)
 
     def _idle(self) -> bool:
         """Whether the instrument's last trade is ``idle_s`` of event time behind the latest of the process."""

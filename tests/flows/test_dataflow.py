@@ -207,3 +207,40 @@ def test_an_instrument_given_several_input_batches_at_once_scores_them_as_one(me
     records = [item for item in joined if isinstance(item, AnomalyRecord)]
     assert len(records) == sum(isinstance(item, AnomalyRecord) for item in expected) > 0
     assert comparable(records) == comparable([item for item in expected if isinstance(item, AnomalyRecord)])
+
+
+def test_a_clock_does_not_move_to_a_time_no_real_trade_can_have():
+    from flows.dataflow import EventClock
+
+    now = 1_796_500_000 * 10**9
+    clock = EventClock(horizon_ns=86_400 * 10**9, wall_ns=lambda: now)
+    clock.advance(now - 10**9)
+    clock.advance(now + 86_400 * 10**9 + 1)  # more than a day ahead of the wall clock: a junk trade
+    assert clock.latest_ns == now - 10**9
+    clock.advance(now + 3_600 * 10**9)  # an hour ahead: a feed whose clock runs fast, still a clock
+    assert clock.latest_ns == now + 3_600 * 10**9
+
+
+def test_an_instrument_that_traded_since_the_last_check_is_kept_whatever_the_clock(messages):
+    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
+
+    clock = EventClock()
+    detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None)
+    detector.on_batch([batch for _, batch in group_by_symbol(messages[:100])])
+    clock.advance(detector.state.last_timestamp_ns + 2 * 86_400 * 10**9)  # another instrument two days on
+    assert detector.on_notify() == ([], InstrumentDetector.RETAIN)  # it traded in this interval
+    _, discard = detector.on_notify()  # a whole interval without a trade
+    assert discard is InstrumentDetector.DISCARD
+
+
+def test_a_junk_trade_dated_2099_does_not_restart_the_other_instruments(messages, uninterrupted, monkeypatch):
+    from datetime import timedelta
+
+    from flows import dataflow
+
+    monkeypatch.setattr(dataflow, "EVICTION_CHECK", timedelta(0))  # a check after every batch, as a slow run
+    junk = dict(messages[0].trade, symbol="ZZZZ", ts_event="2099-12-31T00:00:00.000000000Z",
+                ts_recv="2099-12-31T00:00:00.000000001Z")
+    items = messages[:1000] + [as_trade_message(junk, Origin("junk", 0, 0), encode_trade(junk))] + messages[1000:]
+    anomalies, letters = run(items)
+    assert comparable([a for a in anomalies if a.symbol == "NVDA"]) == comparable(uninterrupted) and not letters
