@@ -8,8 +8,11 @@ instrument comes back after being idle long enough to start afresh.
 
 The clock is the median of the last ``CLOCK_TRADES`` accepted timestamps, not the latest
 one, so one trade with a plausible but wrong time cannot move it: the trades after it
-are judged against the real clock. A jump further ahead than ``max_jump_s`` is refused
-unless the next trade confirms it (two trades agreeing on the new time).
+are judged against the real clock. Three can; the real trades after them then look
+late, and ``CLOCK_TRADES`` of them in a row that agree with each other set the clock back
+(four dead letters, not the instrument's next hour). A jump further ahead than
+``max_jump_s`` is refused unless the next trade confirms it (two trades agreeing on the
+new time). Starting afresh after an idle day restarts the clock, not the memory of trades.
 
 Every trade is judged against the memory as the trades before it left it, so batch
 boundaries change nothing; ``check`` leaves the guard as it was, and the engine applies
@@ -72,6 +75,9 @@ class GuardMemory:
     unfolded: tuple[tuple[int, int, int, np.ndarray], ...] = ()
     """Ordinary runs accepted since ``identities`` was brought up to date, oldest first:
     (publisher, instrument, day, sequences). A class default, so older pickles restore with none."""
+    late_streak: tuple[int, ...] = ()
+    """Timestamps of the trades refused in a row as late, while they agree with each other (within
+    ``max_lateness_s``): ``CLOCK_TRADES`` of them say the clock is what was wrong."""
 
     def folded(self, kept: int) -> GuardMemory:
         """The same memory with the runs kept aside hashed into ``identities`` (the last ``kept``)."""
@@ -82,7 +88,8 @@ class GuardMemory:
         sequences = runs[0][3] if len(runs) == 1 else np.concatenate([run[3] for run in runs])
         bounds = np.cumsum([0] + [len(run[3]) for run in runs])
         identities, remembered = _remembered_after(self.identities, self.sequences, sequences, keys, bounds, kept)
-        return GuardMemory(identities, remembered, self.stamps, self.latest_sequence, self.pending_jump_ns)
+        return GuardMemory(identities, remembered, self.stamps, self.latest_sequence, self.pending_jump_ns,
+                           late_streak=self.late_streak)
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,7 @@ class _Walk:
         self.stamps = list(memory.stamps)
         self.latest = dict(memory.latest_sequence)
         self.pending = memory.pending_jump_ns
+        self.late = list(memory.late_streak)
 
     def judge(self, moment: int, publisher: int, instrument: int, sequence: int) -> tuple[str, str] | None:
         day = moment // DAY_NS
@@ -251,8 +259,11 @@ class _Walk:
         clock = _median(self.stamps)
         lateness = (clock - moment) / NANOS_PER_SECOND
         if lateness > self.settings.max_lateness_s:
+            if self._late_again(moment):
+                return None  # the trades agree with each other, not with the clock: the clock was wrong
             return "validate", (f"ts_event is {lateness:,.0f} s before the instrument's last trades "
-                                f"(out of order by more than {self.settings.max_lateness_s:g} s)")
+                                f"(out of order by more than {self.settings.max_lateness_s:g} s; "
+                                f"{CLOCK_TRADES} such trades in a row that agree set the clock back)")
         jump = (moment - clock) / NANOS_PER_SECOND
         confirmed = self.pending is not None and (
             abs(moment - self.pending) <= self.settings.max_lateness_s * NANOS_PER_SECOND)
@@ -264,12 +275,16 @@ class _Walk:
                             f"{self.settings.max_jump_s / 86_400:g} days; accepted once a second trade confirms it)")
 
     def accept(self, moment: int, publisher: int, instrument: int, sequence: int) -> bool:
-        """Remember an accepted trade; True when it starts the instrument afresh (after an idle gap)."""
+        """Remember an accepted trade; True when it starts the instrument afresh (after an idle gap).
+
+        Starting afresh restarts the clock, not the memory of trades: a replay of the day before
+        is still a repeat."""
         fresh = bool(self.stamps) and moment - self.stamps[-1] > self.settings.idle_s * NANOS_PER_SECOND
-        if fresh:
-            self.base = GuardMemory()
-            self.new_identities, self.new_sequences, self.stamps, self.latest = [], [], [], {}
-            self.accepted_at = {}
+        if len(self.late) >= CLOCK_TRADES:  # the clock set back to the trades that disagreed with it
+            self.stamps = self.late[:-1]
+        elif fresh:
+            self.stamps = []
+        self.late = []
         day = moment // DAY_NS
         self.latest = dict(_with_latest(self.latest, (publisher, instrument, day), sequence))
         identity = _identity(publisher, instrument, day, sequence)
@@ -278,6 +293,13 @@ class _Walk:
         self.new_sequences.append(sequence)
         self.stamps = (self.stamps + [moment])[-CLOCK_TRADES:]
         return fresh
+
+    def _late_again(self, moment: int) -> bool:
+        """Count a late trade into the streak (a new one if it disagrees with the last); True at
+        the ``CLOCK_TRADES``-th trade of a streak."""
+        agrees = bool(self.late) and abs(moment - self.late[-1]) <= self.settings.max_lateness_s * NANOS_PER_SECOND
+        self.late = (self.late if agrees else []) + [moment]
+        return len(self.late) >= CLOCK_TRADES
 
     def _accepted_recently(self, identity: int) -> bool:
         place = self.accepted_at.get(identity)
@@ -310,6 +332,7 @@ class _Walk:
             stamps=tuple(self.stamps),
             latest_sequence=tuple(self.latest.items()),
             pending_jump_ns=self.pending,
+            late_streak=tuple(self.late),
         )
 
 

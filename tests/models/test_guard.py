@@ -90,13 +90,36 @@ def test_a_confirmed_jump_starts_the_instrument_afresh():
     assert list(refused) == [10] and fresh == [11]
 
 
-def test_a_gap_of_more_than_a_day_starts_afresh_and_forgets():
+def test_a_gap_of_more_than_a_day_starts_afresh_and_still_knows_the_trades_before():
     monday = START + 3 * 86_400 * SECOND
-    trades = tape(10) + tape(10, start=monday, sequence=1000)  # same sequences again, another day
+    friday = tape(10)
+    trades = friday + tape(10, start=monday, sequence=1000)  # same sequences again, another day
     guard = TradeGuard()
     refused, fresh = judge(guard, trades)
     assert refused == {} and fresh == [10]
-    assert len(guard.settled().identities) == 10
+    assert len(guard.settled().identities) == 20
+    replayed, fresh = judge(guard, friday)  # Friday's trades published again after Monday's began
+    assert fresh == [] and {problem[0] for problem in replayed.values()} == {"duplicate"} and len(replayed) == 10
+
+
+@pytest.mark.parametrize("ahead_s, outliers", [(3_600, 3), (3_600, 4), (600, 3)])
+def test_trades_that_moved_the_clock_ahead_lock_the_instrument_out_for_five_trades_only(ahead_s, outliers):
+    """A few consecutive trades with a wrong time far ahead carry the median clock with them; the
+    real trades after them then all look late. Five in a row that agree with each other set the
+    clock back to them: four dead letters, not an hour of the instrument's trades."""
+    before = tape(20)
+    wrong = tape(outliers, start=before[-1][0] + ahead_s * SECOND, sequence=2000)
+    after = tape(200, start=before[-1][0] + SECOND, sequence=3000)
+    refused, fresh = judge(TradeGuard(), before + wrong + after, [7, 50, 13, 100, 50, 3])
+    late = [row for row, (stage, reason) in refused.items() if "before the instrument's last trades" in reason]
+    assert late == list(range(20 + outliers, 20 + outliers + 4)) and len(refused) == 4 and fresh == []
+
+
+def test_late_trades_that_disagree_with_each_other_stay_refused():
+    trades = tape(20)
+    scattered = [(START - k * 600 * SECOND, 2, 11667, 5000 + k) for k in range(1, 8)]  # ten minutes apart
+    refused, _ = judge(TradeGuard(), trades + scattered)
+    assert list(refused) == list(range(20, 27))
 
 
 def test_one_plausible_early_trade_does_not_lock_the_instrument_out():
