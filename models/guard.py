@@ -78,6 +78,9 @@ class GuardMemory:
     late_streak: tuple[int, ...] = ()
     """Timestamps of the trades refused in a row as late, while they agree with each other (within
     ``max_lateness_s``): ``CLOCK_TRADES`` of them say the clock is what was wrong."""
+    renumbered: tuple[int, ...] = ()
+    """Sequences of the trades refused in a row as older than the memory although on the clock,
+    while they increase: ``CLOCK_TRADES`` of them say the day's numbering started again."""
 
     def folded(self, kept: int) -> GuardMemory:
         """The same memory with the runs kept aside hashed into ``identities`` (the last ``kept``)."""
@@ -89,7 +92,7 @@ class GuardMemory:
         bounds = np.cumsum([0] + [len(run[3]) for run in runs])
         identities, remembered = _remembered_after(self.identities, self.sequences, sequences, keys, bounds, kept)
         return GuardMemory(identities, remembered, self.stamps, self.latest_sequence, self.pending_jump_ns,
-                           late_streak=self.late_streak)
+                           late_streak=self.late_streak, renumbered=self.renumbered)
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,7 @@ class _Walk:
         self.latest = dict(memory.latest_sequence)
         self.pending = memory.pending_jump_ns
         self.late = list(memory.late_streak)
+        self.renumbered = list(memory.renumbered)
 
     def judge(self, moment: int, publisher: int, instrument: int, sequence: int) -> tuple[str, str] | None:
         day = moment // DAY_NS
@@ -252,8 +256,11 @@ class _Walk:
                                  f"sequence {sequence} was already processed")
         latest = self.latest.get((publisher, instrument, day))
         if latest is not None and sequence < latest and sequence < self._oldest_remembered():
+            if self._renumbered_again(moment, sequence):
+                return None  # on time and counting up from a lower number: the venue numbers anew
             return "duplicate", (f"sequence {sequence} is older than the last {self.settings.remembered_trades:,} "
-                                 "trades remembered; a repeat cannot be ruled out")
+                                 f"trades remembered; a repeat cannot be ruled out ({CLOCK_TRADES} in a row on "
+                                 "the instrument's clock, counting up, are taken as new numbering)")
         if len(self.stamps) < MIN_CLOCK_TRADES:
             return None
         clock = _median(self.stamps)
@@ -284,9 +291,11 @@ class _Walk:
             self.stamps = self.late[:-1]
         elif fresh:
             self.stamps = []
-        self.late = []
         day = moment // DAY_NS
+        if len(self.renumbered) >= CLOCK_TRADES:  # the day's numbering starts again here
+            self.latest[(publisher, instrument, day)] = sequence
         self.latest = dict(_with_latest(self.latest, (publisher, instrument, day), sequence))
+        self.late, self.renumbered = [], []
         identity = _identity(publisher, instrument, day, sequence)
         self.accepted_at[identity] = len(self.new_identities)
         self.new_identities.append(identity)
@@ -300,6 +309,18 @@ class _Walk:
         agrees = bool(self.late) and abs(moment - self.late[-1]) <= self.settings.max_lateness_s * NANOS_PER_SECOND
         self.late = (self.late if agrees else []) + [moment]
         return len(self.late) >= CLOCK_TRADES
+
+    def _renumbered_again(self, moment: int, sequence: int) -> bool:
+        """Count a trade older than the memory into the renumbering streak if it is on the clock
+        (not behind it: a replay carries its old time) and above the last; True at the
+        ``CLOCK_TRADES``-th."""
+        on_clock = len(self.stamps) >= MIN_CLOCK_TRADES and moment >= _median(self.stamps)
+        if not on_clock:
+            self.renumbered = []
+            return False
+        counting_up = bool(self.renumbered) and sequence > self.renumbered[-1]
+        self.renumbered = (self.renumbered if counting_up else []) + [sequence]
+        return len(self.renumbered) >= CLOCK_TRADES
 
     def _accepted_recently(self, identity: int) -> bool:
         place = self.accepted_at.get(identity)
@@ -333,6 +354,7 @@ class _Walk:
             latest_sequence=tuple(self.latest.items()),
             pending_jump_ns=self.pending,
             late_streak=tuple(self.late),
+            renumbered=tuple(self.renumbered),
         )
 
 
