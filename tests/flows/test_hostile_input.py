@@ -122,6 +122,10 @@ HOSTILE = [
             changed(ts_event="2025-02-30T10:00:00.000000000Z")),
     Hostile("ts_event with offset", "validate", "is not an ISO-8601 UTC timestamp",
             changed(ts_event="2025-05-12T10:00:00.000000000-04:00")),
+    Hostile("ts_event with a superscript digit", "validate", "is not an ISO-8601 UTC timestamp",
+            lambda t: changed(ts_event=t["ts_event"][:-2] + "\u00b2Z")(t)),  # once crashed the grouping step
+    Hostile("ts_event with a space for T", "validate", "is not an ISO-8601 UTC timestamp",
+            lambda t: changed(ts_event=t["ts_event"].replace("T", " ", 1))(t)),
     Hostile("ts_recv two days late", "validate", "ts_recv is", shifted(0, 2 * 86_400)),
     Hostile("ts_recv an hour early", "validate", "ts_recv is", shifted(0, -3_600)),
     Hostile("sequence negative", "validate", "field 'sequence' must be between", changed(sequence=-1)),
