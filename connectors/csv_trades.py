@@ -50,6 +50,7 @@ def csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
                 dtype={"action": str, "side": str, "symbol": str, "ts_recv": str, "ts_event": str},
             )
             for frame in reader:
+                _check_shape(frame)
                 chunk = _typed_frame(frame)
                 rows_read += len(chunk)
                 if chunk:  # a header alone reads as one empty frame
@@ -60,6 +61,18 @@ def csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, TruncatedFile):
         pass  # the lines from the failing chunk on are read one by one (up to a cut, for a cut file)
     yield from _line_by_line(path, chunk_size, rows_read)
+
+
+def _check_shape(frame: pd.DataFrame) -> None:
+    """Refuse what pandas would read wrong rather than fail on: a first data row with one field
+    more than the header (pandas then takes the first column as an index and shifts every row),
+    and a quoted field holding a line break (rows would no longer be lines, and the line-by-line
+    reader could not take over where pandas stopped). ``ValueError`` sends the chunk there."""
+    if not isinstance(frame.index, pd.RangeIndex):
+        raise ValueError("the header has fewer fields than the rows")
+    for name in ("action", "side", "symbol"):  # a few distinct values each: look at those
+        if name in frame.columns and any("\n" in value or "\r" in value for value in frame[name].unique()):
+            raise ValueError(f"a quoted {name} holds a line break")
 
 
 def _typed_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -115,6 +128,8 @@ def _line_by_line(path: Path, chunk_size: int, skip_rows: int) -> Iterator[list[
     """Rows after the first ``skip_rows`` (blank lines do not count, as for pandas)."""
     with _open_binary(path) as stream:
         header_bytes = stream.readline()
+        while header_bytes and not header_bytes.strip():  # blank lines before the header, as pandas skips them
+            header_bytes = stream.readline()
         try:
             header = next(csv.reader([header_bytes.decode("utf-8-sig")]))
         except (UnicodeDecodeError, StopIteration, csv.Error):
@@ -122,31 +137,37 @@ def _line_by_line(path: Path, chunk_size: int, skip_rows: int) -> Iterator[list[
             return
         chunk: list[dict[str, Any]] = []
         rows = 0
-        for number, raw in enumerate(stream, start=2):
-            if not raw.strip():
-                continue
-            rows += 1
-            if rows <= skip_rows:
-                continue
-            chunk.append(_row(header, raw, number))
-            if len(chunk) == chunk_size:
+        try:
+            for raw in stream:
+                if not raw.strip():
+                    continue
+                rows += 1
+                if rows <= skip_rows:
+                    continue
+                chunk.append(_row(header, raw, rows))
+                if len(chunk) == chunk_size:
+                    yield chunk
+                    chunk = []
+        except TruncatedFile:
+            if chunk:  # the complete lines before the cut
                 yield chunk
-                chunk = []
+            raise
         if chunk:
             yield chunk
 
 
 def _row(header: list[str], raw: bytes, number: int) -> dict[str, Any]:
+    """Row ``number`` of the file (blank lines not counted: the dead letter's offset)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return unreadable_line(f"line {number} is not UTF-8 text", raw)
+        return unreadable_line(f"row {number} is not UTF-8 text", raw)
     try:
         cells = next(csv.reader([text.rstrip("\r\n")], strict=True))
     except (csv.Error, StopIteration) as error:
-        return unreadable_line(f"line {number} is not a CSV row: {error}", raw)
+        return unreadable_line(f"row {number} is not a CSV row: {error}", raw)
     if len(cells) != len(header):
-        return unreadable_line(f"line {number} has {len(cells)} fields, the header {len(header)}", raw)
+        return unreadable_line(f"row {number} has {len(cells)} fields, the header {len(header)}", raw)
     return {name: typed_cell(name, cell) for name, cell in zip(header, cells)}
 
 

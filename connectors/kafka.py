@@ -418,7 +418,8 @@ def encode_dead_letter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]
     large for the broker, and the job would stop on it at every restart.
     """
     key = letter.key if letter.key is not None and len(letter.key) <= MAX_KEY_BYTES else None
-    return (key or _symbol_in(letter.raw)), encode_dead_letter(letter)
+    key = key or _symbol_in(letter.raw)
+    return key, encode_dead_letter(letter, MAX_WRITTEN_BYTES - len(key or b""))  # key and value under the limit
 
 
 def count_dead_letter(letter: DeadLetter) -> None:

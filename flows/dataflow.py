@@ -23,6 +23,7 @@ from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
 from models.config import DetectorConfig
 from models.engine import DetectionEngine, StateEnded
+from models.guard import MIN_CLOCK_TRADES
 from models.incidents import IncidentSettings, IncidentUpdate
 from models.records import AnomalyRecord
 from models.state import InstrumentSnapshot, InstrumentState
@@ -98,7 +99,7 @@ class InstrumentSummary:
 
 
 class EventClock:
-    """The latest event time any instrument of this process has reached.
+    """The latest event time any instrument of this process has reached (by its median clock).
 
     An instrument whose last trade is ``idle_s`` behind it is dropped (its next trade would
     start it afresh anyway: ``models.guard``). Shared by the worker threads of a process;
@@ -178,7 +179,9 @@ class InstrumentDetector(StatefulBatchLogic):
                 out.append(outcome)
         if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
             return out, self.DISCARD
-        self.clock.advance(state.last_timestamp_ns)
+        stamps = state.guard.memory.stamps
+        if len(stamps) >= MIN_CLOCK_TRADES:  # the instrument's own median clock: not one odd trade's time
+            self.clock.advance(sorted(stamps)[len(stamps) // 2])
         self.traded_since_check = True
         # Any change of second, not only forward: a summary stream never freezes on one odd time.
         second = state.last_timestamp_ns // NANOS_PER_SECOND

@@ -8,9 +8,11 @@ instrument comes back after being idle long enough to start afresh.
 
 The clock is the median of the last ``CLOCK_TRADES`` accepted timestamps, not the latest
 one, so one trade with a plausible but wrong time cannot move it: the trades after it
-are judged against the real clock. Three can; the real trades after them then look
-late, and ``CLOCK_TRADES`` of them in a row that agree with each other set the clock back
-(four dead letters, not the instrument's next hour). A jump further ahead than
+are judged against the real clock. Three or four can; the real trades after them then
+look late, though not earlier than the oldest time the clock holds, and
+``CLOCK_TRADES`` of those in a row that agree with each other set the clock back (four
+dead letters, not the instrument's next hour). A replay of older trades is before that
+oldest time and stays refused. A jump further ahead than
 ``max_jump_s`` is refused unless the next trade confirms it (two trades agreeing on the
 new time). Starting afresh after an idle day restarts the clock, not the memory of trades.
 
@@ -78,9 +80,6 @@ class GuardMemory:
     late_streak: tuple[int, ...] = ()
     """Timestamps of the trades refused in a row as late, while they agree with each other (within
     ``max_lateness_s``): ``CLOCK_TRADES`` of them say the clock is what was wrong."""
-    renumbered: tuple[int, ...] = ()
-    """Sequences of the trades refused in a row as older than the memory although on the clock,
-    while they increase: ``CLOCK_TRADES`` of them say the day's numbering started again."""
 
     def folded(self, kept: int) -> GuardMemory:
         """The same memory with the runs kept aside hashed into ``identities`` (the last ``kept``)."""
@@ -92,7 +91,7 @@ class GuardMemory:
         bounds = np.cumsum([0] + [len(run[3]) for run in runs])
         identities, remembered = _remembered_after(self.identities, self.sequences, sequences, keys, bounds, kept)
         return GuardMemory(identities, remembered, self.stamps, self.latest_sequence, self.pending_jump_ns,
-                           late_streak=self.late_streak, renumbered=self.renumbered)
+                           late_streak=self.late_streak)
 
 
 @dataclass(frozen=True)
@@ -246,7 +245,6 @@ class _Walk:
         self.latest = dict(memory.latest_sequence)
         self.pending = memory.pending_jump_ns
         self.late = list(memory.late_streak)
-        self.renumbered = list(memory.renumbered)
 
     def judge(self, moment: int, publisher: int, instrument: int, sequence: int) -> tuple[str, str] | None:
         day = moment // DAY_NS
@@ -256,18 +254,15 @@ class _Walk:
                                  f"sequence {sequence} was already processed")
         latest = self.latest.get((publisher, instrument, day))
         if latest is not None and sequence < latest and sequence < self._oldest_remembered():
-            if self._renumbered_again(moment, sequence):
-                return None  # on time and counting up from a lower number: the venue numbers anew
             return "duplicate", (f"sequence {sequence} is older than the last {self.settings.remembered_trades:,} "
-                                 f"trades remembered; a repeat cannot be ruled out ({CLOCK_TRADES} in a row on "
-                                 "the instrument's clock, counting up, are taken as new numbering)")
+                                 "trades remembered; a repeat cannot be ruled out")
         if len(self.stamps) < MIN_CLOCK_TRADES:
             return None
         clock = _median(self.stamps)
         lateness = (clock - moment) / NANOS_PER_SECOND
         if lateness > self.settings.max_lateness_s:
-            if self._late_again(moment):
-                return None  # the trades agree with each other, not with the clock: the clock was wrong
+            if moment >= min(self.stamps) - self.settings.max_lateness_s * NANOS_PER_SECOND and self._late_again(moment):
+                return None  # the trades agree with each other and with the clock's oldest: the rest ran ahead
             return "validate", (f"ts_event is {lateness:,.0f} s before the instrument's last trades "
                                 f"(out of order by more than {self.settings.max_lateness_s:g} s; "
                                 f"{CLOCK_TRADES} such trades in a row that agree set the clock back)")
@@ -291,11 +286,9 @@ class _Walk:
             self.stamps = self.late[:-1]
         elif fresh:
             self.stamps = []
+        self.late = []
         day = moment // DAY_NS
-        if len(self.renumbered) >= CLOCK_TRADES:  # the day's numbering starts again here
-            self.latest[(publisher, instrument, day)] = sequence
         self.latest = dict(_with_latest(self.latest, (publisher, instrument, day), sequence))
-        self.late, self.renumbered = [], []
         identity = _identity(publisher, instrument, day, sequence)
         self.accepted_at[identity] = len(self.new_identities)
         self.new_identities.append(identity)
@@ -309,18 +302,6 @@ class _Walk:
         agrees = bool(self.late) and abs(moment - self.late[-1]) <= self.settings.max_lateness_s * NANOS_PER_SECOND
         self.late = (self.late if agrees else []) + [moment]
         return len(self.late) >= CLOCK_TRADES
-
-    def _renumbered_again(self, moment: int, sequence: int) -> bool:
-        """Count a trade older than the memory into the renumbering streak if it is on the clock
-        (not behind it: a replay carries its old time) and above the last; True at the
-        ``CLOCK_TRADES``-th."""
-        on_clock = len(self.stamps) >= MIN_CLOCK_TRADES and moment >= _median(self.stamps)
-        if not on_clock:
-            self.renumbered = []
-            return False
-        counting_up = bool(self.renumbered) and sequence > self.renumbered[-1]
-        self.renumbered = (self.renumbered if counting_up else []) + [sequence]
-        return len(self.renumbered) >= CLOCK_TRADES
 
     def _accepted_recently(self, identity: int) -> bool:
         place = self.accepted_at.get(identity)
@@ -354,7 +335,6 @@ class _Walk:
             latest_sequence=tuple(self.latest.items()),
             pending_jump_ns=self.pending,
             late_streak=tuple(self.late),
-            renumbered=tuple(self.renumbered),
         )
 
 

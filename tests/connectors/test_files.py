@@ -72,9 +72,9 @@ def read_lines(tmp_path, lines: list[bytes | str], chunk_size: int = 5) -> list[
 
 
 @pytest.mark.parametrize("bad, reason", [
-    (csv_line(6) + ",extra", "line 7 has 15 fields, the header 14"),
-    (b"\xff\xfe" + csv_line(6).encode(), "line 7 is not UTF-8 text"),
-    ('2025-05-09T13:30:00.892370366Z,"open quote,0,2', "line 7 is not a CSV row: unexpected end of data"),
+    (csv_line(6) + ",extra", "row 6 has 15 fields, the header 14"),
+    (b"\xff\xfe" + csv_line(6).encode(), "row 6 is not UTF-8 text"),
+    ('2025-05-09T13:30:00.892370366Z,"open quote,0,2', "row 6 is not a CSV row: unexpected end of data"),
 ])
 def test_a_line_that_is_not_a_row_is_a_reason_and_the_others_are_read(tmp_path, bad, reason):
     rows = read_lines(tmp_path, [HEADER, *[csv_line(n) for n in range(1, 6)], bad,
@@ -105,3 +105,47 @@ def test_an_empty_file_or_a_header_alone_has_no_trades(tmp_path, content):
     path = tmp_path / "day.csv"
     path.write_bytes(content)
     assert list(iter_trade_chunks(path)) == []
+
+
+def test_a_first_row_with_a_field_too_many_is_a_reason_not_a_shifted_file(tmp_path):
+    """pandas would take the first column as an index and shift every row by one column."""
+    rows = read_lines(tmp_path, [HEADER, csv_line(1) + ",extra", *[csv_line(n) for n in range(2, 9)]], 100)
+    assert rows[0][UNREADABLE] == "row 1 has 15 fields, the header 14"
+    assert [row["sequence"] for row in rows[1:]] == list(range(2, 9)) and rows[1]["symbol"] == "NVDA"
+
+
+def test_a_quoted_line_break_costs_its_lines_and_no_row_is_read_twice(tmp_path):
+    quoted = csv_line(3).replace(",NVDA", ',"NV\nDA"')
+    rows = read_lines(tmp_path, [HEADER, csv_line(1), csv_line(2), quoted, *[csv_line(n) for n in range(4, 12)],
+                                 csv_line(12) + ",extra", csv_line(13)], 5)
+    sequences = [row.get("sequence") for row in rows if UNREADABLE not in row]
+    assert sequences == [1, 2, *range(4, 12), 13]
+    assert [row[UNREADABLE] for row in rows if UNREADABLE in row] == [
+        "row 3 is not a CSV row: unexpected end of data", "row 4 has 1 fields, the header 14",
+        "row 13 has 15 fields, the header 14"]
+
+
+def test_blank_lines_before_the_header_and_between_rows_are_skipped(tmp_path):
+    rows = read_lines(tmp_path, ["", "  ", HEADER, csv_line(1), "", csv_line(2) + ",extra", csv_line(3)], 2)
+    assert [row.get("sequence", row.get(UNREADABLE)) for row in rows] == [1, "row 2 has 15 fields, the header 14", 3]
+
+
+@pytest.mark.parametrize("chunk_size", [7, 100_000])
+def test_a_cut_zst_file_gives_its_complete_lines_then_says_it_was_cut(tmp_path, chunk_size):
+    import zstandard
+
+    from connectors.csv_trades import TruncatedFile
+
+    text = "\n".join([HEADER, *[csv_line(n) for n in range(1, 2001)]]).encode() + b"\n"
+    compressor = zstandard.ZstdCompressor(write_content_size=False)
+    whole = b"".join(compressor.compress(text[start:start + 4096]) for start in range(0, len(text), 4096))
+    path = tmp_path / "cut.csv.zst"
+    path.write_bytes(whole[:-10])  # the last frame cut short
+    read = []
+    with pytest.raises(TruncatedFile, match="cut.csv.zst ends inside a zstd frame"):
+        for chunk in iter_trade_chunks(path, chunk_size):
+            read += chunk
+    complete = text[:len(text) - len(text) % 4096].count(b"\n") - 1  # the rows of the whole frames
+    readable = [row for row in read if UNREADABLE not in row]
+    assert [row["sequence"] for row in readable] == list(range(1, len(readable) + 1))
+    assert len(readable) >= complete and len(read) - len(readable) <= 1  # at most the cut line

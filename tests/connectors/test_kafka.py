@@ -189,6 +189,7 @@ def test_dead_letter_sink_keeps_reason_origin_and_original_bytes(broker, topic_p
     (b"K" * 800_000, b'{"symbol": "MSFT"' + b" " * 70_000 + b"}", b"MSFT"),  # a hostile key is not kept
     (b"K" * 1025, b"\xff not json", None),
     (b"K" * 1024, b"\xff not json", b"K" * 1024),
+    (b"K" * 1024, b"\xff" * 300_000, b"K" * 1024),  # the longest key kept, the largest value: still under the limit
 ])
 def test_decode_dead_letters_are_keyed_by_the_original_key(broker, topic_prefix, key, raw, expected):
     source_topic, dlq = f"{topic_prefix}-in", f"{topic_prefix}-dlq"

@@ -137,7 +137,7 @@ def test_hostile_files_become_dead_letters_and_the_rest_is_read(tmp_path):
     report = run_backtest([broken_line, cut, empty, after], tmp_path / "a.jsonl", CONFIG)
     letters = read_jsonl(report.dead_letters_path)
     reasons = [letter["reason"] for letter in letters]
-    assert "line 102 has 15 fields, the header 14" in reasons
+    assert "row 101 has 15 fields, the header 14" in reasons
     (cut_reason,) = [reason for reason in reasons if reason.startswith("b-cut.csv.zst cannot be read after its first")]
     read_from_cut = int(cut_reason.split("first ")[1].split(" trades")[0].replace(",", ""))
     assert report.trades_read == 200 + read_from_cut + 1 + 100  # every line of a, what b gave, its reason, all of d

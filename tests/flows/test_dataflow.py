@@ -233,14 +233,25 @@ def test_an_instrument_that_traded_since_the_last_check_is_kept_whatever_the_clo
     assert discard is InstrumentDetector.DISCARD
 
 
-def test_a_junk_trade_dated_2099_does_not_restart_the_other_instruments(messages, uninterrupted, monkeypatch):
+@pytest.mark.parametrize("junk_time", ["2099-12-31T00:00:00.000000000Z", "2026-06-01T00:00:00.000000000Z"])
+def test_a_junk_trade_far_ahead_does_not_restart_the_other_instruments(messages, monkeypatch, junk_time):
+    """2099 is beyond any wall clock; 2026-06-01 is not, but one trade is no instrument's clock (three are)."""
     from datetime import timedelta
 
     from flows import dataflow
 
     monkeypatch.setattr(dataflow, "EVICTION_CHECK", timedelta(0))  # a check after every batch, as a slow run
-    junk = dict(messages[0].trade, symbol="ZZZZ", ts_event="2099-12-31T00:00:00.000000000Z",
-                ts_recv="2099-12-31T00:00:00.000000001Z")
+    junk = dict(messages[0].trade, symbol="ZZZZ", ts_event=junk_time, ts_recv=junk_time)
     items = messages[:1000] + [as_trade_message(junk, Origin("junk", 0, 0), encode_trade(junk))] + messages[1000:]
-    anomalies, letters = run(items)
-    assert comparable([a for a in anomalies if a.symbol == "NVDA"]) == comparable(uninterrupted) and not letters
+    anomalies, letters, updates = run_with_incidents(items)
+    clean_anomalies, _, clean_updates = run_with_incidents(messages)
+    assert comparable([a for a in anomalies if a.symbol == "NVDA"]) == comparable(clean_anomalies) and not letters
+    assert [u.to_dict()["status"] for u in updates] == [u.to_dict()["status"] for u in clean_updates]
+
+
+def run_with_incidents(items):
+    anomalies, letters, updates = [], [], []
+    flow = build_flow(TestingSource(items, batch_size=BATCH), TestingSink(anomalies), TestingSink(letters), CONFIG,
+                      incident_sink=TestingSink(updates))
+    run_main(flow)
+    return anomalies, letters, updates

@@ -115,6 +115,14 @@ def test_trades_that_moved_the_clock_ahead_lock_the_instrument_out_for_five_trad
     assert late == list(range(20 + outliers, 20 + outliers + 4)) and len(refused) == 4 and fresh == []
 
 
+@pytest.mark.parametrize("late_s", [120, 3_600, 2 * 86_400])
+def test_a_replay_of_older_trades_with_their_own_times_stays_refused(late_s):
+    trades = tape(600)
+    replay = tape(50, start=trades[-1][0] - late_s * SECOND, sequence=9000)  # new sequences, old times
+    refused, fresh = judge(TradeGuard(), trades + replay + tape(5, start=trades[-1][0] + SECOND, sequence=2000))
+    assert list(refused) == list(range(600, 650)) and fresh == []
+
+
 def test_late_trades_that_disagree_with_each_other_stay_refused():
     trades = tape(20)
     scattered = [(START - k * 600 * SECOND, 2, 11667, 5000 + k) for k in range(1, 8)]  # ten minutes apart
@@ -243,25 +251,3 @@ def test_runs_kept_aside_fold_into_the_memory_a_trade_by_trade_walk_builds(runs)
     assert settled.identities.tolist() == eager.identities.tolist()
     assert settled.sequences.tolist() == eager.sequences.tolist()
     assert (settled.stamps, settled.latest_sequence) == (eager.stamps, eager.latest_sequence)
-
-
-@pytest.mark.parametrize("runs", [[1300], [7, 600, 3, 2, 688], [1] * 1300])
-def test_a_day_whose_numbering_starts_again_is_refused_for_five_trades_only(runs):
-    """A venue that numbers anew within a day (a wrapped counter, a restarted feed): its trades are
-    on the instrument's clock but below every remembered sequence. Five of them in a row, counting
-    up, are taken as new numbering; the rest of the day is not lost."""
-    before = tape(600, sequence=4_000_000_000)
-    after = tape(700, start=before[-1][0] + SECOND // 10, sequence=1)
-    refused, fresh = judge(TradeGuard(), before + after, runs)
-    assert list(refused) == [600, 601, 602, 603] and fresh == []
-    assert {stage for stage, _ in refused.values()} == {"duplicate"}
-
-
-def test_old_trades_replayed_with_their_own_times_stay_refused():
-    trades = tape(600)
-    replay = [(stamp, publisher, instrument, sequence) for stamp, publisher, instrument, sequence in trades[:20]]
-    later = [(trades[-1][0] + SECOND + stamp - START, p, i, s) for stamp, p, i, s in replay]  # on the clock
-    refused, _ = judge(TradeGuard(), trades + replay)
-    assert list(refused) == list(range(600, 620))  # behind the clock: never taken as new numbering
-    refused, _ = judge(TradeGuard(), trades + later[:4] + tape(5, start=later[3][0] + SECOND, sequence=1600))
-    assert list(refused) == [600, 601, 602, 603]  # four on time, then the numbering went on: no streak left
