@@ -27,6 +27,7 @@ from pathlib import Path
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.kafka import ensure_topics
+from models.config import parse_number
 
 REPO = Path(__file__).resolve().parent.parent
 TOPIC_PARTITIONS = 3
@@ -57,7 +58,7 @@ class DemoSettings:
             if text is None:
                 return default
             try:
-                value = kind(text)
+                value = parse_number(text, kind)
             except ValueError:
                 raise DemoSettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
             if value <= 0:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from connectors.kafka_settings import client_settings_from_env
+from models.config import parse_number
 
 
 class DashboardConfigError(ValueError):
@@ -95,9 +96,9 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: float) -> fl
     if raw is None or raw.strip() == "":
         return default
     try:
-        return kind(raw)
+        return parse_number(raw, kind)
     except ValueError:
-        wanted = "a whole number" if kind is int else "a number"
+        wanted = "a whole number" if kind is int else "a (finite) number"
         raise DashboardConfigError(f"{name} must be {wanted}, got {raw!r}") from None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from connectors.codec import MAX_MESSAGE_BYTES
 from connectors.kafka_settings import client_settings_from_env
-from models.config import ENV_PREFIX, FALSE_WORDS, TRUE_WORDS, ConfigError, DetectorConfig
+from models.config import ENV_PREFIX, FALSE_WORDS, TRUE_WORDS, ConfigError, DetectorConfig, parse_number
 from models.incidents import IncidentSettings
 
 
@@ -136,7 +136,7 @@ def _number(environ: Mapping[str, str], name: str, default, kind, minimum):
     if text is None:
         return default
     try:
-        value = kind(text)
+        value = parse_number(text, kind)
     except ValueError:
         raise SettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
     if value != value or value in (float("inf"), float("-inf")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -176,6 +177,18 @@ class DetectorConfig:
 KNOWN_MODEL_INPUTS = frozenset(FEATURE_NAMES) | frozenset(DERIVED_INPUTS) | frozenset(HISTORY_INPUTS)
 
 
+def parse_number(text: str, kind: type) -> int | float:
+    """``int`` or ``float`` of an environment value, for every entry point: ASCII only (``int()``
+    and ``float()`` would read other scripts' digits) and finite; ``ValueError`` otherwise."""
+    text = text.strip()
+    if not text.isascii():
+        raise ValueError(text)
+    value = kind(text)
+    if kind is float and not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
 def _require(condition: bool, name: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{name.upper()}: {message}")
@@ -188,9 +201,9 @@ def _parse(variable: str, text: str, default: Any) -> Any:
                 raise ValueError(text)
             return text.strip().lower() in TRUE_WORDS
         if isinstance(default, int):
-            return int(text)
+            return parse_number(text, int)
         if isinstance(default, float):
-            return float(text)
+            return parse_number(text, float)
         if isinstance(default, tuple):
             return tuple(part.strip() for part in text.split(",") if part.strip())
     except ValueError:

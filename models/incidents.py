@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import ConfigError
+from models.config import ConfigError, parse_number
 from models.explain import explain_incident, plain_count, plain_duration, plain_shares
 from models.kinds import KIND_FAMILIES, KindEvidence, KindRules, context_baseline, decide_kind, measure
 from models.records import AnomalyRecord
@@ -98,7 +98,7 @@ class IncidentSettings:
                 continue
             kind = int if isinstance(getattr(cls(), setting.name), int) else float
             try:
-                values[setting.name] = kind(environ[variable])
+                values[setting.name] = parse_number(environ[variable], kind)
             except ValueError:
                 raise ConfigError(f"{variable}={environ[variable]!r} is not a valid {kind.__name__}") from None
         try:

@@ -39,3 +39,32 @@ def test_bad_values_name_the_variable(variable, value, message):
 
 def test_defaults_are_unchanged_by_the_new_inputs():
     assert DetectorConfig().model_features == ("size_share", "price_deviation_bps", "momentum_bps", "two_sided_intensity")
+
+
+@pytest.mark.parametrize("text", ["\u0663", "\u0661\u0660\u0660", "nan", "inf", "-inf", "1e400", "", "0x10"])
+@pytest.mark.parametrize("entry", ["engine", "incidents", "job", "dashboard", "demo"])
+def test_every_entry_point_refuses_an_odd_number_naming_its_variable(entry, text):
+    """Other scripts' digits (int() reads them), non-finite numbers and hex: the same refusal everywhere."""
+    from connectors.demo import DemoSettings, DemoSettingsError
+    from dashboard.config import DashboardConfig, DashboardConfigError
+    from flows.settings import JobSettings, SettingsError
+    from models.incidents import IncidentSettings
+
+    variable, read, error = {
+        "engine": ("DETECTOR_RETRAIN_EVERY", DetectorConfig.from_env, ConfigError),
+        "incidents": ("DETECTOR_INCIDENT_QUIET_TRADES", IncidentSettings.from_env, ConfigError),
+        "job": ("INPUT_BATCH_SIZE", JobSettings.from_env, SettingsError),
+        "dashboard": ("DASHBOARD_BUFFER_SIZE", DashboardConfig.from_env, DashboardConfigError),
+        "demo": ("DEMO_TRADES", DemoSettings.from_env, DemoSettingsError),
+    }[entry]
+    if entry == "dashboard" and text == "":  # the dashboard takes an empty value as unset
+        assert read({variable: text}) == read({})
+        return
+    with pytest.raises(error, match=variable):
+        read({variable: text})
+
+
+@pytest.mark.parametrize("variable, text", [("DETECTOR_FOREST_THRESHOLD", "nan"), ("DETECTOR_IDLE_S", "inf")])
+def test_a_float_setting_must_be_finite(variable, text):
+    with pytest.raises(ConfigError, match=variable):
+        DetectorConfig.from_env({variable: text})
