@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from connectors.codec import encode_trade
+from connectors.csv_trades import UNREADABLE
 
 DEFAULT_PARTITIONS = 4
 
@@ -183,7 +184,8 @@ def publish(
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
         deliveries.sending()
-        _produce(producer, topic, key, encode_trade(trade), deliveries.delivered, deliveries.check)
+        value = trade["raw"] if isinstance(trade, dict) and UNREADABLE in trade else encode_trade(trade)
+        _produce(producer, topic, key, value, deliveries.delivered, deliveries.check)
         summary.sent += 1
         if progress is not None:
             progress.update(summary.sent)

@@ -73,10 +73,12 @@ class JobSettings:
             summary_topic=environ.get("SUMMARY_TOPIC", cls.summary_topic).strip(),
             incident_topic=environ.get("INCIDENT_TOPIC", cls.incident_topic).strip(),
             stop_at_end=_flag(environ, "STOP_AT_END", cls.stop_at_end),
-            input_batch_size=_number(environ, "INPUT_BATCH_SIZE", cls.input_batch_size, int, minimum=1),
-            probe_timeout_s=_number(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, float, minimum=0.1),
+            input_batch_size=_number(environ, "INPUT_BATCH_SIZE", cls.input_batch_size, int, minimum=1,
+                                     maximum=1_000_000),  # librdkafka's consume() takes at most a million
+            probe_timeout_s=_number(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, float, minimum=0.1,
+                                    maximum=3_600.0),
             broker_loss_timeout_s=_number(environ, "BROKER_LOSS_TIMEOUT_S", cls.broker_loss_timeout_s, float,
-                                          minimum=1.0),
+                                          minimum=1.0, maximum=86_400.0),
             max_message_bytes=_number(environ, "MAX_MESSAGE_BYTES", cls.max_message_bytes, int, minimum=1024),
             metrics_port=_metrics_port(environ),
             client_settings=tuple(client_settings_from_env(environ).items()),
@@ -131,7 +133,7 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     return word in TRUE_WORDS
 
 
-def _number(environ: Mapping[str, str], name: str, default, kind, minimum):
+def _number(environ: Mapping[str, str], name: str, default, kind, minimum, maximum=None):
     text = environ.get(name)
     if text is None:
         return default
@@ -143,4 +145,6 @@ def _number(environ: Mapping[str, str], name: str, default, kind, minimum):
         raise SettingsError(f"{name}={text!r} is not a finite number")
     if value < minimum:
         raise SettingsError(f"{name}={text!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={text!r} must be at most {maximum:g}")
     return value

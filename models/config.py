@@ -115,6 +115,8 @@ class DetectorConfig:
     """Days (New York, ``YYYY-MM-DD``) whose closing cross is at 13:00: its print is an auction."""
 
     def __post_init__(self) -> None:
+        _require(0 <= self.seed <= 2**31 - 1, "seed",
+                 "must be between 0 and 2147483647 (scikit-learn takes seed + fit number below 2**32)")
         _require(self.window_size >= 2, "window_size", "must be at least 2")
         _require(self.retrain_every >= 10, "retrain_every", "must be at least 10")
         _require(self.train_size >= 20, "train_size", "must be at least 20")

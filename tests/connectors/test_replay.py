@@ -160,3 +160,17 @@ def test_files_are_paced_each_from_its_own_first_trade(broker, topic_prefix, tmp
     assert replay(broker, topic, str(FIXTURE), str(later), "--speed", "10") == 0
     assert 0.58 <= time.monotonic() - started < 10
     assert len(read_topic(broker, topic)) == 60
+
+
+def test_an_unreadable_file_line_is_published_as_it_is_for_the_job_to_dead_letter(broker, topic_prefix, tmp_path):
+    """The replay forwards bytes; judging them is the job's (it dead-letters them with their reason)."""
+    header = ("ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,depth,price,size,flags,ts_in_delta,"
+              "sequence,symbol")
+    good = "2025-05-09T13:30:00.892370366Z,2025-05-09T13:30:00.892370366Z,0,2,11667,T,B,0,117.33,100,0,0,{},NVDA"
+    path = tmp_path / "day.csv"
+    path.write_bytes("\n".join([header, good.format(1), good.format(2)]).encode() + b"\n\xff bad\n"
+                     + good.format(3).encode() + b"\n")
+    topic = f"{topic_prefix}-stocks"
+    assert main([str(path), "--brokers", broker, "--topic", topic]) == 0
+    values = [message.value() for message in read_topic(broker, topic)]  # by partition: the line is unkeyed
+    assert len(values) == 4 and b"\xff bad\n" in values

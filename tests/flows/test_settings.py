@@ -32,6 +32,8 @@ def test_variables_override_and_kafka_ones_pass_through():
     ("BROKER_PROBE_TIMEOUT_S", "soon"), ("OUTPUT_TOPIC", " "), ("DETECTOR_RETRAIN_EVERY", "x"),
     ("BROKER_LOSS_TIMEOUT_S", "0.5"), ("BROKER_LOSS_TIMEOUT_S", "nan"), ("BROKER_LOSS_TIMEOUT_S", "inf"),
     ("MAX_MESSAGE_BYTES", "100"), ("MAX_MESSAGE_BYTES", "64k"),
+    ("INPUT_BATCH_SIZE", "1000001"), ("BROKER_PROBE_TIMEOUT_S", "1e308"), ("BROKER_LOSS_TIMEOUT_S", "1e7"),
+    ("DETECTOR_SEED", "-1"), ("DETECTOR_SEED", str(2**32 - 1)),
 ])
 def test_a_bad_value_names_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
