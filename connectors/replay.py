@@ -29,6 +29,7 @@ from typing import Any
 
 from connectors.codec import encode_trade
 from connectors.csv_trades import UNREADABLE
+from models.config import parse_number
 
 DEFAULT_PARTITIONS = 4
 
@@ -329,16 +330,16 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     return args
 
 
-def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
     text = environ.get(name)
     if text is None:
         return default
     try:
-        value = float(text)
+        value = parse_number(text, float)
     except ValueError:
-        raise SystemExit(f"connectors.replay: {name}={text!r} is not a number") from None
-    if not minimum <= value < float("inf"):
-        raise SystemExit(f"connectors.replay: {name}={text!r} must be at least {minimum:g}")
+        raise SystemExit(f"connectors.replay: {name}={text!r} is not a (finite) number") from None
+    if not minimum <= value <= maximum:
+        raise SystemExit(f"connectors.replay: {name}={text!r} must be between {minimum:g} and {maximum:g}")
     return value
 
 
@@ -350,9 +351,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)
     settings = client_settings_from_env(environ)
-    loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0)
+    loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0, 86_400.0)
     try:
-        probe_broker(args.brokers, timeout=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", 10.0, 0.1),
+        probe_broker(args.brokers, timeout=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", 10.0, 0.1, 3_600.0),
                      client_settings=settings)
     except (BrokerUnreachable, ClientSettingsRejected) as error:
         print(f"connectors.replay: {error}", file=sys.stderr)

@@ -174,3 +174,10 @@ def test_an_unreadable_file_line_is_published_as_it_is_for_the_job_to_dead_lette
     assert main([str(path), "--brokers", broker, "--topic", topic]) == 0
     values = [message.value() for message in read_topic(broker, topic)]  # by partition: the line is unkeyed
     assert len(values) == 4 and b"\xff bad\n" in values
+
+
+@pytest.mark.parametrize("variable, text", [("BROKER_LOSS_TIMEOUT_S", "1e308"), ("BROKER_LOSS_TIMEOUT_S", "1e7"),
+                                            ("BROKER_PROBE_TIMEOUT_S", "nan"), ("BROKER_PROBE_TIMEOUT_S", "\u0663")])
+def test_a_timeout_out_of_range_stops_the_replay_naming_it(variable, text):
+    with pytest.raises(SystemExit, match=f"connectors.replay: {variable}="):
+        main(["--synthetic", "--brokers", f"127.0.0.1:{free_port()}"], environ={variable: text})
