@@ -293,7 +293,7 @@ def test_a_bad_setting_names_the_variable(monkeypatch):
     app = AppTest.from_file(APP, default_timeout=10)
     app.run()
     assert not app.exception
-    assert "DASHBOARD_STALL_SECONDS must be a number, got 'soon'" in app.code[0].value
+    assert "DASHBOARD_STALL_SECONDS must be a (finite) number, got 'soon'" in app.code[0].value
 
 
 def test_the_page_recovers_when_the_broker_comes_up(pages, topic_prefix, world):
