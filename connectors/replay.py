@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -350,6 +351,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
 
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)
+    unreadable = [path for path in args.files if not Path(path).is_file()]
+    if unreadable:  # before anything is published: a later missing file would cut the replay short
+        print(f"connectors.replay: not a file: {', '.join(map(str, unreadable))}", file=sys.stderr)
+        return 2
     settings = client_settings_from_env(environ)
     loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0, 86_400.0)
     try:

@@ -75,11 +75,12 @@ class DashboardConfig:
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(
-            brokers=env.get("KAFKA_BROKERS", defaults.brokers),
-            anomaly_topic=env.get("ANOMALY_TOPIC", defaults.anomaly_topic),
-            summary_topic=env.get("SUMMARY_TOPIC", defaults.summary_topic),
-            incident_topic=env.get("INCIDENT_TOPIC", defaults.incident_topic),
-            review_topic=env.get("REVIEW_TOPIC", defaults.review_topic),
+            # stripped as the job strips them: "anomalies " would wait for a topic nobody writes
+            brokers=env.get("KAFKA_BROKERS", defaults.brokers).strip(),
+            anomaly_topic=env.get("ANOMALY_TOPIC", defaults.anomaly_topic).strip(),
+            summary_topic=env.get("SUMMARY_TOPIC", defaults.summary_topic).strip(),
+            incident_topic=env.get("INCIDENT_TOPIC", defaults.incident_topic).strip(),
+            review_topic=env.get("REVIEW_TOPIC", defaults.review_topic).strip(),
             input_topic=env.get("INPUT_TOPIC", defaults.input_topic).strip(),
             buffer_size=_number(env, "DASHBOARD_BUFFER_SIZE", int, defaults.buffer_size),
             incident_limit=_number(env, "DASHBOARD_INCIDENT_LIMIT", int, defaults.incident_limit),

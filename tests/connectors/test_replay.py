@@ -90,7 +90,7 @@ def test_unreachable_broker_is_one_clear_line(capsys):
 
 def test_missing_file_is_reported_not_raised(broker, topic_prefix, capsys):
     assert replay(broker, f"{topic_prefix}-stocks", "/nonexistent/trades.csv") == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "not a file: /nonexistent/trades.csv" in capsys.readouterr().err
 
 
 def test_arguments_are_checked():
@@ -181,3 +181,13 @@ def test_an_unreadable_file_line_is_published_as_it_is_for_the_job_to_dead_lette
 def test_a_timeout_out_of_range_stops_the_replay_naming_it(variable, text):
     with pytest.raises(SystemExit, match=f"connectors.replay: {variable}="):
         main(["--synthetic", "--brokers", f"127.0.0.1:{free_port()}"], environ={variable: text})
+
+
+def test_a_missing_file_or_a_directory_stops_the_replay_before_anything_is_published(broker, topic_prefix,
+                                                                                         tmp_path, capsys):
+    topic = f"{topic_prefix}-stocks"
+    (tmp_path / "d.csv").mkdir()
+    assert main([str(FIXTURE), str(tmp_path / "missing.csv"), str(tmp_path / "d.csv"), "--brokers", broker,
+                 "--topic", topic]) == 2
+    assert f"not a file: {tmp_path / 'missing.csv'}, {tmp_path / 'd.csv'}" in capsys.readouterr().err
+    assert partition_count(broker, topic) == 0  # nothing published, not even the first file

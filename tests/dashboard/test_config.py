@@ -54,3 +54,8 @@ def test_the_project_streamlit_config_hides_the_deploy_button_and_sends_no_stati
     assert config["client"]["toolbarMode"] == "viewer"
     assert config["browser"]["gatherUsageStats"] is False
     assert config["server"]["headless"] is True
+
+
+def test_topic_names_and_brokers_are_stripped_as_the_jobs_are():
+    config = DashboardConfig.from_env({"ANOMALY_TOPIC": "anomalies ", "KAFKA_BROKERS": " b:9092"})
+    assert (config.anomaly_topic, config.brokers) == ("anomalies", "b:9092")
