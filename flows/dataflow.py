@@ -23,7 +23,6 @@ from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
 from models.config import DetectorConfig
 from models.engine import DetectionEngine, StateEnded
-from models.guard import MIN_CLOCK_TRADES
 from models.incidents import IncidentSettings, IncidentUpdate
 from models.records import AnomalyRecord
 from models.state import InstrumentSnapshot, InstrumentState
@@ -179,9 +178,9 @@ class InstrumentDetector(StatefulBatchLogic):
                 out.append(outcome)
         if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
             return out, self.DISCARD
-        stamps = state.guard.memory.stamps
-        if len(stamps) >= MIN_CLOCK_TRADES:  # the instrument's own median clock: not one odd trade's time
-            self.clock.advance(sorted(stamps)[len(stamps) // 2])
+        clock_ns = state.guard.memory.clock_ns  # the instrument's own median clock: not one odd trade's time
+        if clock_ns is not None:
+            self.clock.advance(clock_ns)
         self.traded_since_check = True
         # Any change of second, not only forward: a summary stream never freezes on one odd time.
         second = state.last_timestamp_ns // NANOS_PER_SECOND

@@ -81,6 +81,11 @@ class GuardMemory:
     """Timestamps of the trades refused in a row as late, while they agree with each other (within
     ``max_lateness_s``): ``CLOCK_TRADES`` of them say the clock is what was wrong."""
 
+    @property
+    def clock_ns(self) -> int | None:
+        """The instrument's clock (the median of ``stamps``), None below ``MIN_CLOCK_TRADES``."""
+        return _median(self.stamps) if len(self.stamps) >= MIN_CLOCK_TRADES else None
+
     def folded(self, kept: int) -> GuardMemory:
         """The same memory with the runs kept aside hashed into ``identities`` (the last ``kept``)."""
         if not self.unfolded:
