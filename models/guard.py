@@ -11,8 +11,10 @@ one, so one trade with a plausible but wrong time cannot move it: the trades aft
 are judged against the real clock. Three or four can; the real trades after them then
 look late, though not earlier than the oldest time the clock holds, and
 ``CLOCK_TRADES`` of those in a row that agree with each other set the clock back (four
-dead letters, not the instrument's next hour). A replay of older trades is before that
-oldest time and stays refused. A jump further ahead than
+dead letters, not the instrument's next hour). When the wrong trades were a day or more
+ahead they also started the instrument afresh, which empties the clock; the oldest time
+the clock held before (``floor_ns``) then counts as well, so the real trades still set it
+back. A replay of older trades is before those times and stays refused. A jump further ahead than
 ``max_jump_s`` is refused unless the next trade confirms it (two trades agreeing on the
 new time). Starting afresh after an idle day restarts the clock, not the memory of trades.
 
@@ -38,6 +40,10 @@ CLOCK_TRADES = 5
 """Accepted timestamps the clock is the median of."""
 MIN_CLOCK_TRADES = 3
 """Below this many accepted trades there is no clock to be late or early against."""
+FLOOR_TRADES = 20
+"""Trades accepted after a fresh start during which the clock before it still counts (``floor_ns``):
+enough for a few stray trades dated ahead, few enough that a replay of the new session's
+trades is soon judged against its own clock alone."""
 RECENT_DAYS = 8
 """(publisher, instrument, day) keys whose highest sequence is kept."""
 MASK64 = (1 << 64) - 1
@@ -80,6 +86,12 @@ class GuardMemory:
     late_streak: tuple[int, ...] = ()
     """Timestamps of the trades refused in a row as late, while they agree with each other (within
     ``max_lateness_s``): ``CLOCK_TRADES`` of them say the clock is what was wrong."""
+    floor_ns: int | None = None
+    """The oldest time the clock held before the instrument last started afresh: late trades not
+    before it may set the clock back too (three trades dated a day ahead must not lock the real
+    ones out for a day). Kept for ``FLOOR_TRADES`` accepted trades, or until the clock is set back."""
+    since_fresh: int = 0
+    """Trades accepted since ``floor_ns`` was set, the fresh start's own included."""
 
     @property
     def clock_ns(self) -> int | None:
@@ -96,7 +108,7 @@ class GuardMemory:
         bounds = np.cumsum([0] + [len(run[3]) for run in runs])
         identities, remembered = _remembered_after(self.identities, self.sequences, sequences, keys, bounds, kept)
         return GuardMemory(identities, remembered, self.stamps, self.latest_sequence, self.pending_jump_ns,
-                           late_streak=self.late_streak)
+                           late_streak=self.late_streak, floor_ns=self.floor_ns, since_fresh=self.since_fresh)
 
 
 @dataclass(frozen=True)
@@ -169,12 +181,15 @@ def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarr
     if count > 1 and not _in_order(stamps, publishers, instruments, sequences):
         return None
     kept = settings.remembered_trades
+    floor_ns, since_fresh = _floor_after(memory.floor_ns, memory.since_fresh, count)
     memory = GuardMemory(
         identities=memory.identities,
         sequences=memory.sequences,
         stamps=(memory.stamps + tuple(stamps[-CLOCK_TRADES:].tolist()))[-CLOCK_TRADES:],
         latest_sequence=_with_latest(recent, key, int(sequences[-1])),
         unfolded=memory.unfolded + (key + (sequences[-kept:].copy(),),),
+        floor_ns=floor_ns,
+        since_fresh=since_fresh,
     )
     return memory.folded(kept) if len(memory.unfolded) >= FOLD_RUNS else memory
 
@@ -250,6 +265,7 @@ class _Walk:
         self.latest = dict(memory.latest_sequence)
         self.pending = memory.pending_jump_ns
         self.late = list(memory.late_streak)
+        self.floor, self.since_fresh = memory.floor_ns, memory.since_fresh
 
     def judge(self, moment: int, publisher: int, instrument: int, sequence: int) -> tuple[str, str] | None:
         day = moment // DAY_NS
@@ -266,7 +282,7 @@ class _Walk:
         clock = _median(self.stamps)
         lateness = (clock - moment) / NANOS_PER_SECOND
         if lateness > self.settings.max_lateness_s:
-            if moment >= min(self.stamps) - self.settings.max_lateness_s * NANOS_PER_SECOND and self._late_again(moment):
+            if self._not_a_replay(moment) and self._late_again(moment):
                 return None  # the trades agree with each other and with the clock's oldest: the rest ran ahead
             return "validate", (f"ts_event is {lateness:,.0f} s before the instrument's last trades "
                                 f"(out of order by more than {self.settings.max_lateness_s:g} s; "
@@ -288,9 +304,10 @@ class _Walk:
         is still a repeat."""
         fresh = bool(self.stamps) and moment - self.stamps[-1] > self.settings.idle_s * NANOS_PER_SECOND
         if len(self.late) >= CLOCK_TRADES:  # the clock set back to the trades that disagreed with it
-            self.stamps = self.late[:-1]
+            self.stamps, self.floor, self.since_fresh = self.late[:-1], None, 0
         elif fresh:
-            self.stamps = []
+            self.stamps, self.floor, self.since_fresh = [], min(self.stamps), 0
+        self.floor, self.since_fresh = _floor_after(self.floor, self.since_fresh, 1)
         self.late = []
         day = moment // DAY_NS
         self.latest = dict(_with_latest(self.latest, (publisher, instrument, day), sequence))
@@ -300,6 +317,11 @@ class _Walk:
         self.new_sequences.append(sequence)
         self.stamps = (self.stamps + [moment])[-CLOCK_TRADES:]
         return fresh
+
+    def _not_a_replay(self, moment: int) -> bool:
+        """A late trade not before the oldest time the clock holds (or held before a fresh start)."""
+        oldest = min(self.stamps) if self.floor is None else min(min(self.stamps), self.floor)
+        return moment >= oldest - self.settings.max_lateness_s * NANOS_PER_SECOND
 
     def _late_again(self, moment: int) -> bool:
         """Count a late trade into the streak (a new one if it disagrees with the last); True at
@@ -340,7 +362,17 @@ class _Walk:
             latest_sequence=tuple(self.latest.items()),
             pending_jump_ns=self.pending,
             late_streak=tuple(self.late),
+            floor_ns=self.floor,
+            since_fresh=self.since_fresh,
         )
+
+
+def _floor_after(floor_ns: int | None, since_fresh: int, accepted: int) -> tuple[int | None, int]:
+    """``floor_ns`` and ``since_fresh`` after ``accepted`` more trades: the same whether they come
+    one by one or as one ordinary run, so batch boundaries change nothing."""
+    if floor_ns is None or since_fresh + accepted >= FLOOR_TRADES:
+        return None, 0
+    return floor_ns, since_fresh + accepted
 
 
 def _median(stamps) -> int:

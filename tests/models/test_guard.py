@@ -115,6 +115,35 @@ def test_trades_that_moved_the_clock_ahead_lock_the_instrument_out_for_five_trad
     assert late == list(range(20 + outliers, 20 + outliers + 4)) and len(refused) == 4 and fresh == []
 
 
+@pytest.mark.parametrize("ahead_days, outliers, refused_jump", [
+    pytest.param(1.0001, 3, 0, id="three trades a day ahead"),
+    pytest.param(2, 19, 0, id="nineteen trades two days ahead"),
+    pytest.param(30, 4, 1, id="four trades a month ahead (the first waits for the second)"),
+])
+@pytest.mark.parametrize("runs", [None, [1] * 300, [21, 2, 50, 300]])
+def test_trades_a_day_or_more_ahead_start_afresh_but_do_not_lock_the_real_ones_out(ahead_days, outliers,
+                                                                                   refused_jump, runs):
+    """Such trades start the instrument afresh, which empties the clock, so they make the whole
+    clock; the real trades after them then set it back as they would without the fresh start."""
+    before = tape(20)
+    wrong = tape(outliers, start=before[-1][0] + round(ahead_days * DAY_NS), sequence=5000)
+    after = tape(200, start=before[-1][0] + SECOND, sequence=3000)
+    refused, fresh = judge(TradeGuard(), before + wrong + after, runs)
+    first_real = 20 + outliers
+    late = [row for row, (_, reason) in refused.items() if "before the instrument's last trades" in reason]
+    assert late == list(range(first_real, first_real + 4))
+    assert len(refused) == 4 + refused_jump and fresh == [20 + refused_jump]
+
+
+def test_after_twenty_trades_of_a_new_session_only_its_own_clock_counts():
+    """The clock before a fresh start helps for ``FLOOR_TRADES`` trades: later, a replay with new
+    sequences of the new session's earlier trades is refused as before."""
+    friday, monday = tape(20), tape(40, start=START + 3 * DAY_NS, sequence=1, step=10 * SECOND)
+    replay = tape(10, start=monday[0][0], sequence=9000)  # Monday's first seconds again, new sequences
+    refused, fresh = judge(TradeGuard(), friday + monday + replay)
+    assert fresh == [20] and list(refused) == list(range(60, 70))
+
+
 @pytest.mark.parametrize("late_s", [120, 3_600, 2 * 86_400])
 def test_a_replay_of_older_trades_with_their_own_times_stays_refused(late_s):
     trades = tape(600)
