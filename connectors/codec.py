@@ -54,8 +54,9 @@ def decode_trade(
     """Bytes from the wire to a trade keyed by symbol, or a dead letter saying why not.
 
     Only the shape needed for routing is checked here (a JSON object with a
-    non-empty string ``symbol``, at most ``max_bytes``); every field is validated
-    by the engine. ``key`` is the Kafka key, kept on a dead letter.
+    non-empty string ``symbol``, at most ``max_bytes``, and a Kafka ``key`` that is
+    that symbol or none); every field is validated by the engine. ``key`` is kept on
+    a dead letter.
     """
     if raw is None:
         return DeadLetter("empty message (no value)", "decode", origin, b"", key)
@@ -66,7 +67,19 @@ def decode_trade(
         trade = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         return DeadLetter(f"not valid JSON: {error}", "decode", origin, raw, key)
-    return as_trade_message(trade, origin, raw, key)
+    message = as_trade_message(trade, origin, raw, key)
+    if key is not None and isinstance(message, TradeMessage) and key != message.symbol.encode("utf-8"):
+        return DeadLetter(key_problem(key, message.symbol), "decode", origin, raw, key)
+    return message
+
+
+def key_problem(key: bytes, symbol: str) -> str:
+    """Why a trade under another key is refused: Kafka keeps order only within one key's partition,
+    so an instrument's trades under two keys would reach the job in an order that depends on how
+    it polls, and its results on batch sizes and worker counts."""
+    shown = key[:40].decode("utf-8", "replace") + ("..." if len(key) > 40 else "")
+    return (f"Kafka key {shown!r} is not the trade's symbol {symbol!r}: an instrument's trades must all be "
+            "keyed by its symbol (or not keyed) to keep their order")
 
 
 def as_trade_message(trade: Any, origin: Origin, raw: bytes, key: bytes | None = None) -> TradeMessage | DeadLetter:

@@ -67,6 +67,24 @@ def test_decode_turns_a_message_over_the_limit_into_a_dead_letter_keeping_the_ke
     assert decode_trade(raw[:1000], ORIGIN).key is None
 
 
+@pytest.mark.parametrize("key, reason", [
+    (b"NVDA", None),
+    (None, None),
+    (b"AAPL", "Kafka key 'AAPL' is not the trade's symbol 'NVDA'"),
+    (b"nvda", "Kafka key 'nvda' is not the trade's symbol 'NVDA'"),
+    (b"NVDA ", "Kafka key 'NVDA ' is not the trade's symbol 'NVDA'"),
+    (b"\xff" * 50, "Kafka key '" + "\ufffd" * 40 + "...' is not the trade's symbol 'NVDA'"),
+])
+def test_a_trade_under_another_key_than_its_symbol_is_a_dead_letter(key, reason):
+    """The key decides the partition, and only within a partition is the order kept."""
+    item = decode_trade(b'{"symbol": "NVDA", "price": 1.0}', ORIGIN, key=key)
+    if reason is None:
+        assert isinstance(item, TradeMessage) and item.symbol == "NVDA"
+    else:
+        assert isinstance(item, DeadLetter) and item.stage == "decode" and item.key == key
+        assert item.reason.startswith(reason + ": an instrument's trades must all be keyed by its symbol")
+
+
 # json.dumps, not orjson: it writes integers beyond 64 bits and NaN, as a hostile client could.
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.binary(max_size=200), json_values.map(lambda value: json.dumps(value).encode())))

@@ -85,6 +85,10 @@ HOSTILE = [
     Hostile("symbol with NUL", "decode", "unprintable characters", changed(symbol="SYN\x000")),
     Hostile("symbol of 200 characters", "decode", "longer than 32 characters", changed(symbol="S" * 200)),
     Hostile("symbol of HTML", "decode", "surrounding whitespace", changed(symbol="<b>x</b> ")),
+    Hostile("another instrument's symbol under this key", "decode", "is not the trade's symbol",
+            lambda t: changed(symbol=t["symbol"] + "X")(t)),
+    Hostile("symbol in lower case under the upper-case key", "decode", "is not the trade's symbol",
+            lambda t: changed(symbol=t["symbol"].lower())(t)),
     # Trades with a bad field: the engine's validation.
     *[Hostile(f"missing {name}", "validate", f"missing field '{name}'", without(name))
       for name in ("ts_recv", "ts_event", "rtype", "publisher_id", "instrument_id", "action", "side",
