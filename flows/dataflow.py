@@ -6,8 +6,6 @@ scoring from ``models``, so the same flow runs on Kafka, on files, or on test da
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,6 +19,7 @@ from bytewax.outputs import Sink
 
 from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
+from flows.instruments import DEFAULT_MAX_INSTRUMENTS, EventClock, InstrumentRoster
 from models.config import DetectorConfig
 from models.engine import DetectionEngine, StateEnded
 from models.incidents import IncidentSettings, IncidentUpdate
@@ -37,6 +36,7 @@ def build_flow(
     source: Source, anomaly_sink: Sink, dead_letter_sink: Sink, config: DetectorConfig,
     *, summary_sink: Sink | None = None, incident_sink: Sink | None = None,
     incidents: IncidentSettings | None = None, flow_id: str = "trade-anomalies",
+    max_instruments: int = DEFAULT_MAX_INSTRUMENTS,
 ) -> Dataflow:
     flow = Dataflow(flow_id)
     messages = op.input("read", flow, source)
@@ -45,9 +45,9 @@ def build_flow(
     batches = op.flat_map_batch("group_by_symbol", decoded.trues, group_by_symbol)
     # (symbol, InstrumentBatch): its messages in arrival order and their validation
     engine, clock = DetectionEngine(config, incidents), EventClock(round(config.idle_s * NANOS_PER_SECOND))
-    summarise = summary_sink is not None
-    outcomes = op.stateful_batch(
-        "detect", batches, lambda snapshot: InstrumentDetector(engine, clock, snapshot, summaries=summarise))
+    roster, summarise = InstrumentRoster(max_instruments), summary_sink is not None
+    outcomes = op.stateful_batch("detect", batches, lambda snapshot: InstrumentDetector(
+        engine, clock, snapshot, summaries=summarise, roster=roster))
     # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate)
     outcomes = op.key_rm("unkey", outcomes)
     anomalies = op.filter("anomalies", outcomes, lambda item: isinstance(item, AnomalyRecord))
@@ -97,28 +97,6 @@ class InstrumentSummary:
     fields: dict[str, Any]
 
 
-class EventClock:
-    """The latest event time any instrument of this process has reached (by its median clock).
-
-    An instrument whose last trade is ``idle_s`` behind it is dropped (its next trade would
-    start it afresh anyway: ``models.guard``). Shared by the worker threads of a process;
-    a racing update can only leave the clock a moment behind. A time more than
-    ``horizon_ns`` ahead of the wall clock is no real trade's (a replay is of the past, a
-    live feed of now) and does not move it: one junk trade dated 2099 must not make every
-    other instrument look idle.
-    """
-
-    def __init__(self, horizon_ns: int = 86_400 * NANOS_PER_SECOND, wall_ns: Callable[[], int] = time.time_ns,
-                 ) -> None:
-        self.latest_ns = 0
-        self.horizon_ns = horizon_ns
-        self._wall_ns = wall_ns
-
-    def advance(self, timestamp_ns: int) -> None:
-        if timestamp_ns > self.latest_ns and timestamp_ns <= self._wall_ns() + self.horizon_ns:
-            self.latest_ns = timestamp_ns
-
-
 @dataclass(frozen=True)
 class DetectorSnapshot:
     """What the recovery store keeps per instrument: the engine's snapshot and the summary clock."""
@@ -137,10 +115,12 @@ class InstrumentDetector(StatefulBatchLogic):
     """
 
     def __init__(self, engine: DetectionEngine, clock: EventClock, snapshot: DetectorSnapshot | None,
-                 *, summaries: bool = True) -> None:
+                 *, summaries: bool = True, roster: InstrumentRoster | None = None) -> None:
         self.engine = engine
         self.clock = clock
         self.summaries = summaries
+        self.roster = InstrumentRoster() if roster is None else roster
+        self.on_roster = False
         self.state: InstrumentState | None = None
         self.summary_second = -1
         self.summarised_trades = -1
@@ -150,6 +130,7 @@ class InstrumentDetector(StatefulBatchLogic):
         if snapshot is not None:
             self.state = engine.restore(snapshot.engine)
             self.summary_second = snapshot.summary_second
+            self.on_roster = self.roster.join(restored=True)
 
     def on_batch(self, batches: list[InstrumentBatch]) -> tuple[list[Any], bool]:
         if len(batches) == 1:
@@ -177,9 +158,13 @@ class InstrumentDetector(StatefulBatchLogic):
             else:
                 out.append(outcome)
         if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
+            self._leave_roster()
             return out, self.DISCARD
+        if not self.on_roster and not self.roster.join():
+            return self._refused(messages, outcomes), self.DISCARD
+        self.on_roster = True
         clock_ns = state.guard.memory.clock_ns  # the instrument's own median clock: not one odd trade's time
-        if clock_ns is not None:
+        if clock_ns is not None and state.samples_seen >= self.engine.config.window_size:
             self.clock.advance(clock_ns)
         self.traded_since_check = True
         # Any change of second, not only forward: a summary stream never freezes on one odd time.
@@ -190,6 +175,16 @@ class InstrumentDetector(StatefulBatchLogic):
                 out.append(self._summary(messages[-1]))
         self.last_message = messages[-1]
         return out, self.RETAIN
+
+    def _refused(self, messages: list[TradeMessage], outcomes: list[Any]) -> list[DeadLetter]:
+        """A new instrument the roster has no room for: its trades are dead letters (those the engine
+        refused with their own reason), and it keeps no state."""
+        reasons = {outcome.index: (outcome.reason, outcome.stage) for outcome in outcomes
+                   if isinstance(outcome, Rejection)}
+        self.state = None
+        refusal = (self.roster.refusal(messages[0].symbol), "capacity")
+        return [DeadLetter(*reasons.get(index, refusal), message.origin, original_bytes(message))
+                for index, message in enumerate(messages)]
 
     def on_eof(self) -> tuple[list[Any], bool]:
         """At the end of the input (a backtest, STOP_AT_END) the last trades are summarised too,
@@ -227,7 +222,13 @@ class InstrumentDetector(StatefulBatchLogic):
         out: list[Any] = [] if closing is None else [closing]
         if self.summaries and self.last_message is not None and self.summarised_trades != state.samples_seen:
             out.append(self._summary(self.last_message))
+        self._leave_roster()
         return out, self.DISCARD
+
+    def _leave_roster(self) -> None:
+        if self.on_roster:
+            self.roster.leave()
+            self.on_roster = False
 
     def _summary(self, last: TradeMessage) -> InstrumentSummary:
         origin = last.origin

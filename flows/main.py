@@ -91,6 +91,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None) ->
         dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch),
         settings.detector,
         incidents=settings.incidents,
+        max_instruments=settings.max_instruments,
         **optional_sinks,
     )
 

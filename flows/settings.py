@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from connectors.codec import MAX_MESSAGE_BYTES
 from connectors.kafka_settings import client_settings_from_env
+from flows.instruments import DEFAULT_MAX_INSTRUMENTS
 from models.config import ENV_PREFIX, FALSE_WORDS, TRUE_WORDS, ConfigError, DetectorConfig, parse_number
 from models.incidents import IncidentSettings
 
@@ -45,6 +46,8 @@ class JobSettings:
     """BROKER_LOSS_TIMEOUT_S: how long the job waits for a lost broker before it exits (status 3)."""
     max_message_bytes: int = MAX_MESSAGE_BYTES
     """MAX_MESSAGE_BYTES: larger input messages are dead letters at decode."""
+    max_instruments: int = DEFAULT_MAX_INSTRUMENTS
+    """MAX_INSTRUMENTS: instruments the process holds at most; a new one beyond is a dead letter."""
     metrics_port: int | None = None
     """BYTEWAX_DATAFLOW_API_PORT (3030) when BYTEWAX_DATAFLOW_API_ENABLED is set: checked free at start."""
     client_settings: tuple[tuple[str, str], ...] = ()
@@ -80,6 +83,8 @@ class JobSettings:
             broker_loss_timeout_s=_number(environ, "BROKER_LOSS_TIMEOUT_S", cls.broker_loss_timeout_s, float,
                                           minimum=1.0, maximum=86_400.0),
             max_message_bytes=_number(environ, "MAX_MESSAGE_BYTES", cls.max_message_bytes, int, minimum=1024),
+            max_instruments=_number(environ, "MAX_INSTRUMENTS", cls.max_instruments, int, minimum=1,
+                                    maximum=10_000_000),
             metrics_port=_metrics_port(environ),
             client_settings=tuple(client_settings_from_env(environ).items()),
             detector=detector,

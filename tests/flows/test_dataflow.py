@@ -13,6 +13,7 @@ from connectors.codec import as_trade_message, encode_trade
 from connectors.files import iter_trades
 from connectors.messages import DeadLetter, Origin
 from flows.dataflow import build_flow
+from flows.instruments import EventClock
 from models.config import DetectorConfig
 from models.engine import DetectionEngine
 from models.incidents import IncidentUpdate
@@ -107,7 +108,7 @@ def without_time(update):
 
 
 def test_a_symbol_without_an_accepted_trade_keeps_no_state(messages):
-    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
+    from flows.dataflow import InstrumentDetector, group_by_symbol
 
     junk = as_trade_message({"symbol": "JUNK", "price": -1}, Origin("t", 0, 1), b"{}")
     detector = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None)
@@ -117,7 +118,7 @@ def test_a_symbol_without_an_accepted_trade_keeps_no_state(messages):
 
 @pytest.mark.parametrize("check", ["on_notify", "on_eof"])  # the 30 s check, or the end of the input
 def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages, check):
-    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
+    from flows.dataflow import InstrumentDetector, group_by_symbol
 
     clock = EventClock()
     detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None)
@@ -139,7 +140,7 @@ def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages, check):
 def test_the_idle_check_time_moves_on_only_when_the_check_ran(messages):
     from datetime import datetime, timezone
 
-    from flows.dataflow import EVICTION_CHECK, EventClock, InstrumentDetector, group_by_symbol
+    from flows.dataflow import EVICTION_CHECK, InstrumentDetector, group_by_symbol
 
     before = datetime.now(timezone.utc)
     detector = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None)
@@ -164,7 +165,7 @@ def test_the_last_summary_counts_every_trade_at_the_end_of_the_input(messages):
 
 @pytest.mark.parametrize("summaries", [True, False])
 def test_summaries_are_made_only_where_something_reads_them(messages, summaries):
-    from flows.dataflow import EventClock, InstrumentDetector, InstrumentSummary, group_by_symbol
+    from flows.dataflow import InstrumentDetector, InstrumentSummary, group_by_symbol
 
     detector = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None, summaries=summaries)
     out, _ = detector.on_batch([batch for _, batch in group_by_symbol(messages[:300])])
@@ -196,7 +197,7 @@ def test_a_state_that_ends_in_a_batch_still_reports_its_totals(messages):
 
 def test_an_instrument_given_several_input_batches_at_once_scores_them_as_one(messages):
     """Bytewax may hand the detect step more than one input batch of an instrument in one call."""
-    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
+    from flows.dataflow import InstrumentDetector, group_by_symbol
 
     chunks = [messages[:700], messages[700:1900], messages[1900:2600]]
     together = InstrumentDetector(DetectionEngine(CONFIG), EventClock(), None)
@@ -209,20 +210,8 @@ def test_an_instrument_given_several_input_batches_at_once_scores_them_as_one(me
     assert comparable(records) == comparable([item for item in expected if isinstance(item, AnomalyRecord)])
 
 
-def test_a_clock_does_not_move_to_a_time_no_real_trade_can_have():
-    from flows.dataflow import EventClock
-
-    now = 1_796_500_000 * 10**9
-    clock = EventClock(horizon_ns=86_400 * 10**9, wall_ns=lambda: now)
-    clock.advance(now - 10**9)
-    clock.advance(now + 86_400 * 10**9 + 1)  # more than a day ahead of the wall clock: a junk trade
-    assert clock.latest_ns == now - 10**9
-    clock.advance(now + 3_600 * 10**9)  # an hour ahead: a feed whose clock runs fast, still a clock
-    assert clock.latest_ns == now + 3_600 * 10**9
-
-
 def test_an_instrument_that_traded_since_the_last_check_is_kept_whatever_the_clock(messages):
-    from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
+    from flows.dataflow import InstrumentDetector, group_by_symbol
 
     clock = EventClock()
     detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None)
@@ -233,16 +222,24 @@ def test_an_instrument_that_traded_since_the_last_check_is_kept_whatever_the_clo
     assert discard is InstrumentDetector.DISCARD
 
 
-@pytest.mark.parametrize("junk_time", ["2099-12-31T00:00:00.000000000Z", "2026-06-01T00:00:00.000000000Z"])
-def test_a_junk_trade_far_ahead_does_not_restart_the_other_instruments(messages, monkeypatch, junk_time):
-    """2099 is beyond any wall clock; 2026-06-01 is not, but one trade is no instrument's clock (three are)."""
+@pytest.mark.parametrize("junk_time, junk_trades", [
+    pytest.param("2099-12-31T00:00:00", 1, id="one in 2099, beyond any wall clock"),
+    pytest.param("2026-06-01T00:00:00", 1, id="one in 2026, no instrument's clock"),
+    pytest.param("2025-05-12T13:30:00", 3, id="three three days on, a clock but no full window"),
+])
+def test_junk_trades_far_ahead_do_not_restart_the_other_instruments(messages, monkeypatch, junk_time, junk_trades):
+    """Only an instrument with a full window of trades moves the process's clock; a pause lets the
+    idle check run while the real instrument has not traded."""
     from datetime import timedelta
 
     from flows import dataflow
 
     monkeypatch.setattr(dataflow, "EVICTION_CHECK", timedelta(0))  # a check after every batch, as a slow run
-    junk = dict(messages[0].trade, symbol="ZZZZ", ts_event=junk_time, ts_recv=junk_time)
-    items = messages[:1000] + [as_trade_message(junk, Origin("junk", 0, 0), encode_trade(junk))] + messages[1000:]
+    junk = [dict(messages[0].trade, symbol="ZZZZ", sequence=1 + k, ts_event=f"{junk_time}.00000000{k}Z",
+                 ts_recv=f"{junk_time}.10000000{k}Z") for k in range(junk_trades)]
+    junk_messages = [as_trade_message(trade, Origin("junk", 0, k), encode_trade(trade)) for k, trade in enumerate(junk)]
+    pause = TestingSource.PAUSE(timedelta(seconds=0.3))
+    items = messages[:1000] + junk_messages + [pause] + messages[1000:]
     anomalies, letters, updates = run_with_incidents(items)
     clean_anomalies, _, clean_updates = run_with_incidents(messages)
     assert comparable([a for a in anomalies if a.symbol == "NVDA"]) == comparable(clean_anomalies) and not letters
@@ -255,3 +252,20 @@ def run_with_incidents(items):
                       incident_sink=TestingSink(updates))
     run_main(flow)
     return anomalies, letters, updates
+
+
+def test_a_new_instrument_beyond_the_limit_is_refused_and_the_others_go_on(messages):
+    """The third symbol's trades are dead letters saying why; the two held ones score as alone."""
+    symbols = ("AAAA", "BBBB", "CCCC")
+    items = [as_trade_message(dict(m.trade, symbol=symbol), m.origin, m.raw)
+             for m in messages[:1500] for symbol in symbols]
+    anomalies, letters = [], []
+    run_main(build_flow(TestingSource(items, batch_size=BATCH), TestingSink(anomalies), TestingSink(letters),
+                        CONFIG, max_instruments=2))
+    alone, _ = run(messages[:1500])
+    assert {letter.stage for letter in letters} == {"capacity"} and len(letters) == 1500
+    assert "instrument 'CCCC' not taken: this process holds 2 instruments, its limit (MAX_INSTRUMENTS=2)" in (
+        letters[0].reason)
+    for symbol in symbols[:2]:
+        held = [{**record, "symbol": "NVDA"} for record in comparable(a for a in anomalies if a.symbol == symbol)]
+        assert held == comparable(alone)

@@ -34,6 +34,7 @@ def test_variables_override_and_kafka_ones_pass_through():
     ("MAX_MESSAGE_BYTES", "100"), ("MAX_MESSAGE_BYTES", "64k"),
     ("INPUT_BATCH_SIZE", "1000001"), ("BROKER_PROBE_TIMEOUT_S", "1e308"), ("BROKER_LOSS_TIMEOUT_S", "1e7"),
     ("DETECTOR_SEED", "-1"), ("DETECTOR_SEED", str(2**32 - 1)),
+    ("MAX_INSTRUMENTS", "0"), ("MAX_INSTRUMENTS", "2.5"), ("MAX_INSTRUMENTS", "10000001"),
 ])
 def test_a_bad_value_names_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
@@ -48,7 +49,8 @@ def test_settings_are_frozen():
 def test_operational_defaults():
     settings = JobSettings.from_env({})
     assert (settings.incident_topic, settings.broker_loss_timeout_s, settings.max_message_bytes,
-            settings.metrics_port) == ("incidents", 30.0, 65536, None)
+            settings.metrics_port, settings.max_instruments) == ("incidents", 30.0, 65536, None, 20_000)
+    assert JobSettings.from_env({"MAX_INSTRUMENTS": "500"}).max_instruments == 500
 
 
 @pytest.mark.parametrize("environ, port", [
