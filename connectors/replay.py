@@ -294,6 +294,43 @@ def synthetic_trades(symbols: int, trades: int, seed: int) -> tuple[list[dict[st
     return generate_tape(symbols=symbols, trades=trades, seed=seed)
 
 
+MAX_SPEED = 1_000_000.0
+"""A whole day in under a tenth of a second: faster is ``--max``."""
+MIN_SPEED = 0.001
+"""A thousand times slower than the market: one second between two trades takes 17 minutes."""
+MAX_LIMIT = 10**12
+"""Years of a whole US feed (30-50 million trades a day): a larger --limit is a typo."""
+MAX_PARTITIONS = 1_000
+"""The job opens one consumer per input partition."""
+MAX_SYMBOLS = 10_000
+"""A whole US equities feed."""
+MAX_SYNTHETIC_TRADES = 1_000_000
+"""The synthetic tape is built in memory before the first trade goes out (about 1.4 KB and
+0.1 ms a trade); a larger tape is ``connectors.market`` written to a file."""
+MAX_SEED = 2**32 - 1
+"""The seeds every numpy generator takes (``default_rng`` takes more, the legacy ``RandomState`` not)."""
+
+
+def bounded_number(kind: type, minimum: float, maximum: float):
+    """An argparse type: an ASCII, finite number (``parse_number``) from ``minimum`` to ``maximum``.
+    argparse's own ``int`` and ``float`` take ``nan``, ``inf`` and other scripts' digits."""
+    def parse(text: str) -> int | float:
+        try:
+            value = parse_number(text, kind)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            noun = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(
+                f"must be {noun} from {_shown(minimum)} to {_shown(maximum)}, not {text!r}")
+        return value
+    return parse
+
+
+def _shown(number: float) -> str:
+    return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
+
+
 def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m connectors.replay",
@@ -302,32 +339,34 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     )
     parser.add_argument("files", nargs="*", metavar="FILE")
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, help="follow the real gaps between trades, X times faster")
+    pace.add_argument("--speed", type=bounded_number(float, MIN_SPEED, MAX_SPEED),
+                      help=f"follow the real gaps between trades, X times faster "
+                      f"({_shown(MIN_SPEED)} to {_shown(MAX_SPEED)})")
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes them (default)")
-    parser.add_argument("--limit", type=int, help="publish at most N trades")
-    parser.add_argument("--linger-ms", type=float, default=PACED_LINGER_MS,
-                        help=f"paced: how long trades may gather into one request (default {PACED_LINGER_MS:g})")
-    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
-                        help=f"partitions of the topic when it is created (default {DEFAULT_PARTITIONS})")
+    parser.add_argument("--limit", type=bounded_number(int, 0, MAX_LIMIT),
+                        help=f"publish at most N trades (0 to {_shown(MAX_LIMIT)})")
+    parser.add_argument("--linger-ms", type=bounded_number(float, 0, 1000), default=PACED_LINGER_MS,
+                        help=f"paced: how long trades may gather into one request "
+                        f"(0 to 1000, default {PACED_LINGER_MS:g})")
+    parser.add_argument("--partitions", type=bounded_number(int, 1, MAX_PARTITIONS), default=DEFAULT_PARTITIONS,
+                        help=f"partitions of the topic when it is created (1 to {MAX_PARTITIONS:,}, "
+                        f"default {DEFAULT_PARTITIONS})")
     parser.add_argument("--brokers", default=environ.get("KAFKA_BROKERS", "localhost:9092"),
                         help="bootstrap servers (default: $KAFKA_BROKERS or localhost:9092)")
     parser.add_argument("--topic", default=environ.get("INPUT_TOPIC", "stocks"),
                         help="topic to publish to (default: $INPUT_TOPIC or stocks)")
     parser.add_argument("--synthetic", action="store_true", help="publish the synthetic tape instead of files")
-    parser.add_argument("--symbols", type=int, default=5, help="synthetic: instruments (default 5)")
-    parser.add_argument("--trades", type=int, default=20_000, help="synthetic: trades in all (default 20000)")
-    parser.add_argument("--seed", type=int, default=1, help="synthetic: random seed (default 1)")
+    parser.add_argument("--symbols", type=bounded_number(int, 1, MAX_SYMBOLS), default=5,
+                        help=f"synthetic: instruments (1 to {MAX_SYMBOLS:,}, default 5)")
+    parser.add_argument("--trades", type=bounded_number(int, 1, MAX_SYNTHETIC_TRADES), default=20_000,
+                        help=f"synthetic: trades in all (--symbols to {MAX_SYNTHETIC_TRADES:,}, default 20000)")
+    parser.add_argument("--seed", type=bounded_number(int, 0, MAX_SEED), default=1,
+                        help=f"synthetic: random seed (0 to {MAX_SEED:,}, default 1)")
     args = parser.parse_args(argv)
     if args.synthetic == bool(args.files):
         parser.error("give FILE... or --synthetic (not both)")
-    if args.speed is not None and args.speed <= 0:
-        parser.error("--speed must be positive")
-    if args.limit is not None and args.limit < 0:
-        parser.error("--limit must not be negative")
-    if args.partitions < 1:
-        parser.error("--partitions must be at least 1")
-    if not 0 <= args.linger_ms <= 1000:
-        parser.error("--linger-ms must be between 0 and 1000")
+    if args.trades < args.symbols:
+        parser.error(f"argument --trades: must be at least --symbols ({args.symbols:,}): one trade per symbol")
     return args
 
 

@@ -100,6 +100,22 @@ def test_arguments_are_checked():
         main([], environ={})
 
 
+@pytest.mark.parametrize("option, arguments", [
+    ("--speed", ["--speed=nan"]), ("--speed", ["--speed=inf"]), ("--speed", ["--speed=-inf"]),
+    ("--speed", ["--speed=1e-400"]), ("--symbols", ["--symbols=0"]), ("--trades", ["--trades=0"]),
+    ("--trades", ["--symbols=10", "--trades=5"]), ("--seed", ["--seed=-1"]), ("--seed", [f"--seed={2**32}"]),
+    ("--partitions", [f"--partitions={10**9}"]), ("--limit", [f"--limit={10**13}"]), ("--limit", ["--limit=\u0663"]),
+    ("--linger-ms", ["--linger-ms=nan"]),
+])
+def test_a_bad_number_is_refused_at_start_naming_its_option(option, arguments, capsys):
+    """nan passed ``<= 0``; 0 symbols or trades, a negative seed and 10**9 partitions were tracebacks later."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--synthetic", *arguments, "--brokers", f"127.0.0.1:{free_port()}"],
+             environ={"BROKER_PROBE_TIMEOUT_S": "1"})
+    assert stopped.value.code == 2
+    assert f"error: argument {option}: must be" in capsys.readouterr().err
+
+
 def test_timestamps_parse_to_nanoseconds():
     assert timestamp_ns("2025-05-09T13:30:00.892370366Z") == 1746797400_892370366
     assert timestamp_ns("2025-05-09T13:30:00Z") == 1746797400_000000000
