@@ -51,6 +51,12 @@ class BrokerLost(RuntimeError):
     """No broker reachable, or no acknowledgement, for the loss timeout."""
 
 
+class UnreadableFile(RuntimeError):
+    """A file that cannot be read to its end (corrupt, cut short, not trades): the trades read
+    from it before are published, the files after it are not (a repaired file can be replayed
+    with the rest; the job dead-letters the trades it has already seen as repeats)."""
+
+
 @dataclass
 class ReplaySummary:
     published: int = 0
@@ -61,6 +67,11 @@ class ReplaySummary:
     seconds: float = 0.0
     by_symbol: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+
+    @property
+    def waiting(self) -> int:
+        """Trades sent and neither acknowledged nor failed: lost when the replay ends now."""
+        return self.sent - self.published - self.failed
 
     def describe(self, topic: str) -> str:
         rate = self.published / self.seconds if self.seconds > 0 else 0.0
@@ -73,6 +84,8 @@ class ReplaySummary:
         if self.failed:
             reasons = "; ".join(f"{reason} x{count}" for reason, count in self.errors.most_common(3))
             lines.append(f"FAILED to publish {self.failed:,} trades: {reasons}")
+        if self.waiting:
+            lines.append(f"NOT DELIVERED {self.waiting:,} trades: no acknowledgement before the replay stopped")
         return "\n".join(lines)
 
 
@@ -165,15 +178,26 @@ def publish(
 
     With a speed, trade ``i`` is sent ``(ts_recv[i] - ts_recv[0]) / speed`` after the first.
     Raises ``BrokerLost`` (its summary in ``.summary``) when no broker is reachable,
-    or nothing is acknowledged, for ``loss_timeout_s`` while trades wait.
+    or nothing is acknowledged, for ``loss_timeout_s`` while trades wait; and ``UnreadableFile``
+    (its summary too) once the trades read before it are delivered.
     """
     from confluent_kafka import Producer
 
     deliveries = _Deliveries(brokers, loss_timeout_s)
-    summary = deliveries.summary
     producer = Producer(producer_settings(brokers, speed is not None, client_settings or {},
                                           linger_ms, loss_timeout_s, deliveries.watch))
     deliveries.begin()
+    try:
+        _send(trades, producer, topic, deliveries, speed, limit, progress)
+    except UnreadableFile as error:  # what was queued before it still goes out, and is counted
+        error.summary = _flush(producer, deliveries, progress)
+        raise
+    return _flush(producer, deliveries, progress)
+
+
+def _send(trades: Iterable[dict[str, Any]], producer, topic: str, deliveries: _Deliveries, speed: float | None,
+          limit: int | None, progress: Progress | None) -> None:
+    summary = deliveries.summary
     pace: tuple[float, int] | None = None  # (monotonic time, ts of the trade sent then) of the file's first trade
     for trade in trades:
         if trade is NEXT_FILE:
@@ -191,12 +215,16 @@ def publish(
         summary.sent += 1
         if progress is not None:
             progress.update(summary.sent)
+
+
+def _flush(producer, deliveries: _Deliveries, progress: Progress | None) -> ReplaySummary:
+    """Wait until every trade sent is acknowledged or failed; ``BrokerLost`` after the loss timeout."""
     while producer.flush(0.5):
         deliveries.check()
-    summary.seconds = time.monotonic() - deliveries.started
+    deliveries.summary.seconds = time.monotonic() - deliveries.started
     if progress is not None:
-        progress.finish(summary.sent)
-    return summary
+        progress.finish(deliveries.summary.sent)
+    return deliveries.summary
 
 
 class _Deliveries:
@@ -214,12 +242,8 @@ class _Deliveries:
     def begin(self) -> None:
         self.started = self.acked_at = time.monotonic()
 
-    @property
-    def waiting(self) -> int:
-        return self.summary.sent - self.summary.published - self.summary.failed
-
     def sending(self) -> None:
-        if self.waiting == 0:
+        if self.summary.waiting == 0:
             self.acked_at = time.monotonic()  # nothing was waiting: the silence starts now
 
     def delivered(self, error, message) -> None:
@@ -237,13 +261,14 @@ class _Deliveries:
     def check(self) -> None:
         """Raise ``BrokerLost`` (the summary so far in ``.summary``) once the broker counts as lost."""
         silent = time.monotonic() - self.acked_at
-        if not (self.watch.lost() or (self.waiting and silent >= self.loss_timeout_s)):
+        if not (self.watch.lost() or (self.summary.waiting and silent >= self.loss_timeout_s)):
             return
         self.summary.seconds = time.monotonic() - self.started
         detail = self.watch.describe() if self.watch.lost() else (
             f"no acknowledgement from {self.brokers} for {silent:.0f} s "
             f"(BROKER_LOSS_TIMEOUT_S={self.loss_timeout_s:g})")
-        error = BrokerLost(f"{detail}; {self.summary.published:,} trades acknowledged, {self.waiting:,} not delivered")
+        error = BrokerLost(f"{detail}; {self.summary.published:,} trades acknowledged, "
+                           f"{self.summary.waiting:,} not delivered")
         error.summary = self.summary
         raise error
 
@@ -276,14 +301,20 @@ def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, c
 
 
 def file_trades(paths: list[str]) -> Iterator[dict[str, Any] | object]:
-    """The trades of each file in turn, ``NEXT_FILE`` between two files."""
-    from connectors.files import iter_trade_chunks
+    """The trades of each file in turn, ``NEXT_FILE`` between two files; ``UnreadableFile``, naming
+    the file and how many of its trades came before, where one cannot be read any further."""
+    from connectors.files import UnsupportedFileError, iter_trade_chunks, unreadable_rest
 
     for number, path in enumerate(paths):
         if number:
             yield NEXT_FILE
-        for chunk in iter_trade_chunks(path):
-            yield from chunk
+        read = 0
+        try:
+            for chunk in iter_trade_chunks(path):
+                yield from chunk
+                read += len(chunk)
+        except (OSError, UnsupportedFileError) as error:  # CorruptFile is an OSError, as is a file gone meanwhile
+            raise UnreadableFile(unreadable_rest(Path(path), read, error)) from error
 
 
 def synthetic_trades(symbols: int, trades: int, seed: int) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -390,9 +421,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
 
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)
-    unreadable = [path for path in args.files if not Path(path).is_file()]
-    if unreadable:  # before anything is published: a later missing file would cut the replay short
-        print(f"connectors.replay: not a file: {', '.join(map(str, unreadable))}", file=sys.stderr)
+    refused = refused_files(args.files)
+    if refused:
+        print(f"connectors.replay: {refused}", file=sys.stderr)
         return 2
     settings = client_settings_from_env(environ)
     loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0, 86_400.0)
@@ -416,18 +447,30 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         summary = publish(source, args.brokers, args.topic, speed=args.speed, limit=args.limit,
                           client_settings=settings, progress=Progress(total), linger_ms=args.linger_ms,
                           loss_timeout_s=loss_timeout_s)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"connectors.replay: {error}", file=sys.stderr)
-        return 2
-    except BrokerLost as error:
-        end_progress_line = "\n" if sys.stderr.isatty() else ""
+    except (BrokerLost, UnreadableFile) as error:
+        print(error.summary.describe(args.topic))
+        end_progress_line = "\n" if isinstance(error, BrokerLost) and sys.stderr.isatty() else ""
         print(f"{end_progress_line}connectors.replay: {error}", file=sys.stderr)
-        return 3
+        return 3 if isinstance(error, BrokerLost) else 4
     except KeyboardInterrupt:
         print("connectors.replay: interrupted", file=sys.stderr)
         return 130
     print(summary.describe(args.topic))
     return 1 if summary.failed else 0
+
+
+def refused_files(paths: list[str]) -> str | None:
+    """Why the files cannot be replayed, found before anything is published: a missing or
+    unsupported file found later would cut the replay short after the earlier ones."""
+    from connectors.files import SUPPORTED_SUFFIXES
+
+    missing = [path for path in paths if not Path(path).is_file()]
+    if missing:
+        return f"not a file: {', '.join(missing)}"
+    unsupported = [path for path in paths if not path.lower().endswith(SUPPORTED_SUFFIXES)]
+    if unsupported:
+        return f"not a trades file ({', '.join(SUPPORTED_SUFFIXES)}): {', '.join(unsupported)}"
+    return None
 
 
 if __name__ == "__main__":

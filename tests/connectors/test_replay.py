@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import sys
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.broker
 
 REPO = Path(__file__).resolve().parent.parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "replay-three-symbols.csv"
+DBN_FIXTURE = REPO / "tests" / "fixtures" / "nvda-20201228.trades.dbn.zst"  # 4 trades
+NOISE = random.Random(7).randbytes(600)
 REAL_DAY = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 
 
@@ -207,3 +210,48 @@ def test_a_missing_file_or_a_directory_stops_the_replay_before_anything_is_publi
                  "--topic", topic]) == 2
     assert f"not a file: {tmp_path / 'missing.csv'}, {tmp_path / 'd.csv'}" in capsys.readouterr().err
     assert partition_count(broker, topic) == 0  # nothing published, not even the first file
+
+
+def dbn_bytes() -> bytes:
+    """The 4-trade DBN fixture, uncompressed: a 360-byte header and four 48-byte records."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(DBN_FIXTURE.open("rb")) as stream:
+        return stream.read()
+
+
+def csv_zst_then_noise() -> bytes:
+    """Ten trades in a zstd frame, then bytes that are not zstd (a disk or a copy gone wrong)."""
+    import zstandard
+
+    header_and_ten = b"\n".join(FIXTURE.read_bytes().splitlines()[:11]) + b"\n"
+    return zstandard.ZstdCompressor().compress(header_and_ten) + NOISE
+
+
+@pytest.mark.parametrize("name, content, readable, reason", [
+    ("noise.dbn", lambda: NOISE, 0, "CorruptFile: noise.dbn is not a DBN file"),
+    ("cut.dbn", lambda: dbn_bytes()[:-20], 3, "TruncatedFile: cut.dbn ends inside a DBN record: the file was cut"),
+    ("noise.csv.zst", lambda: NOISE, 0, "CorruptFile: noise.csv.zst is not zstd data after byte 0"),
+    ("then-noise.csv.zst", csv_zst_then_noise, 10, "CorruptFile: then-noise.csv.zst is not zstd data after byte"),
+])
+def test_a_corrupt_file_publishes_the_trades_before_the_damage_then_stops_with_one_line(
+        broker, topic_prefix, tmp_path, capsys, name, content, readable, reason):
+    """Before, a DBN or zstd decoding error was a traceback that lost what was queued, and a DBN file
+    cut inside a record lost the record with a warning and exit status 0."""
+    broken = tmp_path / name
+    broken.write_bytes(content())
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(FIXTURE), str(broken), str(FIXTURE)) == 4  # the file after it is not read
+    out, err = capsys.readouterr()
+    assert f"published {30 + readable} trades to {topic}" in out
+    (line,) = [line for line in err.splitlines() if not line.startswith("created topic")]
+    assert line.startswith(f"connectors.replay: {name} cannot be read after its first {readable} trades: {reason}")
+    assert len(read_topic(broker, topic)) == 30 + readable
+
+
+def test_an_unsupported_file_stops_the_replay_before_anything_is_published(broker, topic_prefix, tmp_path, capsys):
+    topic = f"{topic_prefix}-stocks"
+    (tmp_path / "day.parquet").write_bytes(b"")
+    assert replay(broker, topic, str(FIXTURE), str(tmp_path / "day.parquet")) == 2
+    assert f"not a trades file (.csv, .csv.zst, .dbn, .dbn.zst): {tmp_path / 'day.parquet'}" in capsys.readouterr().err
+    assert partition_count(broker, topic) == 0
