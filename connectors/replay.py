@@ -13,13 +13,17 @@ with its reason instead of it vanishing at the edge.
 A trade counts as published only once the broker has acknowledged it. When no
 broker is reachable for ``BROKER_LOSS_TIMEOUT_S`` (30 s), or messages wait that
 long for an acknowledgement, the replay stops with one line and exit status 3.
+SIGINT or SIGTERM stops it too: no trade is read after it, the ones sent are flushed
+(for at most that timeout), the summary is printed, exit status 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from collections import Counter
@@ -173,10 +177,13 @@ def publish(
     progress: Progress | None = None,
     linger_ms: float = PACED_LINGER_MS,
     loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
+    stop: threading.Event | None = None,
 ) -> ReplaySummary:
     """Publish ``trades`` in order; ``speed`` None is as fast as the broker takes them.
 
     With a speed, trade ``i`` is sent ``(ts_recv[i] - ts_recv[0]) / speed`` after the first.
+    Once ``stop`` is set (by the CLI's signal handler), no more trades are read or sent; the
+    ones sent are flushed and counted as at the end.
     Raises ``BrokerLost`` (its summary in ``.summary``) when no broker is reachable,
     or nothing is acknowledged, for ``loss_timeout_s`` while trades wait; and ``UnreadableFile``
     (its summary too) once the trades read before it are delivered.
@@ -188,7 +195,7 @@ def publish(
                                           linger_ms, loss_timeout_s, deliveries.watch))
     deliveries.begin()
     try:
-        _send(trades, producer, topic, deliveries, speed, limit, progress)
+        _send(trades, producer, topic, deliveries, speed, limit, progress, stop or threading.Event())
     except UnreadableFile as error:  # what was queued before it still goes out, and is counted
         error.summary = _flush(producer, deliveries, progress)
         raise
@@ -196,17 +203,19 @@ def publish(
 
 
 def _send(trades: Iterable[dict[str, Any]], producer, topic: str, deliveries: _Deliveries, speed: float | None,
-          limit: int | None, progress: Progress | None) -> None:
+          limit: int | None, progress: Progress | None, stop: threading.Event) -> None:
     summary = deliveries.summary
     pace: tuple[float, int] | None = None  # (monotonic time, ts of the trade sent then) of the file's first trade
     for trade in trades:
         if trade is NEXT_FILE:
             pace = None
             continue
-        if limit is not None and summary.sent >= limit:
+        if stop.is_set() or (limit is not None and summary.sent >= limit):
             break
         if speed is not None:
-            pace = _wait_for_turn(producer, trade, pace, speed, deliveries.check)
+            pace = _wait_for_turn(producer, trade, pace, speed, deliveries.check, stop)
+            if stop.is_set():  # while it waited for its turn
+                break
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
         deliveries.sending()
@@ -274,7 +283,7 @@ class _Deliveries:
 
 
 def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: float,
-                   check_broker) -> tuple[float, int] | None:
+                   check_broker, stop: threading.Event) -> tuple[float, int] | None:
     moment = (timestamp_ns(trade.get("ts_recv")) or timestamp_ns(trade.get("ts_event"))
               if isinstance(trade, dict) else None)
     if moment is None:  # a malformed trade goes out at once; the job rejects it
@@ -283,7 +292,7 @@ def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: 
         return time.monotonic(), moment
     started, first_ns = pace
     due = started + (moment - first_ns) / 1e9 / speed
-    while (delay := due - time.monotonic()) > 0:
+    while (delay := due - time.monotonic()) > 0 and not stop.is_set():
         producer.poll(min(delay, 0.05))
         check_broker()
     return pace
@@ -414,17 +423,60 @@ def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: flo
     return value
 
 
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
-    from connectors.kafka import ensure_topics
-    from connectors.kafka_settings import client_settings_from_env
+class StopOnSignal:
+    """SIGINT and SIGTERM while the CLI runs: the first sets ``stop`` (the replay reads nothing
+    more, flushes what it sent and prints its summary), a second ends the process at once, by
+    that signal, for a flush the user will not wait for. The previous handlers come back on exit;
+    a signal ignored at start (SIGINT of a background job) stays ignored."""
 
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *_exception: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, _frame: Any) -> None:
+        if self.received is not None:
+            end_progress_line = "\n" if sys.stderr.isatty() else ""
+            name = signal.Signals(number).name
+            line = f"{end_progress_line}connectors.replay: {name} again: not waiting for the broker\n"
+            os.write(2, line.encode())  # not print(): the handler may have interrupted a print
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+        self.received = signal.Signals(number)
+        self.stop.set()
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)
     refused = refused_files(args.files)
     if refused:
         print(f"connectors.replay: {refused}", file=sys.stderr)
         return 2
+    with StopOnSignal() as interruption:
+        status = run(args, environ, interruption.stop)
+    if interruption.received is None:
+        return status
+    print(f"connectors.replay: interrupted by {interruption.received.name}", file=sys.stderr)
+    return 128 + interruption.received
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str], stop: threading.Event) -> int:
+    """The CLI's work after its arguments are checked: its exit status."""
+    from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
+    from connectors.kafka import ensure_topics
+    from connectors.kafka_settings import client_settings_from_env
+
     settings = client_settings_from_env(environ)
     loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0, 86_400.0)
     try:
@@ -446,15 +498,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     try:
         summary = publish(source, args.brokers, args.topic, speed=args.speed, limit=args.limit,
                           client_settings=settings, progress=Progress(total), linger_ms=args.linger_ms,
-                          loss_timeout_s=loss_timeout_s)
+                          loss_timeout_s=loss_timeout_s, stop=stop)
     except (BrokerLost, UnreadableFile) as error:
         print(error.summary.describe(args.topic))
         end_progress_line = "\n" if isinstance(error, BrokerLost) and sys.stderr.isatty() else ""
         print(f"{end_progress_line}connectors.replay: {error}", file=sys.stderr)
         return 3 if isinstance(error, BrokerLost) else 4
-    except KeyboardInterrupt:
-        print("connectors.replay: interrupted", file=sys.stderr)
-        return 130
     print(summary.describe(args.topic))
     return 1 if summary.failed else 0
 

