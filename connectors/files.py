@@ -18,7 +18,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.codec import TRADE_FIELDS, as_trade_message, encode_trade, format_timestamp_ns
-from connectors.csv_trades import UNREADABLE, csv_chunks
+from connectors.csv_trades import UNREADABLE, CorruptFile, TruncatedFile, csv_chunks
 from connectors.messages import DeadLetter, Origin, TradeMessage
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.zst", ".dbn", ".dbn.zst")
@@ -40,7 +40,10 @@ def file_kind(path: str | Path) -> str:
 
 
 def iter_trade_chunks(path: str | Path, chunk_size: int = 20_000) -> Iterator[list[dict[str, Any]]]:
-    """Yield the trades of one file as lists of at most ``chunk_size`` dicts."""
+    """Yield the trades of one file as lists of at most ``chunk_size`` dicts.
+
+    Raises ``CorruptFile`` (an ``OSError``; ``TruncatedFile`` for a cut file) after the trades
+    read before the bytes stop being zstd or DBN: a reader keeps those and reports the rest lost."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -50,28 +53,65 @@ def iter_trade_chunks(path: str | Path, chunk_size: int = 20_000) -> Iterator[li
         yield from _dbn_chunks(path, chunk_size)
 
 
+def unreadable_rest(path: Path, trades_read: int, error: Exception) -> str:
+    """Why the rest of a file is lost, in the same words for the backtest's dead letter and the replay."""
+    return f"{path.name} cannot be read after its first {trades_read:,} trades: {type(error).__name__}: {error}"
+
+
 def iter_trades(path: str | Path) -> Iterator[dict[str, Any]]:
     for chunk in iter_trade_chunks(path):
         yield from chunk
 
 
 def _dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    """databento raises half a dozen types for bytes that are not DBN, and only warns (dropping
+    the rest) at a record cut short: each becomes ``CorruptFile`` after the chunks before it."""
     import databento  # imported lazily: only DBN files need it
 
-    store = databento.DBNStore.from_file(path)
+    not_dbn = _dbn_decoding_errors()
+    try:
+        store = databento.DBNStore.from_file(path)
+    except not_dbn as error:
+        raise CorruptFile(f"{path.name} is not a DBN file ({error})") from None
     if store.schema is None or str(store.schema) != "trades":
         raise UnsupportedFileError(f"{path}: DBN schema is {store.schema}, expected trades")
     frames = iter(store.to_df(price_type="float", pretty_ts=False, map_symbols=True, count=chunk_size))
     while True:  # chunk_size records at a time, decoded as they are read
-        with warnings.catch_warnings():
-            # databento calls DataFrame.set_index(inplace=True), which pandas 3.1 deprecates.
-            warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
-            frame = next(frames, None)
+        try:
+            frame, cut = _next_dbn_frame(frames)
+        except not_dbn as error:
+            raise CorruptFile(f"{path.name} is not DBN records from here on ({error})") from None
         if frame is None:
             return
         chunk = [_dbn_trade(row) for row in frame.reset_index().to_dict("records")]
         if chunk:
             yield chunk
+        if cut:
+            raise TruncatedFile(f"{path.name} ends inside a DBN record: the file was cut")
+
+
+def _dbn_decoding_errors() -> tuple[type[Exception], ...]:
+    from databento import BentoError
+    from databento_dbn import DBNError
+    from zstandard import ZstdError
+
+    return BentoError, DBNError, ZstdError, ValueError  # ValueError: an empty file, a field that is not text or time
+
+
+def _next_dbn_frame(frames: Iterator[Any]) -> tuple[Any, bool]:
+    """The next frame (``None`` at the end) and whether databento warned that the file ends inside a record."""
+    from databento.common.error import BentoWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BentoWarning)
+        # databento calls DataFrame.set_index(inplace=True), which pandas 3.1 deprecates.
+        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
+        frame = next(frames, None)
+    cut = [warning for warning in caught if "truncated" in str(warning.message)]
+    for warning in caught:
+        if warning not in cut:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return frame, bool(cut)
 
 
 def _dbn_trade(row: dict[str, Any]) -> dict[str, Any]:
@@ -126,8 +166,7 @@ class _TradeFilePartition(StatefulSourcePartition):
                     if skip:  # emitted before the restart being resumed
                         skip -= 1
                     else:
-                        reason = (f"{path.name} cannot be read after its first {line:,} trades: "
-                                  f"{type(error).__name__}: {error}")
+                        reason = unreadable_rest(path, line, error)
                         yield [DeadLetter(reason, "decode", Origin(source, 0, line + 1), b"")]
                     break  # on to the next file
                 first_line, line = line, line + len(chunk)

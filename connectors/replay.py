@@ -13,13 +13,17 @@ with its reason instead of it vanishing at the edge.
 A trade counts as published only once the broker has acknowledged it. When no
 broker is reachable for ``BROKER_LOSS_TIMEOUT_S`` (30 s), or messages wait that
 long for an acknowledgement, the replay stops with one line and exit status 3.
+SIGINT or SIGTERM stops it too: no trade is read after it, the ones sent are flushed
+(for at most that timeout), the summary is printed, exit status 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from collections import Counter
@@ -51,6 +55,12 @@ class BrokerLost(RuntimeError):
     """No broker reachable, or no acknowledgement, for the loss timeout."""
 
 
+class UnreadableFile(RuntimeError):
+    """A file that cannot be read to its end (corrupt, cut short, not trades): the trades read
+    from it before are published, the files after it are not (a repaired file can be replayed
+    with the rest; the job dead-letters the trades it has already seen as repeats)."""
+
+
 @dataclass
 class ReplaySummary:
     published: int = 0
@@ -61,6 +71,11 @@ class ReplaySummary:
     seconds: float = 0.0
     by_symbol: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+
+    @property
+    def waiting(self) -> int:
+        """Trades sent and neither acknowledged nor failed: lost when the replay ends now."""
+        return self.sent - self.published - self.failed
 
     def describe(self, topic: str) -> str:
         rate = self.published / self.seconds if self.seconds > 0 else 0.0
@@ -73,6 +88,8 @@ class ReplaySummary:
         if self.failed:
             reasons = "; ".join(f"{reason} x{count}" for reason, count in self.errors.most_common(3))
             lines.append(f"FAILED to publish {self.failed:,} trades: {reasons}")
+        if self.waiting:
+            lines.append(f"NOT DELIVERED {self.waiting:,} trades: no acknowledgement before the replay stopped")
         return "\n".join(lines)
 
 
@@ -160,29 +177,45 @@ def publish(
     progress: Progress | None = None,
     linger_ms: float = PACED_LINGER_MS,
     loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
+    stop: threading.Event | None = None,
 ) -> ReplaySummary:
     """Publish ``trades`` in order; ``speed`` None is as fast as the broker takes them.
 
     With a speed, trade ``i`` is sent ``(ts_recv[i] - ts_recv[0]) / speed`` after the first.
+    Once ``stop`` is set (by the CLI's signal handler), no more trades are read or sent; the
+    ones sent are flushed and counted as at the end.
     Raises ``BrokerLost`` (its summary in ``.summary``) when no broker is reachable,
-    or nothing is acknowledged, for ``loss_timeout_s`` while trades wait.
+    or nothing is acknowledged, for ``loss_timeout_s`` while trades wait; and ``UnreadableFile``
+    (its summary too) once the trades read before it are delivered.
     """
     from confluent_kafka import Producer
 
     deliveries = _Deliveries(brokers, loss_timeout_s)
-    summary = deliveries.summary
     producer = Producer(producer_settings(brokers, speed is not None, client_settings or {},
                                           linger_ms, loss_timeout_s, deliveries.watch))
     deliveries.begin()
+    try:
+        _send(trades, producer, topic, deliveries, speed, limit, progress, stop or threading.Event())
+    except UnreadableFile as error:  # what was queued before it still goes out, and is counted
+        error.summary = _flush(producer, deliveries, progress)
+        raise
+    return _flush(producer, deliveries, progress)
+
+
+def _send(trades: Iterable[dict[str, Any]], producer, topic: str, deliveries: _Deliveries, speed: float | None,
+          limit: int | None, progress: Progress | None, stop: threading.Event) -> None:
+    summary = deliveries.summary
     pace: tuple[float, int] | None = None  # (monotonic time, ts of the trade sent then) of the file's first trade
     for trade in trades:
         if trade is NEXT_FILE:
             pace = None
             continue
-        if limit is not None and summary.sent >= limit:
+        if stop.is_set() or (limit is not None and summary.sent >= limit):
             break
         if speed is not None:
-            pace = _wait_for_turn(producer, trade, pace, speed, deliveries.check)
+            pace = _wait_for_turn(producer, trade, pace, speed, deliveries.check, stop)
+            if stop.is_set():  # while it waited for its turn
+                break
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
         deliveries.sending()
@@ -191,12 +224,16 @@ def publish(
         summary.sent += 1
         if progress is not None:
             progress.update(summary.sent)
+
+
+def _flush(producer, deliveries: _Deliveries, progress: Progress | None) -> ReplaySummary:
+    """Wait until every trade sent is acknowledged or failed; ``BrokerLost`` after the loss timeout."""
     while producer.flush(0.5):
         deliveries.check()
-    summary.seconds = time.monotonic() - deliveries.started
+    deliveries.summary.seconds = time.monotonic() - deliveries.started
     if progress is not None:
-        progress.finish(summary.sent)
-    return summary
+        progress.finish(deliveries.summary.sent)
+    return deliveries.summary
 
 
 class _Deliveries:
@@ -214,12 +251,8 @@ class _Deliveries:
     def begin(self) -> None:
         self.started = self.acked_at = time.monotonic()
 
-    @property
-    def waiting(self) -> int:
-        return self.summary.sent - self.summary.published - self.summary.failed
-
     def sending(self) -> None:
-        if self.waiting == 0:
+        if self.summary.waiting == 0:
             self.acked_at = time.monotonic()  # nothing was waiting: the silence starts now
 
     def delivered(self, error, message) -> None:
@@ -237,19 +270,20 @@ class _Deliveries:
     def check(self) -> None:
         """Raise ``BrokerLost`` (the summary so far in ``.summary``) once the broker counts as lost."""
         silent = time.monotonic() - self.acked_at
-        if not (self.watch.lost() or (self.waiting and silent >= self.loss_timeout_s)):
+        if not (self.watch.lost() or (self.summary.waiting and silent >= self.loss_timeout_s)):
             return
         self.summary.seconds = time.monotonic() - self.started
         detail = self.watch.describe() if self.watch.lost() else (
             f"no acknowledgement from {self.brokers} for {silent:.0f} s "
             f"(BROKER_LOSS_TIMEOUT_S={self.loss_timeout_s:g})")
-        error = BrokerLost(f"{detail}; {self.summary.published:,} trades acknowledged, {self.waiting:,} not delivered")
+        error = BrokerLost(f"{detail}; {self.summary.published:,} trades acknowledged, "
+                           f"{self.summary.waiting:,} not delivered")
         error.summary = self.summary
         raise error
 
 
 def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: float,
-                   check_broker) -> tuple[float, int] | None:
+                   check_broker, stop: threading.Event) -> tuple[float, int] | None:
     moment = (timestamp_ns(trade.get("ts_recv")) or timestamp_ns(trade.get("ts_event"))
               if isinstance(trade, dict) else None)
     if moment is None:  # a malformed trade goes out at once; the job rejects it
@@ -258,7 +292,7 @@ def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: 
         return time.monotonic(), moment
     started, first_ns = pace
     due = started + (moment - first_ns) / 1e9 / speed
-    while (delay := due - time.monotonic()) > 0:
+    while (delay := due - time.monotonic()) > 0 and not stop.is_set():
         producer.poll(min(delay, 0.05))
         check_broker()
     return pace
@@ -276,14 +310,20 @@ def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, c
 
 
 def file_trades(paths: list[str]) -> Iterator[dict[str, Any] | object]:
-    """The trades of each file in turn, ``NEXT_FILE`` between two files."""
-    from connectors.files import iter_trade_chunks
+    """The trades of each file in turn, ``NEXT_FILE`` between two files; ``UnreadableFile``, naming
+    the file and how many of its trades came before, where one cannot be read any further."""
+    from connectors.files import UnsupportedFileError, iter_trade_chunks, unreadable_rest
 
     for number, path in enumerate(paths):
         if number:
             yield NEXT_FILE
-        for chunk in iter_trade_chunks(path):
-            yield from chunk
+        read = 0
+        try:
+            for chunk in iter_trade_chunks(path):
+                yield from chunk
+                read += len(chunk)
+        except (OSError, UnsupportedFileError) as error:  # CorruptFile is an OSError, as is a file gone meanwhile
+            raise UnreadableFile(unreadable_rest(Path(path), read, error)) from error
 
 
 def synthetic_trades(symbols: int, trades: int, seed: int) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -294,6 +334,43 @@ def synthetic_trades(symbols: int, trades: int, seed: int) -> tuple[list[dict[st
     return generate_tape(symbols=symbols, trades=trades, seed=seed)
 
 
+MAX_SPEED = 1_000_000.0
+"""A whole day in under a tenth of a second: faster is ``--max``."""
+MIN_SPEED = 0.001
+"""A thousand times slower than the market: one second between two trades takes 17 minutes."""
+MAX_LIMIT = 10**12
+"""Years of a whole US feed (30-50 million trades a day): a larger --limit is a typo."""
+MAX_PARTITIONS = 1_000
+"""The job opens one consumer per input partition."""
+MAX_SYMBOLS = 10_000
+"""A whole US equities feed."""
+MAX_SYNTHETIC_TRADES = 1_000_000
+"""The synthetic tape is built in memory before the first trade goes out (about 1.4 KB and
+0.1 ms a trade); a larger tape is ``connectors.market`` written to a file."""
+MAX_SEED = 2**32 - 1
+"""The seeds every numpy generator takes (``default_rng`` takes more, the legacy ``RandomState`` not)."""
+
+
+def bounded_number(kind: type, minimum: float, maximum: float):
+    """An argparse type: an ASCII, finite number (``parse_number``) from ``minimum`` to ``maximum``.
+    argparse's own ``int`` and ``float`` take ``nan``, ``inf`` and other scripts' digits."""
+    def parse(text: str) -> int | float:
+        try:
+            value = parse_number(text, kind)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            noun = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(
+                f"must be {noun} from {_shown(minimum)} to {_shown(maximum)}, not {text!r}")
+        return value
+    return parse
+
+
+def _shown(number: float) -> str:
+    return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
+
+
 def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m connectors.replay",
@@ -302,32 +379,34 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     )
     parser.add_argument("files", nargs="*", metavar="FILE")
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, help="follow the real gaps between trades, X times faster")
+    pace.add_argument("--speed", type=bounded_number(float, MIN_SPEED, MAX_SPEED),
+                      help=f"follow the real gaps between trades, X times faster "
+                      f"({_shown(MIN_SPEED)} to {_shown(MAX_SPEED)})")
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes them (default)")
-    parser.add_argument("--limit", type=int, help="publish at most N trades")
-    parser.add_argument("--linger-ms", type=float, default=PACED_LINGER_MS,
-                        help=f"paced: how long trades may gather into one request (default {PACED_LINGER_MS:g})")
-    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
-                        help=f"partitions of the topic when it is created (default {DEFAULT_PARTITIONS})")
+    parser.add_argument("--limit", type=bounded_number(int, 0, MAX_LIMIT),
+                        help=f"publish at most N trades (0 to {_shown(MAX_LIMIT)})")
+    parser.add_argument("--linger-ms", type=bounded_number(float, 0, 1000), default=PACED_LINGER_MS,
+                        help=f"paced: how long trades may gather into one request "
+                        f"(0 to 1000, default {PACED_LINGER_MS:g})")
+    parser.add_argument("--partitions", type=bounded_number(int, 1, MAX_PARTITIONS), default=DEFAULT_PARTITIONS,
+                        help=f"partitions of the topic when it is created (1 to {MAX_PARTITIONS:,}, "
+                        f"default {DEFAULT_PARTITIONS})")
     parser.add_argument("--brokers", default=environ.get("KAFKA_BROKERS", "localhost:9092"),
                         help="bootstrap servers (default: $KAFKA_BROKERS or localhost:9092)")
     parser.add_argument("--topic", default=environ.get("INPUT_TOPIC", "stocks"),
                         help="topic to publish to (default: $INPUT_TOPIC or stocks)")
     parser.add_argument("--synthetic", action="store_true", help="publish the synthetic tape instead of files")
-    parser.add_argument("--symbols", type=int, default=5, help="synthetic: instruments (default 5)")
-    parser.add_argument("--trades", type=int, default=20_000, help="synthetic: trades in all (default 20000)")
-    parser.add_argument("--seed", type=int, default=1, help="synthetic: random seed (default 1)")
+    parser.add_argument("--symbols", type=bounded_number(int, 1, MAX_SYMBOLS), default=5,
+                        help=f"synthetic: instruments (1 to {MAX_SYMBOLS:,}, default 5)")
+    parser.add_argument("--trades", type=bounded_number(int, 1, MAX_SYNTHETIC_TRADES), default=20_000,
+                        help=f"synthetic: trades in all (--symbols to {MAX_SYNTHETIC_TRADES:,}, default 20000)")
+    parser.add_argument("--seed", type=bounded_number(int, 0, MAX_SEED), default=1,
+                        help=f"synthetic: random seed (0 to {MAX_SEED:,}, default 1)")
     args = parser.parse_args(argv)
     if args.synthetic == bool(args.files):
         parser.error("give FILE... or --synthetic (not both)")
-    if args.speed is not None and args.speed <= 0:
-        parser.error("--speed must be positive")
-    if args.limit is not None and args.limit < 0:
-        parser.error("--limit must not be negative")
-    if args.partitions < 1:
-        parser.error("--partitions must be at least 1")
-    if not 0 <= args.linger_ms <= 1000:
-        parser.error("--linger-ms must be between 0 and 1000")
+    if args.trades < args.symbols:
+        parser.error(f"argument --trades: must be at least --symbols ({args.symbols:,}): one trade per symbol")
     return args
 
 
@@ -344,17 +423,60 @@ def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: flo
     return value
 
 
+class StopOnSignal:
+    """SIGINT and SIGTERM while the CLI runs: the first sets ``stop`` (the replay reads nothing
+    more, flushes what it sent and prints its summary), a second ends the process at once, by
+    that signal, for a flush the user will not wait for. The previous handlers come back on exit;
+    a signal ignored at start (SIGINT of a background job) stays ignored."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *_exception: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, _frame: Any) -> None:
+        if self.received is not None:
+            end_progress_line = "\n" if sys.stderr.isatty() else ""
+            name = signal.Signals(number).name
+            line = f"{end_progress_line}connectors.replay: {name} again: not waiting for the broker\n"
+            os.write(2, line.encode())  # not print(): the handler may have interrupted a print
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+        self.received = signal.Signals(number)
+        self.stop.set()
+
+
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    args = parse_args(argv, environ)
+    refused = refused_files(args.files)
+    if refused:
+        print(f"connectors.replay: {refused}", file=sys.stderr)
+        return 2
+    with StopOnSignal() as interruption:
+        status = run(args, environ, interruption.stop)
+    if interruption.received is None:
+        return status
+    print(f"connectors.replay: interrupted by {interruption.received.name}", file=sys.stderr)
+    return 128 + interruption.received
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str], stop: threading.Event) -> int:
+    """The CLI's work after its arguments are checked: its exit status."""
     from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
     from connectors.kafka import ensure_topics
     from connectors.kafka_settings import client_settings_from_env
 
-    environ = os.environ if environ is None else environ
-    args = parse_args(argv, environ)
-    unreadable = [path for path in args.files if not Path(path).is_file()]
-    if unreadable:  # before anything is published: a later missing file would cut the replay short
-        print(f"connectors.replay: not a file: {', '.join(map(str, unreadable))}", file=sys.stderr)
-        return 2
     settings = client_settings_from_env(environ)
     loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0, 86_400.0)
     try:
@@ -376,19 +498,28 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     try:
         summary = publish(source, args.brokers, args.topic, speed=args.speed, limit=args.limit,
                           client_settings=settings, progress=Progress(total), linger_ms=args.linger_ms,
-                          loss_timeout_s=loss_timeout_s)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"connectors.replay: {error}", file=sys.stderr)
-        return 2
-    except BrokerLost as error:
-        end_progress_line = "\n" if sys.stderr.isatty() else ""
+                          loss_timeout_s=loss_timeout_s, stop=stop)
+    except (BrokerLost, UnreadableFile) as error:
+        print(error.summary.describe(args.topic))
+        end_progress_line = "\n" if isinstance(error, BrokerLost) and sys.stderr.isatty() else ""
         print(f"{end_progress_line}connectors.replay: {error}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("connectors.replay: interrupted", file=sys.stderr)
-        return 130
+        return 3 if isinstance(error, BrokerLost) else 4
     print(summary.describe(args.topic))
     return 1 if summary.failed else 0
+
+
+def refused_files(paths: list[str]) -> str | None:
+    """Why the files cannot be replayed, found before anything is published: a missing or
+    unsupported file found later would cut the replay short after the earlier ones."""
+    from connectors.files import SUPPORTED_SUFFIXES
+
+    missing = [path for path in paths if not Path(path).is_file()]
+    if missing:
+        return f"not a file: {', '.join(missing)}"
+    unsupported = [path for path in paths if not path.lower().endswith(SUPPORTED_SUFFIXES)]
+    if unsupported:
+        return f"not a trades file ({', '.join(SUPPORTED_SUFFIXES)}): {', '.join(unsupported)}"
+    return None
 
 
 if __name__ == "__main__":

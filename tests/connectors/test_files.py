@@ -149,3 +149,29 @@ def test_a_cut_zst_file_gives_its_complete_lines_then_says_it_was_cut(tmp_path, 
     readable = [row for row in read if UNREADABLE not in row]
     assert [row["sequence"] for row in readable] == list(range(1, len(readable) + 1))
     assert len(readable) >= complete and len(read) - len(readable) <= 1  # at most the cut line
+
+
+def test_a_dbn_file_cut_inside_a_record_gives_its_complete_records_then_says_it_was_cut(tmp_path):
+    """databento only warned, and the backtest and the replay lost the cut record without a word."""
+    import zstandard
+
+    from connectors.csv_trades import TruncatedFile
+
+    with zstandard.ZstdDecompressor().stream_reader((FIXTURES / "nvda-20201228.trades.dbn.zst").open("rb")) as stream:
+        whole = stream.read()
+    path = tmp_path / "cut.dbn"
+    path.write_bytes(whole[:-20])  # inside the fourth 48-byte record
+    read = []
+    with pytest.raises(TruncatedFile, match="cut.dbn ends inside a DBN record: the file was cut"):
+        for chunk in iter_trade_chunks(path, 2):
+            read += chunk
+    assert read == list(iter_trades(FIXTURES / "nvda-20201228.trades.dbn.zst"))[:3]
+
+
+@pytest.mark.parametrize("name", ["noise.dbn", "noise.dbn.zst", "noise.csv.zst"])
+def test_bytes_that_are_not_dbn_or_zstd_are_a_corrupt_file_not_a_library_error(tmp_path, name):
+    from connectors.csv_trades import CorruptFile
+
+    (tmp_path / name).write_bytes(bytes(range(256)) * 3)
+    with pytest.raises(CorruptFile, match=f"{name} is not"):
+        list(iter_trade_chunks(tmp_path / name))

