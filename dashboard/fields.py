@@ -34,7 +34,9 @@ MAX_PRICE_PATH = 1000
 MAX_LIST = 1000
 
 _ISO_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})"
+    # [0-9], not \d: \d also matches other scripts' digits, which int() would then read as a year
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"  # a zone offset is under 24 h, its minutes under 60
 )
 
 
@@ -55,8 +57,9 @@ def json_object(raw: bytes | None) -> dict[str, Any]:
 
 
 def time_ns(value: Any, name: str) -> int:
-    """An ISO-8601 time with a zone, or integer nanoseconds, as nanoseconds since the epoch,
-    between 1990 and 2100 (anything else is a corrupt or hostile time, not a trade's)."""
+    """An ISO-8601 time with a zone (an offset under 24 hours, ASCII digits), or integer nanoseconds,
+    as nanoseconds since the epoch, between 1990 and 2100 (anything else is a corrupt or hostile
+    time, not a trade's)."""
     if isinstance(value, int) and not isinstance(value, bool):
         stamp = value
     elif isinstance(value, str):

@@ -77,6 +77,35 @@ def test_times_in_every_contract_form_give_nanoseconds(value, expected):
     assert iso_time(expected) == "2025-05-09T13:30:00.%09dZ" % (expected % NS)
 
 
+@pytest.mark.parametrize("value", [
+    "2025-05-09T13:30:00+99:99",  # hours and minutes past any zone
+    "2025-05-09T13:30:00+24:00",
+    "2025-05-09T13:30:00-24:00",
+    "2025-05-09T13:30:00+23:60",
+    "2025-05-09T13:30:00-0075",
+    "2025-05-09T13:30:00+5:00",
+    "٢٠٢٥-05-09T13:30:00Z",  # Arabic-Indic digits: int() reads them as 2025
+    "２０２５-05-09T13:30:00Z",  # fullwidth digits
+    "2025-05-09T13:30:00.٨٩٢Z",
+    "2025-05-09T13:30:00+٠٤:00",
+    "2025-05-09T1٣:30:00Z",
+])
+def test_offsets_of_a_day_or_more_and_other_scripts_digits_are_refused(value):
+    with pytest.raises(InvalidRecord, match="not an ISO-8601 time with a zone"):
+        time_ns(value, "ts_event")
+
+
+@pytest.mark.parametrize("value", [
+    "2025-05-10T13:29:00.892370366+23:59",
+    "2025-05-08T13:31:00.892370366-23:59",
+    "2025-05-09T19:00:00.892370366+0530",
+    "2025-05-09T13:30:00.892370366-00:00",
+    "2025-05-09 09:30:00.892370366-0400",
+])
+def test_every_offset_under_a_day_is_read(value):
+    assert time_ns(value, "ts_event") == OPEN_NS
+
+
 def test_a_contract_anomaly_becomes_a_small_record(anomaly):
     record = decode_anomaly(orjson.dumps(anomaly))
     assert (record.anomaly_id, record.incident_id, record.symbol) == (
