@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from dashboard.buffer import AnomalyBuffer, PriceHistory
+from dashboard.buffer import AnomalyBuffer, PriceHistory, PriceLine
 from dashboard.config import DashboardConfig
 from dashboard.error_log import ErrorLog, LogEntry
 from dashboard.health import Progress, ProgressMonitor
@@ -63,7 +63,7 @@ class FeedView:
     incidents: dict[str, Incident]
     reviews: dict[str, Review]
     summaries: dict[str, Summary]
-    prices: dict[str, list[tuple[int, float]]]
+    prices: dict[str, PriceLine]
     members: dict[str, list[Anomaly]] = field(default_factory=dict)
 
 
@@ -238,7 +238,7 @@ class LiveFeed:
                 progress=progress, anomalies=self._anomalies.records(), in_memory=self._anomalies.counts(),
                 duplicates=self._anomalies.duplicates, invalid=dict(self._invalid),
                 incidents={incident.incident_id: incident for incident in self._incidents.all()},
-                reviews=self._reviews.copy(), summaries=self._summaries.copy(), prices=self._prices.points(),
+                reviews=self._reviews.copy(), summaries=self._summaries.copy(), prices=self._prices.lines(),
                 members={incident_id: self._members.of(incident_id)} if incident_id else {},
             )
 
