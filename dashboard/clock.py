@@ -12,6 +12,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 NEW_YORK = ZoneInfo("America/New_York")
+FUTURE_TOLERANCE_NS = 60 * 1_000_000_000
+"""How far past the dashboard's own clock an event time may lie and still be taken as a trade's:
+clocks kept by NTP differ by far less. A time beyond it is not a trade's yet (a wrong clock, or a
+record written to make itself look newest), so it must not outrank the records that follow it."""
+
+
+def believable(ts_ns: int, now_ns: int) -> bool:
+    """Whether an event time is no further past ``now_ns`` (the dashboard's clock) than the tolerance."""
+    return ts_ns <= now_ns + FUTURE_TOLERANCE_NS
 
 
 def moment(ts_ns: int) -> datetime:

@@ -8,11 +8,23 @@ with a message naming the variable instead of a stack trace.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from confluent_kafka import Consumer, KafkaException
+
 from connectors.kafka_settings import client_settings_from_env
+from dashboard.kafka_tail import viewer_settings
 from models.config import parse_number
+
+BROKER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
+"""One bootstrap server: ``host``, ``host:port``, ``[::1]:port``, optionally ``PROTOCOL://`` first."""
+TOPIC_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}")
+"""What Kafka accepts as a topic name: ASCII letters, digits, '.', '_' and '-', not '.' or '..'."""
+PLAIN_WHOLE_NUMBER = re.compile(r"\s*[+-]?(?:0|[1-9][0-9]*)\s*")
+NUMBER_START = re.compile(r"\s*[-+.0-9]")
+NUMBER_REFUSAL = re.compile(r'Invalid value for configuration property "[a-z.]+"')
 
 
 class DashboardConfigError(ValueError):
@@ -52,12 +64,16 @@ class DashboardConfig:
     def __post_init__(self) -> None:
         if not self.brokers.strip():
             raise DashboardConfigError("KAFKA_BROKERS must not be empty")
+        _check_brokers(self.brokers)
         for variable, topic in (
             ("ANOMALY_TOPIC", self.anomaly_topic), ("SUMMARY_TOPIC", self.summary_topic),
             ("INCIDENT_TOPIC", self.incident_topic), ("REVIEW_TOPIC", self.review_topic),
         ):
             if not topic.strip():
                 raise DashboardConfigError(f"{variable} must not be empty")
+            _check_topic(variable, topic)
+        if self.input_topic:  # empty: the job's progress is not watched
+            _check_topic("INPUT_TOPIC", self.input_topic)
         for variable, value, low, high in (
             ("DASHBOARD_BUFFER_SIZE", self.buffer_size, 1, 1_000_000),
             ("DASHBOARD_INCIDENT_LIMIT", self.incident_limit, 10, 1_000_000),
@@ -88,7 +104,7 @@ class DashboardConfig:
             stall_seconds=_number(env, "DASHBOARD_STALL_SECONDS", float, defaults.stall_seconds),
             refresh_seconds=_number(env, "DASHBOARD_REFRESH_SECONDS", float, defaults.refresh_seconds),
             lag_warning=_number(env, "DASHBOARD_LAG_WARNING", int, defaults.lag_warning),
-            client_settings=client_settings_from_env(env),
+            client_settings=_client_settings(env),
         )
 
 
@@ -101,6 +117,63 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: float) -> fl
     except ValueError:
         wanted = "a whole number" if kind is int else "a (finite) number"
         raise DashboardConfigError(f"{name} must be {wanted}, got {raw!r}") from None
+
+
+def _check_brokers(brokers: str) -> None:
+    """Each comma-separated server a host with an optional port: librdkafka takes any text here and
+    only fails to connect later, which the page would show as a broker that is down."""
+    for server in brokers.split(","):
+        match = BROKER.fullmatch(server.strip())
+        if match is None or not 1 <= int(match.group(1) or 9092) <= 65535:
+            raise DashboardConfigError(f"KAFKA_BROKERS must be servers as host or host:port (port 1 to 65535) "
+                                       f"separated by commas, got {brokers!r}")
+
+
+def _check_topic(variable: str, topic: str) -> None:
+    """A name Kafka would refuse only fails when the topic is read: the page would wait for it forever."""
+    if not TOPIC_NAME.fullmatch(topic):
+        raise DashboardConfigError(f"{variable} must be a Kafka topic name (at most 249 ASCII letters, digits, "
+                                   f"'.', '_' and '-'), got {topic!r}")
+
+
+def _client_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The other ``KAFKA_*`` variables as librdkafka properties, tried together on a client built as
+    the page's readers build theirs, so a bad one stops the page here, named, instead of failing
+    every read later as a client error (the job and the replay refuse them at start too).
+
+    librdkafka reads a number up to its first stray character, in C's notation: ``1e3`` is 1 ms,
+    ``10abc`` 10, ``010`` 8. So a number given to a numeric property must be a plain whole number,
+    which both read alike."""
+    settings = client_settings_from_env(env)
+    refusal = _client_refusal(settings)
+    if refusal is not None:
+        raise DashboardConfigError(f"{_blamed(env, refusal)}: refused by the Kafka client: {refusal}")
+    for variable, value in sorted(env.items()):
+        for name, text in client_settings_from_env({variable: value}).items():
+            if NUMBER_START.match(text) and not PLAIN_WHOLE_NUMBER.fullmatch(text) and _takes_numbers(name):
+                raise DashboardConfigError(f"{variable} must be a whole number in plain digits, got {text!r}")
+    return settings
+
+
+def _blamed(env: Mapping[str, str], refusal: str) -> str:
+    """The variables whose property the refusal names; all of them when it names none (a combination)."""
+    named = {variable: name for variable, value in sorted(env.items())
+             for name in client_settings_from_env({variable: value})}
+    return ", ".join([variable for variable, name in named.items() if f'"{name}"' in refusal] or named)
+
+
+def _takes_numbers(name: str) -> bool:
+    """Whether librdkafka reads the property as a number: it refuses text with this message."""
+    return NUMBER_REFUSAL.fullmatch(_client_refusal({name: "not a number"}) or "") is not None
+
+
+def _client_refusal(settings: Mapping[str, str]) -> str | None:
+    """Why librdkafka refuses ``settings`` on a reader, or None; no broker is contacted (none is given)."""
+    try:
+        Consumer(viewer_settings("", lambda _error: None, settings)).close()
+    except KafkaException as error:
+        return error.args[0].str().strip()
+    return None
 
 
 def _shown(value: float) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from dashboard.buffer import AnomalyBuffer, PriceHistory
+from dashboard.buffer import AnomalyBuffer, PriceHistory, PriceLine
 from dashboard.config import DashboardConfig
 from dashboard.error_log import ErrorLog, LogEntry
 from dashboard.health import Progress, ProgressMonitor
@@ -63,7 +63,7 @@ class FeedView:
     incidents: dict[str, Incident]
     reviews: dict[str, Review]
     summaries: dict[str, Summary]
-    prices: dict[str, list[tuple[int, float]]]
+    prices: dict[str, PriceLine]
     members: dict[str, list[Anomaly]] = field(default_factory=dict)
 
 
@@ -80,6 +80,9 @@ class LiveFeed:
         self._prices = PriceHistory()
         self._invalid: dict[str, int] = {}
         self._monitor = ProgressMonitor(config.stall_seconds, config.lag_warning)
+        self._claims_read: list[tuple[int, int]] = []
+        """The input positions of the summaries read since the progress was last observed: the newest
+        summary of an instrument may be a forged one, and the real one before it tells how far the job got."""
         self._status: tuple[bool, str, int, Progress] = (
             False, "not connected yet", 0, Progress("unknown", "not read yet", None, None))
         self._checked_at = datetime.now(timezone.utc)
@@ -136,16 +139,17 @@ class LiveFeed:
             self.errors.add(f"job {progress.state}", f"{self.config.input_topic}: {progress.message}")
 
     def _observe_progress(self, ends: dict[int, int] | None) -> Progress:
+        read, self._claims_read = self._claims_read, []
         if self._input_ends is None:
             return Progress("unknown", "INPUT_TOPIC is empty: the job's progress is not watched", None, None)
-        positions: dict[int, int] = {}
-        for summary in self._summaries.copy().values():
-            if summary.partition is None or summary.offset is None:
-                continue
-            if summary.source not in (None, self.config.input_topic):
-                continue
-            positions[summary.partition] = max(positions.get(summary.partition, 0), summary.offset + 1)
-        return self._monitor.observe(self._clock(), ends, positions)
+        newest = [self._input_claim(summary) for summary in self._summaries.copy().values()]
+        return self._monitor.observe(self._clock(), ends, read + [claim for claim in newest if claim is not None])
+
+    def _input_claim(self, summary: Summary) -> tuple[int, int] | None:
+        """(partition, next offset) of the job's input that the summary says its instrument got to."""
+        if summary.partition is None or summary.offset is None or summary.source not in (None, self.config.input_topic):
+            return None
+        return summary.partition, summary.offset + 1
 
     def _down(self, detail: str, kind: str, checked_at: datetime) -> None:
         self.errors.add(kind, detail)
@@ -202,6 +206,9 @@ class LiveFeed:
     def _keep_summary(self, summary: Summary) -> None:
         self._summaries.add(summary)
         self._prices.add(summary)
+        claim = self._input_claim(summary)
+        if claim is not None:
+            self._claims_read.append(claim)
 
     def _open_tails(self) -> dict[str, TopicTail]:
         if not self._tails:
@@ -231,7 +238,7 @@ class LiveFeed:
                 progress=progress, anomalies=self._anomalies.records(), in_memory=self._anomalies.counts(),
                 duplicates=self._anomalies.duplicates, invalid=dict(self._invalid),
                 incidents={incident.incident_id: incident for incident in self._incidents.all()},
-                reviews=self._reviews.copy(), summaries=self._summaries.copy(), prices=self._prices.points(),
+                reviews=self._reviews.copy(), summaries=self._summaries.copy(), prices=self._prices.lines(),
                 members={incident_id: self._members.of(incident_id)} if incident_id else {},
             )
 

@@ -27,14 +27,24 @@ MAX_PRICE = 1e9
 MAX_COUNT = 10**15
 MAX_ID_LENGTH = 200
 MAX_SYMBOL_LENGTH = 100
-MAX_TEXT_LENGTH = 1000
 MAX_NOTE_LENGTH = 500
 MAX_ANALYST_LENGTH = 80
 MAX_PRICE_PATH = 1000
-MAX_LIST = 1000
+# What is kept of a record is bounded tighter than what validation accepts: a page holds up to
+# tens of thousands of records, and at these bounds the job's own text is never cut (its lines
+# run to about 80 characters, 3 to an anomaly and 4 to an incident, its summaries to about 120).
+MAX_SUMMARY_LENGTH = 300
+MAX_LINE_LENGTH = 160
+MAX_EXPLANATION_LINES = 6
+MAX_DETECTORS = 6
+MAX_DETECTOR_NAME = 40
+MAX_KEPT_PATH = 300
+"""Points of an incident's price path kept, thinned evenly (the job itself sends at most 300 by default)."""
 
 _ISO_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})"
+    # [0-9], not \d: \d also matches other scripts' digits, which int() would then read as a year
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"  # a zone offset is under 24 h, its minutes under 60
 )
 
 
@@ -55,8 +65,9 @@ def json_object(raw: bytes | None) -> dict[str, Any]:
 
 
 def time_ns(value: Any, name: str) -> int:
-    """An ISO-8601 time with a zone, or integer nanoseconds, as nanoseconds since the epoch,
-    between 1990 and 2100 (anything else is a corrupt or hostile time, not a trade's)."""
+    """An ISO-8601 time with a zone (an offset under 24 hours, ASCII digits), or integer nanoseconds,
+    as nanoseconds since the epoch, between 1990 and 2100 (anything else is a corrupt or hostile
+    time, not a trade's)."""
     if isinstance(value, int) and not isinstance(value, bool):
         stamp = value
     elif isinstance(value, str):
@@ -96,11 +107,14 @@ def text(record: dict[str, Any], name: str, max_length: int, *, required: bool =
         return None
     if not isinstance(value, str) or not value.strip():
         raise InvalidRecord(f"missing or empty {name!r}" if value in (None, "") else f"{name!r} is not text")
-    if len(value) > max_length:
-        if not truncate:
-            raise InvalidRecord(f"{name!r} is longer than {max_length} characters")
-        return value[: max_length - 1] + "…"
-    return value
+    if len(value) > max_length and not truncate:
+        raise InvalidRecord(f"{name!r} is longer than {max_length} characters")
+    return cut(value, max_length)
+
+
+def cut(value: str, max_length: int) -> str:
+    """``value``, or its first characters and an ellipsis when it is longer than ``max_length``."""
+    return value if len(value) <= max_length else value[: max_length - 1] + "…"
 
 
 def whole(record: dict[str, Any], name: str, *, required: bool = True, low: int = 0,
@@ -148,7 +162,8 @@ def short(value: Any) -> str:
 
 
 def explanation_lines(value: Any) -> tuple[str, ...]:
-    """Explanation items as lines of plain text, whatever the job version.
+    """The first ``MAX_EXPLANATION_LINES`` explanation items as lines of plain text (each cut to
+    ``MAX_LINE_LENGTH``), whatever the job version.
 
     Current jobs send ``{"input", "value", "text"}`` with the text in plain units;
     older ones ``{"feature", "value", "zscore"}``, shown as ``feature = value (z ...)``.
@@ -157,19 +172,20 @@ def explanation_lines(value: Any) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list):
         raise InvalidRecord("'explanation' is not a list")
-    lines = []
-    for position, item in enumerate(value[:20]):
-        if not isinstance(item, dict):
-            raise InvalidRecord(f"'explanation[{position}]' is not an object")
-        if isinstance(item.get("text"), str) and item["text"].strip():
-            lines.append(text(item, "text", MAX_TEXT_LENGTH, truncate=True))
-            continue
-        name = text(item, "feature", MAX_ID_LENGTH, required=False) or text(item, "input", MAX_ID_LENGTH)
-        amount = number(item, "value", required=False)
-        zscore = number(item, "zscore", required=False)
-        line = name if amount is None else f"{name} = {amount:.6g}"
-        lines.append(line if zscore is None else f"{line} (z {zscore:.1f})")
-    return tuple(lines)
+    return tuple(cut(_explanation_line(item, position), MAX_LINE_LENGTH)
+                 for position, item in enumerate(value[:MAX_EXPLANATION_LINES]))
+
+
+def _explanation_line(item: Any, position: int) -> str:
+    if not isinstance(item, dict):
+        raise InvalidRecord(f"'explanation[{position}]' is not an object")
+    if isinstance(item.get("text"), str) and item["text"].strip():
+        return item["text"]
+    name = text(item, "feature", MAX_ID_LENGTH, required=False) or text(item, "input", MAX_ID_LENGTH)
+    amount = number(item, "value", required=False)
+    zscore = number(item, "zscore", required=False)
+    line = name if amount is None else f"{name} = {amount:.6g}"
+    return line if zscore is None else f"{line} (z {zscore:.1f})"
 
 
 def iso_time(ts_ns: int) -> str:

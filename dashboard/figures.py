@@ -10,13 +10,14 @@ one bad record cannot blank a chart. Time axes are New York wall-clock time.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard.buffer import PriceLine
 from dashboard.clock import new_york_index, utc_text
 from dashboard.metrics import detector_vote_counts
 from dashboard.records import LEVELS, Anomaly, Incident
@@ -46,7 +47,7 @@ def _markers(records: list[Anomaly], level: str, **extra: Any) -> go.Scatter:
 
 
 def price_figure(
-    prices: dict[str, list[tuple[int, float]]], records: list[Anomaly], symbols: Sequence[str]
+    prices: Mapping[str, PriceLine], records: list[Anomaly], symbols: Sequence[str]
 ) -> go.Figure:
     """One panel per instrument: the price line from its summaries, anomalies as markers by level.
 
@@ -60,7 +61,7 @@ def price_figure(
     legend_shown: set[str] = set()
     for row, symbol in enumerate(shown, start=1):
         # In event-time order, once each: a restarted job sends its replayed epoch's summaries again.
-        points = sorted(set(prices.get(symbol, [])))
+        points = sorted(set(prices[symbol].points())) if symbol in prices else []
         if points:
             figure.add_trace(go.Scattergl(
                 x=new_york_index([stamp for stamp, _ in points]), y=[price for _, price in points],

@@ -3,7 +3,7 @@
 "Lag 0" on the anomalies topic only says the page has read what the job wrote;
 a job that stopped reading trades writes nothing, so that lag stays 0 while
 detection is dead. The instrument summaries carry the input partition and offset
-of each instrument's last processed trade: the newest per partition is how far
+of each instrument's last processed trade: the furthest per partition is how far
 the job got. Compared with the input topic's end (its high watermarks), over
 time, that tells a working job from a stalled one:
 
@@ -15,15 +15,26 @@ time, that tells a working job from a stalled one:
 
 Summaries come at most once per second of event time per instrument, so the
 last few trades before a pause may never show as processed: a gap alone is not
-a stall, only a gap while new trades keep arriving. Some brokers (the development
-broker, Tansu) report high watermarks per produce batch rather than per message;
-the gap then reads low, but a stall still shows because the end still moves.
+a stall, only a gap while new trades keep arriving.
+
+A position is only what a summary claims, and anyone can write a summary. The
+job cannot have processed a trade that is not on the topic yet, so a claim past
+its partition's end is not believed: one summary claiming offset 2**63 used to
+read as the job's position from then on, the gap stayed 0 and a stalled job
+showed as caught up for good. A partition's position is the furthest claim its
+end has reached, of every summary read. So a forged claim within the end counts
+once, as a moment of progress, and a stall shows a stall time later.
+
+Some brokers (the development broker, Tansu) report high watermarks per produce
+batch rather than per message: the job's newest claims can lie past the end
+until the next batch, so against them the gap may read a batch high; a stall
+still shows, because the end still moves.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -41,31 +52,34 @@ class ProgressMonitor:
     def __init__(self, stall_seconds: float, lag_warning: int) -> None:
         self.stall_seconds = stall_seconds
         self.lag_warning = lag_warning
-        self._positions: dict[int, int] = {}
+        self._reached: dict[int, int] = {}
         self._ends: dict[int, int] = {}
         self._progress_at: float | None = None
         self._end_moved_at: float | None = None
         self._gaps: deque[tuple[float, int]] = deque()
 
-    def observe(self, now: float, ends: Mapping[int, int] | None, positions: Mapping[int, int]) -> Progress:
-        """``ends``: high watermark per input partition (None: topic missing); ``positions``: next
-        offset to process per partition, from the summaries. ``now`` in seconds (monotonic)."""
+    def observe(self, now: float, ends: Mapping[int, int] | None, claims: Iterable[tuple[int, int]]) -> Progress:
+        """``ends``: high watermark per input partition (None: topic missing); ``claims``: (partition,
+        next offset to process) from summaries, those read since the last call and each instrument's
+        newest (whose claim may lie past an end that catches up later). ``now`` in seconds (monotonic)."""
         if ends is None:
             return Progress("unknown", "the input topic does not exist (yet)", None, None)
+        reached = _reached(ends, claims)
         if self._progress_at is None or any(
-                offset > self._positions.get(partition, -1) for partition, offset in positions.items()):
+                offset > self._reached.get(partition, -1) for partition, offset in reached.items()):
             self._progress_at = now
         if self._end_moved_at is None or any(
                 end > self._ends.get(partition, -1) for partition, end in ends.items()):
             self._end_moved_at = now
-        self._positions.update({p: max(o, self._positions.get(p, 0)) for p, o in positions.items()})
+        self._reached.update({partition: max(offset, self._reached.get(partition, 0))
+                              for partition, offset in reached.items()})
         self._ends = dict(ends)
         idle = now - self._progress_at
-        if not self._positions:
+        if not self._reached:
             # No position to measure: no summary yet, or a job whose summaries do not carry one.
             # Saying nothing is better than calling a working job stalled.
             return Progress("waiting", "no instrument summary with an input position yet", None, None)
-        gap = sum(max(0, end - self._positions.get(partition, 0)) for partition, end in ends.items())
+        gap = sum(max(0, end - self._reached.get(partition, 0)) for partition, end in ends.items())
         self._remember_gap(now, gap)
         arrived_later = self._end_moved_at - self._progress_at >= self.stall_seconds / 2
         if gap > 0 and idle >= self.stall_seconds and arrived_later:
@@ -83,3 +97,12 @@ class ProgressMonitor:
         self._gaps.append((now, gap))
         while len(self._gaps) > 1 and now - self._gaps[1][0] >= self.stall_seconds:
             self._gaps.popleft()
+
+
+def _reached(ends: Mapping[int, int], claims: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Per partition, the furthest claimed position its end has reached (the others are not believed)."""
+    reached: dict[int, int] = {}
+    for partition, offset in claims:
+        if offset <= ends.get(partition, -1):
+            reached[partition] = max(offset, reached.get(partition, 0))
+    return reached

@@ -1,6 +1,6 @@
 """Incidents as the analyst works them: the current state of each, its member anomalies, the queue.
 
-The ``incidents`` topic holds one message per state change; the highest revision
+The ``incidents`` topic holds one message per state change; the latest revision
 of an incident is its current state (a restarted job may publish an older
 revision again, which must not turn the clock back). Member anomalies arrive on
 the anomalies topic; the most severe ones of each incident are kept apart from
@@ -10,34 +10,75 @@ left the buffer.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from dashboard.clock import believable
+from dashboard.eviction import EvictionOrder
 from dashboard.records import LEVEL_RANK, Anomaly, Incident, Review
 
 
 class IncidentBook:
-    """The current state of at most ``capacity`` incidents; closed and old ones leave first."""
+    """The current state of at most ``capacity`` incidents; closed and old ones leave first.
 
-    def __init__(self, capacity: int) -> None:
+    The job numbers an incident's messages 0, 1, 2 ... and the topic keeps them in that order
+    (keyed by incident id). A restarted job publishes some again, so a revision below the one
+    reached is a repeat to ignore. But a revision is a number anybody can write: one message
+    with revision 10**15 once hid every later real one. So a revision counts as reached only
+    when the page has read the one before it (``_Revisions``): a message that jumps ahead is
+    shown, being the latest word on its incident, until the next one, which is not taken for a
+    repeat of it. Times past the dashboard's clock do not keep an incident either: it leaves
+    first when the book is full.
+    """
+
+    def __init__(self, capacity: int, wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.capacity = capacity
+        self._wall_clock_ns = wall_clock_ns
         self._incidents: dict[str, Incident] = {}
+        self._revisions: dict[str, _Revisions] = {}
+        self._eviction: EvictionOrder[str] = EvictionOrder()
 
     def add(self, incident: Incident) -> None:
-        known = self._incidents.get(incident.incident_id)
-        if known is not None and incident.revision < known.revision:  # a restarted job's repeat
+        incident_id = incident.incident_id
+        revisions = self._revisions.get(incident_id)
+        if revisions is not None and revisions.repeats(incident.revision):  # a restarted job's repeat
             return
-        self._incidents[incident.incident_id] = incident
-        if len(self._incidents) > self.capacity:
-            oldest = min(self._incidents.values(), key=lambda item: (item.is_open, item.last_ns, item.incident_id))
-            del self._incidents[oldest.incident_id]
+        self._revisions[incident_id] = _revisions_after(revisions, incident.revision)
+        self._incidents[incident_id] = incident
+        self._eviction.rank(incident_id, (believable(incident.last_ns, self._wall_clock_ns()), incident.is_open,
+                                          incident.last_ns, incident_id))
+        while len(self._incidents) > self.capacity:
+            dropped = self._eviction.pop_lowest()
+            del self._incidents[dropped], self._revisions[dropped]
 
     def all(self) -> list[Incident]:
         return list(self._incidents.values())
 
     def __len__(self) -> int:
         return len(self._incidents)
+
+
+@dataclass(frozen=True, slots=True)
+class _Revisions:
+    """The revisions of one incident the page has read: from ``first`` up to ``reached`` by ones."""
+
+    first: int
+    reached: int
+
+    def repeats(self, revision: int) -> bool:
+        return self.first <= revision < self.reached
+
+
+def _revisions_after(known: _Revisions | None, revision: int) -> _Revisions:
+    """What has been read once ``revision`` (not a repeat) is. One below everything read starts the
+    count again from it: compaction may have left a forged revision as the first one read."""
+    if known is None or revision < known.first:
+        return _Revisions(revision, revision)
+    if revision == known.reached + 1:
+        return _Revisions(known.first, revision)
+    return known  # the one reached again, or a jump: shown, not counted
 
 
 class IncidentMembers:

@@ -6,7 +6,11 @@ its range (a severity of 1e308 or -5), a time before 1990 or after 2100 (2^64-1
 nanoseconds) raises ``InvalidRecord`` with the reason, and the feed puts that in
 the error log with the message's topic, partition and offset. What passes is a
 small frozen record holding only what the page shows, so one bad message can
-never reach a figure and memory stays small. Fields that older jobs did not
+never reach a figure and memory stays small: fields of the contract the page
+does not show (an incident's ``anomaly_ids``, an anomaly's ``votes``) are checked,
+so a broken producer is still reported, but not kept, and kept lists and text are
+bounded (``fields.MAX_*``: a record of the largest size validation accepts once
+held some 300 KB, and a page holds thousands). Fields that older jobs did not
 write yet are optional: missing means "not known", never an error.
 """
 
@@ -18,8 +22,9 @@ from typing import Any
 
 from dashboard.fields import (
     DECISIONS, DETECTORS, DIRECTIONS, INCIDENT_STATUSES, LEVEL_RANK, LEVELS, MAX_ANALYST_LENGTH, MAX_COUNT,
-    MAX_ID_LENGTH, MAX_LIST, MAX_NOTE_LENGTH, MAX_PRICE, MAX_PRICE_PATH, MAX_SYMBOL_LENGTH, MAX_TEXT_LENGTH, SIDES, InvalidRecord,
-    checked_number, choice, explanation_lines, iso_time, json_object, number, short, text, time_ns, whole,
+    MAX_DETECTOR_NAME, MAX_DETECTORS, MAX_ID_LENGTH, MAX_KEPT_PATH, MAX_NOTE_LENGTH, MAX_PRICE,
+    MAX_PRICE_PATH, MAX_SUMMARY_LENGTH, MAX_SYMBOL_LENGTH, SIDES, InvalidRecord, checked_number, choice, cut,
+    explanation_lines, iso_time, json_object, number, short, text, time_ns, whole,
 )
 
 __all__ = [  # what the rest of the dashboard takes from here, including the field checks it needs
@@ -51,10 +56,8 @@ class Anomaly:
     kind: str
     severity: float
     level: str
-    votes: int | None
     detectors: tuple[DetectorVerdict, ...]
     explanation: tuple[str, ...]
-    sequence: int | None
 
     @property
     def voted(self) -> tuple[str, ...]:
@@ -67,6 +70,8 @@ def decode_anomaly(raw: bytes | None) -> Anomaly:
 
 def anomaly_from(record: dict[str, Any]) -> Anomaly:
     side = record.get("side")
+    whole(record, "votes", required=False, high=len(DETECTORS))  # checked, not kept: not shown
+    whole(record, "sequence", required=False)
     return Anomaly(
         anomaly_id=text(record, "anomaly_id", MAX_ID_LENGTH),
         incident_id=text(record, "incident_id", MAX_ID_LENGTH, required=False),
@@ -79,10 +84,8 @@ def anomaly_from(record: dict[str, Any]) -> Anomaly:
         kind=choice(record, "kind", ("trade", "auction"), required=False) or "trade",
         severity=number(record, "severity", low=0, high=1),
         level=choice(record, "level", LEVELS),
-        votes=whole(record, "votes", required=False, high=len(DETECTORS)),
         detectors=_detectors(record.get("detectors")),
         explanation=explanation_lines(record.get("explanation")),
-        sequence=whole(record, "sequence", required=False),
     )
 
 
@@ -92,7 +95,7 @@ def _detectors(value: Any) -> tuple[DetectorVerdict, ...]:
     if not isinstance(value, dict):
         raise InvalidRecord("'detectors' is not an object")
     verdicts = []
-    for name, verdict in list(value.items())[:10]:
+    for name, verdict in list(value.items())[:MAX_DETECTORS]:
         label = f"detectors.{name}"[:60]
         if not isinstance(verdict, dict):
             raise InvalidRecord(f"{label!r} is not an object")
@@ -100,7 +103,7 @@ def _detectors(value: Any) -> tuple[DetectorVerdict, ...]:
         if not isinstance(vote, bool):
             raise InvalidRecord(f"'{label}.vote' is not true or false")
         verdicts.append(DetectorVerdict(
-            name=text({"name": name}, "name", MAX_ID_LENGTH),
+            name=cut(text({"name": name}, "name", MAX_ID_LENGTH), MAX_DETECTOR_NAME),
             score=checked_number(verdict.get("score"), f"{label}.score"),
             threshold=None if verdict.get("threshold") is None else checked_number(
                 verdict["threshold"], f"{label}.threshold"),
@@ -115,7 +118,7 @@ def _detectors(value: Any) -> tuple[DetectorVerdict, ...]:
 @dataclass(frozen=True, slots=True)
 class PricePath:
     """An incident's trades, kept compact: a few arrays rather than an object per trade (a page
-    holds up to thousands of incidents of up to 1,000 trades each)."""
+    holds up to thousands of incidents, each path kept to at most ``MAX_KEPT_PATH`` points)."""
 
     times: array = field(default_factory=lambda: array("q"))
     """Event times, nanoseconds."""
@@ -145,13 +148,8 @@ class Incident:
     reference_price: float | None
     price_move_bps: float | None
     recovered: float | None
-    max_size: int | None
-    size_vs_median: float | None
     severity: float
     level: str
-    peak_anomaly_id: str | None
-    peak_severity: float | None
-    anomaly_ids: tuple[str, ...]
     summary: str
     explanation: tuple[str, ...]
     price_path: PricePath
@@ -171,6 +169,7 @@ def incident_from(record: dict[str, Any]) -> Incident:
     if last_ns < first_ns:
         raise InvalidRecord("'last_ts_event' is before 'first_ts_event'")
     duration = number(record, "duration_s", required=False, low=0, high=1e8)
+    _check_unshown_incident_fields(record)
     return Incident(
         incident_id=text(record, "incident_id", MAX_ID_LENGTH),
         symbol=text(record, "symbol", MAX_SYMBOL_LENGTH),
@@ -186,25 +185,23 @@ def incident_from(record: dict[str, Any]) -> Incident:
         reference_price=number(record, "reference_price", required=False, low=0, high=MAX_PRICE),
         price_move_bps=number(record, "price_move_bps", required=False, low=-1e6, high=1e6),
         recovered=number(record, "recovered", required=False, low=-1e3, high=1e3),
-        max_size=whole(record, "max_size", required=False),
-        size_vs_median=number(record, "size_vs_median", required=False, low=0, high=1e12),
         severity=number(record, "severity", low=0, high=1),
         level=choice(record, "level", LEVELS),
-        peak_anomaly_id=text(record, "peak_anomaly_id", MAX_ID_LENGTH, required=False),
-        peak_severity=number(record, "peak_severity", required=False, low=0, high=1),
-        anomaly_ids=_ids(record.get("anomaly_ids")),
-        summary=text(record, "summary", MAX_TEXT_LENGTH, required=False, truncate=True) or "",
+        summary=text(record, "summary", MAX_SUMMARY_LENGTH, required=False, truncate=True) or "",
         explanation=explanation_lines(record.get("explanation")),
         price_path=_price_path(record.get("price_path")),
     )
 
 
-def _ids(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+def _check_unshown_incident_fields(record: dict[str, Any]) -> None:
+    """Fields of the contract the page does not show: checked, so a broken producer is reported, not kept."""
+    whole(record, "max_size", required=False)
+    number(record, "size_vs_median", required=False, low=0, high=1e12)
+    text(record, "peak_anomaly_id", MAX_ID_LENGTH, required=False)
+    number(record, "peak_severity", required=False, low=0, high=1)
+    ids = record.get("anomaly_ids")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(item, str) for item in ids)):
         raise InvalidRecord("'anomaly_ids' is not a list of ids")
-    return tuple(item[:MAX_ID_LENGTH] for item in value[:MAX_LIST])
 
 
 def _price_path(value: Any) -> PricePath:
@@ -228,7 +225,16 @@ def _price_path(value: Any) -> PricePath:
         path.prices.append(checked_number(point[1], f"{name}.price", 0, MAX_PRICE))
         path.sizes.append(size)
         sides.append(side if side in SIDES else "N")
-    return PricePath(path.times, path.prices, path.sizes, "".join(sides))
+    return _thinned(PricePath(path.times, path.prices, path.sizes, "".join(sides)))
+
+
+def _thinned(path: PricePath) -> PricePath:
+    """At most ``MAX_KEPT_PATH`` points, evenly spread from the first to the last."""
+    if len(path) <= MAX_KEPT_PATH:
+        return path
+    kept = [round(index * (len(path) - 1) / (MAX_KEPT_PATH - 1)) for index in range(MAX_KEPT_PATH)]
+    return PricePath(array("q", (path.times[i] for i in kept)), array("d", (path.prices[i] for i in kept)),
+                     array("q", (path.sizes[i] for i in kept)), "".join(path.sides[i] for i in kept))
 
 
 # ---------------------------------------------------------------- instrument summaries
@@ -242,7 +248,6 @@ class Summary:
     trades_processed: int | None
     anomalies: int | None
     rejected: int | None
-    model_generation: int | None
     incidents: int | None
     open_incident_level: str | None
     anomalies_by_level: dict[str, int] | None
@@ -273,6 +278,7 @@ def summary_from(record: dict[str, Any]) -> Summary:
     for name, counts in (("anomalies_by_level", by_level), ("anomalies_by_side", by_side)):
         if counts is not None and anomalies is not None and sum(counts.values()) != anomalies:
             raise InvalidRecord(f"{name!r} adds up to {sum(counts.values())}, not 'anomalies' {anomalies}")
+    whole(record, "model_generation", required=False)  # checked, not kept: not shown
     return Summary(
         symbol=text(record, "symbol", MAX_SYMBOL_LENGTH),
         ts_ns=time_ns(record.get("ts_event"), "ts_event"),
@@ -280,7 +286,6 @@ def summary_from(record: dict[str, Any]) -> Summary:
         trades_processed=whole(record, "trades_processed", required=False),
         anomalies=anomalies,
         rejected=whole(record, "rejected", required=False),
-        model_generation=whole(record, "model_generation", required=False),
         incidents=whole(record, "incidents", required=False),
         open_incident_level=choice(record, "open_incident_level", LEVELS, required=False),
         anomalies_by_level=by_level,

@@ -9,44 +9,58 @@ written. An instrument idle for a day starts a new state from zero: its states a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from dashboard.clock import new_york_text
+from dashboard.clock import believable, new_york_text
+from dashboard.eviction import EvictionOrder
 from dashboard.records import SIDES, Summary
+
+StateKey = tuple[str, int | None]
+"""An instrument state: its symbol and ``since`` (None from a job that does not write it)."""
 
 
 class SummaryBook:
     """The newest summary of each instrument state (by event time, then trades processed).
 
-    At most ``max_symbols`` states are kept, the stalest dropped first.
+    At most ``max_symbols`` states are kept, the stalest dropped first, at the cost of the one
+    dropped (``EvictionOrder``). Anyone can write to the topic, and a summary dated 2099 once
+    froze its instrument: every later real summary looked older. So a summary dated past the
+    dashboard's clock (``believable``) ranks below every other: it is kept while its state has
+    no other summary, any believable one replaces it, it is dropped first, and a state it is the
+    newest of counts for its symbol only while the symbol has no believable state.
     """
 
-    def __init__(self, max_symbols: int = 10_000) -> None:
+    def __init__(self, max_symbols: int = 10_000, wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.max_symbols = max_symbols
-        self._newest: dict[tuple[str, int | None], Summary] = {}
+        self._wall_clock_ns = wall_clock_ns
+        self._newest: dict[StateKey, Summary] = {}
+        self._eviction: EvictionOrder[StateKey] = EvictionOrder()
 
     def add(self, summary: Summary) -> None:
         key = (summary.symbol, summary.since_ns)
         known = self._newest.get(key)
-        if known is not None and _order(summary) < _order(known):
-            return  # a replayed epoch after a job restart, or a reordered read
+        now_ns = self._wall_clock_ns()
+        if known is not None and _freshness(summary, now_ns) < _freshness(known, now_ns):
+            return  # a replayed epoch after a job restart, a reordered read, or a time past the clock
         self._newest[key] = summary
-        if len(self._newest) > self.max_symbols:
-            stalest = min(self._newest, key=lambda k: (self._newest[k].ts_ns, k[0]))
-            del self._newest[stalest]
+        self._eviction.rank(key, (*_freshness(summary, now_ns), summary.symbol, summary.since_ns or 0))
+        while len(self._newest) > self.max_symbols:
+            del self._newest[self._eviction.pop_lowest()]
 
     def copy(self) -> dict[str, Summary]:
         """Per symbol: its newest state's summary, with the counts of all its states added up."""
         by_symbol: dict[str, list[Summary]] = {}
         for summary in self._newest.values():
             by_symbol.setdefault(summary.symbol, []).append(summary)
-        return {symbol: _added_up(states) for symbol, states in by_symbol.items()}
+        now_ns = self._wall_clock_ns()
+        return {symbol: _added_up(states, now_ns) for symbol, states in by_symbol.items()}
 
 
-def _added_up(states: list[Summary]) -> Summary:
-    states = sorted(states, key=_order)
-    newest = states[-1]
+def _added_up(states: list[Summary], now_ns: int) -> Summary:
+    states = [state for state in states if believable(state.ts_ns, now_ns)] or states
+    newest = max(states, key=lambda state: _freshness(state, now_ns))
     if len(states) == 1 or not all(state.has_totals for state in states):
         return newest
 
@@ -65,8 +79,9 @@ def _added_up(states: list[Summary]) -> Summary:
     )
 
 
-def _order(summary: Summary) -> tuple[int, int]:
-    return summary.ts_ns, summary.trades_processed or 0
+def _freshness(summary: Summary, now_ns: int) -> tuple[bool, int, int]:
+    """Believable times first, then the later event time, then more trades processed."""
+    return believable(summary.ts_ns, now_ns), summary.ts_ns, summary.trades_processed or 0
 
 
 @dataclass(frozen=True)

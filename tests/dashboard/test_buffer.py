@@ -15,8 +15,7 @@ from record_fixture import PARTITIONS, partition_of
 
 
 def anomaly(symbol: str, ts_ns: int, number: int, severity: float = 0.5) -> Anomaly:
-    return Anomaly(f"{symbol}-{number}", None, symbol, ts_ns, "N", 100.0, 10, "trade", severity, "medium", 2, (), (),
-                   number)
+    return Anomaly(f"{symbol}-{number}", None, symbol, ts_ns, "N", 100.0, 10, "trade", severity, "medium", (), ())
 
 
 @pytest.fixture
@@ -111,4 +110,15 @@ def test_price_history_is_bounded_per_symbol_and_in_symbols():
     for index, symbol in enumerate(("A", "A", "A", "B", "C")):
         history.add(decode_summary(orjson.dumps({"symbol": symbol, "ts_event": 1746797400000000000 + index,
                                                  "last_price": float(index)})))
-    assert history.points() == {"B": [(1746797400000000003, 3.0)], "C": [(1746797400000000004, 4.0)]}
+    assert {symbol: line.points() for symbol, line in history.lines().items()} == {
+        "B": [(1746797400000000003, 3.0)], "C": [(1746797400000000004, 4.0)]}
+
+
+def test_price_history_keeps_the_last_points_in_reading_order():
+    history = PriceHistory(points_per_symbol=3)
+    for index in (5, 1, 4, 2, 3, 6, 7):  # as read: not always in event-time order
+        history.add(decode_summary(orjson.dumps({"symbol": "NVDA", "ts_event": 1746797400000000000 + index,
+                                                 "last_price": float(index)})))
+        line = history.lines()["NVDA"]
+        line.times.append(0)  # a copy: the page may draw it while the reader goes on
+    assert history.lines()["NVDA"].points() == [(1746797400000000000 + index, float(index)) for index in (3, 6, 7)]

@@ -17,13 +17,15 @@ def test_settings_come_from_the_environment():
         "KAFKA_BROKERS": "kafka-1:9092,kafka-2:9092", "ANOMALY_TOPIC": "a", "SUMMARY_TOPIC": "s",
         "INCIDENT_TOPIC": "i", "REVIEW_TOPIC": "r", "INPUT_TOPIC": " trades ", "DASHBOARD_BUFFER_SIZE": "50",
         "DASHBOARD_REFRESH_SECONDS": "2", "DASHBOARD_STALL_SECONDS": "12.5", "DASHBOARD_INCIDENT_LIMIT": "300",
-        "DASHBOARD_SUMMARY_HISTORY": "800", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "DASHBOARD_SUMMARY_HISTORY": "800", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "ada", "KAFKA_SASL_PASSWORD": "secret",
     })
     assert (config.brokers, config.anomaly_topic, config.summary_topic) == ("kafka-1:9092,kafka-2:9092", "a", "s")
     assert (config.incident_topic, config.review_topic, config.input_topic) == ("i", "r", "trades")
     assert (config.buffer_size, config.refresh_seconds, config.stall_seconds) == (50, 2.0, 12.5)
     assert (config.incident_limit, config.summary_history) == (300, 800)
-    assert config.client_settings == {"security.protocol": "SASL_SSL"}
+    assert config.client_settings == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
+                                      "sasl.username": "ada", "sasl.password": "secret"}
     assert DashboardConfig.from_env({}) == DashboardConfig()
     assert DashboardConfig.from_env({"INPUT_TOPIC": ""}).input_topic == ""  # progress not watched
 
@@ -42,11 +44,59 @@ def test_settings_come_from_the_environment():
     ("ANOMALY_TOPIC", "", "ANOMALY_TOPIC must not be empty"),
     ("INCIDENT_TOPIC", " ", "INCIDENT_TOPIC must not be empty"),
     ("REVIEW_TOPIC", "", "REVIEW_TOPIC must not be empty"),
+    *((name, value, f"KAFKA_BROKERS must be servers as host or host:port (port 1 to 65535) separated by commas, "
+                    f"got {value!r}")
+      for name, value in (("KAFKA_BROKERS", "localhost:99999"), ("KAFKA_BROKERS", "kafka-1:0"),
+                          ("KAFKA_BROKERS", "kafka 1:9092"), ("KAFKA_BROKERS", "kafka-1:9092,,kafka-2:9092"),
+                          ("KAFKA_BROKERS", "kafka-1:port"), ("KAFKA_BROKERS", "kafka-1:9092/"))),
+    *((name, value, f"{name} must be a Kafka topic name (at most 249 ASCII letters, digits, '.', '_' and '-'), "
+                    f"got {value!r}")
+      for name, value in (("ANOMALY_TOPIC", "anomalies/eu"), ("SUMMARY_TOPIC", "s" * 250),
+                          ("INCIDENT_TOPIC", "incidents today"), ("REVIEW_TOPIC", ".."), ("INPUT_TOPIC", "."),
+                          ("INPUT_TOPIC", "stöcks"))),
+    *((name, value, f"{name} must be a whole number in plain digits, got {value!r}")
+      for name, value in (("KAFKA_FETCH_WAIT_MAX_MS", "1e3"), ("KAFKA_FETCH_WAIT_MAX_MS", "10abc"),
+                          ("KAFKA_FETCH_WAIT_MAX_MS", "0400000"), ("KAFKA_SOCKET_TIMEOUT_MS", "0x7530"),
+                          ("KAFKA_SOCKET_TIMEOUT_MS", "30000.0"), ("KAFKA_STATISTICS_INTERVAL_MS", "5.5"))),
 ])
 def test_a_bad_setting_fails_naming_it(name, value, message):
     with pytest.raises(DashboardConfigError) as error:
         DashboardConfig.from_env({name: value})
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("KAFKA_SASL_USERNME", "ada", 'No such configuration property: "sasl.usernme"'),
+    ("KAFKA_SECURITY_PROTOCOL", "SASL_TLS", '"security.protocol"'),
+    ("KAFKA_FETCH_WAIT_MAX_MS", "-1", '"fetch.wait.max.ms" value -1 is outside allowed range'),
+    ("KAFKA_FETCH_WAIT_MAX_MS", "soon", '"fetch.wait.max.ms"'),
+    ("KAFKA_ENABLE_AUTO_COMMIT", "maybe", '"enable.auto.commit"'),
+])
+def test_a_kafka_client_setting_librdkafka_refuses_fails_at_start_naming_the_variable(name, value, reason):
+    """The page used to start and then report a client error on every read."""
+    with pytest.raises(DashboardConfigError, match=f"^{name}: refused by the Kafka client: ") as error:
+        DashboardConfig.from_env({name: value, "KAFKA_CLIENT_ID": "desk-7"})
+    assert reason in str(error.value)
+
+
+def test_settings_librdkafka_refuses_together_are_all_named():
+    with pytest.raises(DashboardConfigError, match="^KAFKA_CLIENT_ID, KAFKA_SECURITY_PROTOCOL: refused by the "
+                                                   "Kafka client: .*SASL mechanism GSSAPI"):
+        DashboardConfig.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_CLIENT_ID": "desk-7"})
+
+
+def test_kafka_settings_librdkafka_and_kafka_take_are_kept():
+    config = DashboardConfig.from_env({
+        "KAFKA_BROKERS": "SASL_SSL://kafka-1.example:9093, [::1]:9092,kafka-3", "ANOMALY_TOPIC": "desk.eu_anomalies-2",
+        "INPUT_TOPIC": "", "KAFKA_FETCH_WAIT_MAX_MS": " 25 ", "KAFKA_ACKS": "all", "KAFKA_SASL_PASSWORD": "1e3-secret",
+        "KAFKA_STATISTICS_INTERVAL_MS": "0", "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "ada",
+    })
+    assert (config.brokers, config.anomaly_topic, config.input_topic) == (
+        "SASL_SSL://kafka-1.example:9093, [::1]:9092,kafka-3", "desk.eu_anomalies-2", "")
+    assert config.client_settings == {
+        "acks": "all", "fetch.wait.max.ms": " 25 ", "sasl.mechanism": "PLAIN", "sasl.password": "1e3-secret",
+        "sasl.username": "ada", "security.protocol": "SASL_PLAINTEXT", "statistics.interval.ms": "0"}
 
 
 def test_the_project_streamlit_config_hides_the_deploy_button_and_sends_no_statistics():

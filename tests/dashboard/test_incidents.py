@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import orjson
@@ -113,3 +114,58 @@ def test_the_last_review_per_incident_counts_and_dismissals_are_counted_per_kind
     counts = decisions_by_kind(reviews.copy().values(), incidents)
     assert {kind: dict(counter) for kind, counter in counts.items()} == {
         "auction": {"dismissed": 1}, "block": {"acknowledged": 1}, "unknown": {"dismissed": 1}}
+
+
+NOW_NS = 1_796_500_000_000_000_000  # 2026-12-05: the dashboard's clock in these tests
+
+
+@pytest.fixture
+def revised(world) -> list[dict]:
+    """Every message of the incident with the most revisions, in the order the job wrote them."""
+    counts = Counter(message["incident_id"] for message in world.incident_messages)
+    chosen = counts.most_common(1)[0][0]
+    messages = [message for message in world.incident_messages if message["incident_id"] == chosen]
+    assert len(messages) >= 4 and [m["revision"] for m in messages] == list(range(len(messages)))
+    return messages
+
+
+@pytest.mark.parametrize("position, forged", [
+    (2, {"revision": 10**15}),
+    (2, {"revision": 10**15, "status": "closed"}),
+    (2, {"revision": 4, "status": "closed"}),  # jumps two ahead
+    (2, {"revision": 1, "status": "closed"}),  # the one reached, restated
+    (2, {"revision": 0, "status": "closed"}),  # behind: taken for a repeat
+    (0, {"revision": 10**15}),  # read before any real message (compaction may leave only it)
+    (0, {"revision": 10**15, "status": "closed"}),
+])
+def test_a_forged_revision_hides_no_real_message_after_it(revised, position, forged):
+    """One message with revision 10**15 used to freeze its incident: every real one looked older."""
+    book = IncidentBook(capacity=100)
+    for message in revised[:position] + [{**revised[position - 1 if position else 0], **forged}] + revised[position:]:
+        book.add(decode_incident(orjson.dumps(message)))
+    (shown,) = book.all()
+    assert (shown.revision, shown.status, shown.last_ns) == (
+        revised[-1]["revision"], revised[-1]["status"], decode_incident(orjson.dumps(revised[-1])).last_ns)
+    for message in revised[: len(revised) // 2]:  # a restarted job's repeats still change nothing
+        book.add(decode_incident(orjson.dumps(message)))
+    assert book.all() == [shown]
+
+
+def test_a_forged_revision_shows_until_the_next_real_message(revised):
+    book = IncidentBook(capacity=100)
+    for message in revised[:2]:
+        book.add(decode_incident(orjson.dumps(message)))
+    book.add(decode_incident(orjson.dumps({**revised[1], "revision": 10**15, "summary": "forged"})))
+    assert book.all()[0].summary == "forged"  # it is the incident's latest word, for now
+    book.add(decode_incident(orjson.dumps(revised[2])))
+    assert (book.all()[0].revision, book.all()[0].summary) == (2, revised[2]["summary"])
+
+
+def test_incidents_dated_past_the_clock_leave_a_full_book_first(messages):
+    closed = [incident for incident in messages if incident.status == "closed"]
+    forged = [replace(incident, incident_id=f"FORGED-{number}", status="open", first_ns=4_070_000_000_000_000_000,
+                      last_ns=4_070_000_000_000_000_000) for number, incident in enumerate(closed[:3])]
+    book = IncidentBook(capacity=len(closed), wall_clock_ns=lambda: NOW_NS)
+    for incident in forged + closed:
+        book.add(incident)
+    assert {incident.incident_id for incident in book.all()} == {incident.incident_id for incident in closed}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 
 import orjson
 import pytest
 
+from dashboard.buffer import PriceLine
 from dashboard.clock import both_text, duration_text, new_york_text, utc_text
 from dashboard.figures import (
     LEVEL_COLOURS, detector_figure, incident_figure, per_minute_counts, per_minute_figure, plain, price_figure,
@@ -25,11 +27,15 @@ def record(number: int, symbol: str, ts_ns: int, side: str, severity: float, lev
            votes: tuple[bool, bool, bool], kind: str = "trade") -> Anomaly:
     return Anomaly(
         anomaly_id=f"{symbol}-20250509-{number}", incident_id=f"INC-{symbol}", symbol=symbol, ts_ns=ts_ns, side=side,
-        price=100.0 + number, size=100 * number, kind=kind, severity=severity, level=level, votes=sum(votes),
+        price=100.0 + number, size=100 * number, kind=kind, severity=severity, level=level,
         detectors=tuple(DetectorVerdict(name, 1.0 + index, 0.5, vote) for index, (name, vote) in enumerate(zip(NAMES, votes))),
         explanation=("size 49,987 = 96x the median of the last 100 trades", "price 0.4% above the window mean"),
-        sequence=number,
     )
+
+
+def numbers(records: list[Anomaly]) -> list[int]:
+    """The ``number`` each record was made with (the end of its id)."""
+    return [int(record.anomaly_id.rsplit("-", 1)[1]) for record in records]
 
 
 T0 = 1746797400892370366  # 2025-05-09 13:30:00.892370366 UTC, 09:30:00.892 in New York
@@ -57,9 +63,9 @@ def test_metrics_of_nothing_say_nothing_rather_than_zero_severity():
 
 def test_filters_by_symbol_and_level_and_empty_means_all():
     assert filter_records(RECORDS) == RECORDS
-    assert [r.sequence for r in filter_records(RECORDS, symbols=["NVDA"])] == [1, 2, 5]
-    assert [r.sequence for r in filter_records(RECORDS, levels=["critical", "low"])] == [1, 4, 5]
-    assert [r.sequence for r in filter_records(RECORDS, ["NVDA"], ["critical"])] == [1, 5]
+    assert numbers(filter_records(RECORDS, symbols=["NVDA"])) == [1, 2, 5]
+    assert numbers(filter_records(RECORDS, levels=["critical", "low"])) == [1, 4, 5]
+    assert numbers(filter_records(RECORDS, ["NVDA"], ["critical"])) == [1, 5]
     assert filter_records(RECORDS, ["MSFT"]) == []
 
 
@@ -145,7 +151,7 @@ def test_figures_carry_the_counts_and_colours():
 
 def test_price_figure_has_a_line_per_instrument_and_markers_by_level():
     # As read: a replayed summary comes again, after a newer one.
-    prices = {"NVDA": [(T0, 117.3), (T0 + 60_000_000_000, 117.5), (T0, 117.3)]}
+    prices = {"NVDA": PriceLine(array("q", [T0, T0 + 60_000_000_000, T0]), array("d", [117.3, 117.5, 117.3]))}
     figure = price_figure(prices, RECORDS, ["NVDA", "AAPL"])
     lines = [trace for trace in figure.data if trace.mode == "lines"]
     assert len(lines) == 1 and list(lines[0].y) == [117.3, 117.5]

@@ -77,13 +77,42 @@ def test_times_in_every_contract_form_give_nanoseconds(value, expected):
     assert iso_time(expected) == "2025-05-09T13:30:00.%09dZ" % (expected % NS)
 
 
+@pytest.mark.parametrize("value", [
+    "2025-05-09T13:30:00+99:99",  # hours and minutes past any zone
+    "2025-05-09T13:30:00+24:00",
+    "2025-05-09T13:30:00-24:00",
+    "2025-05-09T13:30:00+23:60",
+    "2025-05-09T13:30:00-0075",
+    "2025-05-09T13:30:00+5:00",
+    "٢٠٢٥-05-09T13:30:00Z",  # Arabic-Indic digits: int() reads them as 2025
+    "２０２５-05-09T13:30:00Z",  # fullwidth digits
+    "2025-05-09T13:30:00.٨٩٢Z",
+    "2025-05-09T13:30:00+٠٤:00",
+    "2025-05-09T1٣:30:00Z",
+])
+def test_offsets_of_a_day_or_more_and_other_scripts_digits_are_refused(value):
+    with pytest.raises(InvalidRecord, match="not an ISO-8601 time with a zone"):
+        time_ns(value, "ts_event")
+
+
+@pytest.mark.parametrize("value", [
+    "2025-05-10T13:29:00.892370366+23:59",
+    "2025-05-08T13:31:00.892370366-23:59",
+    "2025-05-09T19:00:00.892370366+0530",
+    "2025-05-09T13:30:00.892370366-00:00",
+    "2025-05-09 09:30:00.892370366-0400",
+])
+def test_every_offset_under_a_day_is_read(value):
+    assert time_ns(value, "ts_event") == OPEN_NS
+
+
 def test_a_contract_anomaly_becomes_a_small_record(anomaly):
     record = decode_anomaly(orjson.dumps(anomaly))
     assert (record.anomaly_id, record.incident_id, record.symbol) == (
         anomaly["anomaly_id"], anomaly["incident_id"], "SYN2")
     assert (record.price, record.size, record.side, record.kind) == (
         anomaly["price"], anomaly["size"], anomaly["side"], "trade")
-    assert (record.severity, record.level, record.votes) == (anomaly["severity"], anomaly["level"], anomaly["votes"])
+    assert (record.severity, record.level, len(record.voted)) == (anomaly["severity"], anomaly["level"], anomaly["votes"])
     assert [(v.name, v.score, v.threshold, v.vote) for v in record.detectors] == [
         (name, verdict["score"], verdict["threshold"], verdict["vote"]) for name, verdict in anomaly["detectors"].items()]
     assert record.explanation == tuple(item["text"] for item in anomaly["explanation"])
@@ -105,8 +134,7 @@ def test_an_anomaly_from_an_older_job_still_shows():
            "severity": 0.5, "level": "medium",
            "explanation": [{"feature": "current_size", "value": 1452275.0, "zscore": 9.84}]}
     record = decode_anomaly(orjson.dumps(old))
-    assert (record.incident_id, record.kind, record.size, record.votes, record.detectors) == (
-        None, "trade", None, None, ())
+    assert (record.incident_id, record.kind, record.size, record.detectors) == (None, "trade", None, ())
     assert record.explanation == ("current_size = 1.45228e+06 (z 9.8)",)
 
 
@@ -220,7 +248,46 @@ def test_hostile_incidents_are_refused_with_the_reason(incident, changes, reason
 
 def test_a_long_summary_is_cut_not_refused(incident):
     record = decode_incident(encoded(incident, summary="x" * 5000))
-    assert len(record.summary) == 1000 and record.summary.endswith("…")
+    assert record.summary == "x" * 299 + "…"
+
+
+LONG_EXPLANATION = [{"input": f"input_{index}", "value": 1.0, "text": f"{index} " + "y" * 998} for index in range(20)]
+
+
+def test_an_incident_of_the_largest_size_accepted_keeps_only_what_is_shown_and_bounded(incident):
+    """Such an incident (1,000 ids of 200 characters, 20 lines of 1,000) used to be kept whole:
+    about 300 KB, of which the never shown ``anomaly_ids`` alone were some 250 KB."""
+    path = [[OPEN_NS + index, 100.0 + index, index, "AB"[index % 2]] for index in range(1000)]
+    record = decode_incident(encoded(incident, anomaly_ids=["a" * 200] * 1000, peak_anomaly_id="p" * 200,
+                                     explanation=LONG_EXPLANATION, summary="s" * 1000, price_path=path))
+    assert not hasattr(record, "anomaly_ids") and not hasattr(record, "peak_anomaly_id")
+    assert record.explanation == tuple(f"{index} " + "y" * 157 + "…" for index in range(6))
+    assert len(record.summary) == 300
+    kept = [round(index * 999 / 299) for index in range(300)]
+    assert (len(record.price_path), kept[:3], kept[-1]) == (300, [0, 3, 7], 999)
+    assert list(record.price_path.prices) == [100.0 + index for index in kept]
+    assert list(record.price_path.times) == [OPEN_NS + index for index in kept]
+    assert list(record.price_path.sizes) == kept and record.price_path.sides == "".join("AB"[i % 2] for i in kept)
+
+
+def test_an_anomaly_of_the_largest_size_accepted_keeps_only_what_is_shown_and_bounded(anomaly):
+    detectors = {f"{index}" + "d" * 199: {"score": float(index), "threshold": 1.0, "vote": True} for index in range(10)}
+    record = decode_anomaly(encoded(anomaly, detectors=detectors, explanation=LONG_EXPLANATION))
+    assert not hasattr(record, "votes") and not hasattr(record, "sequence")
+    assert [(verdict.name, verdict.score) for verdict in record.detectors] == [
+        (f"{index}" + "d" * 38 + "…", float(index)) for index in range(6)]
+    assert record.explanation == tuple(f"{index} " + "y" * 157 + "…" for index in range(6))
+
+
+def test_the_fields_not_kept_are_still_checked(incident, anomaly, summary):
+    for decode, record, changes, reason in (
+        (decode_incident, incident, {"anomaly_ids": [1]}, "'anomaly_ids' is not a list of ids"),
+        (decode_incident, incident, {"max_size": -1}, "'max_size' is outside"),
+        (decode_anomaly, anomaly, {"sequence": "7"}, "'sequence' is not a whole number"),
+        (decode_summary, summary, {"model_generation": 1.5}, "'model_generation' is not a whole number"),
+    ):
+        with pytest.raises(InvalidRecord, match=reason):
+            decode(encoded(record, **changes))
 
 
 def test_a_contract_summary_and_an_older_one(summary):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -111,3 +112,72 @@ def test_an_older_state_read_after_the_newer_one_still_adds_up(two_days):
     for summary in reversed(two_days.summaries):
         book.add(decode_summary(orjson.dumps(summary)))
     assert book.copy() == book_of(two_days).copy()
+
+
+NOW_NS = 1_796_500_000_000_000_000  # 2026-12-05: the dashboard's clock in these tests
+MINUTE_NS = 60 * 10**9
+
+
+def book_at_now(max_symbols: int = 10_000) -> SummaryBook:
+    return SummaryBook(max_symbols, wall_clock_ns=lambda: NOW_NS)
+
+
+@pytest.mark.parametrize("changes", [
+    {"ts_event": "2099-12-31T23:59:59Z"},  # within the records' 1990-2100 bounds
+    {"ts_event": NOW_NS + 2 * MINUTE_NS},  # just past the clock's tolerance
+    {"ts_event": "2099-12-31T23:59:59Z", "trades_processed": 10**15, "anomalies": 0,
+     "anomalies_by_level": {}, "anomalies_by_side": {}},
+    {"ts_event": "2099-12-31T23:59:59Z", "since": "2099-12-31T00:00:00Z", "anomalies": 10**12,
+     "anomalies_by_level": {"critical": 10**12}, "anomalies_by_side": {"A": 10**12}},  # a state of its own
+])
+def test_a_summary_dated_past_the_clock_hides_no_real_summary_after_it(world, changes):
+    """One such summary used to freeze NVDA: every later real summary looked older."""
+    real = [summary for summary in world.summaries if summary["symbol"] == "NVDA"]
+    hostile = {**real[len(real) // 2], **changes}
+    book = book_at_now()
+    for summary in real[: len(real) // 2] + [hostile] + real[len(real) // 2:]:
+        book.add(decode_summary(orjson.dumps(summary)))
+    expected = book_at_now()
+    for summary in real:
+        expected.add(decode_summary(orjson.dumps(summary)))
+    assert book.copy()["NVDA"] == expected.copy()["NVDA"]
+    assert book.copy()["NVDA"].ts_ns == decode_summary(orjson.dumps(real[-1])).ts_ns
+
+
+def test_a_summary_past_the_clock_stands_until_a_real_one_comes():
+    """It may be the dashboard's clock that is wrong: alone, it still shows its instrument."""
+    book = book_at_now()
+    ahead = {"symbol": "NVDA", "ts_event": NOW_NS + 10 * MINUTE_NS, "last_price": 120.0}
+    book.add(decode_summary(orjson.dumps(ahead)))
+    assert book.copy()["NVDA"].last_price == 120.0
+    book.add(decode_summary(orjson.dumps({**ahead, "ts_event": NOW_NS - MINUTE_NS, "last_price": 117.0})))
+    assert book.copy()["NVDA"].last_price == 117.0
+
+
+def test_a_full_book_drops_the_stalest_states_whatever_order_they_come_in():
+    """Every symbol's summaries come in event-time order or not, symbols interleaved at random;
+    five are dated past the clock (the kind one hostile producer writes). The book keeps the
+    states of the newest event times and drops the ones past the clock first."""
+    rng = random.Random(7)
+    times = {f"S{number:02d}": sorted(rng.sample(range(1, 10**6), 3)) for number in range(40)}
+    summaries = [{"symbol": symbol, "ts_event": NOW_NS - 10**12 + stamp, "last_price": 1.0}
+                 for symbol, stamps in times.items() for stamp in stamps]
+    summaries += [{"symbol": f"FAKE{number}", "ts_event": "2099-01-01T00:00:00Z", "last_price": 1.0}
+                  for number in range(5)]
+    newest_first = sorted(times, key=lambda symbol: times[symbol][-1], reverse=True)
+    for _ in range(20):
+        rng.shuffle(summaries)
+        book = book_at_now(max_symbols=25)
+        for summary in summaries:
+            book.add(decode_summary(orjson.dumps(summary)))
+        kept = book.copy()
+        assert set(kept) == set(newest_first[:25])
+        assert all(kept[symbol].ts_ns == NOW_NS - 10**12 + times[symbol][-1] for symbol in kept)
+
+
+def test_a_state_that_moved_on_is_not_dropped_for_its_old_time():
+    book = book_at_now(max_symbols=2)
+    for symbol, stamp in [("A", 1), ("B", 2)] + [("A", 2 + step) for step in range(1, 500)] + [("C", 3)]:
+        book.add(decode_summary(orjson.dumps({"symbol": symbol, "ts_event": NOW_NS - 10**9 + stamp,
+                                              "last_price": 1.0})))
+    assert sorted(book.copy()) == ["A", "C"]  # B was the stalest, though A once was
