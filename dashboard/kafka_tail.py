@@ -247,22 +247,23 @@ class TopicEnds:
 def viewer_settings(
     brokers: str, on_error: Callable[[KafkaError], None], client_settings: Mapping[str, str] | None
 ) -> dict[str, object]:
-    """A consumer that only watches: no commits, errors to ``on_error`` instead of the log."""
+    """A consumer that only watches: no commits, errors to ``on_error`` instead of the log.
+
+    ``client_settings`` (security, timeouts) may change anything but that: a
+    ``KAFKA_ENABLE_AUTO_COMMIT=true`` meant for the job must not make the page commit offsets."""
     settings: dict[str, object] = {
         "bootstrap.servers": brokers,
         # librdkafka insists on a group id, but without subscribe() no group is joined.
         "group.id": "dashboard-viewer",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
         "socket.connection.setup.timeout.ms": 2000,
         "reconnect.backoff.max.ms": 2000,
         # Tansu holds an empty fetch for the whole wait even when data arrives
         # meanwhile; a short wait keeps the page live (Kafka and Redpanda answer at once).
         "fetch.wait.max.ms": 10,
         "log_level": 0,
-        "error_cb": on_error,
     }
     settings.update(client_settings or {})
+    settings.update({"enable.auto.commit": False, "enable.auto.offset.store": False, "error_cb": on_error})
     return settings
 
 

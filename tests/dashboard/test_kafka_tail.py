@@ -120,3 +120,19 @@ def test_the_feed_turns_a_dead_broker_into_a_status_and_a_log_entry():
         assert feed.log_entries()[0].kind == "broker unreachable"
     finally:
         feed.close()
+
+
+@pytest.mark.parametrize("client_settings", [
+    {"enable.auto.commit": "true"}, {"enable.auto.offset.store": "true", "security.protocol": "plaintext"},
+])
+def test_a_client_setting_cannot_make_the_page_commit_offsets(client_settings):
+    from dashboard.kafka_tail import viewer_settings
+
+    def errors(_error):
+        return None
+
+    settings = viewer_settings("localhost:9092", errors, client_settings)
+    assert (settings["enable.auto.commit"], settings["enable.auto.offset.store"], settings["error_cb"]) == (
+        False, False, errors)
+    assert {name: settings[name] for name in client_settings if not name.startswith("enable.")} == {
+        name: value for name, value in client_settings.items() if not name.startswith("enable.")}
