@@ -75,7 +75,7 @@ class LiveFeed:
         self._anomalies = AnomalyBuffer(config.buffer_size)
         self._members = IncidentMembers()
         self._incidents = IncidentBook(config.incident_limit)
-        self._reviews = ReviewBook()
+        self._reviews = ReviewBook(config.incident_limit)
         self._summaries = SummaryBook()
         self._prices = PriceHistory()
         self._invalid: dict[str, int] = {}

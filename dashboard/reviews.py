@@ -27,14 +27,19 @@ class ReviewNotSaved(RuntimeError):
 
 
 class ReviewBook:
-    """The latest decision per incident, in the order the topic holds them."""
+    """The latest decision per incident, in the order the topic holds them; at most ``capacity``,
+    the least recently decided leaving first (the topic is anyone's to write: a flood of
+    decisions on made-up incidents must not grow the page without end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 2000) -> None:
+        self.capacity = capacity
         self._reviews: dict[str, Review] = {}
 
     def add(self, review: Review) -> None:
         self._reviews.pop(review.incident_id, None)
         self._reviews[review.incident_id] = review
+        if len(self._reviews) > self.capacity:
+            del self._reviews[next(iter(self._reviews))]
 
     def copy(self) -> dict[str, Review]:
         return dict(self._reviews)

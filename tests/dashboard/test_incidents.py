@@ -116,6 +116,15 @@ def test_the_last_review_per_incident_counts_and_dismissals_are_counted_per_kind
         "auction": {"dismissed": 1}, "block": {"acknowledged": 1}, "unknown": {"dismissed": 1}}
 
 
+def test_the_review_book_keeps_the_latest_decisions_up_to_its_capacity():
+    reviews = ReviewBook(capacity=3)
+    for number in range(5):
+        reviews.add(review(f"INC-{number}", "acknowledged"))
+    reviews.add(review("INC-2", "dismissed"))  # decided again: now the most recent
+    reviews.add(review("INC-5", "acknowledged"))
+    assert list(reviews.copy()) == ["INC-4", "INC-2", "INC-5"] and reviews.copy()["INC-2"].decision == "dismissed"
+
+
 NOW_NS = 1_796_500_000_000_000_000  # 2026-12-05: the dashboard's clock in these tests
 
 
