@@ -20,6 +20,7 @@ from bisect import bisect_left, insort
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from dashboard.eviction import EvictionOrder
 from dashboard.records import Anomaly, Summary
 
 
@@ -34,6 +35,8 @@ class AnomalyBuffer:
         self._by_id: dict[str, Anomaly] = {}
         self._times: dict[str, list[tuple[int, str]]] = {}
         """Per symbol, (ts_ns, anomaly_id) in event-time order: the oldest is first."""
+        self._givers: EvictionOrder[str] = EvictionOrder()
+        """The symbols in the order they give up a record: most held first, then oldest record."""
 
     def add(self, anomaly: Anomaly) -> None:
         known = self._by_id.get(anomaly.anomaly_id)
@@ -42,20 +45,29 @@ class AnomalyBuffer:
             self._forget(known)
         self._by_id[anomaly.anomaly_id] = anomaly
         insort(self._times.setdefault(anomaly.symbol, []), (anomaly.ts_ns, anomaly.anomaly_id))
+        self._rerank(anomaly.symbol)
         while len(self._by_id) > self.capacity:
             self._evict_one()
 
     def _evict_one(self) -> None:
-        """The oldest record of the instrument holding the most; among equals, the oldest record."""
-        symbol = min(self._times, key=lambda name: (-len(self._times[name]), self._times[name][0], name))
+        """The oldest record of the instrument holding the most; among equals, the oldest record
+        (from a heap: scanning every instrument for it made each record cost them all)."""
+        symbol = self._givers.pop_lowest()
         _ts, anomaly_id = self._times[symbol][0]
         self._forget(self._by_id.pop(anomaly_id))
 
     def _forget(self, anomaly: Anomaly) -> None:
         times = self._times[anomaly.symbol]
         del times[bisect_left(times, (anomaly.ts_ns, anomaly.anomaly_id))]
-        if not times:
-            del self._times[anomaly.symbol]
+        self._rerank(anomaly.symbol)
+
+    def _rerank(self, symbol: str) -> None:
+        times = self._times[symbol]
+        if times:
+            self._givers.rank(symbol, (-len(times), times[0], symbol))
+        else:
+            del self._times[symbol]
+            self._givers.forget(symbol)
 
     def records(self) -> list[Anomaly]:
         """Oldest first by event time (ties by id, so the order is always the same)."""

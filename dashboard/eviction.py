@@ -35,6 +35,10 @@ class EvictionOrder(Generic[Key]):
             self._heap = [(kept, known) for known, kept in self._ranks.items()]
             heapify(self._heap)
 
+    def forget(self, key: Key) -> None:
+        """``key`` left the book another way (its entry in the heap is skipped when it comes up)."""
+        self._ranks.pop(key, None)
+
     def pop_lowest(self) -> Key:
         """The key of the lowest rank, forgotten here (its record is the caller's to drop)."""
         while True:

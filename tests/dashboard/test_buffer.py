@@ -122,3 +122,23 @@ def test_price_history_keeps_the_last_points_in_reading_order():
         line = history.lines()["NVDA"]
         line.times.append(0)  # a copy: the page may draw it while the reader goes on
     assert history.lines()["NVDA"].points() == [(1746797400000000000 + index, float(index)) for index in (3, 6, 7)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_heap_evicts_what_a_scan_of_every_instrument_would(seed):
+    """The buffer's heap against the plain rule, recomputed by scanning every instrument at each
+    eviction: the one holding the most gives up its oldest record (ties: oldest record, then name)."""
+    rng = random.Random(seed)
+    records = [anomaly(f"S{rng.randint(0, 30)}", rng.randint(0, 500) * 1000, rng.randint(0, 900))
+               for _ in range(2_000)]  # repeats of an id included
+    buffer, held = AnomalyBuffer(capacity=rng.randint(20, 200)), {}
+    for record in records:
+        buffer.add(record)
+        held[record.anomaly_id] = record
+        while len(held) > buffer.capacity:
+            by_symbol = {}
+            for kept in held.values():
+                by_symbol.setdefault(kept.symbol, []).append((kept.ts_ns, kept.anomaly_id))
+            symbol = min(by_symbol, key=lambda name: (-len(by_symbol[name]), min(by_symbol[name]), name))
+            del held[min(by_symbol[symbol])[1]]
+        assert {kept.anomaly_id for kept in buffer.records()} == set(held)
