@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from connectors.broker import EmbeddedBroker
     from connectors.kafka import ensure_topics
     from connectors.market import generate_market
-    from connectors.replay import publish
+    from connectors.publisher import publish
 
     tape, _ = generate_market(args.symbols, args.trades, seed=0)
     runs: dict[str, list[dict]] = {mode: [] for mode in MODES}

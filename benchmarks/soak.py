@@ -90,7 +90,8 @@ def soak(paths: list[Path], speed: float, linger_ms: float, drain_timeout: float
 
     from connectors.broker import EmbeddedBroker, free_port
     from connectors.kafka import ensure_topics
-    from connectors.replay import file_trades, publish
+    from connectors.publisher import publish
+    from connectors.replay import file_trades
 
     OUTPUT.mkdir(exist_ok=True)  # Bytewax writes its dataflow.json there
     with EmbeddedBroker() as broker:

@@ -84,7 +84,8 @@ def timed_run(flow: str, env: dict[str, str]) -> float:
 
 def throughput(brokers: str, path: Path) -> dict:
     from connectors.kafka import ensure_topics
-    from connectors.replay import file_trades, publish
+    from connectors.publisher import publish
+    from connectors.replay import file_trades
 
     ensure_topics(brokers, {"bench-stocks": 1, "bench-empty": 1})
     replayed = publish(file_trades([str(path)]), brokers, "bench-stocks")
@@ -105,7 +106,7 @@ def throughput(brokers: str, path: Path) -> dict:
 
 def busiest_window(trades: list[dict]) -> tuple[int, int]:
     """Indices [start, end) of the five minutes (by ts_recv) holding the most trades."""
-    from connectors.replay import timestamp_ns
+    from connectors.publisher import timestamp_ns
 
     times = np.array([timestamp_ns(trade["ts_recv"]) or 0 for trade in trades], dtype=np.int64)
     ends = np.searchsorted(times, times + WINDOW_S * 1_000_000_000, side="left")
@@ -122,7 +123,8 @@ def latency(brokers: str, path: Path) -> dict:
     from connectors.broker import free_port
     from connectors.kafka import ensure_topics, read_topic
     from connectors.injection import inject_events
-    from connectors.replay import file_trades, publish
+    from connectors.publisher import publish
+    from connectors.replay import file_trades
 
     trades = list(file_trades([str(path)]))
     start, end = busiest_window(trades)

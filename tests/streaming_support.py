@@ -76,7 +76,7 @@ def synthetic_tape(symbols: int, trades: int, seed: int):
 def publish_tape(brokers: str, topic: str, trades, partitions: int = 4) -> None:
     """Create ``topic`` with ``partitions`` and publish ``trades`` to it, keyed by symbol."""
     from connectors.kafka import ensure_topics
-    from connectors.replay import publish
+    from connectors.publisher import publish
 
     ensure_topics(brokers, {topic: partitions})
     summary = publish(trades, brokers, topic)

@@ -17,7 +17,8 @@ import pytest
 from benchmarks import SHARED_NVDA
 from connectors.broker import free_port
 from connectors.kafka import partition_count, read_topic
-from connectors.replay import BrokerLost, main, publish, timestamp_ns
+from connectors.publisher import BrokerLost, publish, timestamp_ns
+from connectors.replay import main
 from connectors.synthetic import generate_tape
 
 pytestmark = pytest.mark.broker

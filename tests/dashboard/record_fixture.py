@@ -48,7 +48,7 @@ from bytewax.testing import TestingSink, run_main
 from connectors.codec import decode_trade, encode_dead_letter, encode_record, encode_trade
 from connectors.files import iter_trades
 from connectors.messages import DeadLetter, Origin, TradeMessage
-from connectors.replay import timestamp_ns
+from connectors.publisher import timestamp_ns
 from connectors.synthetic import generate_tape
 from flows.dataflow import build_flow
 from flows.settings import JobSettings

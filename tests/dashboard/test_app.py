@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from streamlit.testing.v1 import AppTest
 
 from connectors.broker import EmbeddedBroker, free_port
-from connectors.replay import timestamp_ns
+from connectors.publisher import timestamp_ns
 from dashboard.config import DashboardConfig
 from dashboard.kafka_tail import TopicTail
 from dashboard.records import decode_review

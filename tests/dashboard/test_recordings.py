@@ -13,7 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from connectors.replay import producer_settings
+from connectors.publisher import producer_settings
 from publishing import create_topics
 from record_fixture import (
     INPUT_TOPIC, NVDA_OPEN, PARTITIONS, SYNTHETIC, InputPositions, nvda_open_tape, partition_of, read_lines, record,

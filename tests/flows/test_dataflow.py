@@ -177,7 +177,7 @@ def test_summaries_are_made_only_where_something_reads_them(messages, summaries)
 
 def test_a_state_that_ends_in_a_batch_still_reports_its_totals(messages):
     from connectors.codec import format_timestamp_ns
-    from connectors.replay import timestamp_ns
+    from connectors.publisher import timestamp_ns
 
     day = 86_400 * 10**9
     later = [as_trade_message(dict(m.trade, ts_event=format_timestamp_ns(timestamp_ns(m.trade["ts_event"]) + 2 * day),

@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 
 from connectors.codec import format_timestamp_ns
 from connectors.kafka import ensure_topics
-from connectors.replay import timestamp_ns
+from connectors.publisher import timestamp_ns
 from streaming_support import (
     TAPE_PARTITIONS,
     encoded_tape,

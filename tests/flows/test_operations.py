@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from connectors.broker import EmbeddedBroker, tansu_binary
 from connectors.codec import MAX_WRITTEN_BYTES
 from connectors.kafka import ensure_topics, read_topic
-from connectors.replay import BrokerLost, publish, timestamp_ns
+from connectors.publisher import BrokerLost, publish, timestamp_ns
 from streaming_support import (
     TAPE_PARTITIONS,
     TAPE_SEED,

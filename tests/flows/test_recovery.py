@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from connectors.kafka import ensure_topics
-from connectors.replay import publish, timestamp_ns
+from connectors.publisher import publish, timestamp_ns
 from streaming_support import (
     REPO,
     TAPE_PARTITIONS,

@@ -371,7 +371,7 @@ def test_a_repeated_trade_is_a_duplicate_and_changes_nothing(reference):
 
 def test_a_trade_after_an_idle_day_starts_the_instrument_afresh(opening_trades):
     from connectors.codec import format_timestamp_ns
-    from connectors.replay import timestamp_ns
+    from connectors.publisher import timestamp_ns
 
     config = DetectorConfig(retrain_every=200, train_size=200, forest_trees=20, trees_per_retrain=5,
                             background_training=False)
@@ -397,7 +397,7 @@ def test_rejections_count_to_the_state_their_trades_belong_to_whatever_the_batch
     """Five trades, a duplicate of the fifth, then one two days later (a fresh start) that is followed
     by a duplicate of itself: the old state ended with one rejection, the new one has one."""
     from connectors.codec import format_timestamp_ns
-    from connectors.replay import timestamp_ns
+    from connectors.publisher import timestamp_ns
     from models.engine import StateEnded
 
     two_days = 2 * 86_400 * 10**9
