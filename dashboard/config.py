@@ -170,7 +170,8 @@ def _takes_numbers(name: str) -> bool:
 def _client_refusal(settings: Mapping[str, str]) -> str | None:
     """Why librdkafka refuses ``settings`` on a reader, or None; no broker is contacted (none is given)."""
     try:
-        Consumer(viewer_settings("", lambda _error: None, settings)).close()
+        # The settings as given: the viewer overrides some (commits) that must still be valid values.
+        Consumer({**viewer_settings("", lambda _error: None, None), **settings}).close()
     except KafkaException as error:
         return error.args[0].str().strip()
     return None
