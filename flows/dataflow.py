@@ -157,7 +157,7 @@ class InstrumentDetector(StatefulBatchLogic):
                     out.append(InstrumentSummary(outcome.summary))
             else:
                 out.append(outcome)
-        if not state.samples_seen:  # nothing accepted yet (a junk symbol): keep no state for it
+        if not state.samples_seen and not state.guard.memory.stamps:  # nothing ever accepted: a junk symbol
             self._leave_roster()
             return out, self.DISCARD
         if not self.on_roster and not self.roster.join():
@@ -203,27 +203,37 @@ class InstrumentDetector(StatefulBatchLogic):
         return self.next_check
 
     def on_notify(self) -> tuple[list[Any], bool]:
-        """Drop an instrument idle for ``idle_s`` of event time (``_dropped``) that has not traded
-        since the last check either: one that trades is not idle, whatever the clock says."""
+        """Let an instrument idle for ``idle_s`` of event time go dormant (``_dropped``) if it has
+        not traded since the last check either: one that trades is not idle, whatever the clock says."""
         self.next_check = _eviction_check()
         traded, self.traded_since_check = self.traded_since_check, False
         return self._dropped() if self._idle() and not traded else ([], self.RETAIN)
 
     def _idle(self) -> bool:
         """Whether the instrument's last trade is ``idle_s`` of event time behind the latest of the process."""
-        idle_ns = self.engine.config.idle_s * NANOS_PER_SECOND
-        return self.state is not None and self.clock.latest_ns - self.state.last_timestamp_ns > idle_ns
+        return self._behind(self.engine.config.idle_s)
+
+    def _behind(self, seconds: float) -> bool:
+        return (self.state is not None
+                and self.clock.latest_ns - self.state.last_timestamp_ns > seconds * NANOS_PER_SECOND)
 
     def _dropped(self) -> tuple[list[Any], bool]:
         """Its open incident closed and its last totals reported (as the engine does when such an
-        instrument starts afresh), then its state discarded."""
+        instrument starts afresh), then only its memory of trades kept (``DetectionEngine.dormant``):
+        a replay of trades it processed is still refused, after a restart too. A dormant one is
+        let go for good once ``max_clock_jump_s`` (a week) behind, freeing its place on the roster."""
         state = self.state
+        if not state.samples_seen:  # dormant already
+            if not self._behind(self.engine.config.max_clock_jump_s):
+                return [], self.RETAIN
+            self._leave_roster()
+            return [], self.DISCARD
         closing = None if state.tracker is None else state.tracker.copy().close_open("idle")
         out: list[Any] = [] if closing is None else [closing]
         if self.summaries and self.last_message is not None and self.summarised_trades != state.samples_seen:
             out.append(self._summary(self.last_message))
-        self._leave_roster()
-        return out, self.DISCARD
+        self.state = self.engine.dormant(state)
+        return out, self.RETAIN
 
     def _leave_roster(self) -> None:
         if self.on_roster:

@@ -23,11 +23,11 @@ memory (``MAX_INSTRUMENTS``)."""
 class EventClock:
     """The latest event time a trading instrument of this process has reached (by its median clock).
 
-    An instrument whose last trade is ``idle_s`` behind it is dropped (its next trade would
-    start it afresh anyway: ``models.guard``). Only an instrument with a full window of accepted
-    trades moves it (``InstrumentDetector``): three stray trades of a symbol dated days ahead
-    must not make every other instrument look idle. A racing update can only leave the clock a
-    moment behind. A time more than ``horizon_ns`` ahead of the wall clock is no real trade's
+    An instrument whose last trade is ``idle_s`` behind it goes dormant (its next trade would
+    start it afresh anyway: ``models.guard``), and is let go a week behind. Only an instrument
+    with a full window of accepted trades moves it (``InstrumentDetector``): three stray trades
+    of a symbol dated days ahead must not make every other instrument look idle. A racing update
+    can only leave the clock a moment behind. A time more than ``horizon_ns`` ahead of the wall clock is no real trade's
     (a replay is of the past, a live feed of now) and does not move it either.
     """
 
@@ -70,4 +70,4 @@ class InstrumentRoster:
 
     def refusal(self, symbol: str) -> str:
         return (f"instrument {symbol!r} not taken: this process holds {self.held:,} instruments, its limit "
-                f"(MAX_INSTRUMENTS={self.limit:,}); an instrument is let go a day of event time after its last trade")
+                f"(MAX_INSTRUMENTS={self.limit:,}); an instrument is let go a week of event time after its last trade")

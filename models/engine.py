@@ -119,6 +119,14 @@ class DetectionEngine:
         """An instrument's state before its first trade: no arrays until it trades."""
         return InstrumentState(symbol, guard=TradeGuard(self.guard_settings))
 
+    def dormant(self, state: InstrumentState) -> InstrumentState:
+        """What an idle instrument keeps once its window, models and incidents are let go: the
+        guard's memory (a few KB) and the time of its last trade. Its next trade is judged as
+        the full state would judge it, so a replay of trades it processed is still refused;
+        one a day after its last starts it afresh, as it would have anyway."""
+        return InstrumentState(state.symbol, last_timestamp_ns=state.last_timestamp_ns,
+                               guard=TradeGuard(self.guard_settings, state.guard.settled()))
+
     def process(
         self, state: InstrumentState, trades: Sequence[Mapping[str, Any]], validation: Validation | None = None,
     ) -> list[Outcome]:
@@ -178,6 +186,8 @@ class DetectionEngine:
         what it ended with (its last summary may be seconds old); ``rejected``: this batch's
         rejections before that trade."""
         index = int(valid.indices[row])
+        if row == 0 and not state.samples_seen:  # a dormant state (``dormant``): it said its last word
+            return []
         closing = work.tracker.close_open("idle") if work.tracker is not None else None
         ended = StateEnded(self._summary_of_work(state, work, valid, row, rejected))
         return [(index, -2, ended)] + ([] if closing is None else [(index, -1, closing)])

@@ -117,7 +117,7 @@ def test_a_symbol_without_an_accepted_trade_keeps_no_state(messages):
 
 
 @pytest.mark.parametrize("check", ["on_notify", "on_eof"])  # the 30 s check, or the end of the input
-def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages, check):
+def test_an_instrument_idle_for_a_day_goes_dormant_and_is_let_go_after_a_week(messages, check):
     from flows.dataflow import InstrumentDetector, group_by_symbol
 
     clock = EventClock()
@@ -130,11 +130,50 @@ def test_an_instrument_idle_for_a_day_of_event_time_is_dropped(messages, check):
     detector.on_batch([batch for _, batch in group_by_symbol(messages[fed:fed + 1])])  # a summary, then one more
     open_id, trades = detector.state.tracker.open_incident_id, detector.state.samples_seen
     assert detector.on_notify() == ([], InstrumentDetector.RETAIN)
-    clock.advance(detector.state.last_timestamp_ns + 86_400 * 10**9 + 1)  # another instrument a day later
+    last_ns = detector.state.last_timestamp_ns
+    clock.advance(last_ns + 86_400 * 10**9 + 1)  # another instrument a day later
     (closing, summary), discard = getattr(detector, check)()
-    assert discard is InstrumentDetector.DISCARD
+    assert discard is InstrumentDetector.RETAIN
     assert (closing.incident_id, closing.status, closing.closed_by) == (open_id, "closed", "idle")
     assert summary.fields["trades_processed"] == trades
+    dormant = detector.state
+    assert (dormant.samples_seen, dormant.fstate, dormant.tracker, dormant.last_timestamp_ns) == (0, None, None, last_ns)
+    assert len(dormant.guard.memory.identities) == CONFIG.remembered_trades
+    assert getattr(detector, check)() == ([], InstrumentDetector.RETAIN)  # nothing more to say
+    detector.on_notify()  # the interval's check, so the next one finds no trade in it
+    clock.advance(last_ns + 7 * 86_400 * 10**9 + 1)  # a week on
+    assert getattr(detector, check)() == ([], InstrumentDetector.DISCARD)
+
+
+def test_a_dormant_instrument_still_refuses_a_replay_of_its_trades_and_scores_new_ones_afresh(messages):
+    """A replay of the trades processed before it went dormant is refused as repeats, as by the full
+    state; its next trades, a day later, score as a new instrument's would (the window starts again)."""
+    from flows.dataflow import InstrumentDetector, group_by_symbol
+
+    engine, clock = DetectionEngine(CONFIG), EventClock()
+    detector = InstrumentDetector(engine, clock, None)
+    detector.on_batch([batch for _, batch in group_by_symbol(messages[:2000])])
+    clock.advance(detector.state.last_timestamp_ns + 86_400 * 10**9 + 1)
+    detector.on_notify(), detector.on_notify()
+    replayed, discard = detector.on_batch([batch for _, batch in group_by_symbol(messages[1500:2000])])
+    assert discard is InstrumentDetector.RETAIN and len(replayed) == 500
+    assert {letter.stage for letter in replayed} == {"duplicate"}
+    next_day = [as_trade_message(dict(m.trade, ts_event=_days_later(m.trade["ts_event"], 2),
+                                      ts_recv=_days_later(m.trade["ts_recv"], 2)), m.origin, m.raw)
+                for m in messages[2000:]]
+    out, _ = detector.on_batch([batch for _, batch in group_by_symbol(next_day)])
+    fresh = engine.new_state("NVDA")
+    expected = engine.process(fresh, [m.trade for m in next_day])
+    assert comparable([o for o in out if isinstance(o, AnomalyRecord)]) == comparable(
+        [o for o in expected if isinstance(o, AnomalyRecord)])
+    assert detector.state.samples_seen == fresh.samples_seen == len(next_day)
+
+
+def _days_later(stamp: str, days: int) -> str:
+    from connectors.codec import format_timestamp_ns
+    from connectors.publisher import timestamp_ns
+
+    return format_timestamp_ns(timestamp_ns(stamp) + days * 86_400 * 10**9)
 
 
 def test_the_idle_check_time_moves_on_only_when_the_check_ran(messages):
@@ -218,8 +257,8 @@ def test_an_instrument_that_traded_since_the_last_check_is_kept_whatever_the_clo
     detector.on_batch([batch for _, batch in group_by_symbol(messages[:100])])
     clock.advance(detector.state.last_timestamp_ns + 2 * 86_400 * 10**9)  # another instrument two days on
     assert detector.on_notify() == ([], InstrumentDetector.RETAIN)  # it traded in this interval
-    _, discard = detector.on_notify()  # a whole interval without a trade
-    assert discard is InstrumentDetector.DISCARD
+    detector.on_notify()  # a whole interval without a trade
+    assert detector.state.samples_seen == 0 and detector.state.fstate is None  # dormant
 
 
 @pytest.mark.parametrize("junk_time, junk_trades", [
@@ -269,3 +308,17 @@ def test_a_new_instrument_beyond_the_limit_is_refused_and_the_others_go_on(messa
     for symbol in symbols[:2]:
         held = [{**record, "symbol": "NVDA"} for record in comparable(a for a in anomalies if a.symbol == symbol)]
         assert held == comparable(alone)
+
+
+def test_a_replay_after_the_instrument_went_dormant_is_refused_in_the_flow(messages, monkeypatch):
+    """Another instrument trading two days on makes NVDA idle; its replayed trades are still repeats."""
+    from flows import dataflow
+
+    monkeypatch.setattr(dataflow, "EVICTION_CHECK", timedelta(0))  # a check after every batch, as a slow run
+    other = [as_trade_message(dict(m.trade, symbol="OTHR", ts_event=_days_later(m.trade["ts_event"], 2),
+                                   ts_recv=_days_later(m.trade["ts_recv"], 2)), Origin("other", 1, k), m.raw)
+             for k, m in enumerate(messages[:300])]
+    replay = [as_trade_message(m.trade, Origin("replay", 0, k), m.raw) for k, m in enumerate(messages[1500:2000])]
+    items = messages[:2000] + other + [TestingSource.PAUSE(timedelta(seconds=0.3))] + replay
+    _, letters = run(items)
+    assert len(letters) == 500 and {letter.stage for letter in letters} == {"duplicate"}
