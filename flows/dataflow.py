@@ -139,7 +139,10 @@ class InstrumentDetector(StatefulBatchLogic):
             messages = [message for batch in batches for message in batch.messages]
             validation = Validation.join([batch.validation for batch in batches],
                                          [len(batch.messages) for batch in batches])
-        if self.state is None:
+        if self.state is None:  # a new instrument: a place on the roster first, whatever its trades
+            if not self.roster.join():
+                return self._refused(messages, validation), self.DISCARD
+            self.on_roster = True
             self.state = self.engine.new_state(messages[0].symbol)
         state = self.state
         try:
@@ -160,9 +163,6 @@ class InstrumentDetector(StatefulBatchLogic):
         if not state.samples_seen and not state.guard.memory.stamps:  # nothing ever accepted: a junk symbol
             self._leave_roster()
             return out, self.DISCARD
-        if not self.on_roster and not self.roster.join():
-            return self._refused(messages, outcomes), self.DISCARD
-        self.on_roster = True
         clock_ns = state.guard.memory.clock_ns  # the instrument's own median clock: not one odd trade's time
         if clock_ns is not None and state.samples_seen >= self.engine.config.window_size:
             self.clock.advance(clock_ns)
@@ -176,12 +176,10 @@ class InstrumentDetector(StatefulBatchLogic):
         self.last_message = messages[-1]
         return out, self.RETAIN
 
-    def _refused(self, messages: list[TradeMessage], outcomes: list[Any]) -> list[DeadLetter]:
-        """A new instrument the roster has no room for: its trades are dead letters (those the engine
-        refused with their own reason), and it keeps no state."""
-        reasons = {outcome.index: (outcome.reason, outcome.stage) for outcome in outcomes
-                   if isinstance(outcome, Rejection)}
-        self.state = None
+    def _refused(self, messages: list[TradeMessage], validation: Validation) -> list[DeadLetter]:
+        """A new instrument the roster has no room for: its trades are dead letters, an invalid one
+        with its own reason (judged alone, so the same for any batch split), the others ``capacity``."""
+        reasons = {rejection.index: (rejection.reason, rejection.stage) for rejection in validation.rejections}
         refusal = (self.roster.refusal(messages[0].symbol), "capacity")
         return [DeadLetter(*reasons.get(index, refusal), message.origin, original_bytes(message))
                 for index, message in enumerate(messages)]

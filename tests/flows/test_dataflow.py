@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -293,16 +294,25 @@ def run_with_incidents(items):
     return anomalies, letters, updates
 
 
-def test_a_new_instrument_beyond_the_limit_is_refused_and_the_others_go_on(messages):
-    """The third symbol's trades are dead letters saying why; the two held ones score as alone."""
+@pytest.mark.parametrize("batch_size", [BATCH, 37, 1])
+def test_a_new_instrument_beyond_the_limit_is_refused_and_the_others_go_on(messages, batch_size):
+    """The third symbol's trades are dead letters saying why, whatever the batches: an invalid one
+    with its own reason, the others (a trade an hour late among them) ``capacity``; the two held
+    ones score as alone."""
     symbols = ("AAAA", "BBBB", "CCCC")
     items = [as_trade_message(dict(m.trade, symbol=symbol), m.origin, m.raw)
              for m in messages[:1500] for symbol in symbols]
+    early = messages[900].trade
+    late = dict(early, symbol="CCCC", sequence=10**9, ts_event=_days_later(early["ts_event"], -1),
+                ts_recv=_days_later(early["ts_recv"], -1))
+    invalid = dict(messages[901].trade, symbol="CCCC", price=-1.0)
+    items[3030:3030] = [as_trade_message(trade, Origin("bad", 0, k), encode_trade(trade))
+                        for k, trade in enumerate([late, invalid])]
     anomalies, letters = [], []
-    run_main(build_flow(TestingSource(items, batch_size=BATCH), TestingSink(anomalies), TestingSink(letters),
+    run_main(build_flow(TestingSource(items, batch_size=batch_size), TestingSink(anomalies), TestingSink(letters),
                         CONFIG, max_instruments=2))
     alone, _ = run(messages[:1500])
-    assert {letter.stage for letter in letters} == {"capacity"} and len(letters) == 1500
+    assert Counter(letter.stage for letter in letters) == {"capacity": 1501, "validate": 1}
     assert "instrument 'CCCC' not taken: this process holds 2 instruments, its limit (MAX_INSTRUMENTS=2)" in (
         letters[0].reason)
     for symbol in symbols[:2]:
