@@ -6,6 +6,8 @@ scoring from ``models``, so the same flow runs on Kafka, on files, or on test da
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -127,12 +129,31 @@ class InstrumentDetector(StatefulBatchLogic):
         self.last_message: TradeMessage | None = None
         self.next_check = _eviction_check()
         self.traded_since_check = False
+        self.pending: list[Any] = []
+        """What to write with the next outputs: the old state's open incident, closed, when a
+        restart could not continue the saved state."""
         if snapshot is not None:
             self.state = engine.restore(snapshot.engine)
             self.summary_second = snapshot.summary_second
             self.on_roster = self.roster.join(restored=True)
+            reason = engine.cannot_continue(snapshot.engine)
+            if reason is not None:
+                _report_restart_once(reason, snapshot.engine.symbol)
+                tracker = snapshot.engine.tracker
+                closing = None if tracker is None else tracker.copy().close_open("restart")
+                self.pending = [] if closing is None else [closing]
 
     def on_batch(self, batches: list[InstrumentBatch]) -> tuple[list[Any], bool]:
+        return self._after_pending(self._scored(batches))
+
+    def _after_pending(self, result: tuple[list[Any], bool]) -> tuple[list[Any], bool]:
+        if not self.pending:
+            return result
+        out, keep = result
+        pending, self.pending = self.pending, []
+        return pending + out, keep
+
+    def _scored(self, batches: list[InstrumentBatch]) -> tuple[list[Any], bool]:
         if len(batches) == 1:
             messages, validation = batches[0].messages, batches[0].validation
         else:
@@ -189,7 +210,9 @@ class InstrumentDetector(StatefulBatchLogic):
         and an instrument idle by then is dropped as ``on_notify`` would have: what a run ends
         with does not depend on whether the 30 s check happened to run before its end."""
         if self._idle():
-            return self._dropped()
+            return self._after_pending(self._dropped())
+        if self.pending:
+            return self._after_pending(([], self.RETAIN))
         if (not self.summaries or self.state is None or self.last_message is None or not self.state.samples_seen
                 or self.summarised_trades == self.state.samples_seen):
             return [], self.RETAIN
@@ -205,7 +228,7 @@ class InstrumentDetector(StatefulBatchLogic):
         not traded since the last check either: one that trades is not idle, whatever the clock says."""
         self.next_check = _eviction_check()
         traded, self.traded_since_check = self.traded_since_check, False
-        return self._dropped() if self._idle() and not traded else ([], self.RETAIN)
+        return self._after_pending(self._dropped() if self._idle() and not traded else ([], self.RETAIN))
 
     def _idle(self) -> bool:
         """Whether the instrument's last trade is ``idle_s`` of event time behind the latest of the process."""
@@ -246,6 +269,20 @@ class InstrumentDetector(StatefulBatchLogic):
 
     def snapshot(self) -> DetectorSnapshot:
         return DetectorSnapshot(self.engine.snapshot(self.state), self.summary_second)
+
+
+_REPORTED: set[str] = set()
+_REPORTED_LOCK = threading.Lock()
+
+
+def _report_restart_once(reason: str, symbol: str) -> None:
+    """One line on stderr per reason, not one per instrument (there may be thousands)."""
+    with _REPORTED_LOCK:
+        if reason in _REPORTED:
+            return
+        _REPORTED.add(reason)
+    print(f"flows.dataflow: instruments {reason} start afresh (their memory of processed trades is kept; "
+          f"the first: {symbol})", file=sys.stderr, flush=True)
 
 
 def _eviction_check() -> datetime:

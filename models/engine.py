@@ -32,12 +32,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from models import kernel
+from models.config import ENV_PREFIX as CONFIG_PREFIX
 from models.config import DetectorConfig
 from models.detectors.cold_start import INPUTS as COLD_START_INPUTS
 from models.detectors.cold_start import NAMES as COLD_START_NAMES
@@ -46,7 +47,8 @@ from models.detectors.flat_trees import FlatForest
 from models.detectors.zscore import price_zscores
 from models.kernel import CALIBRATED, ENSEMBLE, N_OUT, QUANTITY, SCORES, VOTES, ZSCORES
 from models.explain import explain_record
-from models.guard import GuardSettings, GuardVerdict, TradeGuard
+from models.guard import GuardMemory, GuardSettings, GuardVerdict, TradeGuard
+from models.incidents import ENV_PREFIX as INCIDENT_PREFIX
 from models.incidents import IncidentSettings, IncidentTracker, IncidentUpdate, TradeColumns
 from models.records import AnomalyRecord, anomaly_id
 from models.session import is_auction_print, opening_rush_windows, parse_days
@@ -95,10 +97,27 @@ class _Work:
     """The batch started the instrument afresh: the committed state is replaced, not extended."""
 
 
+EXECUTION_SETTINGS = frozenset({"background_training", "fit_helpers", "compiled"})
+"""Settings that change how results are computed, not what they are."""
+
+
+def result_settings(config: DetectorConfig, incidents: IncidentSettings) -> tuple[tuple[str, str], ...]:
+    """The settings that change an instrument's results and differ from their defaults, as
+    (variable, value) pairs: small enough to go with every snapshot."""
+    pairs = []
+    for settings, prefix in ((config, CONFIG_PREFIX), (incidents, INCIDENT_PREFIX)):
+        default = type(settings)()
+        pairs += [(prefix + setting.name.upper(), repr(getattr(settings, setting.name)))
+                  for setting in fields(settings) if setting.name not in EXECUTION_SETTINGS
+                  and getattr(settings, setting.name) != getattr(default, setting.name)]
+    return tuple(pairs)
+
+
 class DetectionEngine:
     def __init__(self, config: DetectorConfig | None = None, incidents: IncidentSettings | None = None) -> None:
         self.config = config or DetectorConfig()
         self.incidents = incidents or IncidentSettings()
+        self.settings = result_settings(self.config, self.incidents)
         c = self.config
         self.guard_settings = GuardSettings(c.remembered_trades, c.max_lateness_s, c.max_clock_jump_s, c.idle_s)
         self.training_columns = training_columns(self.config)
@@ -124,8 +143,10 @@ class DetectionEngine:
         guard's memory (a few KB) and the time of its last trade. Its next trade is judged as
         the full state would judge it, so a replay of trades it processed is still refused;
         one a day after its last starts it afresh, as it would have anyway."""
-        return InstrumentState(state.symbol, last_timestamp_ns=state.last_timestamp_ns,
-                               guard=TradeGuard(self.guard_settings, state.guard.settled()))
+        return self._keeping_memory(state.symbol, state.last_timestamp_ns, state.guard.settled())
+
+    def _keeping_memory(self, symbol: str, last_timestamp_ns: int, memory: GuardMemory) -> InstrumentState:
+        return InstrumentState(symbol, last_timestamp_ns=last_timestamp_ns, guard=TradeGuard(self.guard_settings, memory))
 
     def process(
         self, state: InstrumentState, trades: Sequence[Mapping[str, Any]], validation: Validation | None = None,
@@ -210,18 +231,17 @@ class DetectionEngine:
             state.symbol, state.fstate, state.istate, state.calib, state.training, state.models,
             tuple(refit.job for refit in state.pending), state.samples_seen, state.anomalies, state.rejected,
             state.last_price, state.last_timestamp_ns, state.since_ns, state.guard.memory, state.tracker,
-            state.tally, self.training_columns,
+            state.tally, self.training_columns, self.settings,
         )
 
     def restore(self, snapshot: InstrumentSnapshot) -> InstrumentState:
         """A state that continues exactly as the snapshotted one would; its refits start again.
 
-        A snapshot written by an engine with another state layout (an older version, another
-        window size or model inputs) cannot be continued: the kernel would read its arrays at
-        the wrong places. The instrument then starts afresh, as after an idle day.
+        One that cannot be continued (``cannot_continue``) starts afresh, as after an idle day,
+        keeping only its memory of trades (``dormant``): repeats are still refused.
         """
-        if not self._fits_layout(snapshot):
-            return self.new_state(snapshot.symbol)
+        if self.cannot_continue(snapshot):
+            return self._keeping_memory(snapshot.symbol, snapshot.last_timestamp_ns, snapshot.guard)
         return InstrumentState(
             snapshot.symbol, snapshot.fstate, snapshot.istate, snapshot.calib, snapshot.training,
             snapshot.models, [start_refit(job, self.config) for job in snapshot.pending],
@@ -229,6 +249,19 @@ class DetectionEngine:
             snapshot.last_timestamp_ns, snapshot.since_ns, TradeGuard(self.guard_settings, snapshot.guard),
             snapshot.tracker, snapshot.tally,
         )
+
+    def cannot_continue(self, snapshot: InstrumentSnapshot) -> str | None:
+        """Why ``snapshot`` cannot be continued here, or None. Saved under other settings, its
+        models and incidents would mix two configurations that neither a run with the old nor one
+        with the new would give; saved with another state layout (an older version, another window
+        size or model inputs), the kernel would read its arrays at the wrong places."""
+        if snapshot.settings is not None and snapshot.settings != self.settings:
+            old, new = dict(snapshot.settings), dict(self.settings)
+            changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+            return f"saved under other settings ({', '.join(changed)} changed)"
+        if not self._fits_layout(snapshot):
+            return "saved by an engine with another state layout"
+        return None
 
     def _fits_layout(self, snapshot: InstrumentSnapshot) -> bool:
         if snapshot.fstate is None:

@@ -89,6 +89,39 @@ def test_resume_from_the_recovery_store_gives_the_uninterrupted_anomalies(messag
     assert comparable(first + second) == comparable(uninterrupted)
 
 
+def test_a_resume_under_other_settings_starts_afresh_and_says_so(messages, tmp_path, capsys):
+    """Not the old models and incidents mixed with the new settings: the instruments start as new
+    ones would (their open incident closed, ``closed_by: "restart"``) and stderr says why, once."""
+    import dataclasses
+
+    other = dataclasses.replace(CONFIG, forest_threshold=0.55)
+    init_db_dir(tmp_path, 1)
+    stop_at = 1_750  # a batch boundary inside an open incident
+    items = messages[:stop_at] + [TestingSource.EOF()] + messages[stop_at:]
+
+    def resumed(config):
+        anomalies, letters, updates = [], [], []
+        run_main(build_flow(TestingSource(items, batch_size=BATCH), TestingSink(anomalies), TestingSink(letters),
+                            config, incident_sink=TestingSink(updates)),
+                 epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(tmp_path)))
+        return anomalies, letters, updates
+
+    resumed(CONFIG)
+    capsys.readouterr()
+    anomalies, letters, updates = resumed(other)
+    assert capsys.readouterr().err.count("flows.dataflow: instruments saved under other settings "
+                                         "(DETECTOR_FOREST_THRESHOLD changed) start afresh") == 1
+    engine = DetectionEngine(other)
+    expected = engine.process(engine.new_state("NVDA"), [m.trade for m in messages[stop_at:]])
+    assert comparable(anomalies) == comparable([o for o in expected if isinstance(o, AnomalyRecord)]) and not letters
+    before = DetectionEngine(CONFIG)
+    saved = before.new_state("NVDA")
+    before.process(saved, [m.trade for m in messages[:stop_at]])
+    open_then = saved.tracker.open_incident_id
+    assert [(u.incident_id, u.status) for u in updates if u.to_dict()["closed_by"] == "restart"] == (
+        [] if open_then is None else [(open_then, "closed")])
+
+
 def test_incident_sink_receives_the_engine_incident_updates(messages):
     anomalies, letters, incidents = [], [], []
     flow = build_flow(

@@ -135,10 +135,39 @@ def test_a_snapshot_of_another_state_layout_starts_the_instrument_afresh(referen
         columns = tuple("log_size" if name == "two_sided_intensity" else name for name in snapshot.training_columns)
         assert columns != snapshot.training_columns
         snapshot = dataclasses.replace(snapshot, training_columns=columns)
+    assert engine.cannot_continue(snapshot) == "saved by an engine with another state layout"
     restored = engine.restore(snapshot)
     assert restored.fstate is None and restored.samples_seen == 0 and restored.models is None
-    again, _ = run(config, trades, state=restored)
-    assert comparable(again) == comparable(outcomes)  # and goes on like a new instrument
+    assert len(restored.guard.memory.identities) == config.remembered_trades  # repeats are still refused
+    again, _ = run(config, trades[2100:], state=restored)
+    fresh, _ = run(config, trades[2100:])
+    assert comparable(again) == comparable(fresh)  # and goes on like a new instrument
+
+
+@pytest.mark.parametrize("saved_with, reason", [
+    ({}, None),
+    ({"forest_threshold": 0.55}, "saved under other settings (DETECTOR_FOREST_THRESHOLD changed)"),
+    ({"background_training": False, "fit_helpers": 2}, None),  # how results are computed, not what they are
+])
+def test_a_snapshot_saved_under_other_settings_is_not_continued(reference, saved_with, reason):
+    config, trades, _, _ = reference
+    saving = DetectionEngine(dataclasses.replace(config, **saved_with))
+    _, state = run(saving.config, trades[:2100])
+    snapshot = pickle.loads(pickle.dumps(saving.snapshot(state)))
+    engine = DetectionEngine(config)
+    assert engine.cannot_continue(snapshot) == reason
+    assert engine.cannot_continue(dataclasses.replace(snapshot, settings=None)) is None  # saved before settings were
+    restored = engine.restore(snapshot)
+    assert (restored.samples_seen == 0) == (reason is not None)
+
+
+def test_incident_settings_count_among_the_settings_a_snapshot_keeps(reference):
+    config, _, _, _ = reference
+    from models.incidents import IncidentSettings
+
+    engine = DetectionEngine(config, IncidentSettings(quiet_trades=150))
+    assert ("DETECTOR_INCIDENT_QUIET_TRADES", "150") in engine.settings
+    assert all(not name.startswith("DETECTOR_INCIDENT_") for name, _ in DetectionEngine(config).settings)
 
 
 def test_a_pickled_snapshot_is_compressed_and_unpacks_whole(reference):
