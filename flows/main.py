@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 from bytewax.dataflow import Dataflow
 
@@ -41,6 +42,7 @@ from connectors.kafka import (
     summary_sink,
 )
 from connectors.kafka_settings import BrokerWatch
+from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
 from flows.runtime import tune_garbage_collector
 from flows.settings import JobSettings, SettingsError
 
@@ -49,13 +51,18 @@ BROKER_LOST_STATUS = 3
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+FLOW_ID = "trade-anomalies"
+"""The dataflow's id: its steps' names in the recovery store begin with it."""
+
 
 class PortTaken(RuntimeError):
     """The port Bytewax's dataflow API would serve is in use."""
 
 
-def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None) -> Dataflow:
-    """Probe the broker, make sure the topics exist, and wire Kafka around the dataflow."""
+def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, recovery: Path | None = None,
+              ) -> Dataflow:
+    """Probe the broker, make sure the topics exist, check the recovery store (``-r``) fits,
+    and wire Kafka around the dataflow."""
     brokers, client = settings.kafka_brokers, settings.kafka_client_settings
     if settings.metrics_port is not None:
         check_port_free(settings.metrics_port)
@@ -79,6 +86,8 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None) ->
         batch_size=settings.input_batch_size, max_message_bytes=settings.max_message_bytes,
         watch=watch, stop=stop, on_worker=JobSupervisor.block_stop_signals if supervisor else None,
     )
+    if recovery is not None:
+        check_recovery_store(recovery, f"{FLOW_ID}.read", source.list_parts())
     options = {"watch": watch, "oversize_topic": settings.dlq_topic}
     optional_sinks = {}
     if settings.summary_topic:
@@ -92,6 +101,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None) ->
         settings.detector,
         incidents=settings.incidents,
         max_instruments=settings.max_instruments,
+        flow_id=FLOW_ID,
         **optional_sinks,
     )
 
@@ -229,12 +239,12 @@ def flow_from_environment() -> Dataflow:
         settings = JobSettings.from_env()
         supervisor = JobSupervisor(BrokerWatch(settings.kafka_brokers, settings.broker_loss_timeout_s))
         supervisor.install()
-        job = build_job(settings, supervisor)
+        job = build_job(settings, supervisor, recovery_directory(sys.argv, os.environ))
         start_model_helper(settings.detector)
         tune_garbage_collector()
         return job
     except (SettingsError, BrokerUnreachable, ClientSettingsRejected, MissingTopic, TopicsRefused,
-            PortTaken) as error:
+            PortTaken, RecoveryStoreUnusable) as error:
         raise SystemExit(f"flows.main: {error}") from None
 
 

@@ -58,9 +58,9 @@ def test_summaries_are_written_per_symbol(broker, single_worker_run):
     assert {summary["symbol"] for summary in summaries} == {"SYN0", "SYN1", "SYN2"}
 
 
-def one_line_failure(env: dict[str, str]) -> tuple[str, float]:
+def one_line_failure(env: dict[str, str], *args: str) -> tuple[str, float]:
     started = time.monotonic()
-    finished = run_job(env, timeout=60)
+    finished = run_job(env, *args, timeout=60)
     elapsed = time.monotonic() - started
     assert finished.returncode != 0
     lines = finished.stderr.strip().splitlines()
@@ -86,6 +86,27 @@ def test_a_bad_setting_stops_the_job_naming_the_variable(broker, topic_prefix, v
 def test_a_missing_input_topic_is_named(broker, topic_prefix):
     line, _ = one_line_failure(job_environment(broker, topic_prefix))
     assert f"{topic_prefix}-stocks" in line and "does not exist" in line
+
+
+@pytest.mark.parametrize("store", ["missing", "another topic's"])
+def test_a_recovery_store_that_cannot_be_resumed_is_one_line(broker, topic_prefix, published_tape, tmp_path, store):
+    """Bytewax would end with a Rust panic once its workers ran (and a supervisor restart loop)."""
+    import sqlite3
+
+    from bytewax.recovery import init_db_dir
+
+    topic, _ = published_tape
+    directory = tmp_path / "recovery"
+    if store == "another topic's":
+        directory.mkdir()
+        init_db_dir(directory, 1)
+        with sqlite3.connect(directory / "part-0.sqlite3") as part:
+            part.execute("INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) "
+                         "VALUES ('trade-anomalies.read', '0-some-other-stocks', 1, NULL)")
+    line, _ = one_line_failure(job_environment(broker, topic_prefix, INPUT_TOPIC=topic),
+                               "-r", str(directory), "-s", "1", "-b", "0")
+    assert line.startswith("flows.main: recovery ")
+    assert ("does not exist" if store == "missing" else "input partitions 0-some-other-stocks") in line
 
 
 def scrape(port: int) -> str:

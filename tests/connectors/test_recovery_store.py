@@ -1,0 +1,83 @@
+"""A recovery store that cannot be resumed from is one line before the job starts, not a Rust panic."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from bytewax.recovery import init_db_dir
+
+from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
+
+STEP = "trade-anomalies.read"
+RUN = "/venv/lib/python3.11/site-packages/bytewax/run.py"
+
+
+def store_with_offsets(directory: Path, keys: list[str]) -> Path:
+    """A store Bytewax initialised, holding input offsets for ``keys`` as a job that ran would."""
+    init_db_dir(directory, 1)
+    part = directory / "part-0.sqlite3"
+    with sqlite3.connect(part) as store:
+        store.executemany("INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES (?, ?, 1, NULL)",
+                          [(STEP, key) for key in keys] + [("trade-anomalies.detect", "NVDA")])
+    return part
+
+
+def test_a_store_of_these_input_partitions_or_of_none_yet_is_accepted(tmp_path):
+    store_with_offsets(tmp_path, ["0-stocks", "1-stocks"])
+    check_recovery_store(tmp_path, STEP, ["0-stocks", "1-stocks", "2-stocks"])  # a partition added since
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    init_db_dir(fresh, 2)
+    check_recovery_store(fresh, STEP, ["0-stocks"])
+
+
+@pytest.mark.parametrize("keys, partitions, unknown", [
+    (["0-stocks", "1-stocks"], ["0-other"], "0-stocks, 1-stocks"),  # another topic
+    (["0-stocks", "3-stocks"], ["0-stocks", "1-stocks"], "3-stocks"),  # the topic re-created with fewer
+])
+def test_a_store_written_for_other_input_partitions_is_refused_naming_them(tmp_path, keys, partitions, unknown):
+    store_with_offsets(tmp_path, keys)
+    with pytest.raises(RecoveryStoreUnusable, match=f"reading input partitions {unknown}, which this one does not"):
+        check_recovery_store(tmp_path, STEP, partitions)
+
+
+def damage(part: Path, how: str) -> None:
+    data = bytearray(part.read_bytes())
+    if how == "not SQLite":
+        part.write_bytes(b"not a database at all")
+    else:  # pages overwritten after the header
+        data[100:4096] = bytes(range(256)) * 15 + bytes(range(156))
+        part.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["not SQLite", "damaged pages"])
+def test_a_partition_that_cannot_be_read_is_refused_saying_what_to_do(tmp_path, how):
+    part = store_with_offsets(tmp_path, ["0-stocks"])
+    damage(part, how)
+    with pytest.raises(RecoveryStoreUnusable, match=r"recovery partition .*part-0.sqlite3 cannot be read .*new recovery"):
+        check_recovery_store(tmp_path, STEP, ["0-stocks"])
+
+
+@pytest.mark.parametrize("made, message", [
+    (False, "does not exist: create it and initialise it once with `python -m bytewax.recovery"),
+    (True, "holds no recovery partitions: initialise it once with `python -m bytewax.recovery"),
+])
+def test_a_missing_or_uninitialised_directory_is_refused(tmp_path, made, message):
+    directory = tmp_path / "recovery"
+    if made:
+        directory.mkdir()
+    with pytest.raises(RecoveryStoreUnusable, match=message):
+        check_recovery_store(directory, STEP, ["0-stocks"])
+
+
+@pytest.mark.parametrize("argv, environ, expected", [
+    ([RUN, "flows.main", "-r", "rec", "-s", "5", "-b", "0"], {}, Path("rec")),
+    ([RUN, "flows.main", "--recovery-directory=rec2", "-w", "2"], {}, Path("rec2")),
+    ([RUN, "flows.main"], {"BYTEWAX_RECOVERY_DIRECTORY": "rec3"}, Path("rec3")),
+    ([RUN, "flows.main", "-w", "2"], {}, None),
+    (["/usr/bin/pytest", "-rA", "tests"], {}, None),  # not run by bytewax.run: pytest's -r is another flag
+])
+def test_the_recovery_directory_is_the_one_bytewax_run_was_given(argv, environ, expected):
+    assert recovery_directory(argv, environ) == expected
