@@ -27,7 +27,8 @@ import orjson
 
 from benchmarks import OUTPUT
 from connectors.messages import Origin, TradeMessage
-from flows.dataflow import EventClock, InstrumentDetector, group_by_symbol
+from flows.dataflow import InstrumentDetector, group_by_symbol
+from flows.instruments import EventClock
 from flows.runtime import tune_garbage_collector
 from models import training
 from models.config import DetectorConfig
