@@ -14,7 +14,8 @@ look late, though not earlier than the oldest time the clock holds, and
 dead letters, not the instrument's next hour). When the wrong trades were a day or more
 ahead they also started the instrument afresh, which empties the clock; the oldest time
 the clock held before (``floor_ns``) then counts as well, so the real trades still set it
-back. A replay of older trades is before those times and stays refused. A jump further ahead than
+back; once (``floor_spent``: two days' trades interleaved cannot restart the instrument at
+every turn). A replay of older trades is before those times and stays refused. A jump further ahead than
 ``max_jump_s`` is refused unless the next trade confirms it (two trades agreeing on the
 new time). Starting afresh after an idle day restarts the clock, not the memory of trades.
 
@@ -92,6 +93,10 @@ class GuardMemory:
     ones out for a day). Kept for ``FLOOR_TRADES`` accepted trades, or until the clock is set back."""
     since_fresh: int = 0
     """Trades accepted since ``floor_ns`` was set, the fresh start's own included."""
+    floor_spent: bool = False
+    """The clock was set back while a floor held, since the last fresh start: the next fresh start
+    sets none, so trades of two days interleaved (a second feed catching up) cannot restart the
+    instrument again and again; the old day's trades are then refused as late."""
 
     @property
     def clock_ns(self) -> int | None:
@@ -108,7 +113,8 @@ class GuardMemory:
         bounds = np.cumsum([0] + [len(run[3]) for run in runs])
         identities, remembered = _remembered_after(self.identities, self.sequences, sequences, keys, bounds, kept)
         return GuardMemory(identities, remembered, self.stamps, self.latest_sequence, self.pending_jump_ns,
-                           late_streak=self.late_streak, floor_ns=self.floor_ns, since_fresh=self.since_fresh)
+                           late_streak=self.late_streak, floor_ns=self.floor_ns, since_fresh=self.since_fresh,
+                           floor_spent=self.floor_spent)
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,7 @@ def _ordinary_run(settings: GuardSettings, memory: GuardMemory, stamps: np.ndarr
         unfolded=memory.unfolded + (key + (sequences[-kept:].copy(),),),
         floor_ns=floor_ns,
         since_fresh=since_fresh,
+        floor_spent=memory.floor_spent,
     )
     return memory.folded(kept) if len(memory.unfolded) >= FOLD_RUNS else memory
 
@@ -265,7 +272,7 @@ class _Walk:
         self.latest = dict(memory.latest_sequence)
         self.pending = memory.pending_jump_ns
         self.late = list(memory.late_streak)
-        self.floor, self.since_fresh = memory.floor_ns, memory.since_fresh
+        self.floor, self.since_fresh, self.floor_spent = memory.floor_ns, memory.since_fresh, memory.floor_spent
 
     def judge(self, moment: int, publisher: int, instrument: int, sequence: int) -> tuple[str, str] | None:
         day = moment // DAY_NS
@@ -304,9 +311,12 @@ class _Walk:
         is still a repeat."""
         fresh = bool(self.stamps) and moment - self.stamps[-1] > self.settings.idle_s * NANOS_PER_SECOND
         if len(self.late) >= CLOCK_TRADES:  # the clock set back to the trades that disagreed with it
+            lateness_ns = self.settings.max_lateness_s * NANOS_PER_SECOND
+            self.floor_spent = self.floor_spent or min(self.late) < min(self.stamps) - lateness_ns  # by the floor
             self.stamps, self.floor, self.since_fresh = self.late[:-1], None, 0
         elif fresh:
-            self.stamps, self.floor, self.since_fresh = [], min(self.stamps), 0
+            floor = None if self.floor_spent else min(self.stamps)
+            self.stamps, self.floor, self.since_fresh, self.floor_spent = [], floor, 0, False
         self.floor, self.since_fresh = _floor_after(self.floor, self.since_fresh, 1)
         self.late = []
         day = moment // DAY_NS
@@ -364,6 +374,7 @@ class _Walk:
             late_streak=tuple(self.late),
             floor_ns=self.floor,
             since_fresh=self.since_fresh,
+            floor_spent=self.floor_spent,
         )
 
 

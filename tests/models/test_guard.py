@@ -135,6 +135,20 @@ def test_trades_a_day_or_more_ahead_start_afresh_but_do_not_lock_the_real_ones_o
     assert len(refused) == 4 + refused_jump and fresh == [20 + refused_jump]
 
 
+def test_two_days_interleaved_restart_the_instrument_once_not_at_every_turn():
+    """Monday's trades, then a second feed's Friday trades catching up, in turns: the floor sets the
+    clock back to Friday once; the next Monday trade starts afresh without a floor, and from then
+    on the Friday trades are late."""
+    friday, monday = tape(20), START + 3 * DAY_NS
+    trades, refused_rows = list(friday), []
+    for turn in range(6):
+        trades += tape(3, start=monday + turn * 10 * SECOND, sequence=5000 + 3 * turn, step=SECOND)
+        refused_rows += list(range(len(trades), len(trades) + 5)) if turn else list(range(len(trades), len(trades) + 4))
+        trades += [(START + (15 + k) * SECOND, 3, 11667, 1 + 5 * turn + k) for k in range(5)]  # another publisher
+    refused, fresh = judge(TradeGuard(), trades)
+    assert fresh == [20, 28] and list(refused) == refused_rows
+
+
 def test_after_twenty_trades_of_a_new_session_only_its_own_clock_counts():
     """The clock before a fresh start helps for ``FLOOR_TRADES`` trades: later, a replay with new
     sequences of the new session's earlier trades is refused as before."""
@@ -200,12 +214,19 @@ def test_check_leaves_the_guard_unchanged_until_commit():
 
 @st.composite
 def messy_tapes(draw):
-    """Mostly increasing trades of two publishers with repeats, late ones, jumps and gaps mixed in."""
+    """Mostly increasing trades of two publishers with repeats, late ones, jumps, gaps and strays a day
+    or more ahead (which start the instrument afresh, and the floor then sets the clock back) mixed in."""
     trades, moment, sequence = [], START, 100
     for _ in range(draw(st.integers(5, 120))):
-        kind = draw(st.sampled_from(["next"] * 8 + ["repeat", "late", "jump", "gap", "other publisher"]))
+        kind = draw(st.sampled_from(["next"] * 8 + ["repeat", "late", "jump", "gap", "other publisher", "strays"]))
         if kind == "repeat" and trades:
             trades.append(draw(st.sampled_from(trades)))
+            continue
+        if kind == "strays":
+            ahead = moment + draw(st.integers(1, 3)) * 86_400 * SECOND + SECOND
+            for stray in range(draw(st.integers(1, 4))):
+                sequence += 1
+                trades.append((ahead + stray * SECOND, 2, 11667, sequence))
             continue
         moment += draw(st.integers(0, 5 * SECOND))
         sequence += draw(st.integers(1, 3))
