@@ -20,7 +20,7 @@ ANOMALIES_WRITTEN = Counter(
 )
 DEAD_LETTERS_WRITTEN = Counter(
     "trade_detector_dead_letters_written",
-    "Dead letters written to the dead-letter topic, by stage (decode, validate, duplicate, engine, kafka).",
+    "Dead letters written to the dead-letter topic, by stage (decode, validate, duplicate, capacity, engine, kafka).",
     ["stage"],
 )
 SUMMARIES_WRITTEN = Counter(

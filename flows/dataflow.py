@@ -21,7 +21,7 @@ from bytewax.outputs import Sink
 
 from connectors.codec import encode_trade
 from connectors.messages import DeadLetter, TradeMessage
-from flows.instruments import DEFAULT_MAX_INSTRUMENTS, EventClock, InstrumentRoster
+from flows.instruments import ACTIVE, DEFAULT_MAX_INSTRUMENTS, DORMANT, EventClock, InstrumentRoster
 from models.config import DetectorConfig
 from models.engine import DetectionEngine, StateEnded
 from models.incidents import IncidentSettings, IncidentUpdate
@@ -31,7 +31,7 @@ from models.trades import Rejection, Validation
 
 NANOS_PER_SECOND = 1_000_000_000
 EVICTION_CHECK = timedelta(seconds=30)
-"""How often (processing time) an instrument's logic checks whether it has been idle long enough to drop."""
+"""How often (processing time) an instrument's logic checks whether it has been idle long enough to go dormant."""
 
 
 def build_flow(
@@ -122,7 +122,8 @@ class InstrumentDetector(StatefulBatchLogic):
         self.clock = clock
         self.summaries = summaries
         self.roster = InstrumentRoster() if roster is None else roster
-        self.on_roster = False
+        self.place: str | None = None
+        """Its place on the roster (``ACTIVE`` or ``DORMANT``), None while it holds none."""
         self.state: InstrumentState | None = None
         self.summary_second = -1
         self.summarised_trades = -1
@@ -135,7 +136,8 @@ class InstrumentDetector(StatefulBatchLogic):
         if snapshot is not None:
             self.state = engine.restore(snapshot.engine)
             self.summary_second = snapshot.summary_second
-            self.on_roster = self.roster.join(restored=True)
+            self.place = ACTIVE if self.state.samples_seen else DORMANT
+            self.roster.join(self.place, restored=True)
             reason = engine.cannot_continue(snapshot.engine)
             if reason is not None:
                 _report_restart_once(reason, snapshot.engine.symbol)
@@ -161,9 +163,9 @@ class InstrumentDetector(StatefulBatchLogic):
             validation = Validation.join([batch.validation for batch in batches],
                                          [len(batch.messages) for batch in batches])
         if self.state is None:  # a new instrument: a place on the roster first, whatever its trades
-            if not self.roster.join():
+            if not self.roster.join(ACTIVE):
                 return self._refused(messages, validation), self.DISCARD
-            self.on_roster = True
+            self.place = ACTIVE
             self.state = self.engine.new_state(messages[0].symbol)
         state = self.state
         try:
@@ -184,6 +186,9 @@ class InstrumentDetector(StatefulBatchLogic):
         if not state.samples_seen and not state.guard.memory.stamps:  # nothing ever accepted: a junk symbol
             self._leave_roster()
             return out, self.DISCARD
+        if self.place == DORMANT and state.samples_seen:  # woken by a trade
+            self.roster.move(DORMANT, ACTIVE)
+            self.place = ACTIVE
         clock_ns = state.guard.memory.clock_ns  # the instrument's own median clock: not one odd trade's time
         if clock_ns is not None and state.samples_seen >= self.engine.config.window_size:
             self.clock.advance(clock_ns)
@@ -207,10 +212,10 @@ class InstrumentDetector(StatefulBatchLogic):
 
     def on_eof(self) -> tuple[list[Any], bool]:
         """At the end of the input (a backtest, STOP_AT_END) the last trades are summarised too,
-        and an instrument idle by then is dropped as ``on_notify`` would have: what a run ends
+        and an instrument idle by then goes dormant as ``on_notify`` would have: what a run ends
         with does not depend on whether the 30 s check happened to run before its end."""
         if self._idle():
-            return self._after_pending(self._dropped())
+            return self._after_pending(self._go_dormant())
         if self.pending:
             return self._after_pending(([], self.RETAIN))
         if (not self.summaries or self.state is None or self.last_message is None or not self.state.samples_seen
@@ -224,11 +229,11 @@ class InstrumentDetector(StatefulBatchLogic):
         return self.next_check
 
     def on_notify(self) -> tuple[list[Any], bool]:
-        """Let an instrument idle for ``idle_s`` of event time go dormant (``_dropped``) if it has
+        """Let an instrument idle for ``idle_s`` of event time go dormant (``_go_dormant``) if it has
         not traded since the last check either: one that trades is not idle, whatever the clock says."""
         self.next_check = _eviction_check()
         traded, self.traded_since_check = self.traded_since_check, False
-        return self._after_pending(self._dropped() if self._idle() and not traded else ([], self.RETAIN))
+        return self._after_pending(self._go_dormant() if self._idle() and not traded else ([], self.RETAIN))
 
     def _idle(self) -> bool:
         """Whether the instrument's last trade is ``idle_s`` of event time behind the latest of the process."""
@@ -238,14 +243,15 @@ class InstrumentDetector(StatefulBatchLogic):
         return (self.state is not None
                 and self.clock.latest_ns - self.state.last_timestamp_ns > seconds * NANOS_PER_SECOND)
 
-    def _dropped(self) -> tuple[list[Any], bool]:
+    def _go_dormant(self) -> tuple[list[Any], bool]:
         """Its open incident closed and its last totals reported (as the engine does when such an
         instrument starts afresh), then only its memory of trades kept (``DetectionEngine.dormant``):
         a replay of trades it processed is still refused, after a restart too. A dormant one is
-        let go for good once ``max_clock_jump_s`` (a week) behind, freeing its place on the roster."""
+        let go for good once ``max_clock_jump_s`` (a week) behind, or at once while the roster is
+        crowded (more instruments in all than ``MAX_INSTRUMENTS``)."""
         state = self.state
         if not state.samples_seen:  # dormant already
-            if not self._behind(self.engine.config.max_clock_jump_s):
+            if not (self._behind(self.engine.config.max_clock_jump_s) or self.roster.crowded()):
                 return [], self.RETAIN
             self._leave_roster()
             return [], self.DISCARD
@@ -254,12 +260,14 @@ class InstrumentDetector(StatefulBatchLogic):
         if self.summaries and self.last_message is not None and self.summarised_trades != state.samples_seen:
             out.append(self._summary(self.last_message))
         self.state = self.engine.dormant(state)
+        self.roster.move(ACTIVE, DORMANT)
+        self.place = DORMANT
         return out, self.RETAIN
 
     def _leave_roster(self) -> None:
-        if self.on_roster:
-            self.roster.leave()
-            self.on_roster = False
+        if self.place is not None:
+            self.roster.leave(self.place)
+            self.place = None
 
     def _summary(self, last: TradeMessage) -> InstrumentSummary:
         origin = last.origin

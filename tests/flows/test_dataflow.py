@@ -346,7 +346,7 @@ def test_a_new_instrument_beyond_the_limit_is_refused_and_the_others_go_on(messa
                         CONFIG, max_instruments=2))
     alone, _ = run(messages[:1500])
     assert Counter(letter.stage for letter in letters) == {"capacity": 1501, "validate": 1}
-    assert "instrument 'CCCC' not taken: this process holds 2 instruments, its limit (MAX_INSTRUMENTS=2)" in (
+    assert "instrument 'CCCC' not taken: this process holds 2 active instruments, its limit (MAX_INSTRUMENTS=2)" in (
         letters[0].reason)
     for symbol in symbols[:2]:
         held = [{**record, "symbol": "NVDA"} for record in comparable(a for a in anomalies if a.symbol == symbol)]
@@ -365,3 +365,30 @@ def test_a_replay_after_the_instrument_went_dormant_is_refused_in_the_flow(messa
     items = messages[:2000] + other + [TestingSource.PAUSE(timedelta(seconds=0.3))] + replay
     _, letters = run(items)
     assert len(letters) == 500 and {letter.stage for letter in letters} == {"duplicate"}
+
+
+def test_dormant_instruments_give_way_to_a_new_one_when_the_roster_is_full(messages):
+    """Two symbols that traded once and went quiet hold no active place; a third joins, and while
+    the roster is crowded the dormant ones are let go at their next check, not a week later."""
+    from flows.dataflow import InstrumentDetector, group_by_symbol
+    from flows.instruments import InstrumentRoster
+
+    engine, clock, roster = DetectionEngine(CONFIG), EventClock(), InstrumentRoster(limit=2)
+
+    def detector_of(symbol, trades):
+        detector = InstrumentDetector(engine, clock, None, roster=roster)
+        batch = [as_trade_message(dict(m.trade, symbol=symbol), m.origin, m.raw) for m in trades]
+        return detector, detector.on_batch([part for _, part in group_by_symbol(batch)])
+
+    quiet = [detector_of(symbol, messages[:3])[0] for symbol in ("JUNK1", "JUNK2")]
+    clock.advance(quiet[0].state.last_timestamp_ns + 2 * 86_400 * 10**9)
+    for detector in quiet:
+        detector.on_notify(), detector.on_notify()  # the interval it traded in, then one without
+    assert roster.held == {"active": 0, "dormant": 2} and not roster.crowded()
+    assert [detector.on_notify()[1] for detector in quiet] == [InstrumentDetector.RETAIN] * 2  # kept a week
+    _, (out, kept) = detector_of("REAL", messages[3000:3010])
+    assert kept is InstrumentDetector.RETAIN and not [item for item in out if isinstance(item, DeadLetter)]
+    assert roster.crowded()
+    assert quiet[0].on_notify() == ([], InstrumentDetector.DISCARD)
+    assert roster.held == {"active": 1, "dormant": 1} and not roster.crowded()
+    assert quiet[1].on_notify() == ([], InstrumentDetector.RETAIN)

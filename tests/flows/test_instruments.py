@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.instruments import EventClock, InstrumentRoster
+from flows.instruments import ACTIVE, DORMANT, EventClock, InstrumentRoster
 
 
 def test_a_clock_does_not_move_to_a_time_no_real_trade_can_have():
@@ -17,11 +17,14 @@ def test_a_clock_does_not_move_to_a_time_no_real_trade_can_have():
     assert clock.latest_ns == now + 3_600 * 10**9
 
 
-def test_the_roster_frees_a_place_when_an_instrument_leaves_and_takes_restored_ones_whatever_the_count():
+def test_the_roster_bounds_active_places_and_counts_dormant_ones_apart():
     roster = InstrumentRoster(limit=2)
     assert [roster.join(), roster.join(), roster.join()] == [True, True, False]
-    roster.leave()
-    assert roster.join() and not roster.join()
-    assert roster.join(restored=True) and roster.held == 3
+    roster.move(ACTIVE, DORMANT)  # one goes dormant: its active place is free
+    assert roster.join() and roster.crowded() and roster.held == {ACTIVE: 2, DORMANT: 1}
+    assert not roster.join()
+    roster.leave(DORMANT)
+    assert not roster.crowded() and roster.held == {ACTIVE: 2, DORMANT: 0}
+    assert roster.join(restored=True) and roster.held[ACTIVE] == 3  # it held its place before the restart
     with pytest.raises(ValueError, match="limit must be at least 1"):
         InstrumentRoster(limit=0)
