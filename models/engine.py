@@ -29,6 +29,7 @@ went through, so an exception leaves the state exactly as it was.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
@@ -101,16 +102,21 @@ EXECUTION_SETTINGS = frozenset({"background_training", "fit_helpers", "compiled"
 """Settings that change how results are computed, not what they are."""
 
 
-def result_settings(config: DetectorConfig, incidents: IncidentSettings) -> tuple[tuple[str, str], ...]:
-    """The settings that change an instrument's results and differ from their defaults, as
-    (variable, value) pairs: small enough to go with every snapshot."""
-    pairs = []
+def result_settings(config: DetectorConfig, incidents: IncidentSettings) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What a snapshot keeps of the settings that change an instrument's results: a digest of all of
+    them (a default changed by an upgrade counts too), and those off their defaults as (variable,
+    value) pairs, to name what changed. Small enough to go with every snapshot."""
+    every, changed = [], []
     for settings, prefix in ((config, CONFIG_PREFIX), (incidents, INCIDENT_PREFIX)):
         default = type(settings)()
-        pairs += [(prefix + setting.name.upper(), repr(getattr(settings, setting.name)))
-                  for setting in fields(settings) if setting.name not in EXECUTION_SETTINGS
-                  and getattr(settings, setting.name) != getattr(default, setting.name)]
-    return tuple(pairs)
+        for setting in fields(settings):
+            if setting.name in EXECUTION_SETTINGS:
+                continue
+            pair = (prefix + setting.name.upper(), repr(getattr(settings, setting.name)))
+            every.append(pair)
+            if getattr(settings, setting.name) != getattr(default, setting.name):
+                changed.append(pair)
+    return hashlib.sha256(repr(every).encode()).hexdigest()[:16], tuple(changed)
 
 
 class DetectionEngine:
@@ -255,10 +261,10 @@ class DetectionEngine:
         models and incidents would mix two configurations that neither a run with the old nor one
         with the new would give; saved with another state layout (an older version, another window
         size or model inputs), the kernel would read its arrays at the wrong places."""
-        if snapshot.settings is not None and snapshot.settings != self.settings:
-            old, new = dict(snapshot.settings), dict(self.settings)
+        if snapshot.settings is not None and snapshot.settings[0] != self.settings[0]:
+            old, new = dict(snapshot.settings[1]), dict(self.settings[1])
             changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
-            return f"saved under other settings ({', '.join(changed)} changed)"
+            return f"saved under other settings ({', '.join(changed) or 'defaults of this version'} changed)"
         if not self._fits_layout(snapshot):
             return "saved by an engine with another state layout"
         return None

@@ -111,9 +111,9 @@ class InstrumentSnapshot:
     training_columns: tuple[str, ...] = ()
     """The inputs the models and training rows hold, in order (empty in snapshots from before it
     was kept): a snapshot of other inputs cannot be continued, even with as many of them."""
-    settings: tuple[tuple[str, str], ...] | None = None
-    """The settings that change results and differ from their defaults, as (variable, value)
-    (``models.engine.result_settings``; None in snapshots from before it was kept): a state
+    settings: tuple[str, tuple[tuple[str, str], ...]] | None = None
+    """A digest of the settings that change results, and those off their defaults as (variable,
+    value) (``models.engine.result_settings``; None in snapshots from before it was kept): a state
     saved under other settings is not continued under these."""
 
     def __reduce__(self):

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hostile_values import trade_batches
 
 from models.config import DetectorConfig
+from models.engine import result_settings
+from models.incidents import IncidentSettings
 from models.engine import REFIT_LAG, DetectionEngine
 from models.features import FEATURE_NAMES
 from models.incidents import IncidentUpdate
@@ -163,11 +165,24 @@ def test_a_snapshot_saved_under_other_settings_is_not_continued(reference, saved
 
 def test_incident_settings_count_among_the_settings_a_snapshot_keeps(reference):
     config, _, _, _ = reference
-    from models.incidents import IncidentSettings
-
     engine = DetectionEngine(config, IncidentSettings(quiet_trades=150))
-    assert ("DETECTOR_INCIDENT_QUIET_TRADES", "150") in engine.settings
-    assert all(not name.startswith("DETECTOR_INCIDENT_") for name, _ in DetectionEngine(config).settings)
+    assert ("DETECTOR_INCIDENT_QUIET_TRADES", "150") in engine.settings[1]
+    assert all(not name.startswith("DETECTOR_INCIDENT_") for name, _ in DetectionEngine(config).settings[1])
+    assert engine.settings[0] != DetectionEngine(config).settings[0]
+
+
+def test_a_default_changed_by_an_upgrade_is_noticed_too(reference):
+    """The same settings off their defaults, but a digest of other values: an earlier version's
+    defaults (the digest is of every setting, so that is what it would show)."""
+    config, trades, _, _ = reference
+    engine = DetectionEngine(config)
+    _, state = run(config, trades[:300])
+    snapshot = engine.snapshot(state)
+    earlier = dataclasses.replace(snapshot, settings=("0" * 16, snapshot.settings[1]))
+    assert engine.cannot_continue(earlier) == "saved under other settings (defaults of this version changed)"
+    everything = {name for name, _ in result_settings(DetectorConfig(), IncidentSettings())[1]}
+    assert not everything  # the defaults name nothing, yet have a digest
+    assert result_settings(DetectorConfig(), IncidentSettings())[0] == DetectionEngine().settings[0]
 
 
 def test_a_pickled_snapshot_is_compressed_and_unpacks_whole(reference):
