@@ -265,7 +265,14 @@ def start_paced_replay(brokers: str, topic: str, **environ: str) -> subprocess.P
     return subprocess.Popen(
         [sys.executable, "-m", "connectors.replay", str(FIXTURE), "--speed", "0.2", "--linger-ms", "1000",
          "--brokers", brokers, "--topic", topic],
-        env={**os.environ, **environ}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env={**os.environ, **environ}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=heeding_interrupts)
+
+
+def heeding_interrupts() -> None:
+    """SIGINT as a terminal's replay has it: a test run started in the background (``make test &``)
+    has it ignored, and the replay keeps an ignored SIGINT ignored, as a background job should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_a_message(brokers: str, topic: str) -> None:
