@@ -42,9 +42,9 @@ class IncidentBook:
 
     def add(self, incident: Incident) -> None:
         incident_id = incident.incident_id
-        revisions = self._revisions.get(incident_id)
-        if revisions is not None and revisions.repeats(incident.revision):  # a restarted job's repeat
-            return
+        revisions, shown = self._revisions.get(incident_id), self._incidents.get(incident_id)
+        if revisions is not None and revisions.repeats(incident.revision) and not _closes(shown, incident):
+            return  # a restarted job's repeat
         self._revisions[incident_id] = _revisions_after(revisions, incident.revision)
         self._incidents[incident_id] = incident
         self._eviction.rank(incident_id, (believable(incident.last_ns, self._wall_clock_ns()), incident.is_open,
@@ -58,6 +58,13 @@ class IncidentBook:
 
     def __len__(self) -> int:
         return len(self._incidents)
+
+
+def _closes(shown: Incident | None, incident: Incident) -> bool:
+    """A closing of an incident shown open is never taken for a repeat: closing is final. A job
+    resumed under other settings closes the incident it saved with the revision after its
+    snapshot's, which the run before the crash may already have written as an update."""
+    return shown is not None and shown.is_open and not incident.is_open
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,7 +143,7 @@ def revised(world) -> list[dict]:
     (2, {"revision": 10**15, "status": "closed"}),
     (2, {"revision": 4, "status": "closed"}),  # jumps two ahead
     (2, {"revision": 1, "status": "closed"}),  # the one reached, restated
-    (2, {"revision": 0, "status": "closed"}),  # behind: taken for a repeat
+    (2, {"revision": 0, "status": "closed"}),  # behind: a closing, shown until the next real message
     (0, {"revision": 10**15}),  # read before any real message (compaction may leave only it)
     (0, {"revision": 10**15, "status": "closed"}),
 ])
@@ -168,6 +168,21 @@ def test_a_forged_revision_shows_until_the_next_real_message(revised):
     assert book.all()[0].summary == "forged"  # it is the incident's latest word, for now
     book.add(decode_incident(orjson.dumps(revised[2])))
     assert (book.all()[0].revision, book.all()[0].summary) == (2, revised[2]["summary"])
+
+
+def test_a_closing_behind_the_revision_reached_still_closes_an_open_incident(revised):
+    """A job resumed under other settings closes the incident it saved with the revision after its
+    snapshot's, which the run before the crash may have written already as an update."""
+    opened = [message for message in revised if message["status"] != "closed"]
+    book = IncidentBook(capacity=100)
+    for message in opened:
+        book.add(decode_incident(orjson.dumps(message)))
+    closing = {**opened[-1], "revision": 1, "status": "closed", "closed_by": "restart"}
+    book.add(decode_incident(orjson.dumps(closing)))
+    (shown,) = book.all()
+    assert (shown.status, shown.revision) == ("closed", 1)
+    book.add(decode_incident(orjson.dumps(opened[len(opened) // 2])))  # a repeat of an earlier update
+    assert book.all() == [shown]
 
 
 def test_incidents_dated_past_the_clock_leave_a_full_book_first(messages):
