@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     if interruption.received is None:
         return status
     print(f"connectors.replay: interrupted by {interruption.received.name}", file=sys.stderr)
-    return 128 + interruption.received
+    return status or 128 + interruption.received  # a lost broker (3) or an unreadable file (4) says more
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str], stop: threading.Event) -> int:

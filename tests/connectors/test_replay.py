@@ -318,7 +318,7 @@ def test_a_signal_with_the_broker_gone_waits_at_most_the_loss_timeout_and_a_seco
     bounded, patient = processes
     stopped = time.monotonic()
     out, errors = bounded.communicate(timeout=30)
-    assert bounded.returncode == 143 and time.monotonic() - stopped < 3 + 5
+    assert bounded.returncode == 3 and time.monotonic() - stopped < 3 + 5  # the lost broker says more than 143
     assert re.search(r"^published [\d,]+ trades", out, re.MULTILINE) and "NOT DELIVERED" in out
     assert errors.strip().splitlines()[-1] == "connectors.replay: interrupted by SIGTERM"
     assert patient.poll() is None, "a minute to flush: still waiting"
