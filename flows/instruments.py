@@ -2,7 +2,7 @@
 the roster that bounds how many are held.
 
 Both are shared by the worker threads of a process (Bytewax's ``-w``); neither changes what
-an instrument's own trades give while it is held, only when it is dropped or refused.
+an instrument's own trades give while it is held, only when it goes dormant or is refused.
 """
 
 from __future__ import annotations
