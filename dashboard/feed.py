@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from dashboard.buffer import AnomalyBuffer, PriceHistory, PriceLine
+from dashboard.clock import believable, utc_text
 from dashboard.config import DashboardConfig
 from dashboard.error_log import ErrorLog, LogEntry
 from dashboard.health import Progress, ProgressMonitor
@@ -68,10 +69,12 @@ class FeedView:
 
 
 class LiveFeed:
-    def __init__(self, config: DashboardConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: DashboardConfig, clock: Callable[[], float] = time.monotonic,
+                 wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.config = config
         self.errors = ErrorLog()
         self._clock = clock
+        self._wall_clock_ns = wall_clock_ns
         self._anomalies = AnomalyBuffer(config.buffer_size)
         self._members = IncidentMembers()
         self._incidents = IncidentBook(config.incident_limit)
@@ -200,6 +203,9 @@ class LiveFeed:
             self._take(tail.topic, messages, decode_anomaly, self._keep_anomaly)
 
     def _keep_anomaly(self, anomaly: Anomaly) -> None:
+        if not believable(anomaly.ts_ns, self._wall_clock_ns()):  # it would be the newest for ever
+            raise InvalidRecord(f"anomaly {anomaly.anomaly_id} is dated {utc_text(anomaly.ts_ns)} UTC, past the "
+                                "dashboard's clock: no trade has that time yet")
         self._anomalies.add(anomaly)
         self._members.add(anomaly)
 

@@ -256,6 +256,9 @@ def viewer_settings(
         # librdkafka insists on a group id, but without subscribe() no group is joined.
         "group.id": "dashboard-viewer",
         "socket.connection.setup.timeout.ms": 2000,
+        # A position the topic no longer holds (a broker restarted empty, retention) reads on from
+        # the earliest message kept, not from the end, which would skip what was published again.
+        "auto.offset.reset": "earliest",
         "reconnect.backoff.max.ms": 2000,
         # Tansu holds an empty fetch for the whole wait even when data arrives
         # meanwhile; a short wait keeps the page live (Kafka and Redpanda answer at once).

@@ -70,7 +70,17 @@ class ReviewWriter:
         self._topic_ready = False
 
     def write(self, review: Review) -> None:
-        """Returns once the broker has the decision; raises ``ReviewNotSaved`` otherwise."""
+        """Returns once the broker has the decision; raises ``ReviewNotSaved`` otherwise, after which
+        the next write checks the topic again with a new producer (a development broker restarted
+        empty: the old producer's idempotence state timed out every later write)."""
+        try:
+            self._write(review)
+        except ReviewNotSaved:
+            self.close(wait_s=0)
+            self._producer, self._topic_ready = None, False
+            raise
+
+    def _write(self, review: Review) -> None:
         self._ensure_topic()
         if self._producer is None:
             self._producer = Producer({**self._settings, "acks": "all", "enable.idempotence": True,
@@ -108,9 +118,9 @@ class ReviewWriter:
             raise ReviewNotSaved(f"the topic {self.topic} was not created within {WRITE_TIMEOUT_S:g} s") from None
         self._topic_ready = True
 
-    def close(self) -> None:
+    def close(self, wait_s: float = WRITE_TIMEOUT_S) -> None:
         if self._producer is not None:
-            self._producer.flush(WRITE_TIMEOUT_S)
+            self._producer.flush(wait_s)
 
 
 def _describe(error: KafkaException) -> str:

@@ -24,7 +24,8 @@ StateKey = tuple[str, int | None]
 class SummaryBook:
     """The newest summary of each instrument state (by event time, then trades processed).
 
-    At most ``max_symbols`` states are kept, the stalest dropped first, at the cost of the one
+    At most ``max_symbols`` states are kept (as many as a job holds active instruments by
+    default, ``MAX_INSTRUMENTS``), the stalest dropped first, at the cost of the one
     dropped (``EvictionOrder``). Anyone can write to the topic, and a summary dated 2099 once
     froze its instrument: every later real summary looked older. So a summary dated past the
     dashboard's clock (``believable``) ranks below every other: it is kept while its state has
@@ -32,7 +33,7 @@ class SummaryBook:
     newest of counts for its symbol only while the symbol has no believable state.
     """
 
-    def __init__(self, max_symbols: int = 10_000, wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, max_symbols: int = 20_000, wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.max_symbols = max_symbols
         self._wall_clock_ns = wall_clock_ns
         self._newest: dict[StateKey, Summary] = {}

@@ -87,6 +87,7 @@ def run_backtest(
     out = Path(out)
     dead_letters = Path(dead_letters) if dead_letters else out.with_suffix(".dead-letters.jsonl")
     incident_file = out.with_suffix(".incidents.jsonl")
+    _refuse_overwriting_inputs(paths, (out, dead_letters, incident_file))
     for path in (out, dead_letters, incident_file):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
@@ -110,6 +111,18 @@ def run_backtest(
                           Counter(incident["kind"] for incident in final))
 
 
+class OutputIsInput(ValueError):
+    """An output file of the backtest is one of its input files."""
+
+
+def _refuse_overwriting_inputs(inputs: list[str | Path], outputs: tuple[Path, ...]) -> None:
+    """The outputs are emptied before the inputs are read: ``--out day.csv`` once wiped the day."""
+    for output in outputs:
+        for given in inputs:
+            if output.exists() and Path(given).exists() and output.resolve() == Path(given).resolve():
+                raise OutputIsInput(f"{output} is an input file; write the results elsewhere (--out)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.backtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="Databento trades files: .csv, .csv.zst, .dbn, .dbn.zst")
@@ -119,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, incidents = engine_settings_from_env(os.environ)
         report = run_backtest(args.files, args.out, config, args.dead_letters, incidents=incidents)
-    except (ConfigError, FileNotFoundError, UnsupportedFileError) as error:
+    except (ConfigError, OSError, UnsupportedFileError, OutputIsInput) as error:  # FileNotFoundError is an OSError
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report.render())

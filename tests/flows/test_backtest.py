@@ -117,6 +117,27 @@ def test_missing_file_is_a_clear_error(tmp_path, capsys):
     assert "nope.csv: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("output", ["--out", "--dead-letters"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, capsys, output):
+    """The outputs are emptied first: ``--out day.csv`` wiped the day and reported 0 trades."""
+    day = tmp_path / "day.csv.zst"
+    day.write_bytes(OPENING.read_bytes())
+    others = {"--out": str(tmp_path / "a.jsonl"), "--dead-letters": str(tmp_path / "b.jsonl")}
+    arguments = [str(day), *[item for flag, path in {**others, output: str(day)}.items() for item in (flag, path)]]
+    assert main(arguments) == 2
+    assert f"{day} is an input file; write the results elsewhere" in capsys.readouterr().err
+    assert day.read_bytes() == OPENING.read_bytes()
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, where):
+    out = tmp_path if where == "a directory" else tmp_path / "a.jsonl" / "x.jsonl"
+    if where == "under a file":
+        (tmp_path / "a.jsonl").write_text("")
+    assert main([str(OPENING), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
 def test_hostile_files_become_dead_letters_and_the_rest_is_read(tmp_path):
     """A bad line, a file cut in the middle of its compression and an empty file: each costs only
     itself, with its reason among the dead letters, and the files after it are still read."""
