@@ -53,10 +53,11 @@ from benchmarks.scoring import SINGLE_PRINT_KINDS, Score, score_anomalies, symbo
 from benchmarks.second_injector import inject_second
 from benchmarks.third_injector import inject_third
 from benchmarks.summary import RunResult, engine_version, render_summary, summary_json
-from connectors.files import iter_trades
+from connectors.files import UnsupportedFileError, file_kind, iter_trades
 from connectors.injection import (
     EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, LabelledEvent, cut_to_early_close, inject_events,
 )
+from connectors.replay import bounded_number
 from flows.settings import engine_settings_from_env
 from models.config import ENV_PREFIX, ConfigError, DetectorConfig
 from models.incidents import IncidentSettings
@@ -299,7 +300,10 @@ def day_configs(path: Path | None, stems: list[str]) -> dict[str, tuple[Detector
     """Each day's engine and incident settings and a label saying what they are; bad input stops here."""
     overrides: dict[str, dict[str, str]] = {}
     if path is not None:
-        loaded = orjson.loads(path.read_bytes())
+        try:
+            loaded = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as error:
+            raise SystemExit(f"error: --config-per-day {path}: {error}") from None
         if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
             raise SystemExit(f"error: {path} must map day file stems to objects of DETECTOR_* settings")
         unknown = sorted(set(loaded) - set(stems))
@@ -326,16 +330,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("files", nargs="*", type=Path, help="Databento trades files (one trading day each)")
     parser.add_argument("--days", nargs="+", default=[], help="'all', or file stems or dates in --data-dir")
     parser.add_argument("--data-dir", type=Path, default=SHARED_NVDA, help="where --days looks (default ../shared/data/nvda)")
-    parser.add_argument("--seeds", "--seed", nargs="+", type=int, default=[0], help="seeds of the injected events")
-    parser.add_argument("--peer-seeds", nargs="+", type=int, help="seeds the peers also run on (default: every seed)")
+    parser.add_argument("--seeds", "--seed", nargs="+", type=seed_number, default=[0],
+                        help="seeds of the injected events")
+    parser.add_argument("--peer-seeds", nargs="+", type=seed_number,
+                        help="seeds the peers also run on (default: every seed)")
     parser.add_argument("--no-peers", action="store_true", help="score the product only (the seed design is slow)")
     parser.add_argument("--early-close", nargs="?", const="also", default="no", choices=sorted(VARIANTS),
                         help="also (or only) evaluate each day cut to a 13:00 New York close")
     parser.add_argument("--config-per-day", type=Path, help="JSON: day file stem -> {DETECTOR_*: value}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result directory (default {DEFAULT_OUT})")
     parser.add_argument("--no-figures", action="store_true", help="skip the Plotly figures")
-    parser.add_argument("--figure-seeds", nargs="+", type=int, help="seeds that get a figure (default: every seed)")
-    parser.add_argument("--spacing", type=int, help=f"trades between regular-session events (broad injector; "
+    parser.add_argument("--figure-seeds", nargs="+", type=seed_number,
+                        help="seeds that get a figure (default: every seed)")
+    parser.add_argument("--spacing", type=bounded_number(int, 1, 10**9),
+                        help=f"trades between regular-session events (broad injector; "
                                                     f"default {DEFAULT_SPACING})")
     parser.add_argument("--kinds", nargs="+", choices=EVENT_KINDS, help="event kinds to inject (broad injector; "
                                                                         "default all)")
@@ -345,6 +353,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.files and not args.days:
         parser.error("give trades FILEs or --days")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error("--seeds: each seed once (a repeated seed counts its events twice)")
+    if "all" in args.days and len(args.days) > 1:
+        parser.error("--days all takes no other names")
     if args.injector != "broad" and (args.spacing is not None or args.kinds is not None):
         parser.error(f"--spacing and --kinds shape the broad injector's events; the {args.injector} one places its own")
     args.spacing = DEFAULT_SPACING if args.spacing is None else args.spacing
@@ -352,16 +364,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def seed_number(text: str) -> int:
+    return bounded_number(int, 0, 2**32 - 1)(text)
+
+
+def check_inputs(paths: list[Path], out: Path) -> None:
+    """Every file and the output directory before the first run, which takes minutes: a bad one
+    found later stopped the evaluation with a traceback and no summary."""
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise SystemExit(f"error: not a file: {', '.join(missing)}")
+    if len({path.resolve() for path in paths}) != len(paths):
+        raise SystemExit("error: a day is given twice (its events would count twice)")
+    try:
+        for path in paths:
+            file_kind(path)
+        out.mkdir(parents=True, exist_ok=True)
+    except (OSError, UnsupportedFileError) as error:
+        raise SystemExit(f"error: {error}") from None
+    if not os.access(out, os.W_OK):
+        raise SystemExit(f"error: the result directory {out} cannot be written")
+
+
+def read_day(path: Path) -> list[dict]:
+    """The day's trades, or one line saying why it cannot be evaluated."""
+    try:
+        trades = list(iter_trades(path))
+    except (OSError, ValueError) as error:  # CorruptFile is an OSError
+        raise SystemExit(f"error: {path}: {error}") from None
+    if not trades or not all(isinstance(trade.get("symbol"), str) for trade in trades[:1000]):
+        raise SystemExit(f"error: {path}: no trades with a symbol (an empty file, or another schema)")
+    return trades
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     paths = resolve_days(args.files, args.days, args.data_dir)
+    check_inputs(paths, args.out)
     configs = day_configs(args.config_per_day, [file_stem(p) for p in paths])
     peer_seeds = set() if args.no_peers else set(args.peer_seeds if args.peer_seeds is not None else args.seeds)
     figure_seeds = set() if args.no_figures else set(args.figure_seeds if args.figure_seeds is not None else args.seeds)
     version = engine_version()
     runs = []
     for path in paths:
-        trades = list(iter_trades(path))
+        trades = read_day(path)
         for variant in VARIANTS[args.early_close]:
             tape = trades if variant == "full" else cut_to_early_close(trades)
             for seed in args.seeds:

@@ -183,6 +183,55 @@ def test_a_bad_per_day_configuration_stops_before_any_run(tmp_path, content, mes
         day_configs(path, ["quiet"])
 
 
+@pytest.mark.parametrize("content, message", [(b"{not json", "--config-per-day .*configs.json: "), (None, "No such file")])
+def test_a_per_day_configuration_that_cannot_be_read_is_one_line(tmp_path, content, message):
+    path = tmp_path / "configs.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit, match=message):
+        day_configs(path, ["quiet"])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--seeds", "-1"], "argument --seeds/--seed: must be a whole number from 0 to 4,294,967,295"),
+    (["--seeds", "0", "0"], "--seeds: each seed once"),
+    (["--spacing", "0"], "argument --spacing: must be a whole number from 1"),
+    (["--days", "all", "nope"], "--days all takes no other names"),
+])
+def test_bad_arguments_are_refused_naming_the_option(tape_file, tmp_path, capsys, arguments, message):
+    with pytest.raises(SystemExit) as stop:
+        main([str(tape_file), "--out", str(tmp_path), *arguments])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "error: not a file: "),
+    ("twice", "error: a day is given twice"),
+    ("unsupported", "unsupported file type"),
+    ("out is a file", "error: "),
+    ("empty", "no trades with a symbol"),
+    ("another schema", "no trades with a symbol"),
+])
+def test_a_bad_file_or_result_directory_stops_before_any_run_with_one_line(tape_file, tmp_path, case, message):
+    """Before, each was a traceback, some only after the runs of the days before it."""
+    files, out = [str(tape_file)], tmp_path / "out"
+    if case == "missing":
+        files.append(str(tmp_path / "nope.csv"))
+    elif case == "twice":
+        files.append(str(tape_file))
+    elif case == "unsupported":
+        (tmp_path / "day.parquet").write_bytes(b"x")
+        files.append(str(tmp_path / "day.parquet"))
+    elif case == "out is a file":
+        out.write_text("")
+    else:
+        files = [str(tmp_path / "day.csv")]
+        (tmp_path / "day.csv").write_text("" if case == "empty" else "ts,bid,ask\n1,2,3\n")
+    with pytest.raises(SystemExit, match=message) as stop:
+        main([*files, "--out", str(out), "--no-peers", "--no-figures"])
+    assert isinstance(stop.value.code, str) and stop.value.code.startswith("error: ")
+
+
 def test_a_per_day_configuration_sets_the_engine_and_the_incident_tracker(tmp_path):
     path = tmp_path / "configs.json"
     path.write_bytes(orjson.dumps({"quiet": {"DETECTOR_FOREST_THRESHOLD": "0.6",
