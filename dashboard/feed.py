@@ -114,10 +114,10 @@ class LiveFeed:
             tails = self._open_tails()
             anomaly_state = self._read(tails["anomalies"], max_seconds, decode_anomaly, self._keep_anomaly)
             states = [anomaly_state] + [
-                self._read(tails[name], max_seconds, decode, keep) for name, decode, keep in (
-                    ("incidents", decode_incident, self._incidents.add),
-                    ("reviews", decode_review, self._reviews.add),
-                    ("summaries", decode_summary, self._keep_summary),
+                self._read(tails[name], max_seconds, decode, keep, forget) for name, decode, keep, forget in (
+                    ("incidents", decode_incident, self._incidents.add, None),
+                    ("reviews", decode_review, self._reviews.add, self._reviews.remove),
+                    ("summaries", decode_summary, self._keep_summary, None),
                 )
             ]
             self._backfill(tails["anomalies"], max_seconds)
@@ -164,16 +164,21 @@ class LiveFeed:
     def _read(
         self, tail: TopicTail, max_seconds: float,
         decode: Callable[[bytes | None], Any], keep: Callable[[Any], None],
+        forget: Callable[[str], None] | None = None,
     ) -> TailState:
         messages, state = tail.read(max_seconds)
-        self._take(tail.topic, messages, decode, keep)
+        self._take(tail.topic, messages, decode, keep, forget)
         return state
 
     def _take(self, topic: str, messages: list[TailedMessage], decode: Callable[[bytes | None], Any],
-              keep: Callable[[Any], None]) -> None:
+              keep: Callable[[Any], None], forget: Callable[[str], None] | None = None) -> None:
+        """``forget``: what a delete (a key without a value, on a compacted topic) removes."""
         rejected = []
         with self._state_lock:
             for message in messages:
+                if forget is not None and message.value is None and message.key:
+                    forget(message.key.decode("utf-8", "replace"))
+                    continue
                 try:
                     keep(decode(message.value))
                 except InvalidRecord as error:

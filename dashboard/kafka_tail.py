@@ -30,6 +30,7 @@ class TailedMessage:
     partition: int
     offset: int
     value: bytes | None
+    key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class TopicTail:
                         self._report(f"{self.topic}: {error.str()}")
                     continue
                 self._next_offsets[message.partition()] = message.offset() + 1
-                messages.append(TailedMessage(message.partition(), message.offset(), message.value()))
+                messages.append(TailedMessage(message.partition(), message.offset(), message.value(), message.key()))
         return messages, TailState(topic_exists=True, lag=self._lag())
 
     def _assign_new_partitions(self) -> bool:
@@ -203,7 +204,7 @@ class TopicHistory:
                     continue
                 _begin, end = pending[partition]
                 if offset < end:
-                    messages.append(TailedMessage(partition, offset, message.value()))
+                    messages.append(TailedMessage(partition, offset, message.value(), message.key()))
                 if offset >= end - 1:
                     del pending[partition]
         for partition in pending:  # not read in time: give up on what is older still

@@ -41,6 +41,10 @@ class ReviewBook:
         if len(self._reviews) > self.capacity:
             del self._reviews[next(iter(self._reviews))]
 
+    def remove(self, incident_id: str) -> None:
+        """A decision deleted from the topic (its key with no value): the incident is undecided again."""
+        self._reviews.pop(incident_id, None)
+
     def copy(self) -> dict[str, Review]:
         return dict(self._reviews)
 

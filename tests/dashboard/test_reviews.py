@@ -59,3 +59,32 @@ def test_a_topic_creation_not_confirmed_in_time_is_an_error_not_a_crash(broker, 
     writer = ReviewWriter(broker, f"{topic_prefix}-reviews")
     with pytest.raises(ReviewNotSaved, match=f"the topic {topic_prefix}-reviews was not created within 0.2 s"):
         writer.write(REVIEW)
+
+
+def test_a_deleted_decision_leaves_the_page(broker, topic_prefix):
+    """A delete on the compacted topic (the incident's key, no value) retracts the decision; it was
+    an invalid record and the decision stayed."""
+    from confluent_kafka import Producer
+
+    from dashboard.config import DashboardConfig
+    from dashboard.feed import LiveFeed
+
+    topic = f"{topic_prefix}-reviews"
+    other = replace(REVIEW, incident_id="INC-SYN2-20250512-77")
+    writer = ReviewWriter(broker, topic)
+    writer.write(REVIEW)
+    writer.write(other)
+    writer.close()
+    producer = Producer({"bootstrap.servers": broker})
+    producer.produce(topic, key=REVIEW.incident_id.encode(), value=None)
+    assert producer.flush(10) == 0
+    feed = LiveFeed(DashboardConfig(brokers=broker, review_topic=topic, anomaly_topic=f"{topic_prefix}-anomalies",
+                                    incident_topic=f"{topic_prefix}-incidents",
+                                    summary_topic=f"{topic_prefix}-summaries", input_topic=""))
+    try:
+        feed.refresh(5)
+        view = feed.view()
+        assert list(view.reviews) == [other.incident_id]
+        assert not view.invalid.get(topic)
+    finally:
+        feed.close()
