@@ -311,8 +311,7 @@ class _Walk:
         is still a repeat."""
         fresh = bool(self.stamps) and moment - self.stamps[-1] > self.settings.idle_s * NANOS_PER_SECOND
         if len(self.late) >= CLOCK_TRADES:  # the clock set back to the trades that disagreed with it
-            lateness_ns = self.settings.max_lateness_s * NANOS_PER_SECOND
-            self.floor_spent = self.floor_spent or min(self.late) < min(self.stamps) - lateness_ns  # by the floor
+            self.floor_spent = self.floor_spent or self._before_clock(min(self.late))  # set back by the floor
             self.stamps, self.floor, self.since_fresh = self.late[:-1], None, 0
         elif fresh:
             floor = None if self.floor_spent else min(self.stamps)
@@ -330,8 +329,12 @@ class _Walk:
 
     def _not_a_replay(self, moment: int) -> bool:
         """A late trade not before the oldest time the clock holds (or held before a fresh start)."""
-        oldest = min(self.stamps) if self.floor is None else min(min(self.stamps), self.floor)
-        return moment >= oldest - self.settings.max_lateness_s * NANOS_PER_SECOND
+        lateness_ns = self.settings.max_lateness_s * NANOS_PER_SECOND
+        return not self._before_clock(moment) or (self.floor is not None and moment >= self.floor - lateness_ns)
+
+    def _before_clock(self, moment: int) -> bool:
+        """Earlier than the oldest time the clock holds, by more than the lateness allowed."""
+        return moment < min(self.stamps) - self.settings.max_lateness_s * NANOS_PER_SECOND
 
     def _late_again(self, moment: int) -> bool:
         """Count a late trade into the streak (a new one if it disagrees with the last); True at
