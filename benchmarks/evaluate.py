@@ -53,11 +53,11 @@ from benchmarks.scoring import SINGLE_PRINT_KINDS, Score, score_anomalies, symbo
 from benchmarks.second_injector import inject_second
 from benchmarks.third_injector import inject_third
 from benchmarks.summary import RunResult, engine_version, render_summary, summary_json
-from connectors.files import UnsupportedFileError, file_kind, iter_trades
+from connectors.files import iter_trades, unusable_files
 from connectors.injection import (
     EARLY_CLOSE, EVENT_KINDS, NEW_YORK, SESSION_CLOSE, LabelledEvent, cut_to_early_close, inject_events,
 )
-from connectors.replay import bounded_number
+from connectors.replay import MAX_SEED, bounded_number
 from flows.settings import engine_settings_from_env
 from models.config import ENV_PREFIX, ConfigError, DetectorConfig
 from models.incidents import IncidentSettings
@@ -325,6 +325,10 @@ def day_configs(path: Path | None, stems: list[str]) -> dict[str, tuple[Detector
     return configs
 
 
+seed_number = bounded_number(int, 0, MAX_SEED)
+"""An argparse type: the seeds every numpy generator takes."""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="*", type=Path, help="Databento trades files (one trading day each)")
@@ -364,23 +368,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def seed_number(text: str) -> int:
-    return bounded_number(int, 0, 2**32 - 1)(text)
-
-
 def check_inputs(paths: list[Path], out: Path) -> None:
     """Every file and the output directory before the first run, which takes minutes: a bad one
     found later stopped the evaluation with a traceback and no summary."""
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise SystemExit(f"error: not a file: {', '.join(missing)}")
+    refused = unusable_files(paths)
+    if refused:
+        raise SystemExit(f"error: {refused}")
     if len({path.resolve() for path in paths}) != len(paths):
         raise SystemExit("error: a day is given twice (its events would count twice)")
     try:
-        for path in paths:
-            file_kind(path)
         out.mkdir(parents=True, exist_ok=True)
-    except (OSError, UnsupportedFileError) as error:
+    except OSError as error:
         raise SystemExit(f"error: {error}") from None
     if not os.access(out, os.W_OK):
         raise SystemExit(f"error: the result directory {out} cannot be written")

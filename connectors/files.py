@@ -39,6 +39,19 @@ def file_kind(path: str | Path) -> str:
     )
 
 
+def unusable_files(paths: list[str] | list[Path]) -> str | None:
+    """Why the files cannot be read as trades, or None: checked before the first is read by a
+    command that takes several (the replay, the evaluation), so a missing or unsupported file
+    found later does not cut its work short after the earlier ones."""
+    missing = [str(path) for path in paths if not Path(path).is_file()]
+    if missing:
+        return f"not a file: {', '.join(missing)}"
+    unsupported = [str(path) for path in paths if not str(path).lower().endswith(SUPPORTED_SUFFIXES)]
+    if unsupported:
+        return f"not a trades file ({', '.join(SUPPORTED_SUFFIXES)}): {', '.join(unsupported)}"
+    return None
+
+
 def iter_trade_chunks(path: str | Path, chunk_size: int = 20_000) -> Iterator[list[dict[str, Any]]]:
     """Yield the trades of one file as lists of at most ``chunk_size`` dicts.
 

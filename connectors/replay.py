@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from connectors.files import unusable_files
 from connectors.publisher import (
     DEFAULT_LOSS_TIMEOUT_S,
     NEXT_FILE,
@@ -191,7 +192,7 @@ class StopOnSignal:
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)
-    refused = refused_files(args.files)
+    refused = unusable_files(args.files)  # before anything is published
     if refused:
         print(f"connectors.replay: {refused}", file=sys.stderr)
         return 2
@@ -238,20 +239,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], stop: threading.Ev
         return 3 if isinstance(error, BrokerLost) else 4
     print(summary.describe(args.topic))
     return 1 if summary.failed else 0
-
-
-def refused_files(paths: list[str]) -> str | None:
-    """Why the files cannot be replayed, found before anything is published: a missing or
-    unsupported file found later would cut the replay short after the earlier ones."""
-    from connectors.files import SUPPORTED_SUFFIXES
-
-    missing = [path for path in paths if not Path(path).is_file()]
-    if missing:
-        return f"not a file: {', '.join(missing)}"
-    unsupported = [path for path in paths if not path.lower().endswith(SUPPORTED_SUFFIXES)]
-    if unsupported:
-        return f"not a trades file ({', '.join(SUPPORTED_SUFFIXES)}): {', '.join(unsupported)}"
-    return None
 
 
 if __name__ == "__main__":

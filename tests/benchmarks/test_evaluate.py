@@ -207,7 +207,7 @@ def test_bad_arguments_are_refused_naming_the_option(tape_file, tmp_path, capsys
 @pytest.mark.parametrize("case, message", [
     ("missing", "error: not a file: "),
     ("twice", "error: a day is given twice"),
-    ("unsupported", "unsupported file type"),
+    ("unsupported", "not a trades file"),
     ("out is a file", "error: "),
     ("empty", "no trades with a symbol"),
     ("another schema", "no trades with a symbol"),
