@@ -145,21 +145,22 @@ def _client_settings(env: Mapping[str, str]) -> dict[str, str]:
     ``10abc`` 10, ``010`` 8. So a number given to a numeric property must be a plain whole number,
     which both read alike."""
     settings = client_settings_from_env(env)
+    # Each KAFKA_* variable's (property, value), to name the variable a refusal is about.
+    properties = {variable: property_ for variable, value in sorted(env.items())
+                  for property_ in client_settings_from_env({variable: value}).items()}
     refusal = _client_refusal(settings)
     if refusal is not None:
-        raise DashboardConfigError(f"{_blamed(env, refusal)}: refused by the Kafka client: {refusal}")
-    for variable, value in sorted(env.items()):
-        for name, text in client_settings_from_env({variable: value}).items():
-            if NUMBER_START.match(text) and not PLAIN_WHOLE_NUMBER.fullmatch(text) and _takes_numbers(name):
-                raise DashboardConfigError(f"{variable} must be a whole number in plain digits, got {text!r}")
+        raise DashboardConfigError(f"{_blamed(properties, refusal)}: refused by the Kafka client: {refusal}")
+    for variable, (name, text) in properties.items():
+        if NUMBER_START.match(text) and not PLAIN_WHOLE_NUMBER.fullmatch(text) and _takes_numbers(name):
+            raise DashboardConfigError(f"{variable} must be a whole number in plain digits, got {text!r}")
     return settings
 
 
-def _blamed(env: Mapping[str, str], refusal: str) -> str:
+def _blamed(properties: Mapping[str, tuple[str, str]], refusal: str) -> str:
     """The variables whose property the refusal names; all of them when it names none (a combination)."""
-    named = {variable: name for variable, value in sorted(env.items())
-             for name in client_settings_from_env({variable: value})}
-    return ", ".join([variable for variable, name in named.items() if f'"{name}"' in refusal] or named)
+    named = [variable for variable, (name, _value) in properties.items() if f'"{name}"' in refusal]
+    return ", ".join(named or properties)
 
 
 def _takes_numbers(name: str) -> bool:
