@@ -28,7 +28,9 @@ from dashboard.config import DashboardConfig
 from dashboard.error_log import ErrorLog, LogEntry
 from dashboard.health import Progress, ProgressMonitor
 from dashboard.incidents import IncidentBook, IncidentMembers
-from dashboard.kafka_tail import BrokerUnreachable, TailedMessage, TailState, TopicEnds, TopicHistory, TopicTail
+from dashboard.kafka_tail import (
+    BrokerUnreachable, TailedMessage, TailState, TopicEnds, TopicHistory, TopicIds, TopicTail,
+)
 from dashboard.records import (
     Anomaly, Incident, InvalidRecord, Review, Summary, decode_anomaly, decode_incident, decode_review,
     decode_summary,
@@ -75,6 +77,28 @@ class LiveFeed:
         self.errors = ErrorLog()
         self._clock = clock
         self._wall_clock_ns = wall_clock_ns
+        self._empty_books()
+        self._status: tuple[bool, str, int, Progress] = (
+            False, "not connected yet", 0, Progress("unknown", "not read yet", None, None))
+        self._checked_at = datetime.now(timezone.utc)
+        self._state_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._tails: dict[str, TopicTail] = {}
+        self._topic_ids: TopicIds | None = None
+        self._ids_read: dict[str, str] = {}
+        """The id of each topic when it was first read (kept while the reader sleeps: a broker
+        restarted meanwhile is still found out)."""
+        self._history: TopicHistory | None = None
+        self._backfill_steps = 0
+        self._input_ends: TopicEnds | None = None
+        self._writer = ReviewWriter(config.brokers, config.review_topic, config.client_settings)
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._last_view = time.monotonic()
+
+    def _empty_books(self) -> None:
+        config = self.config
         self._anomalies = AnomalyBuffer(config.buffer_size)
         self._members = IncidentMembers()
         self._incidents = IncidentBook(config.incident_limit)
@@ -86,20 +110,6 @@ class LiveFeed:
         self._claims_read: list[tuple[int, int]] = []
         """The input positions of the summaries read since the progress was last observed: the newest
         summary of an instrument may be a forged one, and the real one before it tells how far the job got."""
-        self._status: tuple[bool, str, int, Progress] = (
-            False, "not connected yet", 0, Progress("unknown", "not read yet", None, None))
-        self._checked_at = datetime.now(timezone.utc)
-        self._state_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._tails: dict[str, TopicTail] = {}
-        self._history: TopicHistory | None = None
-        self._backfill_steps = 0
-        self._input_ends: TopicEnds | None = None
-        self._writer = ReviewWriter(config.brokers, config.review_topic, config.client_settings)
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._last_view = time.monotonic()
 
     # ------------------------------------------------------------ reading
 
@@ -122,11 +132,16 @@ class LiveFeed:
             ]
             self._backfill(tails["anomalies"], max_seconds)
             ends = self._input_ends.read() if self._input_ends is not None else None
+            replaced = self._replaced_topics([tail.topic for tail in tails.values()])
         except BrokerUnreachable as error:
             self._down(f"no Kafka broker answered at {self.config.brokers}: {error}", "broker unreachable", checked_at)
             return
         except KafkaException as error:
             self._down(f"the Kafka client failed: {error}", "kafka client", checked_at)
+            return
+        started_over = [state.started_over for state in states if state.started_over] + replaced
+        if started_over:
+            self._start_over(started_over)
             return
         if anomaly_state.lag >= self.config.lag_warning:
             self.errors.add("lag", f"{anomaly_state.lag} anomalies published but not read yet")
@@ -140,6 +155,26 @@ class LiveFeed:
             self._checked_at = checked_at
         if progress.state in ("stalled", "falling behind"):
             self.errors.add(f"job {progress.state}", f"{self.config.input_topic}: {progress.message}")
+
+    def _replaced_topics(self, topics: list[str]) -> list[str]:
+        """Topics whose id is not the one they had when first read: other topics of the same name."""
+        assert self._topic_ids is not None
+        ids = self._topic_ids.read(topics)
+        replaced = [f"{topic} is another topic now (id {self._ids_read[topic]} before, {ids[topic]} now)"
+                    for topic in ids if self._ids_read.get(topic, ids[topic]) != ids[topic]]
+        self._ids_read.update(ids)
+        return replaced
+
+    def _start_over(self, reasons: list[str]) -> None:
+        """Forget everything read: the broker no longer holds it (a development broker restarted
+        empty keeps no topics), so what is shown must come from what it holds now. The next
+        read opens new tails, a little before the end of each partition as a new page does."""
+        self._drop_clients()
+        self._ids_read = {}
+        with self._state_lock:
+            self._empty_books()
+        self.errors.add("topics started over", "; ".join(reasons) + ": the broker lost what it held "
+                        "(restarted empty?), so the page drops what it read and reads the topics again")
 
     def _observe_progress(self, ends: dict[int, int] | None) -> Progress:
         read, self._claims_read = self._claims_read, []
@@ -232,6 +267,7 @@ class LiveFeed:
                 ("summaries", config.summary_topic, config.summary_history),
             ):
                 self._tails[name] = TopicTail(config.brokers, topic, start_back, config.client_settings, report)
+            self._topic_ids = TopicIds(config.brokers, config.client_settings, report)
             if config.input_topic:
                 self._input_ends = TopicEnds(config.brokers, config.input_topic, config.client_settings, report)
         return self._tails
@@ -281,13 +317,18 @@ class LiveFeed:
 
     def _close_clients(self) -> None:
         with self._read_lock:
-            for tail in self._tails.values():
-                tail.close()
-            if self._input_ends is not None:
-                self._input_ends.close()
-            if self._history is not None:
-                self._history.close()
-            self._tails, self._input_ends, self._history, self._backfill_steps = {}, None, None, 0
+            self._drop_clients()
+
+    def _drop_clients(self) -> None:
+        """Closes the readers (the caller holds the read lock); the next read opens new ones."""
+        for tail in self._tails.values():
+            tail.close()
+        if self._input_ends is not None:
+            self._input_ends.close()
+        if self._history is not None:
+            self._history.close()
+        self._tails, self._input_ends, self._history, self._backfill_steps = {}, None, None, 0
+        self._topic_ids = None
 
     def close(self) -> None:
         self._stopping.set()

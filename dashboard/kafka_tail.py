@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 METADATA_TIMEOUT_S = 2.0
 CONSUME_BATCH = 500
@@ -40,6 +41,9 @@ class TailState:
     topic_exists: bool
     lag: int
     """Messages published but not read yet, from the partitions' high watermarks."""
+    started_over: str = ""
+    """Why what was read before belongs to a topic that is gone (the broker restarted empty, the
+    topic was deleted); empty when it does not."""
 
 
 class TopicTail:
@@ -73,10 +77,12 @@ class TopicTail:
         (one empty poll) rather than reaching the high watermark decides "caught
         up" once every partition has reached the end it had when it was assigned:
         Tansu's watermarks can trail the offsets it has already served, so they
-        are not waited for exactly.
+        are not waited for exactly. A topic that is gone says so in ``started_over``: what this
+        tail read belongs to a topic the broker no longer holds.
         """
         if not self._assign_new_partitions():
-            return [], TailState(topic_exists=False, lag=0)
+            gone = f"{self.topic} no longer exists on the broker" if self._next_offsets else ""
+            return [], TailState(topic_exists=False, lag=0, started_over=gone)
         deadline = time.monotonic() + max_seconds
         messages: list[TailedMessage] = []
         while len(messages) < max_messages:
@@ -243,6 +249,35 @@ class TopicEnds:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+class TopicIds:
+    """The id the broker gave each topic when it created it (Kafka 2.8 and later, Tansu).
+
+    The same name with another id is another topic: the broker was restarted empty (the
+    development broker keeps topics in memory) or the topic was deleted and created again, so
+    offsets read before mean nothing there. A broker that gives no ids (all zero) says nothing.
+    """
+
+    def __init__(self, brokers: str, client_settings: Mapping[str, str] | None = None,
+                 on_client_error: Callable[[str], None] | None = None) -> None:
+        report = on_client_error or (lambda _message: None)
+        self._admin = AdminClient(viewer_settings(brokers, lambda error: report(f"Kafka client: {error.str()}"),
+                                                  client_settings))
+
+    def read(self, topics: list[str]) -> dict[str, str]:
+        """Topic -> id, for the topics that exist and have one; a topic the broker could not
+        describe in time is left out (no id is not a new id)."""
+        futures = self._admin.describe_topics(TopicCollection(topics), request_timeout=METADATA_TIMEOUT_S)
+        ids = {}
+        for topic, future in futures.items():
+            try:
+                topic_id = future.result(timeout=METADATA_TIMEOUT_S).topic_id
+            except (KafkaException, TimeoutError):
+                continue
+            if topic_id is not None and (topic_id.get_most_significant_bits() or topic_id.get_least_significant_bits()):
+                ids[topic] = str(topic_id)
+        return ids
 
 
 def viewer_settings(

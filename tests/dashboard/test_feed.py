@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
+from connectors.broker import EmbeddedBroker, free_port
 from dashboard.config import DashboardConfig
 from dashboard.feed import LiveFeed
+from publishing import create_topics, publish, publish_world, topics_for
 
 FUTURE_NS = 4_102_358_400_000_000_000  # 2099-12-31T00:00:00Z
 
@@ -33,3 +37,57 @@ def test_anomalies_dated_past_the_clock_are_invalid_records_not_the_newest(publi
         assert any("past the dashboard's clock" in entry.message for entry in feed.log_entries())
     finally:
         feed.close()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("republished_before_the_next_read", [False, True])
+def test_a_broker_restarted_empty_makes_the_page_start_over(topic_prefix, world, republished_before_the_next_read):
+    """A page open across a restart of the in-memory broker kept every record of the broker's
+    previous life for as long as it stayed open, mixed with what the broker held afterwards."""
+    port = free_port()
+    topics = topics_for(f"127.0.0.1:{port}", topic_prefix)
+    symbol = world.anomalies[0]["symbol"]
+    afterwards = [anomaly for anomaly in world.anomalies if anomaly["symbol"] == symbol][:5]
+
+    def publish_afterwards() -> None:
+        create_topics(topics.brokers, topics.anomalies, topics.summaries, topics.stocks)
+        create_topics(topics.brokers, topics.incidents, compacted=True)
+        publish(topics.brokers, topics.anomalies, world.lines(afterwards))
+
+    feed = LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
+                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
+                                    review_topic=topics.reviews, input_topic=topics.stocks))
+    try:
+        with EmbeddedBroker(port):
+            publish_world(topics, world)
+            feed.refresh(10)
+            assert len(feed.view().anomalies) > len(afterwards) and feed.view().incidents
+        with EmbeddedBroker(port):
+            if republished_before_the_next_read:
+                publish_afterwards()
+            reasons = started_over_within(feed, 20)  # the topics gone, or other topics of the same names
+            view = feed.view()
+            assert (view.anomalies, view.incidents, view.summaries) == ([], {}, {})
+            expected = "is another topic now" if republished_before_the_next_read else "no longer exists"
+            assert len(reasons) == 1 and expected in reasons[0], reasons
+            if not republished_before_the_next_read:
+                publish_afterwards()
+            feed.refresh(10)
+            view = feed.view()
+            assert sorted(anomaly.anomaly_id for anomaly in view.anomalies) == sorted(a["anomaly_id"] for a in afterwards)
+            assert (view.incidents, view.summaries, view.invalid) == ({}, {}, {})
+            feed.close()  # before the broker goes
+    finally:
+        feed.close()
+
+
+def started_over_within(feed: LiveFeed, seconds: float) -> list[str]:
+    """The feed's reasons for starting over, once it has (the client needs a few reads to
+    reconnect to the restarted broker and to be told its position is gone)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        feed.refresh(1)
+        reasons = [entry.message for entry in feed.log_entries() if entry.kind == "topics started over"]
+        if reasons:
+            return reasons
+    return []
