@@ -15,6 +15,7 @@ variable. Only ports checked free are advertised.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.kafka import ensure_topics
+from connectors.replay import MAX_SPEED, MAX_SYMBOLS, MAX_SYNTHETIC_TRADES, MIN_SPEED, shown_number
 from models.config import parse_number
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ class DemoSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DemoSettings:
-        def number(name: str, default, kind):
+        def number(name: str, default, kind, minimum: float = 0.0, maximum: float = math.inf):
             text = environ.get(name)
             if text is None:
                 return default
@@ -63,20 +65,26 @@ class DemoSettings:
                 raise DemoSettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
             if value <= 0:
                 raise DemoSettingsError(f"{name}={text!r} must be positive")
+            if not minimum <= value <= maximum:  # the replay's own bounds, named here rather than as its options
+                raise DemoSettingsError(f"{name}={text!r} must be from {shown_number(minimum)} to {shown_number(maximum)}")
             return value
 
         file = environ.get("DEMO_FILE") or None
         if file is not None and not Path(file).exists():
             raise DemoSettingsError(f"DEMO_FILE={file!r}: no such file")
-        return cls(
+        settings = cls(
             broker_port=number("DEMO_BROKER_PORT", cls.broker_port, int),
             file=file,
-            speed=number("DEMO_SPEED", cls.speed, float),
-            symbols=number("DEMO_SYMBOLS", cls.symbols, int),
-            trades=number("DEMO_TRADES", cls.trades, int),
+            speed=number("DEMO_SPEED", cls.speed, float, MIN_SPEED, MAX_SPEED),
+            symbols=number("DEMO_SYMBOLS", cls.symbols, int, 1, MAX_SYMBOLS),
+            trades=number("DEMO_TRADES", cls.trades, int, 1, MAX_SYNTHETIC_TRADES),
             dashboard_port=number("DEMO_DASHBOARD_PORT", cls.dashboard_port, int),
             metrics_port=number("DEMO_METRICS_PORT", cls.metrics_port, int),
         )
+        if file is None and settings.trades < settings.symbols:
+            raise DemoSettingsError(f"DEMO_TRADES={settings.trades} must be at least DEMO_SYMBOLS={settings.symbols}: "
+                                    "one trade per symbol")
+        return settings
 
     def with_free_ports(self, environ: Mapping[str, str]) -> DemoSettings:
         """Each port as given if free; a taken default becomes a free port; a taken explicit one is an error."""

@@ -28,7 +28,7 @@ from connectors import metrics
 from connectors.codec import (
     MAX_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_WRITTEN_BYTES, decode_trade, encode_dead_letter, encode_record,
 )
-from connectors.kafka_settings import QUIET_LOGS, BrokerWatch
+from connectors.broker_watch import QUIET_LOGS, BrokerWatch
 from connectors.messages import DeadLetter, Origin, TradeMessage
 
 ITEM = TypeVar("ITEM")

@@ -224,7 +224,7 @@ class _Deliveries:
     none reachable (``BrokerWatch``), or trades waiting with nothing acknowledged, for the timeout."""
 
     def __init__(self, brokers: str, loss_timeout_s: float) -> None:
-        from connectors.kafka_settings import BrokerWatch
+        from connectors.broker_watch import BrokerWatch
 
         self.brokers, self.loss_timeout_s = brokers, loss_timeout_s
         self.summary = ReplaySummary()

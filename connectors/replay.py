@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,16 +96,16 @@ def bounded_number(kind: type, minimum: float, maximum: float):
         if value is None or not minimum <= value <= maximum:
             noun = "a whole number" if kind is int else "a number"
             raise argparse.ArgumentTypeError(
-                f"must be {noun} from {_shown(minimum)} to {_shown(maximum)}, not {text!r}")
+                f"must be {noun} from {shown_number(minimum)} to {shown_number(maximum)}, not {text!r}")
         return value
     return parse
 
 
-def _shown(number: float) -> str:
+def shown_number(number: float) -> str:
     return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
 
 
-def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, settings: ReplaySettings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m connectors.replay",
         description="Publish Databento trades files (.csv, .csv.zst, .dbn, .dbn.zst) or a synthetic "
@@ -114,20 +115,20 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=bounded_number(float, MIN_SPEED, MAX_SPEED),
                       help=f"follow the real gaps between trades, X times faster "
-                      f"({_shown(MIN_SPEED)} to {_shown(MAX_SPEED)})")
+                      f"({shown_number(MIN_SPEED)} to {shown_number(MAX_SPEED)})")
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes them (default)")
     parser.add_argument("--limit", type=bounded_number(int, 0, MAX_LIMIT),
-                        help=f"publish at most N trades (0 to {_shown(MAX_LIMIT)})")
+                        help=f"publish at most N trades (0 to {shown_number(MAX_LIMIT)})")
     parser.add_argument("--linger-ms", type=bounded_number(float, 0, 1000), default=PACED_LINGER_MS,
                         help=f"paced: how long trades may gather into one request "
                         f"(0 to 1000, default {PACED_LINGER_MS:g})")
     parser.add_argument("--partitions", type=bounded_number(int, 1, MAX_PARTITIONS), default=DEFAULT_PARTITIONS,
                         help=f"partitions of the topic when it is created (1 to {MAX_PARTITIONS:,}, "
                         f"default {DEFAULT_PARTITIONS})")
-    parser.add_argument("--brokers", default=environ.get("KAFKA_BROKERS", "localhost:9092"),
-                        help="bootstrap servers (default: $KAFKA_BROKERS or localhost:9092)")
-    parser.add_argument("--topic", default=environ.get("INPUT_TOPIC", "stocks"),
-                        help="topic to publish to (default: $INPUT_TOPIC or stocks)")
+    parser.add_argument("--brokers", default=settings.brokers,
+                        help=f"bootstrap servers (default: $KAFKA_BROKERS or {ReplaySettings.brokers})")
+    parser.add_argument("--topic", default=settings.topic,
+                        help=f"topic to publish to (default: $INPUT_TOPIC or {ReplaySettings.topic})")
     parser.add_argument("--synthetic", action="store_true", help="publish the synthetic tape instead of files")
     parser.add_argument("--symbols", type=bounded_number(int, 1, MAX_SYMBOLS), default=5,
                         help=f"synthetic: instruments (1 to {MAX_SYMBOLS:,}, default 5)")
@@ -141,6 +142,35 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     if args.trades < args.symbols:
         parser.error(f"argument --trades: must be at least --symbols ({args.symbols:,}): one trade per symbol")
     return args
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """What the replay reads from the environment; the command line's options come on top."""
+
+    brokers: str = "localhost:9092"
+    """KAFKA_BROKERS: the default of ``--brokers``."""
+    topic: str = "stocks"
+    """INPUT_TOPIC: the default of ``--topic``."""
+    probe_timeout_s: float = 10.0
+    """BROKER_PROBE_TIMEOUT_S: how long to wait for the broker to answer at start (0.1 to 3,600;
+    longer than the job's 5 s: a replay is often started together with the broker)."""
+    loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S
+    """BROKER_LOSS_TIMEOUT_S: how long no broker may answer before the replay stops (1 to 86,400)."""
+    client_settings: Mapping[str, str] = field(default_factory=dict)
+    """KAFKA_*: librdkafka properties (security, timeouts), as for the job."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ReplaySettings:
+        """Raises ``SystemExit`` naming the variable whose value cannot be used."""
+        from connectors.kafka_settings import client_settings_from_env
+
+        return cls(
+            brokers=environ.get("KAFKA_BROKERS", cls.brokers), topic=environ.get("INPUT_TOPIC", cls.topic),
+            probe_timeout_s=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, 0.1, 3_600.0),
+            loss_timeout_s=_seconds(environ, "BROKER_LOSS_TIMEOUT_S", cls.loss_timeout_s, 1.0, 86_400.0),
+            client_settings=client_settings_from_env(environ),
+        )
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
@@ -190,35 +220,32 @@ class StopOnSignal:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    environ = os.environ if environ is None else environ
-    args = parse_args(argv, environ)
+    settings = ReplaySettings.from_env(os.environ if environ is None else environ)
+    args = parse_args(argv, settings)
     refused = unusable_files(args.files)  # before anything is published
     if refused:
         print(f"connectors.replay: {refused}", file=sys.stderr)
         return 2
     with StopOnSignal() as interruption:
-        status = run(args, environ, interruption.stop)
+        status = run(args, settings, interruption.stop)
     if interruption.received is None:
         return status
     print(f"connectors.replay: interrupted by {interruption.received.name}", file=sys.stderr)
     return status or 128 + interruption.received  # a lost broker (3) or an unreadable file (4) says more
 
 
-def run(args: argparse.Namespace, environ: Mapping[str, str], stop: threading.Event) -> int:
+def run(args: argparse.Namespace, settings: ReplaySettings, stop: threading.Event) -> int:
     """The CLI's work after its arguments are checked: its exit status."""
     from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
     from connectors.kafka import ensure_topics
-    from connectors.kafka_settings import client_settings_from_env
 
-    settings = client_settings_from_env(environ)
-    loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", DEFAULT_LOSS_TIMEOUT_S, 1.0, 86_400.0)
+    client_settings = settings.client_settings
     try:
-        probe_broker(args.brokers, timeout=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", 10.0, 0.1, 3_600.0),
-                     client_settings=settings)
+        probe_broker(args.brokers, timeout=settings.probe_timeout_s, client_settings=client_settings)
     except (BrokerUnreachable, ClientSettingsRejected) as error:
         print(f"connectors.replay: {error}", file=sys.stderr)
         return 2
-    if ensure_topics(args.brokers, {args.topic: args.partitions}, settings):
+    if ensure_topics(args.brokers, {args.topic: args.partitions}, client_settings):
         print(f"created topic {args.topic} with {args.partitions} partitions", file=sys.stderr)
     if args.synthetic:
         trades, events = synthetic_trades(args.symbols, args.trades, args.seed)
@@ -230,8 +257,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], stop: threading.Ev
         source, total = file_trades(args.files), args.limit
     try:
         summary = publish(source, args.brokers, args.topic, speed=args.speed, limit=args.limit,
-                          client_settings=settings, progress=Progress(total), linger_ms=args.linger_ms,
-                          loss_timeout_s=loss_timeout_s, stop=stop)
+                          client_settings=client_settings, progress=Progress(total), linger_ms=args.linger_ms,
+                          loss_timeout_s=settings.loss_timeout_s, stop=stop)
     except (BrokerLost, UnreadableFile) as error:
         print(error.summary.describe(args.topic))
         end_progress_line = "\n" if isinstance(error, BrokerLost) and sys.stderr.isatty() else ""

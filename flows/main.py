@@ -41,7 +41,7 @@ from connectors.kafka import (
     prepare_job_topics,
     summary_sink,
 )
-from connectors.kafka_settings import BrokerWatch
+from connectors.broker_watch import BrokerWatch
 from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
 from flows.runtime import tune_garbage_collector
 from flows.settings import JobSettings, SettingsError

@@ -146,7 +146,9 @@ class DetectorConfig:
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
         _require(self.idle_s > 0, "idle_s", "must be positive")
         _require(self.max_lateness_s >= 0, "max_lateness_s", "must not be negative")
-        _require(self.max_clock_jump_s >= self.idle_s, "max_clock_jump_s", "must be at least idle_s")
+        _require(self.max_clock_jump_s >= self.idle_s, "max_clock_jump_s",
+                 f"({self.max_clock_jump_s:g}) must be at least {ENV_PREFIX}IDLE_S ({self.idle_s:g}): raise the "
+                 "first or lower the second")
         _require(self.remembered_trades >= 1, "remembered_trades", "must be at least 1")
         _require(self.cold_start_from == 0 or self.cold_start_from >= 2, "cold_start_from", "must be 0 (off) or at least 2")
         _require(self.cold_start_price_bps > 0, "cold_start_price_bps", "must be positive")

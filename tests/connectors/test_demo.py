@@ -45,3 +45,16 @@ def test_the_demo_stops_at_start_naming_a_taken_dashboard_port(taken_port):
     assert finished.returncode == 2
     assert finished.stderr.strip() == (f"connectors.demo: DEMO_DASHBOARD_PORT={taken_port} is in use; "
                                        "choose a free port or unset DEMO_DASHBOARD_PORT")
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"DEMO_SPEED": "0.0001"}, "DEMO_SPEED='0.0001' must be from 0.001 to 1,000,000"),
+    ({"DEMO_SYMBOLS": "20000"}, "DEMO_SYMBOLS='20000' must be from 1 to 10,000"),
+    ({"DEMO_TRADES": "2000000"}, "DEMO_TRADES='2000000' must be from 1 to 1,000,000"),
+    ({"DEMO_SYMBOLS": "50", "DEMO_TRADES": "10"}, "DEMO_TRADES=10 must be at least DEMO_SYMBOLS=50"),
+])
+def test_a_value_the_replay_would_refuse_is_named_as_the_demos_variable(environ, message):
+    """The demo once started with these and said only that its replay exited with status 2."""
+    with pytest.raises(DemoSettingsError) as error:
+        DemoSettings.from_env(environ)
+    assert message in str(error.value)

@@ -30,6 +30,8 @@ def test_new_settings_parse():
     ("DETECTOR_ZSCORE_BREAKOUT_LIMIT", "0", "DETECTOR_ZSCORE_BREAKOUT_LIMIT: must be positive"),
     ("DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT", "-8", "DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT: must be positive"),
     ("DETECTOR_OPENING_RUSH_S", "a minute", "DETECTOR_OPENING_RUSH_S='a minute' is not a valid float"),
+    ("DETECTOR_IDLE_S", "700000",  # a limit the user did not set names both variables
+     "DETECTOR_MAX_CLOCK_JUMP_S: (604800) must be at least DETECTOR_IDLE_S (700000)"),
 ])
 def test_bad_values_name_the_variable(variable, value, message):
     with pytest.raises(ConfigError) as error:

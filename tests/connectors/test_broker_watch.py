@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from connectors.kafka_settings import BrokerWatch
+from connectors.broker_watch import BrokerWatch
 
 
 class Clock:
