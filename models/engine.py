@@ -94,8 +94,9 @@ class _Work:
     tracker: IncidentTracker
     since_ns: int
     tally: Tally
-    fresh: bool = False
-    """The batch started the instrument afresh: the committed state is replaced, not extended."""
+    rejected_before: int = 0
+    """Rejections counted to this state before the batch: the committed state's, or none for a state
+    the batch started afresh (a dormant or new state's carry into the state its next trade starts)."""
 
 
 EXECUTION_SETTINGS = frozenset({"background_training", "fit_helpers", "compiled"})
@@ -175,7 +176,7 @@ class DetectionEngine:
         work = self._begin(state) if len(accepted) else None
         since = 0  # input index where the trades of ``work`` begin
         for start, stop in _segments(len(accepted), fresh_starts):
-            if start in fresh_starts:
+            if start in fresh_starts and (start or state.samples_seen):  # a dormant state said its last word
                 index = int(accepted.indices[start])
                 outcomes += self._start_afresh(state, work, accepted, start, _between(refused, since, index))
                 work, since = self._fresh_work(state), index
@@ -213,8 +214,6 @@ class DetectionEngine:
         what it ended with (its last summary may be seconds old); ``rejected``: this batch's
         rejections before that trade."""
         index = int(valid.indices[row])
-        if row == 0 and not state.samples_seen:  # a dormant state (``dormant``): it said its last word
-            return []
         closing = work.tracker.close_open("idle") if work.tracker is not None else None
         ended = StateEnded(self._summary_of_work(state, work, valid, row, rejected))
         return [(index, -2, ended)] + ([] if closing is None else [(index, -1, closing)])
@@ -225,7 +224,7 @@ class DetectionEngine:
             return {**self.summary(state), "rejected": state.rejected + rejected}
         ended = InstrumentState(
             state.symbol, models=work.models, samples_seen=work.samples_seen, anomalies=work.anomalies,
-            rejected=(0 if work.fresh else state.rejected) + rejected, last_price=float(valid.prices[row - 1]),
+            rejected=work.rejected_before + rejected, last_price=float(valid.prices[row - 1]),
             last_timestamp_ns=int(valid.timestamps_ns[row - 1]), since_ns=work.since_ns, tracker=work.tracker,
             tally=work.tally,
         )
@@ -302,22 +301,22 @@ class DetectionEngine:
 
     def _begin(self, state: InstrumentState) -> _Work:
         if state.fstate is None:
-            return self._fresh_work(state)
+            return self._fresh_work(state, rejected_before=state.rejected)
         return _Work(
             state.fstate.copy(), state.istate.copy(), state.calib.copy(), state.models, list(state.pending),
             state.training, [], state.samples_seen, state.anomalies, state.tracker.copy(), state.since_ns,
-            state.tally,
+            state.tally, state.rejected,
         )
 
-    def _fresh_work(self, state: InstrumentState) -> _Work:
+    def _fresh_work(self, state: InstrumentState, rejected_before: int = 0) -> _Work:
         fstate, istate = new_window(self.config.window_size)
         return _Work(fstate, istate, np.zeros(0), None, [], None, [], 0, 0,
-                     IncidentTracker(state.symbol, self.incidents), 0, Tally(), fresh=True)
+                     IncidentTracker(state.symbol, self.incidents), 0, Tally(), rejected_before)
 
     def _commit(self, state: InstrumentState, work: _Work | None, valid: ValidTrades, rejected: int,
                 verdict: GuardVerdict) -> None:
         state.guard.commit(verdict)
-        state.rejected = (0 if work is not None and work.fresh else state.rejected) + rejected
+        state.rejected = (state.rejected if work is None else work.rejected_before) + rejected
         if work is None:
             return
         state.fstate, state.istate, state.calib = frozen(work.fstate), frozen(work.istate), frozen(work.calib)

@@ -458,6 +458,30 @@ def test_rejections_count_to_the_state_their_trades_belong_to_whatever_the_batch
     assert (state.samples_seen, state.rejected) == (1, 1)
 
 
+@pytest.mark.parametrize("cuts", [[3], [1, 2], [2, 1], [1, 1, 1]])
+def test_rejections_while_dormant_count_to_the_state_the_next_trade_starts(opening_trades, cuts):
+    """A repeat refused while the instrument was dormant, then a trade that goes on the same day
+    and one two days later (a fresh start): the state the first one starts ends with the repeat
+    among its rejections, whatever the batches (it was counted in one batch and lost in two)."""
+    from connectors.codec import format_timestamp_ns
+    from connectors.publisher import timestamp_ns
+    from models.engine import StateEnded
+
+    two_days = 2 * 86_400 * 10**9
+    later = dict(opening_trades[6], **{name: format_timestamp_ns(timestamp_ns(opening_trades[6][name]) + two_days)
+                                       for name in ("ts_event", "ts_recv")})
+    engine = DetectionEngine(DetectorConfig(background_training=False))
+    state = engine.new_state("NVDA")
+    engine.process(state, opening_trades[:5])
+    state = engine.dormant(state)
+    trades = [opening_trades[4], opening_trades[5], later]
+    outcomes = [o for batch in _cut(trades, cuts) for o in engine.process(state, batch)]
+    assert [o.stage for o in outcomes if isinstance(o, Rejection)] == ["duplicate"]
+    (ended,) = [o for o in outcomes if isinstance(o, StateEnded)]
+    assert (ended.summary["trades_processed"], ended.summary["rejected"]) == (1, 1)
+    assert (state.samples_seen, state.rejected) == (1, 0)
+
+
 def _cut(trades, sizes):
     start = 0
     for size in sizes:
