@@ -110,7 +110,7 @@ class DashboardConfig:
 
 def _number(env: Mapping[str, str], name: str, kind: type, default: float) -> float:
     raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    if raw is None:  # an empty value is refused, as by the job: it is more likely a mistake than "default"
         return default
     try:
         return parse_number(raw, kind)
