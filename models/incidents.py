@@ -48,7 +48,8 @@ SIDE_LETTERS = {0: "N", 1: "A", 2: "B"}  # inverse of models.features.SIDE_CODES
 class IncidentSettings:
     """How anomalies are grouped into incidents and how much of them is kept.
 
-    Read from ``DETECTOR_INCIDENT_<SETTING>`` by ``from_env`` (docs/INCIDENTS.md, *Incident settings*).
+    Read from ``DETECTOR_INCIDENT_<SETTING>`` by ``from_env`` (docs/INCIDENTS.md, the table of
+    variables in its section *Incidents*).
     """
 
     quiet_trades: int = 200
