@@ -12,10 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaException
-
 from connectors.kafka_settings import client_settings_from_env
-from dashboard.kafka_tail import viewer_settings
+from connectors.topic_readers import client_settings_refusal
 from models.config import parse_number
 
 BROKER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
@@ -148,7 +146,7 @@ def _client_settings(env: Mapping[str, str]) -> dict[str, str]:
     # Each KAFKA_* variable's (property, value), to name the variable a refusal is about.
     properties = {variable: property_ for variable, value in sorted(env.items())
                   for property_ in client_settings_from_env({variable: value}).items()}
-    refusal = _client_refusal(settings)
+    refusal = client_settings_refusal(settings)
     if refusal is not None:
         raise DashboardConfigError(f"{_blamed(properties, refusal)}: refused by the Kafka client: {refusal}")
     for variable, (name, text) in properties.items():
@@ -165,17 +163,7 @@ def _blamed(properties: Mapping[str, tuple[str, str]], refusal: str) -> str:
 
 def _takes_numbers(name: str) -> bool:
     """Whether librdkafka reads the property as a number: it refuses text with this message."""
-    return NUMBER_REFUSAL.fullmatch(_client_refusal({name: "not a number"}) or "") is not None
-
-
-def _client_refusal(settings: Mapping[str, str]) -> str | None:
-    """Why librdkafka refuses ``settings`` on a reader, or None; no broker is contacted (none is given)."""
-    try:
-        # The settings as given: the viewer overrides some (commits) that must still be valid values.
-        Consumer({**viewer_settings("", lambda _error: None, None), **settings}).close()
-    except KafkaException as error:
-        return error.args[0].str().strip()
-    return None
+    return NUMBER_REFUSAL.fullmatch(client_settings_refusal({name: "not a number"}) or "") is not None
 
 
 def _shown(value: float) -> str:

@@ -20,22 +20,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import KafkaException
-
+from connectors.broker import BrokerUnreachable
+from connectors.review_writer import ReviewWriter
+from connectors.topic_readers import (
+    ReaderFailed, TailedMessage, TailState, TopicEnds, TopicHistory, TopicIds, TopicTail,
+)
 from dashboard.buffer import AnomalyBuffer, PriceHistory, PriceLine
 from dashboard.clock import believable, utc_text
 from dashboard.config import DashboardConfig
 from dashboard.error_log import ErrorLog, LogEntry
 from dashboard.health import Progress, ProgressMonitor
 from dashboard.incidents import IncidentBook, IncidentMembers
-from dashboard.kafka_tail import (
-    BrokerUnreachable, TailedMessage, TailState, TopicEnds, TopicHistory, TopicIds, TopicTail,
-)
 from dashboard.records import (
     Anomaly, Incident, InvalidRecord, Review, Summary, decode_anomaly, decode_incident, decode_review,
     decode_summary,
 )
-from dashboard.reviews import ReviewBook, ReviewWriter
+from dashboard.reviews import ReviewBook
 from dashboard.totals import SummaryBook
 
 READ_SECONDS = 0.5
@@ -136,7 +136,7 @@ class LiveFeed:
         except BrokerUnreachable as error:
             self._down(f"no Kafka broker answered at {self.config.brokers}: {error}", "broker unreachable", checked_at)
             return
-        except KafkaException as error:
+        except ReaderFailed as error:
             self._down(f"the Kafka client failed: {error}", "kafka client", checked_at)
             return
         started_over = [state.started_over for state in states if state.started_over] + replaced
@@ -294,7 +294,7 @@ class LiveFeed:
 
     def save_review(self, review: Review) -> None:
         """Writes the decision and keeps it once the broker has it; raises ``ReviewNotSaved``."""
-        self._writer.write(review)
+        self._writer.write(review.incident_id, review.to_dict())
         with self._state_lock:
             self._reviews.add(review)
 

@@ -3,8 +3,9 @@
 A decision made in one browser must survive a restart and show in every other
 open dashboard, so it is not kept in the page: it goes to the ``incident-reviews``
 topic (compacted, keyed by incident id, so the last decision per incident is
-what the topic keeps) and every page reads that topic from the beginning. A
-decision counts as made only when the broker has acknowledged it.
+what the topic keeps; ``connectors.review_writer`` writes it) and every page reads
+that topic from the beginning. A decision counts as made only when the broker has
+acknowledged it. Here: the decisions a page holds, and their counts per kind.
 """
 
 from __future__ import annotations
@@ -12,18 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-import orjson
-from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-
 from dashboard.records import Incident, Review
-
-WRITE_TIMEOUT_S = 5.0
-REVIEW_TOPIC_CONFIG = {"cleanup.policy": "compact"}
-
-
-class ReviewNotSaved(RuntimeError):
-    """The broker did not acknowledge the decision; the text says why."""
 
 
 class ReviewBook:
@@ -61,72 +51,3 @@ def decisions_by_kind(reviews: Iterable[Review], incidents: Mapping[str, Inciden
         kind = review.kind or (incident.kind if incident else "unknown")
         counts.setdefault(kind, Counter())[review.decision] += 1
     return counts
-
-
-class ReviewWriter:
-    """Writes decisions to ``topic``, creating it (compacted) when it is missing."""
-
-    def __init__(self, brokers: str, topic: str, client_settings: Mapping[str, str] | None = None) -> None:
-        self.topic = topic
-        self._settings = {"bootstrap.servers": brokers, "log_level": 0, "error_cb": lambda _error: None,
-                          "socket.connection.setup.timeout.ms": 2000, **(client_settings or {})}
-        self._producer: Producer | None = None
-        self._topic_ready = False
-
-    def write(self, review: Review) -> None:
-        """Returns once the broker has the decision; raises ``ReviewNotSaved`` otherwise, after which
-        the next write checks the topic again with a new producer (a development broker restarted
-        empty: the old producer's idempotence state timed out every later write)."""
-        try:
-            self._write(review)
-        except ReviewNotSaved:
-            self.close(wait_s=0)
-            self._producer, self._topic_ready = None, False
-            raise
-
-    def _write(self, review: Review) -> None:
-        self._ensure_topic()
-        if self._producer is None:
-            self._producer = Producer({**self._settings, "acks": "all", "enable.idempotence": True,
-                                       "message.timeout.ms": int(WRITE_TIMEOUT_S * 1000)})
-        outcome: list[KafkaError | None] = []
-        try:
-            self._producer.produce(
-                self.topic, key=review.incident_id.encode(), value=orjson.dumps(review.to_dict()),
-                on_delivery=lambda error, _message: outcome.append(error),
-            )
-        except (KafkaException, BufferError) as error:
-            raise ReviewNotSaved(f"the Kafka client refused the message: {error}") from None
-        self._producer.flush(WRITE_TIMEOUT_S + 1)
-        if not outcome:
-            raise ReviewNotSaved(f"the broker did not acknowledge within {WRITE_TIMEOUT_S:g} s")
-        if outcome[0] is not None:
-            raise ReviewNotSaved(f"the broker refused it: {outcome[0].str()}")
-
-    def _ensure_topic(self) -> None:
-        if self._topic_ready:
-            return
-        admin = AdminClient(self._settings)
-        try:
-            metadata = admin.list_topics(timeout=WRITE_TIMEOUT_S)
-            if self.topic not in metadata.topics:
-                future = admin.create_topics([NewTopic(self.topic, 1, 1, config=REVIEW_TOPIC_CONFIG)])[self.topic]
-                try:
-                    future.result(timeout=WRITE_TIMEOUT_S)
-                except KafkaException as error:
-                    if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another page was first
-                        raise
-        except KafkaException as error:
-            raise ReviewNotSaved(f"could not reach or create the topic {self.topic}: {_describe(error)}") from None
-        except TimeoutError:  # the creation was not confirmed in time
-            raise ReviewNotSaved(f"the topic {self.topic} was not created within {WRITE_TIMEOUT_S:g} s") from None
-        self._topic_ready = True
-
-    def close(self, wait_s: float = WRITE_TIMEOUT_S) -> None:
-        if self._producer is not None:
-            self._producer.flush(wait_s)
-
-
-def _describe(error: KafkaException) -> str:
-    detail = error.args[0] if error.args else error
-    return detail.str() if hasattr(detail, "str") else str(detail)

@@ -14,6 +14,7 @@ from collections.abc import Collection
 import pandas as pd
 import streamlit as st
 
+from connectors.review_writer import ReviewNotSaved
 from dashboard import figures
 from dashboard.clock import both_text, duration_text
 from dashboard.config import DashboardConfig
@@ -24,7 +25,7 @@ from dashboard.metrics import (
     queue_rows, review_text,
 )
 from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
-from dashboard.reviews import ReviewNotSaved, decisions_by_kind
+from dashboard.reviews import decisions_by_kind
 from dashboard.totals import instrument_rows, topic_totals
 
 PROGRESS_ALERTS = {"stalled": st.error, "falling behind": st.warning}

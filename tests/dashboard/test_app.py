@@ -17,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.publisher import timestamp_ns
+from connectors.topic_readers import TopicTail
 from dashboard.config import DashboardConfig
-from dashboard.kafka_tail import TopicTail
 from dashboard.records import decode_review
 from publishing import REPUBLISHED, create_topics, publish, publish_world, topics_for
 

@@ -81,6 +81,20 @@ def test_a_broker_restarted_empty_makes_the_page_start_over(topic_prefix, world,
         feed.close()
 
 
+@pytest.mark.broker
+def test_the_feed_turns_a_dead_broker_into_a_status_and_a_log_entry():
+    brokers = f"127.0.0.1:{free_port()}"
+    feed = LiveFeed(DashboardConfig(brokers=brokers))
+    try:
+        feed.refresh(max_seconds=0.5)
+        view = feed.view()
+        assert not view.broker_up
+        assert view.detail.startswith(f"no Kafka broker answered at {brokers}")
+        assert feed.log_entries()[0].kind == "broker unreachable"
+    finally:
+        feed.close()
+
+
 def started_over_within(feed: LiveFeed, seconds: float) -> list[str]:
     """The feed's reasons for starting over, once it has (the client needs a few reads to
     reconnect to the restarted broker and to be told its position is gone)."""

@@ -1,29 +1,52 @@
-"""Reading Kafka topics without a consumer group: the tail of a topic, and where a topic ends.
+"""The dashboard's Kafka readers: the tail of a topic, what came before it, where a topic ends, its id.
 
-The dashboard only watches: it never commits offsets, and it assigns itself
-every partition instead of joining a group (the development broker, Tansu, does
-not finish group joins, and a viewer has no reason to share work anyway). A tail
-starts a little before the end of each partition so a freshly opened page shows
-the recent past (or at the beginning, for compacted topics whose every key
-matters), then follows new messages.
+They read without a consumer group. The dashboard only watches: it never commits
+offsets, and it assigns itself every partition instead of joining a group (the
+development broker, Tansu, does not finish group joins, and a viewer has no reason
+to share work anyway). A tail starts a little before the end of each partition so a
+freshly opened page shows the recent past (or at the beginning, for compacted topics
+whose every key matters), then follows new messages.
+
+Opening a reader or reading raises ``BrokerUnreachable`` (``connectors.broker``'s: no
+broker answered) or ``ReaderFailed`` (anything else the Kafka client raised, its text
+unchanged), so the dashboard needs no Kafka client types. ``client_settings_refusal``
+checks ``KAFKA_*`` settings on a client built as these readers build theirs.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from connectors.broker import BrokerUnreachable
 
 METADATA_TIMEOUT_S = 2.0
 CONSUME_BATCH = 500
 IDLE_POLL_S = 0.1
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-class BrokerUnreachable(RuntimeError):
-    """No broker answered a metadata request in time."""
+
+class ReaderFailed(RuntimeError):
+    """The Kafka client failed otherwise than by no broker answering; the text is the client's."""
+
+
+def _client_failures(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``method`` raising ``ReaderFailed`` where the Kafka client raised ``KafkaException``."""
+    @functools.wraps(method)
+    def translated(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except KafkaException as error:
+            raise ReaderFailed(str(error)) from error
+    return translated
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,7 @@ class TopicTail:
     """Every partition of ``topic``, from ``start_back`` messages before the end (None: from
     the beginning), onwards."""
 
+    @_client_failures
     def __init__(
         self,
         brokers: str,
@@ -70,6 +94,7 @@ class TopicTail:
     def _client_error(self, error: KafkaError) -> None:
         self._report(f"Kafka client: {error.str()}")
 
+    @_client_failures
     def read(self, max_seconds: float, max_messages: int = 5000) -> tuple[list[TailedMessage], TailState]:
         """New messages until the topic goes quiet, ``max_seconds`` pass or ``max_messages`` arrive.
 
@@ -157,6 +182,7 @@ class TopicHistory:
     on every partition, so repeated calls walk back without reading a message twice.
     """
 
+    @_client_failures
     def __init__(
         self,
         brokers: str,
@@ -175,6 +201,7 @@ class TopicHistory:
         """Every partition has been read back to its first offset."""
         return not self._firsts
 
+    @_client_failures
     def read_before(self, count: int, max_seconds: float) -> list[TailedMessage]:
         """The messages of the ``count`` offsets before the earliest read on each partition.
 
@@ -225,6 +252,7 @@ class TopicHistory:
 class TopicEnds:
     """The high watermark of every partition of ``topic``, read fresh from the broker each time."""
 
+    @_client_failures
     def __init__(self, brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
                  on_client_error: Callable[[str], None] | None = None) -> None:
         self.topic = topic
@@ -232,6 +260,7 @@ class TopicEnds:
         self._consumer = Consumer(viewer_settings(brokers, lambda error: report(f"Kafka client: {error.str()}"),
                                                   client_settings))
 
+    @_client_failures
     def read(self) -> dict[int, int] | None:
         """Partition -> high watermark; None when the topic does not exist. Raises ``BrokerUnreachable``."""
         try:
@@ -259,12 +288,14 @@ class TopicIds:
     offsets read before mean nothing there. A broker that gives no ids (all zero) says nothing.
     """
 
+    @_client_failures
     def __init__(self, brokers: str, client_settings: Mapping[str, str] | None = None,
                  on_client_error: Callable[[str], None] | None = None) -> None:
         report = on_client_error or (lambda _message: None)
         self._admin = AdminClient(viewer_settings(brokers, lambda error: report(f"Kafka client: {error.str()}"),
                                                   client_settings))
 
+    @_client_failures
     def read(self, topics: list[str]) -> dict[str, str]:
         """Topic -> id, for the topics that exist and have one; a topic the broker could not
         describe in time is left out (no id is not a new id)."""
@@ -304,6 +335,16 @@ def viewer_settings(
     settings.update(client_settings or {})
     settings.update({"enable.auto.commit": False, "enable.auto.offset.store": False, "error_cb": on_error})
     return settings
+
+
+def client_settings_refusal(settings: Mapping[str, str]) -> str | None:
+    """Why librdkafka refuses ``settings`` on a reader, or None; no broker is contacted (none is given)."""
+    try:
+        # The settings as given: the viewer overrides some (commits) that must still be valid values.
+        Consumer({**viewer_settings("", lambda _error: None, None), **settings}).close()
+    except KafkaException as error:
+        return error.args[0].str().strip()
+    return None
 
 
 def _describe(error: KafkaException) -> str:

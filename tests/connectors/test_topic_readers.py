@@ -1,15 +1,13 @@
-"""The assign-only readers on the real broker: where they start, what they read, how they fail."""
+"""The dashboard's assign-only readers on the real broker: where they start, what they read, how they fail."""
 
 from __future__ import annotations
 
 import pytest
 from confluent_kafka import Producer
 
-from connectors.broker import free_port
-from dashboard.config import DashboardConfig
-from dashboard.feed import LiveFeed
-from dashboard.kafka_tail import BrokerUnreachable, TopicEnds, TopicHistory, TopicTail
-from publishing import create_topics
+from connectors.broker import BrokerUnreachable, free_port
+from connectors.kafka import ensure_topics
+from connectors.topic_readers import TopicEnds, TopicHistory, TopicTail
 
 pytestmark = pytest.mark.broker
 
@@ -72,7 +70,7 @@ def test_a_tail_without_start_back_reads_from_the_beginning(broker, topic_prefix
 
 def test_topic_ends_are_the_high_watermarks_of_every_partition(broker, topic_prefix):
     topic = f"{topic_prefix}-input"
-    create_topics(broker, topic, partitions=2)
+    ensure_topics(broker, {topic: 2})
     publish_one_by_one(broker, topic, 4, partition=0)
     publish_one_by_one(broker, topic, 7, partition=1)
     ends = TopicEnds(broker, topic)
@@ -109,24 +107,11 @@ def test_no_broker_raises_broker_unreachable_quickly():
         ends.close()
 
 
-def test_the_feed_turns_a_dead_broker_into_a_status_and_a_log_entry():
-    brokers = f"127.0.0.1:{free_port()}"
-    feed = LiveFeed(DashboardConfig(brokers=brokers))
-    try:
-        feed.refresh(max_seconds=0.5)
-        view = feed.view()
-        assert not view.broker_up
-        assert view.detail.startswith(f"no Kafka broker answered at {brokers}")
-        assert feed.log_entries()[0].kind == "broker unreachable"
-    finally:
-        feed.close()
-
-
 @pytest.mark.parametrize("client_settings", [
     {"enable.auto.commit": "true"}, {"enable.auto.offset.store": "true", "security.protocol": "plaintext"},
 ])
 def test_a_client_setting_cannot_make_the_page_commit_offsets(client_settings):
-    from dashboard.kafka_tail import viewer_settings
+    from connectors.topic_readers import viewer_settings
 
     def errors(_error):
         return None

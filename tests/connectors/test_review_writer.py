@@ -1,0 +1,60 @@
+"""Decisions go to a compacted topic on the real broker, keyed by incident id, and are read back."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from connectors.broker import free_port
+from connectors.review_writer import ReviewNotSaved, ReviewWriter
+from connectors.topic_readers import TopicTail
+
+pytestmark = pytest.mark.broker
+
+REVIEW = {"incident_id": "INC-SYN1-20250512-2221902", "decision": "dismissed",
+          "note": "known liquidity gap, see ticket 4411", "analyst": "Ada Lovelace",
+          "reviewed_at": "2026-11-29T16:00:00.123456789Z", "symbol": "SYN1", "kind": "flash_crash", "level": "medium"}
+
+
+def test_a_decision_is_written_keyed_by_incident_to_a_compacted_topic_it_creates(broker, topic_prefix):
+    topic = f"{topic_prefix}-reviews"
+    writer = ReviewWriter(broker, topic)
+    changed_mind = {**REVIEW, "decision": "acknowledged"}
+    writer.write(REVIEW["incident_id"], REVIEW)
+    writer.write(changed_mind["incident_id"], changed_mind)
+    writer.close()
+    admin = AdminClient({"bootstrap.servers": broker})
+    config = next(iter(admin.describe_configs([ConfigResource("topic", topic)]).values())).result(10)
+    assert config["cleanup.policy"].value == "compact"
+    tail = TopicTail(broker, topic, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    assert [orjson.loads(message.value) for message in messages] == [REVIEW, changed_mind]
+    assert {message.partition for message in messages} == {0}  # one key, one partition: the last one wins
+
+
+def test_a_decision_the_broker_does_not_take_is_an_error_not_a_silent_loss():
+    writer = ReviewWriter(f"127.0.0.1:{free_port()}", "incident-reviews")
+    with pytest.raises(ReviewNotSaved, match="could not reach or create the topic incident-reviews"):
+        writer.write(REVIEW["incident_id"], REVIEW)
+
+
+def test_a_topic_creation_not_confirmed_in_time_is_an_error_not_a_crash(broker, topic_prefix, monkeypatch):
+    """A broker that lists topics but leaves the creation unanswered (a controller election, a slow
+    cluster): the page says the decision was not saved, rather than the section failing to draw."""
+    from concurrent.futures import Future
+
+    from connectors import review_writer
+
+    class SlowToCreate(review_writer.AdminClient):
+        def create_topics(self, topics, **_options):
+            return {topic.topic: Future() for topic in topics}  # never confirmed
+
+    monkeypatch.setattr(review_writer, "AdminClient", SlowToCreate)
+    monkeypatch.setattr(review_writer, "WRITE_TIMEOUT_S", 0.2)
+    writer = ReviewWriter(broker, f"{topic_prefix}-reviews")
+    with pytest.raises(ReviewNotSaved, match=f"the topic {topic_prefix}-reviews was not created within 0.2 s"):
+        writer.write(REVIEW["incident_id"], REVIEW)
