@@ -6,25 +6,15 @@ broker is probed: Bytewax's Kafka input would otherwise wait forever for metadat
 from an address that does not answer. Every failure at start ends the process
 with one line naming the cause and a non-zero exit status.
 
-Two things end a running job, each with one line on stderr (``JobSupervisor``):
-
-- SIGINT or SIGTERM: every input partition ends at its next poll, so Bytewax
-  finishes the epoch, writes its outputs and its snapshot, and exits normally
-  (status 0; a second signal exits at once, status 128 + the signal: 130, 143). ``-r`` resumes exactly.
-- No reachable broker for ``BROKER_LOSS_TIMEOUT_S``: the job exits with status 3
-  at once (nothing can be written anyway); ``-r`` resumes from the last snapshot,
-  as after a crash, once a broker is back.
+What ends a running job (SIGINT or SIGTERM, a lost broker, an input topic that
+grew), with one line on stderr and an exit status saying what to do: ``flows.supervisor``.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import signal
 import socket
 import sys
-import threading
-import time
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
@@ -38,6 +28,7 @@ from connectors.kafka import (
     anomaly_sink,
     dead_letter_sink,
     incident_sink,
+    partition_count,
     prepare_job_topics,
     summary_sink,
 )
@@ -45,11 +36,7 @@ from connectors.broker_watch import BrokerWatch
 from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
 from flows.runtime import tune_garbage_collector
 from flows.settings import JobSettings, SettingsError
-
-BROKER_LOST_STATUS = 3
-"""Exit status after ``BROKER_LOSS_TIMEOUT_S`` without a broker: restart (with ``-r``) when it is back."""
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from flows.supervisor import JobSupervisor, start_model_helper
 
 FLOW_ID = "trade-anomalies"
 """The dataflow's id: its steps' names in the recovery store begin with it."""
@@ -88,6 +75,10 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
     )
     if recovery is not None:
         check_recovery_store(recovery, f"{FLOW_ID}.read", source.list_parts())
+    if supervisor is not None:
+        supervisor.watch_input_partitions(
+            lambda: partition_count(brokers, settings.input_topic, client, timeout=5.0),
+            partition_count(brokers, settings.input_topic, client), settings.partitions_check_s)
     options = {"watch": watch, "oversize_topic": settings.dlq_topic}
     optional_sinks = {}
     if settings.summary_topic:
@@ -117,121 +108,6 @@ def check_port_free(port: int) -> None:
                 f"BYTEWAX_DATAFLOW_API_PORT={port} is in use ({error.strerror}); choose a free port "
                 "or unset BYTEWAX_DATAFLOW_API_ENABLED"
             ) from None
-
-
-class JobSupervisor:
-    """Turns SIGINT/SIGTERM into a clean stop and a lost broker into one line and exit status 3.
-
-    A stop signal reaches the job two ways, whichever thread the kernel picks: a
-    Python handler (run by the main thread, and raising nothing, so neither
-    KeyboardInterrupt nor Bytewax's own interrupt handling ever sees it) and a
-    thread waiting in ``sigwait``. Worker threads block the signals
-    (``block_stop_signals``, called where they build their input partitions), so
-    the kernel delivers them to the main thread's handler or the waiting thread.
-    The model-fitting helper process is started from the main thread with the
-    signals ignored (``start_model_helper``), so a terminal's Ctrl-C, sent to the
-    whole process group, does not kill it mid-fit.
-    """
-
-    def __init__(self, watch: BrokerWatch, stream=sys.stderr) -> None:
-        self.watch = watch
-        self.stop = threading.Event()
-        self.stopped_by: str | None = None
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def install(self) -> None:
-        for number in STOP_SIGNALS:
-            signal.signal(number, lambda number, _frame: self.request_stop(number))
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        threading.Thread(target=self._receive_signals, name="stop-signals", daemon=True).start()
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        threading.Thread(target=self._watch_broker, name="broker-watch", daemon=True).start()
-        atexit.register(self._report_stop)
-
-    @staticmethod
-    def block_stop_signals() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-    def _receive_signals(self) -> None:
-        while True:
-            self.request_stop(signal.sigwait(STOP_SIGNALS))
-
-    def request_stop(self, number: int) -> None:
-        """First signal: end the inputs at their next poll. Second: exit at once."""
-        name = signal.Signals(number).name
-        with self._lock:
-            first = self.stopped_by is None
-            if first:
-                self.stopped_by = name
-                self.stop.set()
-        if not first:
-            self.exit_now(f"flows.main: second stop signal ({name}): exiting without a final snapshot",
-                          128 + number)
-
-    def _watch_broker(self) -> None:
-        while True:
-            time.sleep(0.25)
-            if self.watch.lost():
-                self.exit_now(f"flows.main: {self.watch.describe()}; exiting (restart with -r to resume "
-                              "from the last snapshot)", BROKER_LOST_STATUS)
-
-    def _report_stop(self) -> None:
-        _stop_model_helper(wait=False)
-        if self.stopped_by is not None:
-            self._say(f"flows.main: stopped by {self.stopped_by} after {trades_read():,} trades")
-
-    def exit_now(self, line: str, status: int) -> None:
-        """One line, the model helper stopped, and out: no traceback, no Rust panic, no atexit."""
-        self._say(line)
-        _stop_model_helper(wait=False)
-        os._exit(status)
-
-    def _say(self, line: str) -> None:
-        try:
-            self._stream.write(line + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
-def start_model_helper(config) -> None:
-    """Start the model-fitting helper now, from the main thread, with the stop signals ignored.
-
-    An ignored signal stays ignored across the helper's exec (a blocked one does
-    not: spawn resets the mask), so a terminal's Ctrl-C or a SIGTERM to the whole
-    process group leaves the helper alone; the job ends it on the way out, and it
-    ends itself if the job dies. Otherwise it would start at the first retrain, on
-    a worker thread, where signal dispositions cannot be changed.
-    """
-    if not config.background_training:
-        return
-    from models import training
-
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
-    try:
-        training.start_helper(config.fit_helpers)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def _stop_model_helper(wait: bool = True) -> None:
-    """End the model-fitting helper process so no semaphore is left for the resource tracker to report."""
-    training = sys.modules.get("models.training")
-    if training is not None:
-        training.shutdown_helper(wait=wait)
-        if not wait:
-            # os._exit skips multiprocessing's finalizers, which unlink the helper's semaphores.
-            from multiprocessing import util
-
-            util._run_finalizers(0)
-
-
-def trades_read() -> int:
-    from prometheus_client import REGISTRY
-
-    return int(REGISTRY.get_sample_value("trade_detector_trades_read_total") or 0)
 
 
 def flow_from_environment() -> Dataflow:

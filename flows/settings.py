@@ -48,6 +48,9 @@ class JobSettings:
     """MAX_MESSAGE_BYTES: larger input messages are dead letters at decode."""
     max_instruments: int = DEFAULT_MAX_INSTRUMENTS
     """MAX_INSTRUMENTS: instruments the process holds at most; a new one beyond is a dead letter."""
+    partitions_check_s: float = 30.0
+    """INPUT_PARTITIONS_CHECK_S: how often the job asks whether the input topic has more partitions
+    than it started with (it then stops to be restarted, status 75)."""
     metrics_port: int | None = None
     """BYTEWAX_DATAFLOW_API_PORT (3030) when BYTEWAX_DATAFLOW_API_ENABLED is set: checked free at start."""
     client_settings: tuple[tuple[str, str], ...] = ()
@@ -85,6 +88,8 @@ class JobSettings:
             max_message_bytes=_number(environ, "MAX_MESSAGE_BYTES", cls.max_message_bytes, int, minimum=1024),
             max_instruments=_number(environ, "MAX_INSTRUMENTS", cls.max_instruments, int, minimum=1,
                                     maximum=10_000_000),
+            partitions_check_s=_number(environ, "INPUT_PARTITIONS_CHECK_S", cls.partitions_check_s, float,
+                                       minimum=0.1, maximum=86_400.0),
             metrics_port=_metrics_port(environ),
             client_settings=tuple(client_settings_from_env(environ).items()),
             detector=detector,

@@ -1,0 +1,186 @@
+"""What ends a running job, and how: stop signals, a lost broker, an input topic that grew.
+
+- SIGINT or SIGTERM: every input partition ends at its next poll, so Bytewax
+  finishes the epoch, writes its outputs and its snapshot, and exits normally
+  (status 0; a second signal exits at once, status 128 + the signal: 130, 143). ``-r`` resumes exactly.
+- No reachable broker for ``BROKER_LOSS_TIMEOUT_S``: the job exits with status 3
+  at once (nothing can be written anyway); ``-r`` resumes from the last snapshot,
+  as after a crash, once a broker is back.
+- An input topic with more partitions than the job started with (partitions added):
+  the job reads the partitions it started with, and a symbol's trades move to another
+  partition when the count changes, so going on would leave those symbols unscored
+  without a word. It stops as on SIGTERM, says why, and exits with status 75; a restart
+  reads every partition, and with ``-r`` resumes where it stopped.
+
+``JobSupervisor`` is installed by ``flows.main`` before the flow is built; the Kafka
+source polls its ``stop`` event, and every Kafka client reports to its ``BrokerWatch``.
+Apart from ``flows.main`` (which Bytewax imports to build and run the flow) so it can
+be imported, and tested, without starting a job.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from connectors.broker_watch import BrokerWatch
+
+BROKER_LOST_STATUS = 3
+"""Exit status after ``BROKER_LOSS_TIMEOUT_S`` without a broker: restart (with ``-r``) when it is back."""
+RESTART_STATUS = 75
+"""Exit status of a job that stopped to be restarted (EX_TEMPFAIL): its input topic has more
+partitions than it reads."""
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class JobSupervisor:
+    """Turns SIGINT/SIGTERM into a clean stop, a lost broker into one line and exit status 3, and
+    an input topic that grew into a clean stop and exit status 75.
+
+    A stop signal reaches the job two ways, whichever thread the kernel picks: a
+    Python handler (run by the main thread, and raising nothing, so neither
+    KeyboardInterrupt nor Bytewax's own interrupt handling ever sees it) and a
+    thread waiting in ``sigwait``. Worker threads block the signals
+    (``block_stop_signals``, called where they build their input partitions), so
+    the kernel delivers them to the main thread's handler or the waiting thread.
+    The model-fitting helper process is started from the main thread with the
+    signals ignored (``start_model_helper``), so a terminal's Ctrl-C, sent to the
+    whole process group, does not kill it mid-fit.
+    """
+
+    def __init__(self, watch: BrokerWatch, stream=sys.stderr) -> None:
+        self.watch = watch
+        self.stop = threading.Event()
+        self.stopped_by: str | None = None
+        self.restart_needed = False
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        for number in STOP_SIGNALS:
+            signal.signal(number, lambda number, _frame: self.request_stop(number))
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        threading.Thread(target=self._receive_signals, name="stop-signals", daemon=True).start()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        threading.Thread(target=self._watch_broker, name="broker-watch", daemon=True).start()
+        atexit.register(self._report_stop)
+
+    @staticmethod
+    def block_stop_signals() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+    def _receive_signals(self) -> None:
+        while True:
+            self.request_stop(signal.sigwait(STOP_SIGNALS))
+
+    def request_stop(self, number: int) -> None:
+        """First signal: end the inputs at their next poll (one that comes while the job stops to be
+        restarted makes it a stop: the operator wants it down, not back). Second: exit at once."""
+        name = signal.Signals(number).name
+        with self._lock:
+            first = self.stopped_by is None or self.restart_needed
+            if first:
+                self.stopped_by, self.restart_needed = name, False
+                self.stop.set()
+        if not first:
+            self.exit_now(f"flows.main: second stop signal ({name}): exiting without a final snapshot",
+                          128 + number)
+
+    def watch_input_partitions(self, count: Callable[[], int], at_start: int, every_s: float) -> None:
+        """Ask ``count()`` every ``every_s``; more partitions than ``at_start`` stops the job to be
+        restarted. A count that cannot be had (a broker away, the topic being re-created) is
+        asked again later: a lost broker is ``BrokerWatch``'s to judge."""
+        def check() -> None:
+            while not self.stop.wait(every_s):
+                try:
+                    now = count()
+                except Exception:  # noqa: BLE001 - asked again at the next check
+                    continue
+                if now > at_start:
+                    self.request_restart(f"the input topic has {now} partitions, {at_start} when the job "
+                                         "started, and the job reads only those")
+                    return
+
+        threading.Thread(target=check, name="input-partitions", daemon=True).start()
+
+    def request_restart(self, reason: str) -> None:
+        """Stop as on SIGTERM (outputs and snapshot written), then exit with ``RESTART_STATUS``."""
+        with self._lock:
+            if self.stopped_by is not None:
+                return
+            self.stopped_by, self.restart_needed = reason, True
+            self.stop.set()
+        self._say(f"flows.main: {reason}: stopping to be restarted")
+
+    def _watch_broker(self) -> None:
+        while True:
+            time.sleep(0.25)
+            if self.watch.lost():
+                self.exit_now(f"flows.main: {self.watch.describe()}; exiting (restart with -r to resume "
+                              "from the last snapshot)", BROKER_LOST_STATUS)
+
+    def _report_stop(self) -> None:
+        _stop_model_helper(wait=False)
+        if self.restart_needed:
+            self.exit_now(f"flows.main: stopped after {trades_read():,} trades: restart the job to read every "
+                          "partition (with -r it resumes where it stopped)", RESTART_STATUS)
+        if self.stopped_by is not None:
+            self._say(f"flows.main: stopped by {self.stopped_by} after {trades_read():,} trades")
+
+    def exit_now(self, line: str, status: int) -> None:
+        """One line, the model helper stopped, and out: no traceback, no Rust panic, no atexit."""
+        self._say(line)
+        _stop_model_helper(wait=False)
+        os._exit(status)
+
+    def _say(self, line: str) -> None:
+        try:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def start_model_helper(config) -> None:
+    """Start the model-fitting helper now, from the main thread, with the stop signals ignored.
+
+    An ignored signal stays ignored across the helper's exec (a blocked one does
+    not: spawn resets the mask), so a terminal's Ctrl-C or a SIGTERM to the whole
+    process group leaves the helper alone; the job ends it on the way out, and it
+    ends itself if the job dies. Otherwise it would start at the first retrain, on
+    a worker thread, where signal dispositions cannot be changed.
+    """
+    if not config.background_training:
+        return
+    from models import training
+
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
+    try:
+        training.start_helper(config.fit_helpers)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _stop_model_helper(wait: bool = True) -> None:
+    """End the model-fitting helper process so no semaphore is left for the resource tracker to report."""
+    training = sys.modules.get("models.training")
+    if training is not None:
+        training.shutdown_helper(wait=wait)
+        if not wait:
+            # os._exit skips multiprocessing's finalizers, which unlink the helper's semaphores.
+            from multiprocessing import util
+
+            util._run_finalizers(0)
+
+
+def trades_read() -> int:
+    from prometheus_client import REGISTRY
+
+    return int(REGISTRY.get_sample_value("trade_detector_trades_read_total") or 0)
