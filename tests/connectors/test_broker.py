@@ -15,6 +15,7 @@ from connectors.broker import (
     ClientSettingsRejected,
     EmbeddedBroker,
     free_port,
+    main,
     probe_broker,
     tansu_binary,
 )
@@ -76,3 +77,12 @@ def test_command_line_broker_runs_until_interrupted():
         assert process.wait(10) == 0
     with pytest.raises(BrokerUnreachable):
         probe_broker(f"127.0.0.1:{port}", timeout=1.0)
+
+
+def test_a_broker_on_a_port_another_broker_holds_says_so_instead_of_listening(broker, capsys):
+    """It printed 'listening on 127.0.0.1:PORT' (the probe had reached the other broker), then that it exited."""
+    port = int(broker.rsplit(":", 1)[1])
+    assert main(["--port", str(port)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"connectors.broker: port {port} on 127.0.0.1 is in use (another broker?): choose another\n"
