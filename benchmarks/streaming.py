@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A partial run (--skip-...) keeps the other part of the previous results.
     results: dict = json.loads(result_file.read_text()) if result_file.exists() else {}
-    results.update({"file": str(args.file), "cpus": os.cpu_count(),
+    results.update({"file": args.file.name, "cpus": os.cpu_count(),
                     "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     with EmbeddedBroker() as broker:
         if not args.skip_throughput:
