@@ -105,8 +105,6 @@ class ZScoreVote:
         self.volume_threshold = volume_threshold
         self.volatility_threshold = volatility_threshold
         self.intensity_threshold = intensity_threshold
-        self.center_ = np.zeros(4)
-        self.scale_ = np.ones(4)
 
     def fit(self, features: np.ndarray) -> ZScoreVote:
         """Learn mean and standard deviation of log size, log volatility, intensity and momentum."""

@@ -11,6 +11,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.preprocessing import StandardScaler
 
 from models.detectors import EllipticEnvelopeVote, IsolationForestVote, ZScoreVote
+from models.detectors.zscore import price_zscores
 from models.detectors.elliptic_envelope import RIDGE
 from models.detectors.flat_trees import average_path_length
 from models.detectors.isolation_forest import _ScoredTree
@@ -219,7 +220,7 @@ def test_price_std_is_floored_at_one_basis_point():
     features = feature_rows(0)[:1]
     features[0, COLUMN["price_std"]] = 0.0
     features[0, COLUMN["current_price"]] = 100.01  # one tick after a run of equal prices
-    assert ZScoreVote().zscores(features)[0, 0] == pytest.approx(0.01 / 0.01)
+    assert price_zscores(features)[0] == pytest.approx(0.01 / 0.01)
 
 
 def test_small_sizes_and_calm_windows_do_not_vote():
