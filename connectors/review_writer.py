@@ -17,6 +17,8 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connectors.broker import kafka_error_text
+
 WRITE_TIMEOUT_S = 5.0
 REVIEW_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
@@ -50,8 +52,11 @@ class ReviewWriter:
     def _write(self, key: str, record: Mapping[str, Any]) -> None:
         self._ensure_topic()
         if self._producer is None:
-            self._producer = Producer({**self._settings, "acks": "all", "enable.idempotence": True,
-                                       "message.timeout.ms": int(WRITE_TIMEOUT_S * 1000)})
+            try:
+                self._producer = Producer({**self._settings, "acks": "all", "enable.idempotence": True,
+                                           "message.timeout.ms": int(WRITE_TIMEOUT_S * 1000)})
+            except KafkaException as error:  # settings a producer refuses (KAFKA_ACKS=1 with idempotence)
+                raise ReviewNotSaved(f"the Kafka client refused its settings: {kafka_error_text(error)}") from None
         outcome: list[KafkaError | None] = []
         try:
             self._producer.produce(
@@ -69,8 +74,8 @@ class ReviewWriter:
     def _ensure_topic(self) -> None:
         if self._topic_ready:
             return
-        admin = AdminClient(self._settings)
         try:
+            admin = AdminClient(self._settings)
             metadata = admin.list_topics(timeout=WRITE_TIMEOUT_S)
             if self.topic not in metadata.topics:
                 future = admin.create_topics([NewTopic(self.topic, 1, 1, config=REVIEW_TOPIC_CONFIG)])[self.topic]
@@ -80,7 +85,7 @@ class ReviewWriter:
                     if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another page was first
                         raise
         except KafkaException as error:
-            raise ReviewNotSaved(f"could not reach or create the topic {self.topic}: {_describe(error)}") from None
+            raise ReviewNotSaved(f"could not reach or create the topic {self.topic}: {kafka_error_text(error)}") from None
         except TimeoutError:  # the creation was not confirmed in time
             raise ReviewNotSaved(f"the topic {self.topic} was not created within {WRITE_TIMEOUT_S:g} s") from None
         self._topic_ready = True
@@ -89,7 +94,3 @@ class ReviewWriter:
         if self._producer is not None:
             self._producer.flush(wait_s)
 
-
-def _describe(error: KafkaException) -> str:
-    detail = error.args[0] if error.args else error
-    return detail.str() if hasattr(detail, "str") else str(detail)

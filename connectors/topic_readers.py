@@ -24,7 +24,7 @@ from typing import ParamSpec, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from connectors.broker import BrokerUnreachable
+from connectors.broker import BrokerUnreachable, kafka_error_text
 
 METADATA_TIMEOUT_S = 2.0
 CONSUME_BATCH = 500
@@ -86,6 +86,7 @@ class TopicTail:
         self.start_back = start_back
         self._next_offsets: dict[int, int] = {}
         self._ends_at_assignment: dict[int, int] = {}
+        self._missing_reads = 0
         self.first_offsets: dict[int, int] = {}
         """Where each partition was started from: what came before it was not read."""
         self._report = on_client_error or (lambda _message: None)
@@ -105,9 +106,14 @@ class TopicTail:
         are not waited for exactly. A topic that is gone says so in ``started_over``: what this
         tail read belongs to a topic the broker no longer holds.
         """
-        if not self._assign_new_partitions():
-            gone = f"{self.topic} no longer exists on the broker" if self._next_offsets else ""
-            return [], TailState(topic_exists=False, lag=0, started_over=gone)
+        found = self._assign_new_partitions()
+        if found != "assigned":
+            # Gone only when said twice in a row: a broker just back may answer from a stale cache once.
+            self._missing_reads = self._missing_reads + 1 if found == "missing" else 0
+            gone = bool(self._next_offsets) and self._missing_reads >= 2
+            return [], TailState(topic_exists=False, lag=0,
+                                 started_over=f"{self.topic} no longer exists on the broker" if gone else "")
+        self._missing_reads = 0
         deadline = time.monotonic() + max_seconds
         messages: list[TailedMessage] = []
         while len(messages) < max_messages:
@@ -127,16 +133,20 @@ class TopicTail:
                 messages.append(TailedMessage(message.partition(), message.offset(), message.value(), message.key()))
         return messages, TailState(topic_exists=True, lag=self._lag())
 
-    def _assign_new_partitions(self) -> bool:
+    def _assign_new_partitions(self) -> str:
+        """"assigned" (every partition, new ones from where a tail starts), "missing" (the broker
+        does not know the topic) or "unavailable" (another error, or no partitions yet)."""
         try:
             metadata = self._consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S)
         except KafkaException as error:
-            raise BrokerUnreachable(_describe(error)) from None
+            raise BrokerUnreachable(kafka_error_text(error)) from None
         if metadata.brokers == {}:
             raise BrokerUnreachable("no brokers in the metadata response")
         topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            return False
+        if topic is None or (topic.error is not None and topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            return "missing"
+        if topic.error is not None or not topic.partitions:
+            return "unavailable"
         new = [partition for partition in topic.partitions if partition not in self._next_offsets]
         if new:
             starts = [TopicPartition(self.topic, partition, self._start_offset(partition)) for partition in new]
@@ -144,7 +154,7 @@ class TopicTail:
                 self._next_offsets[start.partition] = start.offset
                 self.first_offsets[start.partition] = start.offset
             self._consumer.incremental_assign(starts)
-        return True
+        return "assigned"
 
     def _caught_up(self) -> bool:
         return all(
@@ -157,7 +167,7 @@ class TopicTail:
                 TopicPartition(self.topic, partition), timeout=METADATA_TIMEOUT_S, cached=False
             )
         except KafkaException as error:
-            raise BrokerUnreachable(_describe(error)) from None
+            raise BrokerUnreachable(kafka_error_text(error)) from None
         self._ends_at_assignment[partition] = high
         return low if self.start_back is None else max(low, high - self.start_back)
 
@@ -215,7 +225,7 @@ class TopicHistory:
                 low, _high = self._consumer.get_watermark_offsets(
                     TopicPartition(self.topic, partition), timeout=METADATA_TIMEOUT_S, cached=False)
             except KafkaException as error:
-                raise BrokerUnreachable(_describe(error)) from None
+                raise BrokerUnreachable(kafka_error_text(error)) from None
             begin = max(low, first - count)
             if begin < first:
                 ranges[partition] = (begin, first)
@@ -274,7 +284,7 @@ class TopicEnds:
                 for partition in topic.partitions
             }
         except KafkaException as error:
-            raise BrokerUnreachable(_describe(error)) from None
+            raise BrokerUnreachable(kafka_error_text(error)) from None
 
     def close(self) -> None:
         self._consumer.close()
@@ -338,15 +348,14 @@ def viewer_settings(
 
 
 def client_settings_refusal(settings: Mapping[str, str]) -> str | None:
-    """Why librdkafka refuses ``settings`` on a reader, or None; no broker is contacted (none is given)."""
+    """Why librdkafka refuses ``settings`` on a reader (a consumer, or the admin client of
+    ``TopicIds``), or None; no broker is contacted (none is given)."""
+    # The settings as given: the viewer overrides some (commits) that must still be valid values.
+    given = {**viewer_settings("", lambda _error: None, None), **settings}
     try:
-        # The settings as given: the viewer overrides some (commits) that must still be valid values.
-        Consumer({**viewer_settings("", lambda _error: None, None), **settings}).close()
+        Consumer(given).close()
+        AdminClient(given)
     except KafkaException as error:
         return error.args[0].str().strip()
     return None
 
-
-def _describe(error: KafkaException) -> str:
-    detail = error.args[0] if error.args else error
-    return detail.str() if hasattr(detail, "str") else str(detail)

@@ -171,8 +171,12 @@ class LiveFeed:
         read opens new tails, a little before the end of each partition as a new page does."""
         self._drop_clients()
         self._ids_read = {}
+        self._writer.close(wait_s=0)  # its producer knew the broker's previous life
+        self._writer = ReviewWriter(self.config.brokers, self.config.review_topic, self.config.client_settings)
         with self._state_lock:
             self._empty_books()
+            self._status = (True, "the topics started over: reading them again", 0,
+                            Progress("unknown", "not read yet", None, None))
         self.errors.add("topics started over", "; ".join(reasons) + ": the broker lost what it held "
                         "(restarted empty?), so the page drops what it read and reads the topics again")
 
@@ -257,19 +261,25 @@ class LiveFeed:
             self._claims_read.append(claim)
 
     def _open_tails(self) -> dict[str, TopicTail]:
+        """The readers, all opened or none: one the client refuses closes those opened before it,
+        and the next read tries them all again."""
         if not self._tails:
             config = self.config
             report = lambda message: self.errors.add("kafka client", message)  # noqa: E731
-            for name, topic, start_back in (
-                ("anomalies", config.anomaly_topic, config.buffer_size),
-                ("incidents", config.incident_topic, None),
-                ("reviews", config.review_topic, None),
-                ("summaries", config.summary_topic, config.summary_history),
-            ):
-                self._tails[name] = TopicTail(config.brokers, topic, start_back, config.client_settings, report)
-            self._topic_ids = TopicIds(config.brokers, config.client_settings, report)
-            if config.input_topic:
-                self._input_ends = TopicEnds(config.brokers, config.input_topic, config.client_settings, report)
+            try:
+                for name, topic, start_back in (
+                    ("anomalies", config.anomaly_topic, config.buffer_size),
+                    ("incidents", config.incident_topic, None),
+                    ("reviews", config.review_topic, None),
+                    ("summaries", config.summary_topic, config.summary_history),
+                ):
+                    self._tails[name] = TopicTail(config.brokers, topic, start_back, config.client_settings, report)
+                self._topic_ids = TopicIds(config.brokers, config.client_settings, report)
+                if config.input_topic:
+                    self._input_ends = TopicEnds(config.brokers, config.input_topic, config.client_settings, report)
+            except Exception:
+                self._drop_clients()
+                raise
         return self._tails
 
     # ------------------------------------------------------------ the page's side

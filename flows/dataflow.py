@@ -126,7 +126,8 @@ class InstrumentDetector(StatefulBatchLogic):
         """Its place on the roster (``ACTIVE`` or ``DORMANT``), None while it holds none."""
         self.state: InstrumentState | None = None
         self.summary_second = -1
-        self.summarised_trades = -1
+        self.summarised: tuple[int, int] | None = None
+        """(trades, rejections) of the state when its last summary was written."""
         self.last_message: TradeMessage | None = None
         self.next_check = _eviction_check()
         self.traded_since_check = False
@@ -219,7 +220,7 @@ class InstrumentDetector(StatefulBatchLogic):
         if self.pending:
             return self._after_pending(([], self.RETAIN))
         if (not self.summaries or self.state is None or self.last_message is None or not self.state.samples_seen
-                or self.summarised_trades == self.state.samples_seen):
+                or not self._unsaid()):
             return [], self.RETAIN
         return [self._summary(self.last_message)], self.RETAIN
 
@@ -257,7 +258,7 @@ class InstrumentDetector(StatefulBatchLogic):
             return [], self.DISCARD
         closing = None if state.tracker is None else state.tracker.copy().close_open("idle")
         out: list[Any] = [] if closing is None else [closing]
-        if self.summaries and self.last_message is not None and self.summarised_trades != state.samples_seen:
+        if self.summaries and self.last_message is not None and self._unsaid():
             out.append(self._summary(self.last_message))
         self.state = self.engine.dormant(state)
         self.roster.move(ACTIVE, DORMANT)
@@ -269,9 +270,14 @@ class InstrumentDetector(StatefulBatchLogic):
             self.roster.leave(self.place)
             self.place = None
 
+    def _unsaid(self) -> bool:
+        """Trades or rejections since the last summary (repeats refused in a batch of their own
+        change no second, so no summary followed them)."""
+        return self.summarised != (self.state.samples_seen, self.state.rejected)
+
     def _summary(self, last: TradeMessage) -> InstrumentSummary:
         origin = last.origin
-        self.summarised_trades = self.state.samples_seen
+        self.summarised = (self.state.samples_seen, self.state.rejected)
         return InstrumentSummary({**self.engine.summary(self.state), "source": origin.source,
                                   "partition": origin.partition, "offset": origin.offset})
 

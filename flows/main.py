@@ -13,13 +13,12 @@ grew), with one line on stderr and an exit status saying what to do: ``flows.sup
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
 
-from connectors.broker import BrokerUnreachable, ClientSettingsRejected, probe_broker
+from connectors.broker import BrokerUnreachable, ClientSettingsRejected, port_is_free, probe_broker
 from connectors.kafka import (
     COMPACTED,
     MissingTopic,
@@ -73,12 +72,13 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
         batch_size=settings.input_batch_size, max_message_bytes=settings.max_message_bytes,
         watch=watch, stop=stop, on_worker=JobSupervisor.block_stop_signals if supervisor else None,
     )
+    input_partitions = source.list_parts()
     if recovery is not None:
-        check_recovery_store(recovery, f"{FLOW_ID}.read", source.list_parts())
+        check_recovery_store(recovery, f"{FLOW_ID}.read", input_partitions)
     if supervisor is not None:
         supervisor.watch_input_partitions(
             lambda: partition_count(brokers, settings.input_topic, client, timeout=5.0),
-            partition_count(brokers, settings.input_topic, client), settings.partitions_check_s)
+            len(input_partitions), settings.partitions_check_s)
     options = {"watch": watch, "oversize_topic": settings.dlq_topic}
     optional_sinks = {}
     if settings.summary_topic:
@@ -99,15 +99,9 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
 
 def check_port_free(port: int) -> None:
     """Fail now, naming the variable, rather than as a Rust panic once Bytewax tries to serve."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError as error:
-            raise PortTaken(
-                f"BYTEWAX_DATAFLOW_API_PORT={port} is in use ({error.strerror}); choose a free port "
-                "or unset BYTEWAX_DATAFLOW_API_ENABLED"
-            ) from None
+    if not port_is_free(port):
+        raise PortTaken(f"BYTEWAX_DATAFLOW_API_PORT={port} is in use; choose a free port "
+                        "or unset BYTEWAX_DATAFLOW_API_ENABLED")
 
 
 def flow_from_environment() -> Dataflow:

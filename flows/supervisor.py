@@ -14,8 +14,8 @@
 
 ``JobSupervisor`` is installed by ``flows.main`` before the flow is built; the Kafka
 source polls its ``stop`` event, and every Kafka client reports to its ``BrokerWatch``.
-Apart from ``flows.main`` (which Bytewax imports to build and run the flow) so it can
-be imported, and tested, without starting a job.
+It is a module of its own because ``flows.main`` builds and runs a job when imported
+(Bytewax imports it to find the flow); this one can be imported, and tested, alone.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class JobSupervisor:
 
     def _report_stop(self) -> None:
         _stop_model_helper(wait=False)
-        if self.restart_needed:
+        if self.restart_needed and getattr(sys, "last_value", None) is None:  # not if the run failed meanwhile
             self.exit_now(f"flows.main: stopped after {trades_read():,} trades: restart the job to read every "
                           "partition (with -r it resumes where it stopped)", RESTART_STATUS)
         if self.stopped_by is not None:

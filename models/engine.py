@@ -95,8 +95,9 @@ class _Work:
     since_ns: int
     tally: Tally
     rejected_before: int = 0
-    """Rejections counted to this state before the batch: the committed state's, or none for a state
-    the batch started afresh (a dormant or new state's carry into the state its next trade starts)."""
+    """Rejections counted to this state before the batch: the committed state's (for a dormant or
+    new state, those refused since it went dormant or was made), or none when the batch started
+    the instrument afresh after trades of its old state."""
 
 
 EXECUTION_SETTINGS = frozenset({"background_training", "fit_helpers", "compiled"})

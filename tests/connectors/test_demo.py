@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.demo import DemoSettings, DemoSettingsError, port_is_free
+from connectors.broker import port_is_free
+from connectors.demo import DemoSettings, DemoSettingsError
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

@@ -85,6 +85,13 @@ def test_settings_librdkafka_refuses_together_are_all_named():
         DashboardConfig.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_CLIENT_ID": "desk-7"})
 
 
+def test_settings_only_the_admin_client_refuses_fail_at_start_too():
+    """A consumer takes them; the admin client that reads topic ids did not, and every read failed."""
+    with pytest.raises(DashboardConfigError, match="^KAFKA_ACKS, KAFKA_ENABLE_IDEMPOTENCE: refused by the Kafka "
+                                                   "client: .*`acks` must be set to `all`"):
+        DashboardConfig.from_env({"KAFKA_ENABLE_IDEMPOTENCE": "true", "KAFKA_ACKS": "1"})
+
+
 def test_kafka_settings_librdkafka_and_kafka_take_are_kept():
     config = DashboardConfig.from_env({
         "KAFKA_BROKERS": "SASL_SSL://kafka-1.example:9093, [::1]:9092,kafka-3", "ANOMALY_TOPIC": "desk.eu_anomalies-2",

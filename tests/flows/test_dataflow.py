@@ -179,6 +179,24 @@ def test_an_instrument_idle_for_a_day_goes_dormant_and_is_let_go_after_a_week(me
     assert getattr(detector, check)() == ([], InstrumentDetector.DISCARD)
 
 
+@pytest.mark.parametrize("check", ["on_notify", "on_eof"])
+def test_repeats_refused_after_the_last_summary_are_in_the_summary_an_instrument_goes_dormant_with(messages, check):
+    """Trades, their summary, then a batch of repeats only (no new second, so no summary): going
+    dormant said nothing, and those rejections were never published."""
+    from flows.dataflow import InstrumentDetector, group_by_symbol
+
+    clock = EventClock()
+    detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None)
+    (summary,), _ = detector.on_batch([batch for _, batch in group_by_symbol(messages[:1])])
+    assert (summary.fields["trades_processed"], summary.fields["rejected"]) == (1, 0)
+    letters, _ = detector.on_batch([batch for _, batch in group_by_symbol(messages[:1] * 3)])
+    assert [letter.stage for letter in letters] == ["duplicate"] * 3
+    detector.on_notify()
+    clock.advance(detector.state.last_timestamp_ns + 86_400 * 10**9 + 1)
+    (summary,), _ = getattr(detector, check)()
+    assert (summary.fields["trades_processed"], summary.fields["rejected"]) == (1, 3)
+
+
 def test_a_dormant_instrument_still_refuses_a_replay_of_its_trades_and_scores_new_ones_afresh(messages):
     """A replay of the trades processed before it went dormant is refused as repeats, as by the full
     state; its next trades, a day later, score as a new instrument's would (the window starts again)."""

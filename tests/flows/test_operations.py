@@ -214,4 +214,3 @@ def test_a_job_that_may_keep_a_999_kb_trade_writes_nothing_the_broker_refuses(br
     written = [message for topic in ("OUTPUT_TOPIC", "DLQ_TOPIC", "SUMMARY_TOPIC")
                for message in read_topic(broker, env[topic])]
     assert written and all(len(message.value()) <= MAX_WRITTEN_BYTES for message in written)
-
