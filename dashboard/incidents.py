@@ -124,14 +124,17 @@ class QueueFilter:
 def incident_queue(
     incidents: Iterable[Incident], reviews: Mapping[str, Review], chosen: QueueFilter = QueueFilter()
 ) -> list[Incident]:
-    """Open incidents first; then the worst level first; then the newest first."""
+    """Alarms before the opening and closing crosses (routine prints, however large: at the top
+    they would push the incidents to work on down every morning); then open ones first; then the
+    worst level first; then the newest first."""
     shown = [
         incident for incident in incidents
         if not (chosen.hide_auctions and incident.kind == "auction")
         and not (chosen.hide_reviewed and incident.incident_id in reviews)
         and (not chosen.symbols or incident.symbol in chosen.symbols)
     ]
-    return sorted(shown, key=lambda item: (not item.is_open, -LEVEL_RANK[item.level], -item.first_ns, item.incident_id))
+    return sorted(shown, key=lambda item: (item.kind == "auction", not item.is_open, -LEVEL_RANK[item.level],
+                                           -item.first_ns, item.incident_id))
 
 
 def worst_open_level(incidents: Iterable[Incident]) -> dict[str, str | None]:

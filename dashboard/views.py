@@ -103,7 +103,7 @@ def incident_section(feed: LiveFeed, view: FeedView, symbols: Collection[str]) -
     queue = incident_queue(view.incidents.values(), view.reviews, QueueFilter(hide_auctions, hide_reviewed, symbols))
     open_count = sum(incident.is_open for incident in queue)
     st.caption(f"{len(queue):,} incidents ({open_count:,} open) of {len(view.incidents):,} in memory: "
-               "open ones first, then by level, newest first.")
+               "the crosses last; open ones first, then by level, newest first.")
     if queue:
         data_table(queue_rows(queue, view.reviews), "incident_queue", height=min(38 + 35 * len(queue), 420))
     else:

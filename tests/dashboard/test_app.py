@@ -83,10 +83,10 @@ def expected_tiles(anomalies: list[dict], incidents: int, instruments: int) -> d
 
 
 def queue_order(incidents: dict[str, dict]) -> list[str]:
-    """Open first, then critical > high > medium > low, then the newest first."""
+    """Alarms before the crosses, then open first, then critical > high > medium > low, then the newest first."""
     return [incident_id for incident_id, _ in sorted(incidents.items(), key=lambda item: (
-        item[1]["status"] == "closed", -LEVELS.index(item[1]["level"]), -timestamp_ns(item[1]["first_ts_event"]),
-        item[0]))]
+        item[1]["kind"] == "auction", item[1]["status"] == "closed", -LEVELS.index(item[1]["level"]),
+        -timestamp_ns(item[1]["first_ts_event"]), item[0]))]
 
 
 def test_totals_and_every_instrument_come_from_the_topics_not_the_small_buffer(pages, published, world):
@@ -134,7 +134,7 @@ def test_tiles_follow_the_symbol_filter(pages, published, world):
     assert set(table(app, "instruments")["symbol"]) == set(symbols)
 
 
-def test_the_queue_puts_open_incidents_first_then_level_then_time(pages, published, world):
+def test_the_queue_puts_alarms_first_then_open_incidents_then_level_then_time(pages, published, world):
     app = pages(published.environment())
     assert len(world.anomalies) + REPUBLISHED + 1 <= DashboardConfig().buffer_size  # every message is read
     assert f"duplicates ignored {REPUBLISHED}" in app.caption[0].value  # a restarted job's repeats, counted once

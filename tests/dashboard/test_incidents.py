@@ -56,11 +56,11 @@ def test_the_book_is_bounded_and_lets_closed_incidents_go_first(messages):
     assert {i.incident_id for i in kept if i.is_open} == open_ones  # every open incident is still there
 
 
-def test_the_queue_puts_open_incidents_first_then_the_worst_level_then_the_newest(book):
+def test_the_queue_puts_alarms_before_crosses_then_open_incidents_then_the_worst_level_then_the_newest(book):
     queue = incident_queue(book.all(), {})
-    keys = [(not i.is_open, LEVEL_ORDER.index(i.level), -i.first_ns) for i in queue]
+    keys = [(i.kind == "auction", not i.is_open, LEVEL_ORDER.index(i.level), -i.first_ns) for i in queue]
     assert keys == sorted(keys)
-    assert queue[0].is_open and not queue[-1].is_open
+    assert queue[0].is_open and queue[0].kind != "auction" and queue[-1].kind == "auction"
     assert len(queue) == len(book)
 
 
