@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from models.features import COLUMN, FEATURE_NAMES
@@ -231,3 +232,71 @@ def plain_duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:,.1f} s" if seconds < 10 else f"{seconds:,.0f} s"
     return f"{seconds / 60:,.0f} min"
+
+
+# --- an incident's one-line summary ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """What the one-line summary is written from."""
+
+    symbol: str
+    kind: str
+    direction: str | None
+    evidence: KindEvidence
+    anomalies: int
+    trades: int
+    duration_s: float
+    morning: bool = True
+    """Before noon New York time: an auction is the opening cross, else the closing one."""
+    against_earlier_block: str | None = None
+    """For a block: how it compares with the largest block the instrument printed before it
+    within a day (``0.7x the largest earlier block (37,000 shares at 13:45:21 UTC)``)."""
+
+
+def summary(facts: IncidentFacts) -> str:
+    """One sentence an analyst can read in the alert list, in the incident's own units."""
+    e, symbol = facts.evidence, facts.symbol
+    move = _move_percent(e.move_bps)
+    if facts.kind == "flash_crash":
+        name = "flash crash" if facts.direction == "down" else "flash spike"
+        recovered = f", {e.recovered:.0%} recovered" if e.recovered is not None else ""
+        return (f"{symbol} {name}: {move} over {facts.trades:,} trades in {plain_duration(facts.duration_s)}"
+                f"{recovered}")
+    if facts.kind == "ramp":
+        when = "in one instant" if e.walk_seconds <= 0 else f"in {plain_duration(e.walk_seconds)}"
+        pushers = "buyer" if facts.direction == "up" else "seller"
+        return (f"{symbol} ramp: {move} {when} over {e.walk_trades:,} prints, "
+                f"{e.walk_side_share:.0%} {pushers}-initiated")
+    if facts.kind == "off_market_print":
+        back = "" if e.recovered is None else (
+            ", then back at the market" if e.recovered >= 0.8 else f", {e.recovered:.0%} back since")
+        return (f"{symbol} off-market print: {plain_shares(e.extreme_size)} at {e.extreme_price:,.2f}, "
+                f"{move} from the market ({e.reference_price:,.2f}){back}")
+    if facts.kind == "block":
+        earlier = "" if facts.against_earlier_block is None else ", " + facts.against_earlier_block
+        return (f"{symbol} block: {e.max_size:,.0f} shares at {e.max_size_price:,.2f} = "
+                f"{e.size_vs_median:,.0f}x the median size{earlier}")
+    if facts.kind == "burst":
+        return (f"{symbol} burst: {e.burst_prints:,} prints in {plain_duration(e.burst_ms / 1e3)}, "
+                f"{_burst_sides(e.burst_buy_share, e.burst_sell_share)}")
+    if facts.kind == "auction":
+        cross = "opening" if facts.morning else "closing"
+        return f"{symbol} {cross} cross: {e.max_size:,.0f} shares at {e.max_size_price:,.2f}"
+    return (f"{symbol} unusual trading: {plain_count(facts.anomalies, 'anomaly', 'anomalies')} over "
+            f"{plain_count(facts.trades, 'trade')} in {plain_duration(facts.duration_s)}, largest move {move}, "
+            f"largest print {plain_shares(e.max_size)}")
+
+
+def _move_percent(bps: float) -> str:
+    """Signed, as % with two decimals under 1%, one above."""
+    return f"{bps / 100:+.1f}%" if abs(bps) >= 100 else f"{bps / 100:+.2f}%"
+
+
+def _burst_sides(buy: float, sell: float) -> str:
+    if buy >= 0.2 and sell >= 0.2:
+        return "both sides"
+    if buy > sell:
+        return f"{buy:.0%} buyers"
+    return f"{sell:.0%} sellers"

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 
 from models.config import ConfigError, parse_number
-from models.explain import explain_incident, plain_count, plain_duration, plain_shares
+from models.explain import IncidentFacts, explain_incident, summary
 from models.kinds import KIND_FAMILIES, KindEvidence, KindRules, context_baseline, decide_kind, measure
 from models.records import AnomalyRecord
 from models.session import NEW_YORK
+from models.severity import BLOCK_MEMORY_S, incident_severity, magnitude, member_confidence
 from models.severity import level as severity_level
 
 ENV_PREFIX = "DETECTOR_INCIDENT_"
@@ -250,67 +251,6 @@ class IncidentUpdate:
             "price_path": [list(point) for point in self.price_path],
             "closed_by": self.closed_by, "updated_at": self.updated_at,
         }
-
-
-# --- severity -------------------------------------------------------------------------
-
-SEVERITY_WEIGHTS = {"magnitude": 0.8, "confidence": 0.15, "extent": 0.05}
-MAGNITUDE_SCALES = {
-    # input: (value scoring 0, value scoring 1), on a log scale in between
-    "price_move_bps": (5.0, 100.0),
-    "size_vs_median": (20.0, 1_000.0),
-    "burst_stamps": (40.0, 400.0),
-}
-EXTENT_SCALE = (1.0, 1_000.0)
-"""Trades from the first to the last anomaly: 1 scores 0, 1,000 or more score 1."""
-BLOCK_NOVELTY_SCALE = (0.5, 2.0)
-"""A block's size against the largest block of the instrument's earlier incidents within
-``BLOCK_MEMORY_S``: half of it or less scores 0, twice or more 1. The size part of a
-block's magnitude is at most this score, so the fifth 30,000-share print of a day is not as
-much news as the first (tuned on 2024-09-23 and 2025-05-09, reported on all four days)."""
-BLOCK_MEMORY_S = 86_400
-"""How long an instrument's block is remembered, in event time: one trading day."""
-
-
-def log_scale(value: float, low: float, high: float) -> float:
-    """0 at ``low`` or below, 1 at ``high`` or above, logarithmic in between."""
-    if not value > low:
-        return 0.0
-    return min(math.log(value / low) / math.log(high / low), 1.0)
-
-
-def magnitude(evidence: KindEvidence, earlier_block_size: float | None = None) -> float:
-    """The largest of the price move, the size against the median and the burst density,
-    each on its log scale (``MAGNITUDE_SCALES``).
-
-    ``earlier_block_size``, for a block: the largest block the instrument printed before it
-    (``BLOCK_MEMORY_S``). A print is then only as big news as it is new: the size part is
-    capped by its size against that block (``BLOCK_NOVELTY_SCALE``).
-    """
-    size = log_scale(evidence.size_vs_median, *MAGNITUDE_SCALES["size_vs_median"])
-    if earlier_block_size:
-        size = min(size, log_scale(evidence.max_size / earlier_block_size, *BLOCK_NOVELTY_SCALE))
-    return max(
-        log_scale(abs(evidence.move_bps), *MAGNITUDE_SCALES["price_move_bps"]),
-        size,
-        log_scale(evidence.burst_stamps, *MAGNITUDE_SCALES["burst_stamps"]),
-    )
-
-
-def incident_severity(magnitude_score: float, confidence: float, trades: int) -> float:
-    """Weighted sum of magnitude, confidence and extent, in [0, 1]; non-decreasing in each."""
-    return (
-        SEVERITY_WEIGHTS["magnitude"] * min(max(magnitude_score, 0.0), 1.0)
-        + SEVERITY_WEIGHTS["confidence"] * min(max(confidence, 0.0), 1.0)
-        + SEVERITY_WEIGHTS["extent"] * log_scale(trades, *EXTENT_SCALE)
-    )
-
-
-def member_confidence(peak_anomaly_score: float, peak_vote_share: float, members: int) -> float:
-    """How sure the detectors are: the best calibrated anomaly score, the largest share of
-    detectors that agreed, and how many anomalies the incident has (10 or more count fully)."""
-    return (0.4 * min(max(peak_anomaly_score, 0.0), 1.0) + 0.3 * min(max(peak_vote_share, 0.0), 1.0)
-            + 0.3 * min(members / 10.0, 1.0))
 
 
 # --- the tracker ----------------------------------------------------------------------
@@ -649,61 +589,6 @@ def _price_path(context: _Tape, tape: _Tape, context_points: int, points: int) -
                      path.sizes.astype(np.int64).tolist(), sides))
 
 
-# --- the summary ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncidentFacts:
-    """What the one-line summary is written from."""
-
-    symbol: str
-    kind: str
-    direction: str | None
-    evidence: KindEvidence
-    anomalies: int
-    trades: int
-    duration_s: float
-    morning: bool = True
-    """Before noon New York time: an auction is the opening cross, else the closing one."""
-    against_earlier_block: str | None = None
-    """For a block: how it compares with the largest block the instrument printed before it
-    within a day (``0.7x the largest earlier block (37,000 shares at 13:45:21 UTC)``)."""
-
-
-def summary(facts: IncidentFacts) -> str:
-    """One sentence an analyst can read in the alert list, in the incident's own units."""
-    e, symbol = facts.evidence, facts.symbol
-    move = _percent(e.move_bps)
-    if facts.kind == "flash_crash":
-        name = "flash crash" if facts.direction == "down" else "flash spike"
-        recovered = f", {e.recovered:.0%} recovered" if e.recovered is not None else ""
-        return (f"{symbol} {name}: {move} over {facts.trades:,} trades in {plain_duration(facts.duration_s)}"
-                f"{recovered}")
-    if facts.kind == "ramp":
-        when = "in one instant" if e.walk_seconds <= 0 else f"in {plain_duration(e.walk_seconds)}"
-        pushers = "buyer" if facts.direction == "up" else "seller"
-        return (f"{symbol} ramp: {move} {when} over {e.walk_trades:,} prints, "
-                f"{e.walk_side_share:.0%} {pushers}-initiated")
-    if facts.kind == "off_market_print":
-        back = "" if e.recovered is None else (
-            ", then back at the market" if e.recovered >= 0.8 else f", {e.recovered:.0%} back since")
-        return (f"{symbol} off-market print: {plain_shares(e.extreme_size)} at {e.extreme_price:,.2f}, "
-                f"{move} from the market ({e.reference_price:,.2f}){back}")
-    if facts.kind == "block":
-        earlier = "" if facts.against_earlier_block is None else ", " + facts.against_earlier_block
-        return (f"{symbol} block: {e.max_size:,.0f} shares at {e.max_size_price:,.2f} = "
-                f"{e.size_vs_median:,.0f}x the median size{earlier}")
-    if facts.kind == "burst":
-        return (f"{symbol} burst: {e.burst_prints:,} prints in {plain_duration(e.burst_ms / 1e3)}, "
-                f"{_sides(e.burst_buy_share, e.burst_sell_share)}")
-    if facts.kind == "auction":
-        cross = "opening" if facts.morning else "closing"
-        return f"{symbol} {cross} cross: {e.max_size:,.0f} shares at {e.max_size_price:,.2f}"
-    return (f"{symbol} unusual trading: {plain_count(facts.anomalies, 'anomaly', 'anomalies')} over "
-            f"{plain_count(facts.trades, 'trade')} in {plain_duration(facts.duration_s)}, largest move {move}, "
-            f"largest print {plain_shares(e.max_size)}")
-
-
 def _earlier_block_item(evidence: KindEvidence, earlier: EarlierBlock | None) -> dict[str, Any] | None:
     """The explanation item, and the summary's words, for a block against the largest earlier one."""
     if earlier is None:
@@ -712,18 +597,6 @@ def _earlier_block_item(evidence: KindEvidence, earlier: EarlierBlock | None) ->
     moment = datetime.fromtimestamp(earlier.ts_ns // 1_000_000_000, tz=timezone.utc)
     return {"input": "size_vs_earlier_block", "value": round(ratio, 4),
             "text": f"{ratio:,.1f}x the largest earlier block ({earlier.size:,.0f} shares at {moment:%H:%M:%S} UTC)"}
-
-
-def _percent(bps: float) -> str:
-    return f"{bps / 100:+.1f}%" if abs(bps) >= 100 else f"{bps / 100:+.2f}%"
-
-
-def _sides(buy: float, sell: float) -> str:
-    if buy >= 0.2 and sell >= 0.2:
-        return "both sides"
-    if buy > sell:
-        return f"{buy:.0%} buyers"
-    return f"{sell:.0%} sellers"
 
 
 # --- small helpers --------------------------------------------------------------------

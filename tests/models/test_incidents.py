@@ -14,10 +14,8 @@ from incident_support import (
 )
 from connectors.injection import inject_events
 from models.config import ConfigError
-from models.incidents import (
-    SEVERITY_WEIGHTS, EarlierBlock, IncidentSettings, IncidentTracker, TradeColumns, incident_severity, log_scale,
-    magnitude,
-)
+from models.incidents import EarlierBlock, IncidentSettings, IncidentTracker, TradeColumns
+from models.severity import SEVERITY_WEIGHTS, incident_severity, log_scale, magnitude
 from models.kinds import KindEvidence
 
 CONTRACT_FIELDS = {
