@@ -126,7 +126,7 @@ class LiveFeed:
             states = [anomaly_state] + [
                 self._read(tails[name], max_seconds, decode, keep, forget) for name, decode, keep, forget in (
                     ("incidents", decode_incident, self._incidents.add, None),
-                    ("reviews", decode_review, self._reviews.add, self._reviews.remove),
+                    ("reviews", decode_review, self._keep_review, self._reviews.remove),
                     ("summaries", decode_summary, self._keep_summary, None),
                 )
             ]
@@ -252,6 +252,9 @@ class LiveFeed:
                                 "dashboard's clock: no trade has that time yet")
         self._anomalies.add(anomaly)
         self._members.add(anomaly)
+
+    def _keep_review(self, review: Review) -> None:
+        self._reviews.add(review, known=review.incident_id in self._incidents)
 
     def _keep_summary(self, summary: Summary) -> None:
         self._summaries.add(summary)

@@ -56,6 +56,9 @@ class IncidentBook:
     def all(self) -> list[Incident]:
         return list(self._incidents.values())
 
+    def __contains__(self, incident_id: str) -> bool:
+        return incident_id in self._incidents
+
     def __len__(self) -> int:
         return len(self._incidents)
 

@@ -17,23 +17,33 @@ from dashboard.records import Incident, Review
 
 
 class ReviewBook:
-    """The latest decision per incident, in the order the topic holds them; at most ``capacity``,
-    the least recently decided leaving first (the topic is anyone's to write: a flood of
-    decisions on made-up incidents must not grow the page without end)."""
+    """The latest decision per incident, in the order the topic holds them; at most ``capacity``.
+
+    The topic is anyone's to write: a flood of decisions on made-up incidents must neither grow
+    the page without end nor push out the analysts' real ones. So decisions on incidents the page
+    does not know leave first (the oldest of them), and only then the least recently decided.
+    """
 
     def __init__(self, capacity: int = 2000) -> None:
         self.capacity = capacity
         self._reviews: dict[str, Review] = {}
+        self._unknown: dict[str, None] = {}
+        """Decisions on incidents the page did not know when they were read, oldest first."""
 
-    def add(self, review: Review) -> None:
-        self._reviews.pop(review.incident_id, None)
-        self._reviews[review.incident_id] = review
+    def add(self, review: Review, known: bool = True) -> None:
+        """``known``: the page holds the incident decided on."""
+        incident_id = review.incident_id
+        self.remove(incident_id)
+        self._reviews[incident_id] = review
+        if not known:
+            self._unknown[incident_id] = None
         if len(self._reviews) > self.capacity:
-            del self._reviews[next(iter(self._reviews))]
+            self.remove(next(iter(self._unknown)) if self._unknown else next(iter(self._reviews)))
 
     def remove(self, incident_id: str) -> None:
         """A decision deleted from the topic (its key with no value): the incident is undecided again."""
         self._reviews.pop(incident_id, None)
+        self._unknown.pop(incident_id, None)
 
     def copy(self) -> dict[str, Review]:
         return dict(self._reviews)

@@ -125,6 +125,19 @@ def test_the_review_book_keeps_the_latest_decisions_up_to_its_capacity():
     assert list(reviews.copy()) == ["INC-4", "INC-2", "INC-5"] and reviews.copy()["INC-2"].decision == "dismissed"
 
 
+def test_a_flood_of_decisions_on_unknown_incidents_does_not_push_out_real_ones():
+    """Thousands of decisions on made-up incidents pushed the analysts' decisions out of the page."""
+    reviews = ReviewBook(capacity=3)
+    reviews.add(review("INC-real-1", "acknowledged"))
+    reviews.add(review("INC-real-2", "dismissed"))
+    for number in range(1000):
+        reviews.add(review(f"INC-forged-{number}", "dismissed"), known=False)
+    assert list(reviews.copy()) == ["INC-real-1", "INC-real-2", "INC-forged-999"]
+    reviews.add(review("INC-real-3", "acknowledged"))  # the last forged one leaves first
+    reviews.add(review("INC-real-4", "acknowledged"))  # then the least recently decided real one
+    assert list(reviews.copy()) == ["INC-real-2", "INC-real-3", "INC-real-4"]
+
+
 NOW_NS = 1_796_500_000_000_000_000  # 2026-12-05: the dashboard's clock in these tests
 
 
