@@ -44,7 +44,8 @@ def passthrough_flow():
     from bytewax import operators as op
     from bytewax.dataflow import Dataflow
 
-    from connectors.kafka import EncodingSink, TradeSource
+    from connectors.kafka_sinks import EncodingSink
+    from connectors.kafka_source import TradeSource
     from connectors.messages import TradeMessage
     from flows.settings import JobSettings
 

@@ -24,7 +24,7 @@ from connectors.csv_trades import UNREADABLE
 PACED_LINGER_MS = 5.0
 """How long a paced replay lets trades gather into one produce request. One request
 per trade (linger 0) made the embedded broker store one batch per trade, and it
-slows down with the number of batches in a partition (see ``connectors.kafka.TradePartition``);
+slows down with the number of batches in a partition (see ``connectors.kafka_source.TradePartition``);
 5 ms cuts the requests at demo speeds several times and is invisible on a dashboard."""
 
 DEFAULT_LOSS_TIMEOUT_S = 30.0

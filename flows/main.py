@@ -19,18 +19,9 @@ from pathlib import Path
 from bytewax.dataflow import Dataflow
 
 from connectors.broker import BrokerUnreachable, ClientSettingsRejected, port_is_free, probe_broker
-from connectors.kafka import (
-    COMPACTED,
-    MissingTopic,
-    TopicsRefused,
-    TradeSource,
-    anomaly_sink,
-    dead_letter_sink,
-    incident_sink,
-    partition_count,
-    prepare_job_topics,
-    summary_sink,
-)
+from connectors.kafka import COMPACTED, MissingTopic, TopicsRefused, partition_count, prepare_job_topics
+from connectors.kafka_sinks import anomaly_sink, dead_letter_sink, incident_sink, summary_sink
+from connectors.kafka_source import TradeSource
 from connectors.broker_watch import BrokerWatch
 from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
 from flows.runtime import tune_garbage_collector

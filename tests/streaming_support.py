@@ -1,4 +1,5 @@
-"""Helpers for tests that run the streaming job as a real process against the broker."""
+"""Helpers for tests that run the streaming job as a real process against the broker,
+and for the tests of its Kafka source and sinks."""
 
 from __future__ import annotations
 
@@ -93,6 +94,41 @@ def read_json(brokers: str, topic: str) -> list[dict]:
 
 def anomaly_ids(brokers: str, topic: str) -> list[str]:
     return [record["anomaly_id"] for record in read_json(brokers, topic)]
+
+
+TRADE = {
+    "ts_recv": "2025-05-09T13:30:00.892370366Z", "ts_event": "2025-05-09T13:30:00.892370000Z",
+    "rtype": 0, "publisher_id": 2, "instrument_id": 11667, "action": "T", "side": "N", "depth": 0,
+    "price": 117.33, "size": 100, "flags": 0, "ts_in_delta": 1000, "sequence": 311212, "symbol": "NVDA",
+}
+"""One valid trade as it arrives on the input topic (the Kafka source and sink tests)."""
+
+
+def produce(brokers: str, topic: str, messages: list[tuple[bytes | None, bytes | None]], partition: int = 0):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": brokers})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value, partition=partition)
+    assert producer.flush(10) == 0
+
+
+def read_source(source) -> list:
+    from bytewax import operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, run_main
+
+    flow = Dataflow("read")
+    collected: list = []
+    op.output("out", op.input("in", flow, source), TestingSink(collected))
+    run_main(flow)
+    return collected
+
+
+def counter(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 TAPE_SYMBOLS, TAPE_TRADES, TAPE_SEED, TAPE_PARTITIONS = 3, 12_000, 11, 3

@@ -1,0 +1,204 @@
+"""Kafka out of the dataflow: anomalies, dead letters, summaries and incidents out.
+
+Sinks encode on the worker that writes, one producer per worker, created
+when Bytewax builds the sink (clients are never opened at import or construction).
+Their producers report to a ``BrokerWatch`` when one is given (see ``connectors.kafka``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import orjson
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from connectors import metrics
+from connectors.broker_watch import BrokerWatch
+from connectors.codec import MAX_KEY_BYTES, MAX_WRITTEN_BYTES, encode_dead_letter, encode_record
+from connectors.kafka import client_config
+from connectors.messages import DeadLetter, Origin
+
+ITEM = TypeVar("ITEM")
+
+
+class DeliveryFailed(RuntimeError):
+    """The broker did not take a message the job wrote; the job stops rather than lose it."""
+
+
+class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
+    """A Kafka topic that items are written to as ``encode(item) -> (key, value)``.
+
+    An encoded item larger than ``max_bytes`` is not sent (the broker would refuse
+    it and the job would stop on it again after every restart): it goes to
+    ``oversize_topic`` as a dead letter of stage ``engine`` saying so, with its
+    first bytes, length and hash. With a ``watch`` a message is never given up on
+    while the broker is away: the job's broker-loss timeout decides instead.
+    """
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        encode: Callable[[ITEM], tuple[bytes | None, bytes]],
+        client_settings: Mapping[str, str] | None = None,
+        *,
+        oversize_topic: str | None = None,
+        max_bytes: int = MAX_WRITTEN_BYTES,
+        watch: BrokerWatch | None = None,
+        count: Callable[[ITEM], None] | None = None,
+    ) -> None:
+        self._config = client_config(brokers, client_settings, watch)
+        if watch is not None:
+            self._config = {"message.timeout.ms": 0, **self._config}  # 0: no limit
+        self._topic = topic
+        self._encode = encode
+        self._oversize_topic = oversize_topic
+        self._max_bytes = max_bytes
+        self._watch = watch
+        self._count = count
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> EncodingSinkPartition[ITEM]:
+        from confluent_kafka import Producer
+
+        return EncodingSinkPartition(Producer(self._config), self._topic, self._encode,
+                                     self._oversize_topic, self._max_bytes, self._watch, self._count)
+
+
+class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
+    """One worker's producer; a batch returns only once the broker has every message.
+
+    Bytewax closes an epoch, and may snapshot it, only after ``write_batch`` returns,
+    so what a snapshot covers is on the broker. A message the broker refuses
+    raises ``DeliveryFailed``: the job stops loudly and, with recovery, resumes
+    from its last snapshot, instead of the message vanishing.
+    """
+
+    def __init__(self, producer: Any, topic: str, encode: Callable, oversize_topic: str | None = None,
+                 max_bytes: int = MAX_WRITTEN_BYTES, watch: BrokerWatch | None = None,
+                 count: Callable | None = None) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._encode = encode
+        self._oversize_topic = oversize_topic
+        self._max_bytes = max_bytes
+        self._watch = watch
+        self._count = count
+
+    def write_batch(self, items: list[ITEM]) -> None:
+        failures: list[Any] = []
+
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(error)
+            elif self._watch is not None:
+                self._watch.alive()
+
+        for item in items:
+            topic, (key, value) = self._topic, self._encode(item)
+            if len(value) + len(key or b"") > self._max_bytes:
+                topic, value = self._oversized(key, value)
+            elif self._count is not None:
+                self._count(item)
+            while True:
+                try:
+                    self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                    break
+                except BufferError:  # local queue full: let deliveries drain it
+                    self._producer.poll(0.1)
+        self._producer.flush()
+        if failures:
+            raise DeliveryFailed(
+                f"{len(failures)} of {len(items)} messages to {self._topic} were not delivered: {failures[0].str()}"
+            )
+
+    def _oversized(self, key: bytes | None, value: bytes) -> tuple[str, bytes]:
+        if self._oversize_topic is None:
+            raise DeliveryFailed(f"a message to {self._topic} is {len(value):,} bytes, over the "
+                                 f"{self._max_bytes:,} limit, and there is no dead-letter topic for it")
+        metrics.DEAD_LETTERS_WRITTEN.labels("engine").inc()
+        letter = DeadLetter(
+            f"record too large to write to {self._topic}: {len(value):,} bytes, limit {self._max_bytes:,}",
+            "engine", Origin(self._topic, -1, -1), value, key,
+        )
+        return self._oversize_topic, encode_dead_letter(letter, self._max_bytes)
+
+    def close(self) -> None:
+        self._producer.flush()
+
+
+def encode_anomaly(record: Any) -> tuple[bytes, bytes]:
+    """``models.records.AnomalyRecord`` -> (symbol, JSON record)."""
+    return record.symbol.encode(), encode_record(record.to_dict())
+
+
+def count_anomaly(record: Any) -> None:
+    metrics.ANOMALIES_WRITTEN.labels(record.level).inc()
+
+
+def encode_summary(summary: dict[str, Any]) -> tuple[bytes | None, bytes]:
+    symbol = summary.get("symbol")
+    return (symbol.encode() if isinstance(symbol, str) else None), encode_record(summary)
+
+
+def count_summary(_summary: Any) -> None:
+    metrics.SUMMARIES_WRITTEN.inc()
+
+
+def encode_incident(update: Any) -> tuple[bytes, bytes]:
+    """``models.incidents.IncidentUpdate`` (``.incident_id``, ``.to_dict()``) -> (incident id, JSON).
+
+    Keyed by the incident, on a compacted topic: the last message per key is the
+    incident's current state.
+    """
+    return str(update.incident_id).encode(), encode_record(update.to_dict())
+
+
+def count_incident(_update: Any) -> None:
+    metrics.INCIDENTS_WRITTEN.inc()
+
+
+def encode_dead_letter_message(letter: DeadLetter) -> tuple[bytes | None, bytes]:
+    """Keyed by the original Kafka key, else by the symbol in the original bytes, else unkeyed.
+
+    Either way the dead letter lands next to its instrument's trades. A key longer than
+    ``MAX_KEY_BYTES`` is not kept: a hostile one would make the dead letter itself too
+    large for the broker, and the job would stop on it at every restart.
+    """
+    key = letter.key if letter.key is not None and len(letter.key) <= MAX_KEY_BYTES else None
+    key = key or _symbol_in(letter.raw)
+    return key, encode_dead_letter(letter, MAX_WRITTEN_BYTES - len(key or b""))  # key and value under the limit
+
+
+def count_dead_letter(letter: DeadLetter) -> None:
+    metrics.DEAD_LETTERS_WRITTEN.labels(letter.stage).inc()
+
+
+def _symbol_in(raw: bytes) -> bytes | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    symbol = value.get("symbol") if isinstance(value, dict) else None
+    return symbol.encode()[:MAX_KEY_BYTES] if isinstance(symbol, str) and symbol else None
+
+
+def anomaly_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                 **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_anomaly, client_settings, count=count_anomaly, **options)
+
+
+def dead_letter_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                     **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_dead_letter_message, client_settings, count=count_dead_letter,
+                        **options)
+
+
+def summary_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                 **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_summary, client_settings, count=count_summary, **options)
+
+
+def incident_sink(brokers: str, topic: str, client_settings: Mapping[str, str] | None = None,
+                  **options: Any) -> EncodingSink:
+    return EncodingSink(brokers, topic, encode_incident, client_settings, count=count_incident, **options)
