@@ -8,6 +8,7 @@ Their producers report to a ``BrokerWatch`` when one is given (see ``connectors.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -24,6 +25,18 @@ ITEM = TypeVar("ITEM")
 
 class DeliveryFailed(RuntimeError):
     """The broker did not take a message the job wrote; the job stops rather than lose it."""
+
+
+@dataclass(frozen=True)
+class SinkSettings(Generic[ITEM]):
+    """Where a sink writes, how it encodes, and where a message too large for the broker goes."""
+
+    topic: str
+    encode: Callable[[ITEM], tuple[bytes | None, bytes]]
+    oversize_topic: str | None
+    max_bytes: int
+    watch: BrokerWatch | None
+    count: Callable[[ITEM], None] | None
 
 
 class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
@@ -51,18 +64,12 @@ class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
         self._config = client_config(brokers, client_settings, watch)
         if watch is not None:
             self._config = {"message.timeout.ms": 0, **self._config}  # 0: no limit
-        self._topic = topic
-        self._encode = encode
-        self._oversize_topic = oversize_topic
-        self._max_bytes = max_bytes
-        self._watch = watch
-        self._count = count
+        self._settings = SinkSettings(topic, encode, oversize_topic, max_bytes, watch, count)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> EncodingSinkPartition[ITEM]:
         from confluent_kafka import Producer
 
-        return EncodingSinkPartition(Producer(self._config), self._topic, self._encode,
-                                     self._oversize_topic, self._max_bytes, self._watch, self._count)
+        return EncodingSinkPartition(Producer(self._config), self._settings)
 
 
 class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
@@ -74,32 +81,25 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
     from its last snapshot, instead of the message vanishing.
     """
 
-    def __init__(self, producer: Any, topic: str, encode: Callable, oversize_topic: str | None = None,
-                 max_bytes: int = MAX_WRITTEN_BYTES, watch: BrokerWatch | None = None,
-                 count: Callable | None = None) -> None:
+    def __init__(self, producer: Any, settings: SinkSettings[ITEM]) -> None:
         self._producer = producer
-        self._topic = topic
-        self._encode = encode
-        self._oversize_topic = oversize_topic
-        self._max_bytes = max_bytes
-        self._watch = watch
-        self._count = count
+        self._settings = settings
 
     def write_batch(self, items: list[ITEM]) -> None:
-        failures: list[Any] = []
+        settings, failures = self._settings, []
 
         def delivered(error: Any, _message: Any) -> None:
             if error is not None:
                 failures.append(error)
-            elif self._watch is not None:
-                self._watch.alive()
+            elif settings.watch is not None:
+                settings.watch.alive()
 
         for item in items:
-            topic, (key, value) = self._topic, self._encode(item)
-            if len(value) + len(key or b"") > self._max_bytes:
+            topic, (key, value) = settings.topic, settings.encode(item)
+            if len(value) + len(key or b"") > settings.max_bytes:
                 topic, value = self._oversized(key, value)
-            elif self._count is not None:
-                self._count(item)
+            elif settings.count is not None:
+                settings.count(item)
             while True:
                 try:
                     self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
@@ -109,19 +109,20 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
         self._producer.flush()
         if failures:
             raise DeliveryFailed(
-                f"{len(failures)} of {len(items)} messages to {self._topic} were not delivered: {failures[0].str()}"
+                f"{len(failures)} of {len(items)} messages to {settings.topic} were not delivered: {failures[0].str()}"
             )
 
     def _oversized(self, key: bytes | None, value: bytes) -> tuple[str, bytes]:
-        if self._oversize_topic is None:
-            raise DeliveryFailed(f"a message to {self._topic} is {len(value):,} bytes, over the "
-                                 f"{self._max_bytes:,} limit, and there is no dead-letter topic for it")
+        settings = self._settings
+        if settings.oversize_topic is None:
+            raise DeliveryFailed(f"a message to {settings.topic} is {len(value):,} bytes, over the "
+                                 f"{settings.max_bytes:,} limit, and there is no dead-letter topic for it")
         metrics.DEAD_LETTERS_WRITTEN.labels("engine").inc()
         letter = DeadLetter(
-            f"record too large to write to {self._topic}: {len(value):,} bytes, limit {self._max_bytes:,}",
-            "engine", Origin(self._topic, -1, -1), value, key,
+            f"record too large to write to {settings.topic}: {len(value):,} bytes, limit {settings.max_bytes:,}",
+            "engine", Origin(settings.topic, -1, -1), value, key,
         )
-        return self._oversize_topic, encode_dead_letter(letter, self._max_bytes)
+        return settings.oversize_topic, encode_dead_letter(letter, settings.max_bytes)
 
     def close(self) -> None:
         self._producer.flush()
