@@ -24,6 +24,13 @@ from dashboard.feed import FeedView, LiveFeed
 # already published. (Comments, not docstrings: Streamlit's "magic" would print a bare string.)
 FIRST_READ_SECONDS = 5.0
 
+# Streamlit fades what it is redrawing once a rerun takes over half a second: with the job and
+# the replay on the same two cores (the demo), the live part then greyed out at every refresh.
+# The page says when it was updated; a redraw in place should not look like a page in trouble.
+NO_FADING = """<style>
+[data-testid="stElementContainer"][data-stale="true"] { opacity: 1 !important; transition: none !important; }
+</style>"""
+
 
 def session_feed(config: DashboardConfig) -> LiveFeed:
     """One feed per browser session, replaced when the configuration changes."""
@@ -67,6 +74,7 @@ def live_view(feed: LiveFeed) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Trade anomalies", layout="wide")
+    st.html(NO_FADING)
     st.title("Trade anomaly detector")
     try:
         config = DashboardConfig.from_env()
