@@ -25,6 +25,15 @@ NUMBER_START = re.compile(r"\s*[-+.0-9]")
 NUMBER_REFUSAL = re.compile(r'Invalid value for configuration property "[a-z.]+"')
 
 
+WHY_NEEDED = {
+    "SUMMARY_TOPIC": ": the page's totals, instruments and the job's progress come from the job's summaries "
+                     "(a job with SUMMARY_TOPIC empty writes none; give it one to watch it here)",
+    "INCIDENT_TOPIC": ": the page's queue is the job's incidents (a job with INCIDENT_TOPIC empty writes none; "
+                      "give it one to work its incidents here)",
+}
+"""Why the page cannot do without a topic the job may be told not to write."""
+
+
 class DashboardConfigError(ValueError):
     """An environment variable has a bad value; the message names it."""
 
@@ -68,7 +77,7 @@ class DashboardConfig:
             ("INCIDENT_TOPIC", self.incident_topic), ("REVIEW_TOPIC", self.review_topic),
         ):
             if not topic.strip():
-                raise DashboardConfigError(f"{variable} must not be empty")
+                raise DashboardConfigError(f"{variable} must not be empty{WHY_NEEDED.get(variable, '')}")
             _check_topic(variable, topic)
         if self.input_topic:  # empty: the job's progress is not watched
             _check_topic("INPUT_TOPIC", self.input_topic)

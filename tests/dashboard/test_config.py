@@ -42,7 +42,11 @@ def test_settings_come_from_the_environment():
     ("DASHBOARD_LAG_WARNING", "0", "DASHBOARD_LAG_WARNING must be between 1 and 1000000000000, got 0"),
     ("KAFKA_BROKERS", " ", "KAFKA_BROKERS must not be empty"),
     ("ANOMALY_TOPIC", "", "ANOMALY_TOPIC must not be empty"),
-    ("INCIDENT_TOPIC", " ", "INCIDENT_TOPIC must not be empty"),
+    ("INCIDENT_TOPIC", " ", "INCIDENT_TOPIC must not be empty: the page's queue is the job's incidents (a job "
+                            "with INCIDENT_TOPIC empty writes none; give it one to work its incidents here)"),
+    ("SUMMARY_TOPIC", "", "SUMMARY_TOPIC must not be empty: the page's totals, instruments and the job's progress "
+                          "come from the job's summaries (a job with SUMMARY_TOPIC empty writes none; give it one "
+                          "to watch it here)"),
     ("REVIEW_TOPIC", "", "REVIEW_TOPIC must not be empty"),
     *((name, value, f"KAFKA_BROKERS must be servers as host or host:port (port 1 to 65535) separated by commas, "
                     f"got {value!r}")
