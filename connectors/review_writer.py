@@ -40,14 +40,19 @@ class ReviewWriter:
     def write(self, key: str, record: Mapping[str, Any]) -> None:
         """``record`` as JSON under ``key`` (the incident id). Returns once the broker has it; raises
         ``ReviewNotSaved`` otherwise, after which the next write checks the topic again with a new
-        producer (a development broker restarted empty: the old producer's idempotence state timed
-        out every later write)."""
+        producer (``reset``)."""
         try:
             self._write(key, record)
         except ReviewNotSaved:
-            self.close(wait_s=0)
-            self._producer, self._topic_ready = None, False
+            self.reset()
             raise
+
+    def reset(self) -> None:
+        """Forget the producer and that the topic exists: the next write checks the topic again with
+        a new producer (a development broker restarted empty: the old producer's idempotence state
+        timed out every later write)."""
+        self.close(wait_s=0)
+        self._producer, self._topic_ready = None, False
 
     def _write(self, key: str, record: Mapping[str, Any]) -> None:
         self._ensure_topic()

@@ -171,8 +171,7 @@ class LiveFeed:
         read opens new tails, a little before the end of each partition as a new page does."""
         self._drop_clients()
         self._ids_read = {}
-        self._writer.close(wait_s=0)  # its producer knew the broker's previous life
-        self._writer = ReviewWriter(self.config.brokers, self.config.review_topic, self.config.client_settings)
+        self._writer.reset()  # its producer knew the broker's previous life
         with self._state_lock:
             self._empty_books()
             self._status = (True, "the topics started over: reading them again", 0,

@@ -217,12 +217,10 @@ class InstrumentDetector(StatefulBatchLogic):
         with does not depend on whether the 30 s check happened to run before its end."""
         if self._idle():
             return self._after_pending(self._go_dormant())
-        if self.pending:
-            return self._after_pending(([], self.RETAIN))
         if (not self.summaries or self.state is None or self.last_message is None or not self.state.samples_seen
                 or not self._unsaid()):
-            return [], self.RETAIN
-        return [self._summary(self.last_message)], self.RETAIN
+            return self._after_pending(([], self.RETAIN))
+        return self._after_pending(([self._summary(self.last_message)], self.RETAIN))
 
     def notify_at(self) -> datetime | None:
         """Bytewax asks after every batch: the answer is kept, not recomputed (a clock read and
