@@ -66,6 +66,9 @@ class DetectorConfig:
     """...on a price this far (bp) beyond where it was over the last ~2,000 trades (``breakout_bps``)..."""
     zscore_breakout_swing_limit: float = 8.0
     """...when ``breakout_vs_swing`` is also at least this (the instrument's own window moves)."""
+    zscore_size_tail_after_large: float = 1.2
+    """Within 2,000 trades of a print of 3 times the recent 99.9th percentile (``trades_since_large``:
+    large prints come in clusters) the size limit is this many times higher (6 for 5); 1 turns this off."""
     votes_required: int = 2
     """Detectors (of 3) that must vote for a trade to be an anomaly."""
     burst_alone_stamps: float = 90.0
@@ -138,6 +141,7 @@ class DetectorConfig:
                      "zscore_instant_move_limit", "zscore_instant_move_tail_limit", "zscore_breakout_limit",
                      "zscore_breakout_swing_limit"):
             _require(getattr(self, name) > 0, name, "must be positive")
+        _require(self.zscore_size_tail_after_large >= 1, "zscore_size_tail_after_large", "must be at least 1 (off)")
         _require(1 <= self.votes_required <= 3, "votes_required", "must be 1, 2 or 3")
         _require(self.burst_alone_stamps >= 0, "burst_alone_stamps", "must be 0 (off) or positive")
         _require(0 <= self.opening_rush_s <= 3600, "opening_rush_s", "must be between 0 (off) and 3600")

@@ -19,7 +19,7 @@ copies it is given):
   swing tail weight and total, ring prices (R), ring sizes (R), sorted sizes (M), size tail masses (H),
   move tail masses (H), swing tail masses (H), price samples (S)]``
 * ``istate``: ``[fill, head, stamp_ts, has_stamp_prev, sorted_fill, calib_fill, calib_pos,
-  trades, ring timestamps (R), ring sides (R)]``
+  trades, trades up to the last large print (0: none), ring timestamps (R), ring sides (R)]``
 * ``calib``: the last ensemble scores (empty until the instrument has models).
 """
 
@@ -30,7 +30,10 @@ import math
 import numpy as np
 from numba import njit
 
-from models.features import DERIVED_NAMES, FEATURE_NAMES, MIN_DURATION_SECONDS, HISTORY_INPUTS, PRICE_STD_FLOOR
+from models.features import (
+    AFTER_LARGE_TRADES, DERIVED_NAMES, FEATURE_NAMES, HISTORY_INPUTS, LARGE_VS_TAIL, MIN_DURATION_SECONDS,
+    PRICE_STD_FLOOR, SINCE_LARGE_CAP,
+)
 from models.session import DAY_NS
 
 # Quantities computed for every trade: the 18 features, the derived inputs, the new inputs.
@@ -57,6 +60,7 @@ Q_SIZE_VS_TAIL = QUANTITY["size_vs_tail"]
 Q_MOVE_VS_TAIL = QUANTITY["instant_move_vs_tail"]
 Q_BREAKOUT = QUANTITY["breakout_bps"]
 Q_BREAKOUT_VS_SWING = QUANTITY["breakout_vs_swing"]
+Q_SINCE_LARGE = QUANTITY["trades_since_large"]
 
 # Output columns after the quantities.
 SCORES = N_QUANTITIES          # forest, envelope, zscore
@@ -103,21 +107,21 @@ ENSEMBLE_CAP = 10.0
 """Each detector adds at most ``min(score / threshold, 10)`` to the ensemble score."""
 
 # istate header
-FILL, HEAD, STAMP_TS, HAS_STAMP_PREV, SORTED_FILL, CALIB_FILL, CALIB_POS, TRADES = range(8)
-I_HEADER = 8
+FILL, HEAD, STAMP_TS, HAS_STAMP_PREV, SORTED_FILL, CALIB_FILL, CALIB_POS, TRADES, LARGE_END = range(9)
+I_HEADER = 9
 F_STAMP_PREV, F_TAIL_WEIGHT, F_TAIL_TOTAL, F_MOVE_WEIGHT, F_MOVE_TOTAL, F_SWING_WEIGHT, F_SWING_TOTAL = range(7)
 F_HEADER = 7
 
 # params header (model parameters packed in one float64 array)
 P_NORMALISER, P_FOREST_T, P_ENVELOPE_T = 0, 1, 2
 P_ZT = 3       # 5 z thresholds
-P_LIMITS = 8   # 6 limits: size_vs_tail, distinct_stamps_50ms, |instant_move_bps|, instant_move_vs_tail,
-#               |breakout_bps|, breakout_vs_swing
-P_ALONE = 14  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_50ms,
+P_LIMITS = 8   # 7 limits: size_vs_tail, distinct_stamps_50ms, |instant_move_bps|, instant_move_vs_tail,
+#               |breakout_bps|, breakout_vs_swing, size_vs_tail after a large print
+P_ALONE = 15  # 3 limits of an anomaly on the z-score vote alone (0: off): distinct_stamps_50ms,
 #               |deviation_bps| with instant_move_vs_tail
-P_ZCENTER = 17  # 4
-P_ZSCALE = 21  # 4
-P_ENVELOPE = 25  # mean (k), scale (k), location (k), precision (k * k)
+P_ZCENTER = 18  # 4
+P_ZSCALE = 22  # 4
+P_ENVELOPE = 26  # mean (k), scale (k), location (k), precision (k * k)
 
 MIN_DURATION = MIN_DURATION_SECONDS
 SIDE_A, SIDE_B = 1, 2
@@ -519,6 +523,9 @@ def score_run(
         swing = abs(row[Q_MOMENTUM])
         tail = tail_size(swing_masses, fstate[F_SWING_TOTAL], SWING_SHARE)
         row[Q_BREAKOUT_VS_SWING] = abs(row[Q_BREAKOUT]) / max(1.0, tail) if tail > 0.0 else 0.0
+        # trades_since_large: since the last print of LARGE_VS_TAIL times the tail, at most SINCE_LARGE_CAP
+        since = istate[TRADES] - istate[LARGE_END] + 1 if istate[LARGE_END] > 0 else SINCE_LARGE_CAP
+        row[Q_SINCE_LARGE] = float(min(since, SINCE_LARGE_CAP))
 
         if scoring:
             for j in range(k):
@@ -546,6 +553,8 @@ def score_run(
         if fill < ring:
             istate[FILL] = fill + 1
         istate[TRADES] += 1
+        if row[Q_SIZE_VS_TAIL] >= LARGE_VS_TAIL:
+            istate[LARGE_END] = istate[TRADES]
         if istate[TRADES] % BREAKOUT_EVERY == 0:
             price_samples[(istate[TRADES] // BREAKOUT_EVERY - 1) % BREAKOUT_SAMPLES] = recent_median
             sampled = min(istate[TRADES] // BREAKOUT_EVERY, BREAKOUT_SAMPLES)
@@ -663,7 +672,8 @@ def _zscore_score(row, params, rush):
     score = max(score, max(z_volume, 0.0) / params[P_ZT + 1])
     score = max(score, max(z_volatility, 0.0) / params[P_ZT + 2])
     score = max(score, abs(z_momentum) / params[P_ZT + 4])
-    score = max(score, row[Q_SIZE_VS_TAIL] / params[P_LIMITS])
+    after_large = row[Q_SINCE_LARGE] <= AFTER_LARGE_TRADES
+    score = max(score, row[Q_SIZE_VS_TAIL] / params[P_LIMITS + 6 if after_large else P_LIMITS])
     if not rush:
         score = max(score, max(z_intensity, 0.0) / params[P_ZT + 3])
         score = max(score, row[Q_STAMPS] / params[P_LIMITS + 1])

@@ -16,11 +16,11 @@ import math
 import numpy as np
 
 from models.detectors.zscore import ZScoreVote, price_zscores
-from models.features import DERIVED_INPUTS, _window_features
+from models.features import DERIVED_INPUTS, LARGE_VS_TAIL, SINCE_LARGE_CAP, _window_features
 from models.kernel import (
     BREAKOUT_EVERY, BREAKOUT_SAMPLES, CALIB_FILL, CALIB_POS, CALIBRATED, ENSEMBLE, ENSEMBLE_CAP, F_HEADER,
     F_MOVE_TOTAL, F_MOVE_WEIGHT, F_STAMP_PREV, F_SWING_TOTAL, F_SWING_WEIGHT, F_TAIL_TOTAL, F_TAIL_WEIGHT,
-    SWING_SHARE, TRADES,
+    LARGE_END, SWING_SHARE, TRADES,
     FILL, HAS_STAMP_PREV, HEAD, I_HEADER, P_ALONE, P_ENVELOPE, P_ENVELOPE_T, P_FOREST_T, P_LIMITS, P_NORMALISER,
     P_ZCENTER, P_ZSCALE, P_ZT, PRICE_MEDIAN_TRADES, QUANTITY, SCORES, SIZE_MEDIAN_TRADES, SORTED_FILL, STAMP_TS,
     MOVE_TAIL_SHARE, STAMP_WINDOW_NS, TAIL_BINS, TAIL_EDGES, TAIL_GROWTH, TAIL_RESCALE_AT, TAIL_SHARE, VOTES, ZSCORES,
@@ -57,6 +57,7 @@ def score_run(
                       float(fstate[F_SWING_TOTAL]), SWING_SHARE)
     samples = fstate[tails_at + 3 * TAIL_BINS:tails_at + 3 * TAIL_BINS + BREAKOUT_SAMPLES]
     trades = int(istate[TRADES])
+    large_at = int(istate[LARGE_END]) - 1  # the last large print's number among the instrument's trades
     for i in range(n):
         at = fill + i  # this trade's position in the history
         earlier_p = history_p[max(0, at - PRICE_MEDIAN_TRADES):at]
@@ -88,6 +89,10 @@ def score_run(
         breakout = abs(float(out[i, QUANTITY["breakout_bps"]]))
         out[i, QUANTITY["breakout_vs_swing"]] = breakout / max(1.0, percentile) if percentile > 0 else 0.0
         swing_tail.add(abs(float(out[i, QUANTITY["momentum_bps"]])))
+        since = trades - large_at if large_at >= 0 else SINCE_LARGE_CAP
+        out[i, QUANTITY["trades_since_large"]] = min(since, SINCE_LARGE_CAP)
+        if out[i, QUANTITY["size_vs_tail"]] >= LARGE_VS_TAIL:
+            large_at = trades
         trades += 1
         if trades % BREAKOUT_EVERY == 0:
             samples[(trades // BREAKOUT_EVERY - 1) % BREAKOUT_SAMPLES] = np.median(earlier_p) if earlier_p else price
@@ -113,7 +118,7 @@ def score_run(
     last_sizes = np.sort(np.array(history_s[max(0, total - SIZE_MEDIAN_TRADES):]))
     fstate[F_HEADER + 2 * ring:F_HEADER + 2 * ring + len(last_sizes)] = last_sizes
     istate[SORTED_FILL] = len(last_sizes)
-    istate[FILL], istate[HEAD], istate[TRADES] = keep, new_head, trades
+    istate[FILL], istate[HEAD], istate[TRADES], istate[LARGE_END] = keep, new_head, trades, large_at + 1
     istate[STAMP_TS], istate[HAS_STAMP_PREV] = stamp_ts, int(has_prev)
     fstate[F_STAMP_PREV] = stamp_prev
     fstate[F_TAIL_WEIGHT], fstate[F_TAIL_TOTAL] = tail.weight, tail.total
@@ -184,7 +189,7 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     precision = params[P_ENVELOPE + 3 * k:P_ENVELOPE + 3 * k + k * k].reshape(k, k)
     centred = (X - mean) / scale - location
     envelope = np.einsum("ij,jk,ik->i", centred, precision, centred)
-    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 6])
+    zscore = ZScoreVote(*params[P_ZT:P_ZT + 5], *params[P_LIMITS:P_LIMITS + 7])
     zscore.center_, zscore.scale_ = params[P_ZCENTER:P_ZCENTER + 4], params[P_ZSCALE:P_ZSCALE + 4]
     features = out[:, :18]
     learned = out[:, [QUANTITY[name] for name in ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")]]
@@ -195,7 +200,8 @@ def _score(out, input_codes, offsets, nodes, params, votes_required, calib, ista
     zscore_scores = zscore.score(paced, zscore.limited_inputs(out[:, QUANTITY["size_vs_tail"]],
                                      np.where(rush, 0.0, stamps), out[:, QUANTITY["instant_move_bps"]],
                                      out[:, QUANTITY["instant_move_vs_tail"]],
-                                     out[:, QUANTITY["breakout_bps"]], out[:, QUANTITY["breakout_vs_swing"]]))
+                                     out[:, QUANTITY["breakout_bps"]], out[:, QUANTITY["breakout_vs_swing"]],
+                                     out[:, QUANTITY["trades_since_large"]]))
     votes = np.column_stack([forest >= params[P_FOREST_T], envelope >= params[P_ENVELOPE_T], zscore_scores >= 1.0])
     out[:, SCORES], out[:, SCORES + 1], out[:, SCORES + 2] = forest, envelope, zscore_scores
     out[:, ZSCORES:ZSCORES + 5] = zscores

@@ -30,7 +30,10 @@ they measure means the same on every instrument and a z-score over 500 calm trad
 would make their ordinary jitter look extreme (``benchmarks/TUNING.md``):
 
 * ``size_vs_tail``: the size against the instrument's recent 99.9th-percentile size
-  (a block; a log-size z puts a 15,000-share print at about 4 sigma on NVDA, a 2,300-share one at 3);
+  (a block; a log-size z puts a 15,000-share print at about 4 sigma on NVDA, a 2,300-share one at 3),
+  against a higher limit within ``AFTER_LARGE_TRADES`` trades of a large print
+  (``trades_since_large``): large prints come in clusters, and the next of a cluster is
+  less of a surprise than one out of the blue;
 * ``distinct_stamps_50ms``: distinct event times within 50 ms (a two-sided burst; one
   aggressive order prints hundreds of trades at a single timestamp);
 * ``|instant_move_bps|``: the move within one timestamp (a sweep through the book), when it
@@ -46,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.features import COLUMN, DERIVED_INPUTS, PRICE_STD_FLOOR
+from models.features import AFTER_LARGE_TRADES, COLUMN, DERIVED_INPUTS, PRICE_STD_FLOOR
 
 LEARNED_COLUMNS = ("log_size", "log_volatility_bps", "two_sided_intensity", "momentum_bps")
 """The model inputs (``models.features``) the volume, volatility, intensity and momentum z-scores use."""
@@ -84,7 +87,9 @@ class ZScoreVote:
 
     The score is the largest of every z / threshold and every limited input / limit
     (``limited_inputs``: a size against the recent tail, distinct timestamps, a move within
-    one timestamp, a breakout; the last two each have two limits and count by the smaller ratio).
+    one timestamp, a breakout; the last two each have two limits and count by the smaller ratio;
+    the size's limit is ``size_tail_limit_after_large`` within ``AFTER_LARGE_TRADES`` trades of a
+    large print).
     """
 
     def __init__(
@@ -93,9 +98,11 @@ class ZScoreVote:
         momentum_threshold: float = 8.0, size_tail_limit: float = 5.0, stamps_limit: float = 80.0,
         instant_move_limit: float = 20.0, instant_move_tail_limit: float = 3.0,
         breakout_limit: float = 80.0, breakout_swing_limit: float = 8.0,
+        size_tail_limit_after_large: float = 6.0,
     ) -> None:
         self.momentum_threshold = momentum_threshold
         self.size_tail_limit = size_tail_limit
+        self.size_tail_limit_after_large = size_tail_limit_after_large
         self.stamps_limit = stamps_limit
         self.instant_move_limit = instant_move_limit
         self.instant_move_tail_limit = instant_move_tail_limit
@@ -130,10 +137,10 @@ class ZScoreVote:
     @staticmethod
     def limited_inputs(size_vs_tail: np.ndarray, distinct_stamps: np.ndarray, instant_move_bps: np.ndarray,
                        instant_move_vs_tail: np.ndarray, breakout_bps: np.ndarray,
-                       breakout_vs_swing: np.ndarray) -> np.ndarray:
+                       breakout_vs_swing: np.ndarray, trades_since_large: np.ndarray) -> np.ndarray:
         """The columns ``score`` compares with the fixed limits, one row per trade."""
         return np.column_stack([size_vs_tail, distinct_stamps, np.abs(instant_move_bps), instant_move_vs_tail,
-                                np.abs(breakout_bps), breakout_vs_swing])
+                                np.abs(breakout_bps), breakout_vs_swing, trades_since_large])
 
     def score(self, zscores: np.ndarray, limited: np.ndarray | None = None) -> np.ndarray:
         """The largest of every z / threshold and, given ``limited_inputs``, every input / limit."""
@@ -148,7 +155,11 @@ class ZScoreVote:
         if limited is not None:
             limits = np.array([self.size_tail_limit, self.stamps_limit, self.instant_move_limit,
                                self.instant_move_tail_limit, self.breakout_limit, self.breakout_swing_limit])
-            limited = limited / limits
+            size_limits = np.where(limited[:, 6] <= AFTER_LARGE_TRADES, self.size_tail_limit_after_large,
+                                   self.size_tail_limit)
+            sizes = limited[:, 0] / size_limits
+            limited = limited[:, :6] / limits
+            limited[:, 0] = sizes
             instant = np.minimum(limited[:, 2], limited[:, 3])  # both limits, or no vote
             breakout = np.minimum(limited[:, 4], limited[:, 5])  # likewise
             ratios = np.column_stack([ratios, limited[:, :2], instant, breakout])

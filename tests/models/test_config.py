@@ -12,7 +12,7 @@ def test_new_settings_parse():
     config = DetectorConfig.from_env({
         "DETECTOR_COMPILED": "false", "DETECTOR_FIT_HELPERS": "2",
         "DETECTOR_MODEL_FEATURES": "size_share, deviation_bps,instant_move_bps,distinct_stamps_50ms,size_vs_median,size_vs_max,"
-                                   "size_vs_tail,instant_move_vs_tail,breakout_bps,breakout_vs_swing",
+                                   "size_vs_tail,instant_move_vs_tail,breakout_bps,breakout_vs_swing,trades_since_large",
     })
     assert config.compiled is False and config.fit_helpers == 2
     assert config.model_features[1:] == HISTORY_INPUTS
@@ -29,6 +29,7 @@ def test_new_settings_parse():
     ("DETECTOR_OPENING_RUSH_S", "7200", "DETECTOR_OPENING_RUSH_S: must be between 0 (off) and 3600"),
     ("DETECTOR_ZSCORE_BREAKOUT_LIMIT", "0", "DETECTOR_ZSCORE_BREAKOUT_LIMIT: must be positive"),
     ("DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT", "-8", "DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT: must be positive"),
+    ("DETECTOR_ZSCORE_SIZE_TAIL_AFTER_LARGE", "0.8", "DETECTOR_ZSCORE_SIZE_TAIL_AFTER_LARGE: must be at least 1 (off)"),
     ("DETECTOR_OPENING_RUSH_S", "a minute", "DETECTOR_OPENING_RUSH_S='a minute' is not a valid float"),
     ("DETECTOR_IDLE_S", "700000",  # a limit the user did not set names both variables
      "DETECTOR_MAX_CLOCK_JUMP_S: (604800) must be at least DETECTOR_IDLE_S (700000)"),

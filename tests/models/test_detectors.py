@@ -216,6 +216,18 @@ def test_zscore_definitions():
     assert vote.score(vote.zscores(row))[0] == pytest.approx(10.0 / 4)
 
 
+@pytest.mark.parametrize("size_vs_tail, trades_since_large, score", [
+    (5.5, 10_000, 5.5 / 5),  # no large print before: the plain limit
+    (5.5, 2_001, 5.5 / 5),
+    (5.5, 2_000, 5.5 / 6),   # within 2,000 trades of one: the raised limit
+    (6.6, 1, 6.6 / 6),
+])
+def test_a_size_soon_after_a_large_print_meets_the_raised_limit(size_vs_tail, trades_since_large, score):
+    vote = ZScoreVote(size_tail_limit=5, size_tail_limit_after_large=6)
+    limited = ZScoreVote.limited_inputs(*(np.array([value]) for value in (size_vs_tail, 0, 0, 0, 0, 0, trades_since_large)))
+    assert vote.score(np.zeros((1, 5)), limited)[0] == pytest.approx(score)
+
+
 def test_price_std_is_floored_at_one_basis_point():
     features = feature_rows(0)[:1]
     features[0, COLUMN["price_std"]] = 0.0

@@ -15,6 +15,7 @@ from models.config import DetectorConfig
 from models.detectors.flat_trees import FlatForest
 from models.detectors.isolation_forest import _ScoredTree, flatten
 from models.engine import DetectionEngine
+from models.features import AFTER_LARGE_TRADES, LARGE_VS_TAIL, SINCE_LARGE_CAP
 from models.records import AnomalyRecord
 from models.state import InstrumentState
 from models.kernel import CALIBRATED, ENSEMBLE, N_QUANTITIES, QUANTITY, SCORES, VOTES, ZSCORES
@@ -495,3 +496,55 @@ def test_a_slow_crash_votes_on_its_breakout(morning_trades, compiled):
     assert all(20 <= r["inputs"]["breakout_vs_swing"] <= 40 for r in broke)
     assert len(found) >= 100 and len(without) <= 5  # 136 and 1: the window's momentum sees a fraction of it
     assert len(guarded) <= 5  # as if the instrument's windows moved 5 times as much
+
+
+def _independent_trades_since_large(size_vs_tail: np.ndarray) -> np.ndarray:
+    """trades_since_large from scratch: since the last earlier print of at least LARGE_VS_TAIL times
+    the tail, capped."""
+    since = np.full(len(size_vs_tail), float(SINCE_LARGE_CAP))
+    last = None
+    for i, ratio in enumerate(size_vs_tail):
+        if last is not None:
+            since[i] = min(i - last, SINCE_LARGE_CAP)
+        if ratio >= LARGE_VS_TAIL:
+            last = i
+    return since
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_trades_since_large_against_an_independent_computation_on_real_trades(morning_trades, compiled):
+    trades = morning_trades[9_000:14_500]  # from 10:16 New York: a cluster of large prints
+    out = _outputs_on(trades, compiled)
+    ratios = _independent_tail_ratios(np.array([float(t["size"]) for t in trades]))
+    got = out[:, QUANTITY["trades_since_large"]]
+    np.testing.assert_array_equal(got, _independent_trades_since_large(ratios))
+    large = np.flatnonzero(ratios >= LARGE_VS_TAIL)
+    # the second trade (against a tail of one trade), then 10 times the tail, then four within 330 trades
+    np.testing.assert_array_equal(large, [1, 2_033, 4_139, 4_277, 4_278, 4_464])
+    np.testing.assert_array_equal(got[large], [SINCE_LARGE_CAP, 2_032, 2_106, 138, 1, 186])
+    assert got[0] == SINCE_LARGE_CAP and got[-1] == len(trades) - 1 - 4_464
+
+
+def _with_size(trades: list[dict], at: int, size: int) -> list[dict]:
+    tape = [dict(t) for t in trades]
+    tape[at]["size"] = size
+    return tape
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_block_soon_after_a_large_print_meets_the_higher_size_limit(morning_trades, compiled):
+    trades, block, earlier = morning_trades[:6_000], 5_500, 5_000
+    plain = _outputs_on(trades, compiled)
+    # a large print 500 trades before the block: 4 times the tail of its moment
+    tail = trades[earlier]["size"] / plain[earlier, QUANTITY["size_vs_tail"]]
+    tape = _with_size(trades, earlier, int(np.ceil(4 * tail)))
+    tail = tape[block]["size"] / _outputs_on(tape, compiled)[block, QUANTITY["size_vs_tail"]]
+    lone, after = (_outputs_on(_with_size(t, block, int(np.ceil(5.5 * tail))), compiled) for t in (trades, tape))
+    assert after[block, QUANTITY["trades_since_large"]] == 500
+    assert 5.5 <= after[block, QUANTITY["size_vs_tail"]] < 5.6 and after[block, VOTES + 2] == 0.0
+    assert lone[block, QUANTITY["trades_since_large"]] > AFTER_LARGE_TRADES
+    assert lone[block, QUANTITY["size_vs_tail"]] >= 5.5 and lone[block, VOTES + 2] == 1.0
+    engine = DetectionEngine(DetectorConfig(compiled=compiled, background_training=False,
+                                            zscore_size_tail_after_large=1.0))
+    off = every_output(engine, engine.new_state("NVDA"), _with_size(tape, block, int(np.ceil(5.5 * tail))), 700)
+    assert off[block, VOTES + 2] == 1.0  # the limit not raised: the size votes again
