@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.features import COLUMN, FEATURE_NAMES
+from models.features import AFTER_LARGE_TRADES, COLUMN, FEATURE_NAMES, SINCE_LARGE_CAP
 from models.kinds import KindEvidence
 
 NORMAL = {
@@ -47,8 +47,8 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
 
     ``features`` are the 18 window features (a sequence in ``FEATURE_NAMES`` order or a
     mapping by name); ``inputs`` the engine's extra per-trade inputs when it has them
-    (``size_vs_median``, ``size_vs_max``, ``size_vs_tail``, ``deviation_bps``, ``instant_move_bps``,
-    ``distinct_stamps_50ms``, ``breakout_bps``). Missing or non-finite values are skipped, never raised on.
+    (``size_vs_median``, ``size_vs_max``, ``size_vs_tail`` with ``trades_since_large``, ``deviation_bps``,
+    ``instant_move_bps``, ``distinct_stamps_50ms``, ``breakout_bps``). Missing or non-finite values are skipped, never raised on.
     """
     f = _feature_map(features)
     extra = {name: value for name, value in ((k, _number(v)) for k, v in (inputs or {}).items())
@@ -70,8 +70,10 @@ def explain_record(features: Sequence[float] | Mapping[str, float],
                                                  f"previous {_previous(count)} trades"))
     if "size_vs_tail" in extra and size is not None:
         ratio = extra["size_vs_tail"]
+        since = extra.get("trades_since_large", SINCE_LARGE_CAP)
+        cluster = f", {since:,.0f} trades after another large print" if since <= AFTER_LARGE_TRADES else ""
         items.append(_item("size_vs_tail", ratio, f"size {size:,.0f} = {_times(ratio)} the instrument's recent "
-                                                  "99.9th-percentile size"))
+                                                  f"99.9th-percentile size{cluster}"))
     if "deviation_bps" in extra:
         bps = extra["deviation_bps"]
         items.append(_item("deviation_bps", bps, f"price {_percent(bps)} {_side(bps)} the recent median price"))

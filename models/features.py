@@ -228,7 +228,7 @@ computed trade by trade (``models.kernel``; reference ``models.reference``):
   previous trade was one, ``SINCE_LARGE_CAP`` before any and beyond. Large prints come in
   clusters (an institution works its order in pieces): on the shared NVDA days a third of the
   natural prints of 4 times the tail or more follow another print of 3 times within 2,000
-  trades, against under a quarter of all trades; a block inserted at random, like an erroneous
+  trades, against about a quarter of all trades; a block inserted at random, like an erroneous
   one, follows one no more often than any trade does.
 """
 

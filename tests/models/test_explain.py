@@ -52,6 +52,18 @@ def test_with_the_engines_inputs_the_median_and_the_recent_price_are_used(block_
     assert [item["input"] for item in items[:3]] == ["deviation_bps", "distinct_stamps_50ms", "size_vs_median"]
 
 
+@pytest.mark.parametrize("since, text", [
+    (None, "size 49,987 = 12x the instrument's recent 99.9th-percentile size"),
+    (10_000, "size 49,987 = 12x the instrument's recent 99.9th-percentile size"),
+    (2_001, "size 49,987 = 12x the instrument's recent 99.9th-percentile size"),
+    (138, "size 49,987 = 12x the instrument's recent 99.9th-percentile size, 138 trades after another large print"),
+])
+def test_a_block_in_a_cluster_of_large_prints_says_so(block_features, since, text):
+    inputs = {"size_vs_tail": 12.0} | ({} if since is None else {"trades_since_large": since})
+    by_input = {item["input"]: item for item in explain_record(block_features, inputs, limit=10)}
+    assert by_input["size_vs_tail"]["text"] == text
+
+
 @pytest.mark.parametrize("breakout, text", [
     (-112.0, "price 1.1% below where it traded over the last ~2,000 trades, beyond all of it"),
     (95.0, "price 0.95% above where it traded over the last ~2,000 trades, beyond all of it"),
