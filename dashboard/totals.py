@@ -80,9 +80,10 @@ def _added_up(states: list[Summary], now_ns: int) -> Summary:
     )
 
 
-def _freshness(summary: Summary, now_ns: int) -> tuple[bool, int, int]:
-    """Believable times first, then the later event time, then more trades processed."""
-    return believable(summary.ts_ns, now_ns), summary.ts_ns, summary.trades_processed or 0
+def _freshness(summary: Summary, now_ns: int) -> tuple[bool, int, int, int]:
+    """Believable times first, then the later event time, then more trades processed, then more
+    rejected (a state's last word, written when it goes dormant, can add only rejected repeats)."""
+    return believable(summary.ts_ns, now_ns), summary.ts_ns, summary.trades_processed or 0, summary.rejected or 0
 
 
 @dataclass(frozen=True)
