@@ -38,8 +38,10 @@ def build_flow(
     source: Source, anomaly_sink: Sink, dead_letter_sink: Sink, config: DetectorConfig,
     *, summary_sink: Sink | None = None, incident_sink: Sink | None = None,
     incidents: IncidentSettings | None = None, flow_id: str = "trade-anomalies",
-    max_instruments: int = DEFAULT_MAX_INSTRUMENTS,
+    max_instruments: int = DEFAULT_MAX_INSTRUMENTS, stopping: threading.Event | None = None,
 ) -> Dataflow:
+    """``stopping``: set when the job is stopping (a signal, a lost broker), so that the end of its
+    input is a pause, not the end of the trades (``InstrumentDetector.on_eof``)."""
     flow = Dataflow(flow_id)
     messages = op.input("read", flow, source)
     # TradeMessage | DeadLetter
@@ -49,7 +51,7 @@ def build_flow(
     engine, clock = DetectionEngine(config, incidents), EventClock(round(config.idle_s * NANOS_PER_SECOND))
     roster, summarise = InstrumentRoster(max_instruments), summary_sink is not None
     outcomes = op.stateful_batch("detect", batches, lambda snapshot: InstrumentDetector(
-        engine, clock, snapshot, summaries=summarise, roster=roster))
+        engine, clock, snapshot, summaries=summarise, roster=roster, stopping=stopping))
     # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate)
     outcomes = op.key_rm("unkey", outcomes)
     anomalies = op.filter("anomalies", outcomes, lambda item: isinstance(item, AnomalyRecord))
@@ -114,11 +116,14 @@ class InstrumentDetector(StatefulBatchLogic):
     trades, with or without recovery: it returns references to the engine state's
     immutable arrays, never a copy, and never waits for a refit. ``summaries``: whether anything
     reads the instrument summaries (a backtest does not; making one costs a dict per batch).
+    ``stopping``: set when the input ends because the job stops, not because the trades did.
     """
 
     def __init__(self, engine: DetectionEngine, clock: EventClock, snapshot: DetectorSnapshot | None,
-                 *, summaries: bool = True, roster: InstrumentRoster | None = None) -> None:
+                 *, summaries: bool = True, roster: InstrumentRoster | None = None,
+                 stopping: threading.Event | None = None) -> None:
         self.engine = engine
+        self.stopping = stopping
         self.clock = clock
         self.summaries = summaries
         self.roster = InstrumentRoster() if roster is None else roster
@@ -214,8 +219,13 @@ class InstrumentDetector(StatefulBatchLogic):
     def on_eof(self) -> tuple[list[Any], bool]:
         """At the end of the input (a backtest, STOP_AT_END) the last trades are summarised too,
         and an instrument idle by then goes dormant as ``on_notify`` would have: what a run ends
-        with does not depend on whether the 30 s check happened to run before its end."""
-        if self._idle():
+        with does not depend on whether the 30 s check happened to run before its end.
+
+        When the job is stopping, the end of its input is a pause: no instrument goes dormant. The
+        process's clock runs ahead with its fastest partition, so an instrument still trading on a
+        lagging one can look a day idle; ``on_notify`` spares it because it traded since the last
+        check, and so must a stop, or a restart with ``-r`` would not continue it exactly."""
+        if self._idle() and not (self.stopping is not None and self.stopping.is_set()):
             return self._after_pending(self._go_dormant())
         if (not self.summaries or self.state is None or self.last_message is None or not self.state.samples_seen
                 or not self._unsaid()):

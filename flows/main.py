@@ -84,6 +84,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
         incidents=settings.incidents,
         max_instruments=settings.max_instruments,
         flow_id=FLOW_ID,
+        stopping=stop,
         **optional_sinks,
     )
 

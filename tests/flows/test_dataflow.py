@@ -179,6 +179,31 @@ def test_an_instrument_idle_for_a_day_goes_dormant_and_is_let_go_after_a_week(me
     assert getattr(detector, check)() == ([], InstrumentDetector.DISCARD)
 
 
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_stop_is_a_pause_no_instrument_goes_dormant_at_its_end(messages, stopping):
+    """An instrument on a partition read behind the others looks a day idle to the process's clock;
+    the end of the input by a stop (a signal) must leave it as it is, or a restart with -r would start
+    it afresh; the end of the trades (a backtest) lets it go dormant as ever."""
+    import threading
+
+    from flows.dataflow import InstrumentDetector, group_by_symbol
+
+    clock, stop = EventClock(), threading.Event()
+    detector = InstrumentDetector(DetectionEngine(CONFIG), clock, None, stopping=stop)
+    detector.on_batch([batch for _, batch in group_by_symbol(messages[:2_000])])
+    trades, window = detector.state.samples_seen, detector.state.fstate
+    clock.advance(detector.state.last_timestamp_ns + 2 * 86_400 * 10**9)  # another partition, two days on
+    if stopping:
+        stop.set()
+    out, discard = detector.on_eof()
+    assert discard is InstrumentDetector.RETAIN
+    if stopping:
+        assert out == []  # its last batch was summarised already; no closing by "idle"
+        assert (detector.state.samples_seen, detector.state.fstate) == (trades, window)
+    else:
+        assert detector.state.samples_seen == 0 and detector.state.fstate is None
+
+
 @pytest.mark.parametrize("check", ["on_notify", "on_eof"])
 def test_repeats_refused_after_the_last_summary_are_in_the_summary_an_instrument_goes_dormant_with(messages, check):
     """Trades, their summary, then a batch of repeats only (no new second, so no summary): going
