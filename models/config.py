@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from models.features import DERIVED_INPUTS, FEATURE_NAMES, MODEL_FEATURES, HISTORY_INPUTS
-from models.session import EARLY_CLOSE_DAYS, parse_days
+from models.session import EARLY_CLOSE_DAYS, LONGEST_SPAN_S, parse_days
 
 ENV_PREFIX = "DETECTOR_"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -148,8 +148,11 @@ class DetectorConfig:
         for name in ("off_market_alone_bps", "off_market_alone_vs_tail"):
             _require(getattr(self, name) >= 0, name, "must be 0 (off) or positive")
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
-        _require(self.idle_s > 0, "idle_s", "must be positive")
-        _require(self.max_lateness_s >= 0, "max_lateness_s", "must not be negative")
+        for name in ("idle_s", "max_clock_jump_s"):
+            _require(0 < getattr(self, name) <= LONGEST_SPAN_S, name,
+                     f"must be positive and at most {LONGEST_SPAN_S} seconds (100 years)")
+        _require(0 <= self.max_lateness_s <= LONGEST_SPAN_S, "max_lateness_s",
+                 f"must be between 0 and {LONGEST_SPAN_S} seconds (100 years)")
         _require(self.max_clock_jump_s >= self.idle_s, "max_clock_jump_s",
                  f"({self.max_clock_jump_s:g}) must be at least {ENV_PREFIX}IDLE_S ({self.idle_s:g}): raise the "
                  "first or lower the second")

@@ -19,6 +19,9 @@ NEW_YORK = ZoneInfo("America/New_York")
 OPEN, CLOSE, EARLY_CLOSE = time(9, 30), time(16, 0), time(13, 0)
 CROSS_TOLERANCE_SECONDS = 5
 DAY_NS = 86_400 * 10**9
+LONGEST_SPAN_S = 100 * 365 * 86_400
+"""The longest span of event time a setting may give (100 years): its nanoseconds, added to a
+timestamp of this century, still fit a 64-bit integer."""
 NO_WINDOWS = np.zeros((0, 2), np.int64)
 NO_WINDOWS.flags.writeable = False
 EARLY_CLOSE_DAYS = (

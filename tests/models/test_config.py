@@ -31,6 +31,9 @@ def test_new_settings_parse():
     ("DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT", "-8", "DETECTOR_ZSCORE_BREAKOUT_SWING_LIMIT: must be positive"),
     ("DETECTOR_ZSCORE_SIZE_TAIL_AFTER_LARGE", "0.8", "DETECTOR_ZSCORE_SIZE_TAIL_AFTER_LARGE: must be at least 1 (off)"),
     ("DETECTOR_OPENING_RUSH_S", "a minute", "DETECTOR_OPENING_RUSH_S='a minute' is not a valid float"),
+    ("DETECTOR_IDLE_S", "1e300", "DETECTOR_IDLE_S: must be positive and at most 3153600000 seconds (100 years)"),
+    ("DETECTOR_MAX_CLOCK_JUMP_S", "1e12", "DETECTOR_MAX_CLOCK_JUMP_S: must be positive and at most 3153600000"),
+    ("DETECTOR_MAX_LATENESS_S", "1e300", "DETECTOR_MAX_LATENESS_S: must be between 0 and 3153600000 seconds"),
     ("DETECTOR_IDLE_S", "700000",  # a limit the user did not set names both variables
      "DETECTOR_MAX_CLOCK_JUMP_S: (604800) must be at least DETECTOR_IDLE_S (700000)"),
 ])

@@ -459,6 +459,22 @@ def test_settings_are_read_from_the_environment_and_a_bad_value_names_the_variab
         IncidentSettings.from_env({"DETECTOR_INCIDENT_MAX_SECONDS": "inf"})
 
 
+@pytest.mark.parametrize("variable, value", [
+    ("DETECTOR_INCIDENT_QUIET_SECONDS", "1e300"), ("DETECTOR_INCIDENT_QUIET_SECONDS", "-1"),
+    ("DETECTOR_INCIDENT_MAX_SECONDS", "1e300"),
+    ("DETECTOR_INCIDENT_MAX_SECONDS", "0"), ("DETECTOR_INCIDENT_MAX_SECONDS", "3153600001"),
+])
+def test_a_span_beyond_100_years_or_not_a_span_is_refused_at_start(variable, value):
+    """1e300 seconds passed once and every batch with an anomaly then failed (its nanoseconds overflow)."""
+    with pytest.raises(ConfigError, match=f"{variable}: must be .* 3153600000 seconds \\(100 years\\)"):
+        IncidentSettings.from_env({variable: value})
+
+
+def test_the_longest_span_is_accepted_and_fits_a_timestamp():
+    settings = IncidentSettings.from_env({"DETECTOR_INCIDENT_MAX_SECONDS": "3153600000"})
+    assert 1_800_000_000 * 10**9 + round(settings.max_seconds * 1e9) < 2**63
+
+
 def test_settings_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         IncidentSettings().quiet_trades = 5
