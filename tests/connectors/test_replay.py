@@ -238,6 +238,25 @@ def test_kafka_variables_the_replay_takes_reach_its_clients(broker, topic_prefix
     assert len(read_topic(broker, topic)) == 30  # a 1 KB queue holds two or three trades at a time
 
 
+def test_a_trade_larger_than_the_producers_whole_queue_fails_instead_of_hanging_the_replay(
+        broker, topic_prefix, tmp_path):
+    """The replay waited for room for ever, as the job's sinks did."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "long.csv"
+    header, first, *_rest = FIXTURE.read_text().splitlines()
+    long_line = first.replace(",NVDA", "," + "N" * 2_000)  # a symbol no trade has: its JSON is over 1 KB
+    path.write_text("\n".join([header, first, long_line, first.replace(",NVDA", ",AAPL")]) + "\n")
+    finished = subprocess.run(  # the CLI, in a process of its own: a regression fails after 60 s, not never
+        [sys.executable, "-m", "connectors.replay", str(path), "--brokers", broker, "--topic", topic,
+         "--partitions", "1"], env={**os.environ, "KAFKA_QUEUE_BUFFERING_MAX_KBYTES": "1"}, cwd=REPO,
+        capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1, finished.stderr
+    summary = finished.stdout
+    assert "published 2 trades" in summary
+    assert re.search(r"FAILED to publish 1 trades: 2,[0-9]{3} bytes, larger than the producer's whole local queue "
+                     r"\(queue.buffering.max.kbytes, KAFKA_QUEUE_BUFFERING_MAX_KBYTES\) x1", summary), summary
+    assert [message.key() for message in read_topic(broker, topic)] == [b"NVDA", b"AAPL"]
+
+
 def test_a_missing_file_or_a_directory_stops_the_replay_before_anything_is_published(broker, topic_prefix,
                                                                                          tmp_path, capsys):
     topic = f"{topic_prefix}-stocks"
