@@ -7,6 +7,7 @@ Their producers report to a ``BrokerWatch`` when one is given (see ``connectors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -100,17 +101,32 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
                 topic, value = self._oversized(key, value)
             elif settings.count is not None:
                 settings.count(item)
-            while True:
-                try:
-                    self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
-                    break
-                except BufferError:  # local queue full: let deliveries drain it
-                    self._producer.poll(0.1)
+            self._produce(topic, key, value, delivered)
         self._producer.flush()
         if failures:
             raise DeliveryFailed(
                 f"{len(failures)} of {len(items)} messages to {settings.topic} were not delivered: {failures[0].str()}"
             )
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, delivered: Callable[[Any, Any], None]) -> None:
+        """Queue one message, letting deliveries make room while the producer's local queue is full.
+
+        Refused while the queue holds nothing, the message is larger than the whole queue
+        (``queue.buffering.max.kbytes``) and never fits: waiting would hang the job for ever,
+        without a word and deaf to SIGTERM (the batch never returns), so it stops instead.
+        """
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                return
+            except BufferError:  # the local queue is full: deliveries drain it, unless it holds nothing
+                if len(self._producer) == 0:
+                    raise DeliveryFailed(
+                        f"a message to {topic} of {len(value):,} bytes is larger than the Kafka producer's whole "
+                        f"local queue and can never be sent: raise queue.buffering.max.kbytes "
+                        f"(KAFKA_QUEUE_BUFFERING_MAX_KBYTES) to at least {math.ceil(len(value) / 1024):,} "
+                        f"or unset it") from None
+                self._producer.poll(0.1)
 
     def _oversized(self, key: bytes | None, value: bytes) -> tuple[str, bytes]:
         settings = self._settings

@@ -203,8 +203,10 @@ def _send(trades: Iterable[dict[str, Any]], producer, topic: str, deliveries: _D
         key = symbol.encode() if isinstance(symbol, str) else None
         deliveries.sending()
         value = trade["raw"] if isinstance(trade, dict) and UNREADABLE in trade else encode_trade(trade)
-        _produce(producer, topic, key, value, deliveries.delivered, deliveries.check)
+        refused = _produce(producer, topic, key, value, deliveries.delivered, deliveries.check)
         summary.sent += 1
+        if refused is not None:
+            deliveries.refused(refused)
         if progress is not None:
             progress.update(summary.sent)
 
@@ -250,6 +252,11 @@ class _Deliveries:
         key = message.key()
         self.summary.by_symbol[key.decode("utf-8", "replace") if key else "(no symbol)"] += 1
 
+    def refused(self, reason: str) -> None:
+        """A trade the producer can never take: failed, as a refused delivery is."""
+        self.summary.failed += 1
+        self.summary.errors[reason] += 1
+
     def check(self) -> None:
         """Raise ``BrokerLost`` (the summary so far in ``.summary``) once the broker counts as lost."""
         silent = time.monotonic() - self.acked_at
@@ -281,12 +288,18 @@ def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: 
     return pace
 
 
-def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, check_broker) -> None:
+def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, check_broker) -> str | None:
+    """Queue one trade, letting deliveries make room while the producer's local queue is full; or why it
+    can never be sent: refused while the queue holds nothing, it is larger than the whole queue
+    (``queue.buffering.max.kbytes``), and waiting for room would hang the replay for ever."""
     while True:
         try:
             producer.produce(topic, value=value, key=key, on_delivery=delivered)
             producer.poll(0)
-            return
-        except BufferError:  # the local queue is full: let deliveries drain it
+            return None
+        except BufferError:  # the local queue is full: let deliveries drain it, unless it holds nothing
+            if len(producer) == 0:
+                return (f"{len(value):,} bytes, larger than the producer's whole local queue "
+                        "(queue.buffering.max.kbytes, KAFKA_QUEUE_BUFFERING_MAX_KBYTES)")
             producer.poll(0.1)
             check_broker()

@@ -36,6 +36,7 @@ from connectors.publisher import (
     BrokerLost,
     Progress,
     UnreadableFile,
+    producer_settings,
     publish,
 )
 from models.config import parse_number
@@ -161,13 +162,26 @@ class ReplaySettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReplaySettings:
         """Raises ``SystemExit`` naming the variable whose value cannot be used."""
-        from connectors.kafka_settings import client_settings_from_env
-
+        loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", cls.loss_timeout_s, 1.0, 86_400.0)
         return cls(
             probe_timeout_s=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, 0.1, 3_600.0),
-            loss_timeout_s=_seconds(environ, "BROKER_LOSS_TIMEOUT_S", cls.loss_timeout_s, 1.0, 86_400.0),
-            client_settings=tuple(client_settings_from_env(environ).items()),
+            loss_timeout_s=loss_timeout_s,
+            client_settings=tuple(_client_settings(environ, loss_timeout_s).items()),
         )
+
+
+def _client_settings(environ: Mapping[str, str], loss_timeout_s: float) -> dict[str, str]:
+    """The ``KAFKA_*`` variables as librdkafka properties, checked on clients built as the replay's
+    producer is (``checked_client_settings``): a bad one used to stop the replay at the broker probe
+    without naming its variable (``KAFKA_HOME``), or to hang or slow it (``1e6`` read as 1)."""
+    from connectors.kafka_settings import KafkaSettingsError, checked_client_settings
+
+    own = producer_settings("", paced=False, client_settings={}, loss_timeout_s=loss_timeout_s)
+    own.pop("bootstrap.servers")
+    try:
+        return checked_client_settings(environ, own)
+    except KafkaSettingsError as error:
+        raise SystemExit(f"connectors.replay: {error}") from None
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:

@@ -9,8 +9,8 @@ whose every key matters), then follows new messages.
 
 Opening a reader or reading raises ``BrokerUnreachable`` (``connectors.broker``'s: no
 broker answered) or ``ReaderFailed`` (anything else the Kafka client raised, its text
-unchanged), so the dashboard needs no Kafka client types. ``client_settings_refusal``
-checks ``KAFKA_*`` settings on a client built as these readers build theirs.
+unchanged), so the dashboard needs no Kafka client types. ``viewer_settings`` is how these
+readers build their consumers (the dashboard checks ``KAFKA_*`` settings on it).
 """
 
 from __future__ import annotations
@@ -345,17 +345,3 @@ def viewer_settings(
     settings.update(client_settings or {})
     settings.update({"enable.auto.commit": False, "enable.auto.offset.store": False, "error_cb": on_error})
     return settings
-
-
-def client_settings_refusal(settings: Mapping[str, str]) -> str | None:
-    """Why librdkafka refuses ``settings`` on a reader (a consumer, or the admin client of
-    ``TopicIds``), or None; no broker is contacted (none is given)."""
-    # The settings as given: the viewer overrides some (commits) that must still be valid values.
-    given = {**viewer_settings("", lambda _error: None, None), **settings}
-    try:
-        Consumer(given).close()
-        AdminClient(given)
-    except KafkaException as error:
-        return error.args[0].str().strip()
-    return None
-

@@ -12,17 +12,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connectors.kafka_settings import client_settings_from_env
-from connectors.topic_readers import client_settings_refusal
+from connectors.kafka_settings import KafkaSettingsError, checked_client_settings
+from connectors.topic_readers import viewer_settings
 from models.config import parse_number
 
 BROKER = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
 """One bootstrap server: ``host``, ``host:port``, ``[::1]:port``, optionally ``PROTOCOL://`` first."""
 TOPIC_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}")
 """What Kafka accepts as a topic name: ASCII letters, digits, '.', '_' and '-', not '.' or '..'."""
-PLAIN_WHOLE_NUMBER = re.compile(r"\s*[+-]?(?:0|[1-9][0-9]*)\s*")
-NUMBER_START = re.compile(r"\s*[-+.0-9]")
-NUMBER_REFUSAL = re.compile(r'Invalid value for configuration property "[a-z.]+"')
 
 
 WHY_NEEDED = {
@@ -144,35 +141,13 @@ def _check_topic(variable: str, topic: str) -> None:
 
 
 def _client_settings(env: Mapping[str, str]) -> dict[str, str]:
-    """The other ``KAFKA_*`` variables as librdkafka properties, tried together on a client built as
-    the page's readers build theirs, so a bad one stops the page here, named, instead of failing
-    every read later as a client error (the job and the replay refuse them at start too).
-
-    librdkafka reads a number up to its first stray character, in C's notation: ``1e3`` is 1 ms,
-    ``10abc`` 10, ``010`` 8. So a number given to a numeric property must be a plain whole number,
-    which both read alike."""
-    settings = client_settings_from_env(env)
-    # Each KAFKA_* variable's (property, value), to name the variable a refusal is about.
-    properties = {variable: property_ for variable, value in sorted(env.items())
-                  for property_ in client_settings_from_env({variable: value}).items()}
-    refusal = client_settings_refusal(settings)
-    if refusal is not None:
-        raise DashboardConfigError(f"{_blamed(properties, refusal)}: refused by the Kafka client: {refusal}")
-    for variable, (name, text) in properties.items():
-        if NUMBER_START.match(text) and not PLAIN_WHOLE_NUMBER.fullmatch(text) and _takes_numbers(name):
-            raise DashboardConfigError(f"{variable} must be a whole number in plain digits, got {text!r}")
-    return settings
-
-
-def _blamed(properties: Mapping[str, tuple[str, str]], refusal: str) -> str:
-    """The variables whose property the refusal names; all of them when it names none (a combination)."""
-    named = [variable for variable, (name, _value) in properties.items() if f'"{name}"' in refusal]
-    return ", ".join(named or properties)
-
-
-def _takes_numbers(name: str) -> bool:
-    """Whether librdkafka reads the property as a number: it refuses text with this message."""
-    return NUMBER_REFUSAL.fullmatch(client_settings_refusal({name: "not a number"}) or "") is not None
+    """The other ``KAFKA_*`` variables as librdkafka properties, checked as the job and the replay check
+    theirs (``checked_client_settings``) on clients built as the page's readers build theirs, so a bad
+    one stops the page here, named, instead of failing every read later as a client error."""
+    try:
+        return checked_client_settings(env, viewer_settings("", lambda _error: None, None))
+    except KafkaSettingsError as error:
+        raise DashboardConfigError(str(error)) from None
 
 
 def _shown(value: float) -> str:

@@ -10,8 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connectors.codec import MAX_MESSAGE_BYTES
-from connectors.kafka_settings import client_settings_from_env
+from connectors.codec import MAX_MESSAGE_BYTES, MAX_WRITTEN_BYTES
+from connectors.kafka_settings import KafkaSettingsError, checked_client_settings
 from flows.instruments import DEFAULT_MAX_INSTRUMENTS
 from models.config import ENV_PREFIX, FALSE_WORDS, TRUE_WORDS, ConfigError, DetectorConfig, parse_number
 from models.incidents import IncidentSettings
@@ -54,7 +54,8 @@ class JobSettings:
     metrics_port: int | None = None
     """BYTEWAX_DATAFLOW_API_PORT (3030) when BYTEWAX_DATAFLOW_API_ENABLED is set: checked free at start."""
     client_settings: tuple[tuple[str, str], ...] = ()
-    """KAFKA_*: librdkafka properties for every client (``KAFKA_SASL_USERNAME`` -> ``sasl.username``)."""
+    """KAFKA_*: librdkafka properties for every client (``KAFKA_SASL_USERNAME`` -> ``sasl.username``),
+    checked at start (``connectors.kafka_settings.checked_client_settings``)."""
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     """DETECTOR_*: the engine settings (models.config.DetectorConfig)."""
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
@@ -91,7 +92,7 @@ class JobSettings:
             partitions_check_s=_number(environ, "INPUT_PARTITIONS_CHECK_S", cls.partitions_check_s, float,
                                        minimum=0.1, maximum=86_400.0),
             metrics_port=_metrics_port(environ),
-            client_settings=tuple(client_settings_from_env(environ).items()),
+            client_settings=tuple(_client_settings(environ).items()),
             detector=detector,
             incidents=incidents,
         )
@@ -110,6 +111,34 @@ def engine_settings_from_env(environ: Mapping[str, str]) -> tuple[DetectorConfig
         raise ConfigError(f"{', '.join(unread)}: no such setting (the README's Engine settings and "
                           "docs/INCIDENTS.md list them)")
     return DetectorConfig.from_env(environ), IncidentSettings.from_env(environ)
+
+
+def _client_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``KAFKA_*`` variables as librdkafka properties, checked (``checked_client_settings``) and
+    with a local queue that holds the largest message the job writes.
+
+    The job opened its clients with whatever the variables said: ``KAFKA_HOME=/opt/kafka`` stopped it
+    without naming the variable, and a queue smaller than a record hung its sinks for ever.
+    """
+    try:
+        settings = checked_client_settings(environ)
+    except KafkaSettingsError as error:
+        raise SettingsError(str(error)) from None
+    _check_queue_holds_every_record(settings)
+    return settings
+
+
+def _check_queue_holds_every_record(settings: Mapping[str, str]) -> None:
+    """A producer refuses, for ever, a message larger than its whole local queue
+    (``queue.buffering.max.kbytes``); the job writes messages of up to ``MAX_WRITTEN_BYTES``."""
+    text = settings.get("queue.buffering.max.kbytes")
+    if text is None or int(text) * 1024 >= MAX_WRITTEN_BYTES:  # a plain whole number once checked
+        return
+    raise SettingsError(
+        f"KAFKA_QUEUE_BUFFERING_MAX_KBYTES={text!r} (KB) is smaller than the largest message the job writes, "
+        f"{MAX_WRITTEN_BYTES:,} bytes (connectors.codec.MAX_WRITTEN_BYTES, the limit of every record and dead "
+        f"letter): its producers could never send such a record; set at least {MAX_WRITTEN_BYTES // 1024} "
+        f"or unset it (librdkafka's default is 1048576)")
 
 
 def _metrics_port(environ: Mapping[str, str]) -> int | None:

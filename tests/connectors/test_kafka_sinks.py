@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import orjson
 import pytest
@@ -12,7 +13,7 @@ from bytewax.testing import TestingSource, run_main
 
 from connectors.codec import MAX_WRITTEN_BYTES
 from connectors.kafka import ensure_topics, partition_count, prepare_job_topics, read_topic
-from connectors.kafka_sinks import anomaly_sink, dead_letter_sink, summary_sink
+from connectors.kafka_sinks import DeliveryFailed, anomaly_sink, dead_letter_sink, encode_anomaly, summary_sink
 from connectors.kafka_source import TradeSource
 from connectors.messages import DeadLetter, Origin
 from models.records import AnomalyRecord
@@ -117,6 +118,67 @@ def test_a_message_the_broker_never_takes_stops_the_job_instead_of_vanishing():
     partition = sink.build("write", 0, 1)
     with pytest.raises(DeliveryFailed, match="1 of 1 messages to anomalies were not delivered"):
         partition.write_batch([record()])
+
+
+def write_within(partition, items, seconds: float = 30.0) -> Exception | None:
+    """``write_batch`` on a thread: what it raised, or None. One still running after ``seconds``
+    fails the test instead of hanging it (the sink used to wait for room for ever)."""
+    outcome: list[Exception | None] = []
+
+    def run() -> None:
+        try:
+            partition.write_batch(items)
+            outcome.append(None)
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name="write-batch", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"write_batch still waiting after {seconds:g} s: it would hang the job"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("kbytes, records", [("1", 1), ("1", 3), ("1e6", 1)])
+def test_a_record_larger_than_the_producers_whole_queue_stops_the_sink_naming_the_setting(
+        broker, topic_prefix, kbytes, records):
+    """A 1,300-byte record never fits a 1 KB queue (``1e6`` is 1 to librdkafka): the sink waited for
+    room for ever, with no line and deaf to SIGTERM."""
+    topic = f"{topic_prefix}-anomalies"
+    ensure_topics(broker, {topic: 1})
+    items = [record("NVDA", sequence) for sequence in range(records)]
+    size = len(encode_anomaly(items[0])[1])
+    partition = anomaly_sink(broker, topic, {"queue.buffering.max.kbytes": kbytes}).build("write", 0, 1)
+    error = write_within(partition, items)
+    assert isinstance(error, DeliveryFailed)
+    assert str(error) == (f"a message to {topic} of {size:,} bytes is larger than the Kafka producer's whole local "
+                          f"queue and can never be sent: raise queue.buffering.max.kbytes "
+                          f"(KAFKA_QUEUE_BUFFERING_MAX_KBYTES) to at least 2 or unset it")
+    assert 1024 < size < 2048 and read_topic(broker, topic) == []
+
+
+def test_a_full_queue_still_waits_for_deliveries_and_writes_every_record(broker, topic_prefix):
+    """A 2 KB queue holds one record at a time: every produce after the first finds it full, with a
+    message in it, and must wait for its delivery, not give up."""
+    topic = f"{topic_prefix}-anomalies"
+    ensure_topics(broker, {topic: 1})
+    partition = anomaly_sink(broker, topic, {"queue.buffering.max.kbytes": "2"}).build("write", 0, 1)
+    assert write_within(partition, [record("NVDA", sequence) for sequence in range(40)]) is None
+    assert [orjson.loads(m.value())["anomaly_id"] for m in read_topic(broker, topic)] == [
+        f"NVDA-20250509-{sequence}" for sequence in range(40)]
+
+
+def test_the_smallest_queue_the_job_takes_holds_the_largest_message_it_writes(broker, topic_prefix):
+    """``KAFKA_QUEUE_BUFFERING_MAX_KBYTES`` below 256 stops the job at start (``flows.settings``):
+    256 KB holds a dead letter with the longest key kept and an original cut to fit the limit."""
+    dlq = f"{topic_prefix}-dlq"
+    ensure_topics(broker, {dlq: 1})
+    letter = DeadLetter("message too large", "decode", Origin("stocks", 0, 9), b"\xff" * 300_000, b"K" * 1024)
+    partition = dead_letter_sink(broker, dlq, {"queue.buffering.max.kbytes": "256"}).build("write", 0, 1)
+    assert write_within(partition, [letter]) is None
+    (message,) = read_topic(broker, dlq)
+    assert len(message.key()) == 1024 and MAX_WRITTEN_BYTES - 1024 < len(message.key()) + len(message.value()) <= (
+        MAX_WRITTEN_BYTES)
 
 
 def test_a_record_too_large_to_write_becomes_an_engine_dead_letter(broker, topic_prefix):

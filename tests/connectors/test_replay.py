@@ -204,6 +204,59 @@ def test_a_timeout_out_of_range_stops_the_replay_naming_it(variable, text):
         main(["--synthetic", "--brokers", f"127.0.0.1:{free_port()}"], environ={variable: text})
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    ("KAFKA_HOME", "/opt/kafka", 'KAFKA_HOME: refused by the Kafka client: No such configuration property: "home" '
+                                 "(every KAFKA_* variable but KAFKA_BROKERS is given to the Kafka client as a "
+                                 "librdkafka property: unset it in this program's environment)"),
+    ("KAFKA_QUEUE_BUFFERING_MAX_KBYTES", "1e6", "KAFKA_QUEUE_BUFFERING_MAX_KBYTES must be a whole number in plain "
+                                               "digits, got '1e6', which the Kafka client reads as 1"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka-9:9092", "KAFKA_BOOTSTRAP_SERVERS is not taken: the brokers come from "
+     "KAFKA_BROKERS (the replay's --brokers), which it would override unseen, and messages would name the wrong "
+     "address; set KAFKA_BROKERS instead"),
+    ("KAFKA_DELIVERY_TIMEOUT_MS", "1000", "KAFKA_DELIVERY_TIMEOUT_MS is not taken: how long a message may wait for "
+     "the broker comes from BROKER_LOSS_TIMEOUT_S (the job's sinks wait until the job stops on it, the replay twice "
+     "as long); set BROKER_LOSS_TIMEOUT_S instead"),
+    # The replay's producer is idempotent: acks=1 passed the probe and was a traceback at the first trade.
+    ("KAFKA_ACKS", "1", "KAFKA_ACKS: refused by the Kafka client: Failed to create producer: `acks` must be set to "
+                        "`all` when `enable.idempotence` is true"),
+    # A linger beyond how long the replay waits for an acknowledgement (twice BROKER_LOSS_TIMEOUT_S).
+    ("KAFKA_LINGER_MS", "90000", "KAFKA_LINGER_MS: refused by the Kafka client: Failed to create producer: "
+                                 "`message.timeout.ms` must be greater than `linger.ms`"),
+])
+def test_a_kafka_variable_that_cannot_be_used_stops_the_replay_at_start_naming_it(variable, value, message):
+    """They reached the broker probe (which named no variable, or the wrong address) or the first trade."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--synthetic", "--brokers", f"127.0.0.1:{free_port()}"],
+             environ={variable: value, "KAFKA_CLIENT_ID": "desk-7", "BROKER_PROBE_TIMEOUT_S": "1"})
+    assert stopped.value.code == f"connectors.replay: {message}"
+
+
+def test_kafka_variables_the_replay_takes_reach_its_clients(broker, topic_prefix):
+    topic = f"{topic_prefix}-stocks"
+    environ = {"KAFKA_CLIENT_ID": "desk-7", "KAFKA_LINGER_MS": "0.5", "KAFKA_QUEUE_BUFFERING_MAX_KBYTES": "1"}
+    assert main([str(FIXTURE), "--brokers", broker, "--topic", topic], environ=environ) == 0
+    assert len(read_topic(broker, topic)) == 30  # a 1 KB queue holds two or three trades at a time
+
+
+def test_a_trade_larger_than_the_producers_whole_queue_fails_instead_of_hanging_the_replay(
+        broker, topic_prefix, tmp_path):
+    """The replay waited for room for ever, as the job's sinks did."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "long.csv"
+    header, first, *_rest = FIXTURE.read_text().splitlines()
+    long_line = first.replace(",NVDA", "," + "N" * 2_000)  # a symbol no trade has: its JSON is over 1 KB
+    path.write_text("\n".join([header, first, long_line, first.replace(",NVDA", ",AAPL")]) + "\n")
+    finished = subprocess.run(  # the CLI, in a process of its own: a regression fails after 60 s, not never
+        [sys.executable, "-m", "connectors.replay", str(path), "--brokers", broker, "--topic", topic,
+         "--partitions", "1"], env={**os.environ, "KAFKA_QUEUE_BUFFERING_MAX_KBYTES": "1"}, cwd=REPO,
+        capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1, finished.stderr
+    summary = finished.stdout
+    assert "published 2 trades" in summary
+    assert re.search(r"FAILED to publish 1 trades: 2,[0-9]{3} bytes, larger than the producer's whole local queue "
+                     r"\(queue.buffering.max.kbytes, KAFKA_QUEUE_BUFFERING_MAX_KBYTES\) x1", summary), summary
+    assert [message.key() for message in read_topic(broker, topic)] == [b"NVDA", b"AAPL"]
+
+
 def test_a_missing_file_or_a_directory_stops_the_replay_before_anything_is_published(broker, topic_prefix,
                                                                                          tmp_path, capsys):
     topic = f"{topic_prefix}-stocks"

@@ -58,10 +58,18 @@ def test_settings_come_from_the_environment():
       for name, value in (("ANOMALY_TOPIC", "anomalies/eu"), ("SUMMARY_TOPIC", "s" * 250),
                           ("INCIDENT_TOPIC", "incidents today"), ("REVIEW_TOPIC", ".."), ("INPUT_TOPIC", "."),
                           ("INPUT_TOPIC", "stöcks"))),
-    *((name, value, f"{name} must be a whole number in plain digits, got {value!r}")
-      for name, value in (("KAFKA_FETCH_WAIT_MAX_MS", "1e3"), ("KAFKA_FETCH_WAIT_MAX_MS", "10abc"),
-                          ("KAFKA_FETCH_WAIT_MAX_MS", "0400000"), ("KAFKA_SOCKET_TIMEOUT_MS", "0x7530"),
-                          ("KAFKA_SOCKET_TIMEOUT_MS", "30000.0"), ("KAFKA_STATISTICS_INTERVAL_MS", "5.5"))),
+    *((name, value, f"{name} must be a whole number in plain digits, got {value!r}, which the Kafka client "
+                    f"reads as {read}")
+      for name, value, read in (("KAFKA_FETCH_WAIT_MAX_MS", "1e3", 1), ("KAFKA_FETCH_WAIT_MAX_MS", "10abc", 10),
+                                ("KAFKA_FETCH_WAIT_MAX_MS", "0400000", 131072),
+                                ("KAFKA_SOCKET_TIMEOUT_MS", "0x7530", 30000),
+                                ("KAFKA_SOCKET_TIMEOUT_MS", "30000.0", 30000),
+                                ("KAFKA_STATISTICS_INTERVAL_MS", "5.5", 5))),
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka-9:9092", "KAFKA_BOOTSTRAP_SERVERS is not taken: the brokers come from "
+     "KAFKA_BROKERS (the replay's --brokers), which it would override unseen, and messages would name the wrong "
+     "address; set KAFKA_BROKERS instead"),
+    ("KAFKA_ENABLE_PARTITION_EOF", "false", "KAFKA_ENABLE_PARTITION_EOF is not taken: the job sets it from "
+     "STOP_AT_END (and the readers that must find a topic's end set it on); set STOP_AT_END instead"),
 ])
 def test_a_bad_setting_fails_naming_it(name, value, message):
     with pytest.raises(DashboardConfigError) as error:
@@ -75,6 +83,8 @@ def test_a_bad_setting_fails_naming_it(name, value, message):
     ("KAFKA_FETCH_WAIT_MAX_MS", "-1", '"fetch.wait.max.ms" value -1 is outside allowed range'),
     ("KAFKA_FETCH_WAIT_MAX_MS", "soon", '"fetch.wait.max.ms"'),
     ("KAFKA_ENABLE_AUTO_COMMIT", "maybe", '"enable.auto.commit"'),
+    ("KAFKA_HOME", "/opt/kafka", 'No such configuration property: "home" (every KAFKA_* variable but '
+                                 "KAFKA_BROKERS is given to the Kafka client as a librdkafka property"),
 ])
 def test_a_kafka_client_setting_librdkafka_refuses_fails_at_start_naming_the_variable(name, value, reason):
     """The page used to start and then report a client error on every read."""
