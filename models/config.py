@@ -148,11 +148,9 @@ class DetectorConfig:
         for name in ("off_market_alone_bps", "off_market_alone_vs_tail"):
             _require(getattr(self, name) >= 0, name, "must be 0 (off) or positive")
         _require(1 <= self.fit_helpers <= 64, "fit_helpers", "must be between 1 and 64")
-        for name in ("idle_s", "max_clock_jump_s"):
-            _require(0 < getattr(self, name) <= LONGEST_SPAN_S, name,
-                     f"must be positive and at most {LONGEST_SPAN_S} seconds (100 years)")
-        _require(0 <= self.max_lateness_s <= LONGEST_SPAN_S, "max_lateness_s",
-                 f"must be between 0 and {LONGEST_SPAN_S} seconds (100 years)")
+        require_span("idle_s", self.idle_s)
+        require_span("max_clock_jump_s", self.max_clock_jump_s)
+        require_span("max_lateness_s", self.max_lateness_s, zero_allowed=True)
         _require(self.max_clock_jump_s >= self.idle_s, "max_clock_jump_s",
                  f"({self.max_clock_jump_s:g}) must be at least {ENV_PREFIX}IDLE_S ({self.idle_s:g}): raise the "
                  "first or lower the second")
@@ -164,6 +162,11 @@ class DetectorConfig:
             parse_days(self.early_close_days)
         except ValueError as error:
             raise ConfigError(f"EARLY_CLOSE_DAYS: {error}") from None
+
+    @property
+    def zscore_size_tail_limit_after_large(self) -> float:
+        """The size limit within 2,000 trades of a large print (the engine's and the refit's z-score voter)."""
+        return self.zscore_size_tail_limit * self.zscore_size_tail_after_large
 
     @classmethod
     def variables(cls) -> frozenset[str]:
@@ -203,6 +206,16 @@ def parse_number(text: str, kind: type) -> int | float:
 def _require(condition: bool, name: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{name.upper()}: {message}")
+
+
+def require_span(name: str, seconds: float, *, zero_allowed: bool = False) -> None:
+    """A span of event time, in seconds: positive (or 0 when allowed) and at most ``LONGEST_SPAN_S``,
+    whose nanoseconds every use can add to a timestamp (1e300 once passed and overflowed later)."""
+    if zero_allowed:
+        _require(0 <= seconds <= LONGEST_SPAN_S, name, f"must be between 0 and {LONGEST_SPAN_S} seconds (100 years)")
+    else:
+        _require(0 < seconds <= LONGEST_SPAN_S, name,
+                 f"must be positive and at most {LONGEST_SPAN_S} seconds (100 years)")
 
 
 def _parse(variable: str, text: str, default: Any) -> Any:

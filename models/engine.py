@@ -489,7 +489,7 @@ class DetectionEngine:
              c.zscore_intensity_threshold, c.zscore_momentum_threshold],
             [c.zscore_size_tail_limit, c.zscore_stamps_limit, c.zscore_instant_move_limit,
              c.zscore_instant_move_tail_limit, c.zscore_breakout_limit, c.zscore_breakout_swing_limit,
-             c.zscore_size_tail_limit * c.zscore_size_tail_after_large],
+             c.zscore_size_tail_limit_after_large],
             [c.burst_alone_stamps, c.off_market_alone_bps, c.off_market_alone_vs_tail],
             fitted.zscore_center, fitted.zscore_scale,
             envelope.scaler_mean, envelope.scaler_scale, envelope.location, envelope.precision.ravel(),

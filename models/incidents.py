@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from models.config import ConfigError, parse_number
+from models.config import ConfigError, parse_number, require_span
 from models.explain import IncidentFacts, explain_incident, summary
 from models.kinds import KIND_FAMILIES, KindEvidence, KindRules, context_baseline, decide_kind, measure
 from models.records import AnomalyRecord
-from models.session import LONGEST_SPAN_S, NEW_YORK
+from models.session import NEW_YORK
 from models.severity import BLOCK_MEMORY_S, incident_severity, magnitude, member_confidence
 from models.severity import level as severity_level
 
@@ -74,12 +74,10 @@ class IncidentSettings:
 
     def __post_init__(self) -> None:
         _require(self.quiet_trades >= 1, "quiet_trades", "must be at least 1")
-        _require(0 <= self.quiet_seconds <= LONGEST_SPAN_S, "quiet_seconds",
-                 f"must be between 0 and {LONGEST_SPAN_S} seconds (100 years)")
+        require_span("quiet_seconds", self.quiet_seconds, zero_allowed=True)
         _require(self.context_trades >= 2, "context_trades", "must be at least 2")
         _require(self.max_trades >= 2, "max_trades", "must be at least 2")
-        _require(0 < self.max_seconds <= LONGEST_SPAN_S, "max_seconds",
-                 f"must be positive and at most {LONGEST_SPAN_S} seconds (100 years)")
+        require_span("max_seconds", self.max_seconds)
         _require(self.path_trades >= 2, "path_trades", "must be at least 2")
         _require(0 <= self.path_context < self.path_trades, "path_context", "must be in [0, path_trades)")
         _require(self.listed_anomalies >= 1, "listed_anomalies", "must be at least 1")

@@ -97,7 +97,7 @@ def zscore_from_config(config: DetectorConfig) -> ZScoreVote:
         config.zscore_momentum_threshold, config.zscore_size_tail_limit, config.zscore_stamps_limit,
         config.zscore_instant_move_limit, config.zscore_instant_move_tail_limit, config.zscore_breakout_limit,
         config.zscore_breakout_swing_limit,
-        config.zscore_size_tail_limit * config.zscore_size_tail_after_large,
+        config.zscore_size_tail_limit_after_large,
     )
 
 
