@@ -103,6 +103,12 @@ def _column_is_clean(name: str, column: pd.Series) -> bool:
     return True
 
 
+JSON_INTEGER_LOW, JSON_INTEGER_HIGH = -2**63, 2**64 - 1
+"""The integers JSON input carries as integers: orjson reads a longer one as a float, and cannot
+write a Python integer beyond them at all (a CSV size of 10**23 once stopped the backtest and the
+replay with ``TypeError: Integer exceeds 64-bit range`` when the trade was encoded)."""
+
+
 def typed_cell(name: str, cell: Any) -> Any:
     """A CSV cell (text, or a number pandas read) as the JSON input would carry it."""
     if name in INT_FIELDS:
@@ -112,13 +118,15 @@ def typed_cell(name: str, cell: Any) -> Any:
             if not text.isascii():  # int() and float() would read other scripts' digits
                 return cell
             if digits.isdigit():
-                return int(text)
+                return _json_integer(text)
             try:
                 cell = float(text)
             except ValueError:
                 return cell
-        if isinstance(cell, float) and math.isfinite(cell) and cell.is_integer():
+        if isinstance(cell, float) and math.isfinite(cell) and cell.is_integer() and _json_integral(cell):
             return int(cell)
+        if type(cell) is int and not _json_integral(cell):  # pandas reads a long integer column as Python ints
+            return float(cell)
         return cell
     if name == "price" and isinstance(cell, str) and cell.isascii():
         try:
@@ -126,8 +134,24 @@ def typed_cell(name: str, cell: Any) -> Any:
         except ValueError:
             return cell
     if name in TIMESTAMP_FIELDS and isinstance(cell, str) and cell.isascii() and cell.isdigit():
-        return int(cell)
+        return _json_integer(cell)
+    if type(cell) is int and not _json_integral(cell):
+        return float(cell)
     return cell
+
+
+def _json_integral(value: int | float) -> bool:
+    return JSON_INTEGER_LOW <= value <= JSON_INTEGER_HIGH
+
+
+def _json_integer(text: str) -> int | float:
+    """ASCII digits (with a sign) as JSON input would carry them: an integer within 64 bits, else a
+    float (``inf`` past 1e308). ``int()`` refuses more than 4,300 digits with a ``ValueError``, which
+    cost the rest of the file; ``float()`` takes any length."""
+    if len(text) > 21:  # 2**64 has 20 digits
+        return float(text)
+    value = int(text)
+    return value if _json_integral(value) else float(value)
 
 
 def _line_by_line(path: Path, chunk_size: int, skip_rows: int) -> Iterator[list[dict[str, Any]]]:

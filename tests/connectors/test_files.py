@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import orjson
@@ -175,3 +176,32 @@ def test_bytes_that_are_not_dbn_or_zstd_are_a_corrupt_file_not_a_library_error(t
     (tmp_path / name).write_bytes(bytes(range(256)) * 3)
     with pytest.raises(CorruptFile, match=f"{name} is not"):
         list(iter_trade_chunks(tmp_path / name))
+
+
+@pytest.mark.parametrize("column, cell, typed", [
+    ("size", "99999999999999999999999", 1e23),  # beyond 64 bits: a float, as JSON input carries it
+    ("size", "-9223372036854775809", -9.223372036854776e18),
+    ("size", "-9223372036854775808", -2**63),  # the ends of the range stay integers
+    ("sequence", "18446744073709551615", 2**64 - 1),
+    ("sequence", "18446744073709551616", 1.8446744073709552e19),
+    ("size", "1e30", 1e30),
+    ("size", "100000000000000000000.0", 1e20),
+    ("ts_event", "17467974008923703661234", 1.7467974008923704e22),
+    ("size", "9" * 5000, math.inf),  # int() refuses more than 4,300 digits
+    ("ts_event", "9" * 5000, math.inf),
+])
+@pytest.mark.parametrize("reader", ["pandas", "line by line"])
+def test_an_integer_cell_beyond_64_bits_is_a_float_that_encodes_and_costs_only_its_row(tmp_path, column, cell,
+                                                                                    typed, reader):
+    """A size of 10**23 stopped the backtest and the replay (``TypeError: Integer exceeds 64-bit range`` where
+    the trade was encoded); one of 5,000 digits lost the rest of the file (``ValueError`` from ``int()``)."""
+    fields = csv_line(5).split(",")
+    fields[HEADER.split(",").index(column)] = cell
+    first = csv_line(1) + (",extra" if reader == "line by line" else "")  # a bad first row: read line by line
+    rows = read_lines(tmp_path, [HEADER, first, *[csv_line(n) for n in range(2, 5)], ",".join(fields),
+                                 *[csv_line(n) for n in range(6, 10)]], 100)
+    assert len(rows) == 9
+    assert [row["sequence"] for row in rows[1:] if row is not rows[4]] == [2, 3, 4, 6, 7, 8, 9]
+    assert rows[4][column] == typed and type(rows[4][column]) is type(typed)
+    for row in rows[1:] if reader == "line by line" else rows:  # the bad first row keeps its bytes
+        orjson.dumps(row)  # raised TypeError for the trade with the long integer

@@ -392,3 +392,23 @@ def test_the_cli_gives_back_the_signal_handlers_it_found(broker, topic_prefix):
         assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == (mine, before[1])
     finally:
         signal.signal(signal.SIGTERM, before[0])
+
+
+@pytest.mark.parametrize("what, cell, published_as", [
+    ("a size beyond 64 bits", "99999999999999999999999", 1e23),
+    ("a size of 5,000 digits", "9" * 5000, None),  # JSON has no infinity: orjson writes null
+])
+def test_a_cell_beyond_64_bits_is_published_for_the_job_to_dead_letter(broker, topic_prefix, tmp_path, capsys, what,
+                                                                     cell, published_as):
+    """The replay stopped with a traceback (``TypeError: Integer exceeds 64-bit range``, or ``int()``'s
+    ``ValueError`` past 4,300 digits) and the trades it had queued were never flushed."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "day.csv"
+    header, *rows = FIXTURE.read_text().splitlines()
+    cells = rows[5].split(",")
+    cells[header.split(",").index("size")] = cell
+    path.write_text("\n".join([header, *rows[:5], ",".join(cells), *rows[6:]]) + "\n")
+    assert replay(broker, topic, str(path), "--partitions", "1") == 0
+    assert f"published {len(rows)} trades" in capsys.readouterr().out
+    published = [orjson.loads(message.value()) for message in read_topic(broker, topic)]
+    assert [trade["sequence"] for trade in published] == [int(row.split(",")[12]) for row in rows]
+    assert published[5]["size"] == published_as

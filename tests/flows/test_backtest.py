@@ -163,3 +163,30 @@ def test_hostile_files_become_dead_letters_and_the_rest_is_read(tmp_path):
     read_from_cut = int(cut_reason.split("first ")[1].split(" trades")[0].replace(",", ""))
     assert report.trades_read == 200 + read_from_cut + 1 + 100  # every line of a, what b gave, its reason, all of d
     assert sum(report.rejections_by_reason.values()) == len(letters) == 2
+
+
+def test_a_cell_beyond_64_bits_is_a_dead_letter_and_the_backtest_reads_on(tmp_path):
+    """A size of 10**23 stopped the whole backtest with a traceback (``Integer exceeds 64-bit range`` where its
+    dead letter was encoded), and a size of 5,000 digits cost the rest of the file."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(OPENING.open("rb")) as stream:
+        header, *rows = stream.read().splitlines()[:301]
+    size = header.split(b",").index(b"size")
+
+    def with_size(row: bytes, cell: bytes) -> bytes:
+        cells = row.split(b",")
+        cells[size] = cell
+        return b",".join(cells)
+
+    rows[99] = with_size(rows[99], b"99999999999999999999999")
+    rows[199] = with_size(rows[199], b"9" * 5000)
+    path = tmp_path / "day.csv"
+    path.write_bytes(b"\n".join([header, *rows]) + b"\n")
+    report = run_backtest([path], tmp_path / "a.jsonl", CONFIG)
+    assert report.trades_read == 300
+    letters = read_jsonl(report.dead_letters_path)
+    assert [(letter["offset"], letter["reason"]) for letter in letters] == [
+        (100, "field 'size' must be between 1 and 1,000,000,000: 1e+23"),
+        (200, "field 'size' is not an integer: inf"),
+    ]
