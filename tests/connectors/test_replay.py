@@ -412,3 +412,20 @@ def test_a_cell_beyond_64_bits_is_published_for_the_job_to_dead_letter(broker, t
     published = [orjson.loads(message.value()) for message in read_topic(broker, topic)]
     assert [trade["sequence"] for trade in published] == [int(row.split(",")[12]) for row in rows]
     assert published[5]["size"] == published_as
+
+
+def test_a_line_longer_than_the_largest_kafka_message_fails_and_the_rest_is_published(broker, topic_prefix, tmp_path,
+                                                                                      capsys):
+    """A file line over ``message.max.bytes`` (1,000,000) stopped the replay with a traceback
+    (``KafkaException: MSG_SIZE_TOO_LARGE``): the trades after it were never read, those queued never flushed."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "day.csv"
+    header, *rows = FIXTURE.read_text().splitlines()
+    long_line = "A" * 2_000_000
+    path.write_text("\n".join([header, *rows[:5], long_line, *rows[5:]]) + "\n")
+    assert replay(broker, topic, str(path), "--partitions", "1") == 1  # some deliveries failed
+    out = capsys.readouterr().out
+    assert f"published {len(rows)} trades" in out
+    assert re.search(r"FAILED to publish 1 trades: 2,000,[0-9]{3} bytes, larger than the largest message the "
+                     r"producer sends \(message.max.bytes, KAFKA_MESSAGE_MAX_BYTES\) x1", out), out
+    published = [orjson.loads(message.value()) for message in read_topic(broker, topic)]
+    assert [trade["sequence"] for trade in published] == [int(row.split(",")[12]) for row in rows]
