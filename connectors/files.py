@@ -148,6 +148,8 @@ class TradeFileSource(FixedPartitionedSource):
             file_kind(path)
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no such file")
+            if not path.is_file():  # a pipe without a writer held the backtest for ever; a directory read as a trade
+                raise UnsupportedFileError(f"{path}: not a regular file (a directory, a pipe or a device)")
         self.chunk_size = chunk_size
         self.trades_read = 0
         """Trades emitted in this process (for reports)."""

@@ -190,3 +190,23 @@ def test_a_cell_beyond_64_bits_is_a_dead_letter_and_the_backtest_reads_on(tmp_pa
         (100, "field 'size' must be between 1 and 1,000,000,000: 1e+23"),
         (200, "field 'size' is not an integer: inf"),
     ]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_an_input_that_is_not_a_regular_file_is_refused_at_start(tmp_path, kind):
+    """A named pipe without a writer held the backtest for ever; a directory was read as one trade, a dead letter."""
+    import os
+
+    import subprocess
+    import sys
+
+    path = tmp_path / "day.csv"
+    path.mkdir() if kind == "directory" else os.mkfifo(path)
+    (tmp_path / "a.jsonl").write_text("kept\n")
+    finished = subprocess.run(  # in a process of its own: a regression fails after 60 s, not never
+        [sys.executable, "-m", "flows.backtest", str(OPENING), str(path), "--out", str(tmp_path / "a.jsonl")],
+        cwd=FIXTURES.parents[1], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert finished.stderr == f"error: {path}: not a regular file (a directory, a pipe or a device)\n"
+    assert finished.stdout == ""
+    assert (tmp_path / "a.jsonl").read_text() == "kept\n"  # the last run's results are not emptied for nothing
