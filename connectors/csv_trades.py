@@ -211,9 +211,11 @@ class _ZstdStream(io.RawIOBase):
     """The decompressed bytes of a ``.zst`` file (one frame or several), raising ``TruncatedFile``
     where the file ends inside a frame and ``CorruptFile`` where its bytes are not zstd."""
 
-    READ_SIZE = 1 << 16
+    READ_SIZE = 1 << 12
     """Compressed bytes fed at once: zstd gives nothing of a piece that fails. A one-frame day
-    corrupt in its middle lost 51,000 of the 107,000 trades before the damage at 1 MiB, none at this."""
+    corrupt in its middle lost 51,000 of the 107,000 trades before the damage at 1 MiB; at 64 KiB a
+    DBN file lost the 16,000 records of its first 64 KiB (about 6,800 of real trades). 4 KiB reads
+    a real day's CSV as fast (0.57 s against 0.92 s for 2025-05-09)."""
 
     def __init__(self, path: Path) -> None:
         import zstandard

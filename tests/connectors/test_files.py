@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import orjson
@@ -205,3 +206,82 @@ def test_an_integer_cell_beyond_64_bits_is_a_float_that_encodes_and_costs_only_i
     assert rows[4][column] == typed and type(rows[4][column]) is type(typed)
     for row in rows[1:] if reader == "line by line" else rows:  # the bad first row keeps its bytes
         orjson.dumps(row)  # raised TypeError for the trade with the long integer
+
+
+def dbn_file_bytes(trades: int) -> bytes:
+    """A DBN trades file of NVDA (instrument 11667) on 2025-05-09: prices and sizes drawn at random,
+    so that it compresses about as a real day does."""
+    import datetime
+    import random
+    from types import SimpleNamespace
+
+    import databento_dbn as dbn
+
+    start = 1_746_797_400_000_000_000
+    day = SimpleNamespace(start_date=datetime.date(2025, 5, 9), end_date=datetime.date(2025, 5, 10), symbol="11667")
+    metadata = dbn.Metadata(dataset="XNAS.ITCH", start=start, end=start + 10**13, stype_in=dbn.SType.RAW_SYMBOL,
+                            stype_out=dbn.SType.INSTRUMENT_ID, schema=dbn.Schema.TRADES, symbols=["NVDA"],
+                            mappings=[SimpleNamespace(raw_symbol="NVDA", intervals=[day])])
+    draw = random.Random(3)
+    records = (bytes(dbn.TradeMsg(2, 11667, start + 1000 * n, draw.randrange(117_000_000_000, 118_000_000_000, 10**7),
+                                  draw.choice([1, 5, 100, 200, 1000]), dbn.Action.TRADE, draw.choice([dbn.Side.ASK, dbn.Side.BID, dbn.Side.NONE]), 0,
+                                  start + 1000 * n + 150, 0, 0, n)) for n in range(trades))
+    return metadata.encode() + b"".join(records)
+
+
+def test_a_dbn_zst_file_corrupt_in_its_middle_gives_every_record_before_the_damage(tmp_path):
+    """Read through databento, the chunk holding the damage was lost whole: none of the replay's first
+    20,000 records, and the reason said the file could not be read after its first 0 trades."""
+    import random
+
+    import zstandard
+
+    from connectors.csv_trades import CorruptFile
+
+    whole = dbn_file_bytes(20_000)
+    compressed = bytearray(zstandard.ZstdCompressor().compress(whole))
+    damage = len(compressed) * 2 // 3
+    compressed[damage:damage + 256] = random.Random(1).randbytes(256)  # garbled in place, the rest intact
+    path = tmp_path / "day.dbn.zst"
+    path.write_bytes(bytes(compressed))
+    salvageable, damaged = b"", path.read_bytes()  # what a decompressor fed byte by byte gives: the most any reader can
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        for offset in range(len(damaged)):
+            salvageable += decompressor.decompress(damaged[offset:offset + 1])
+    except zstandard.ZstdError:
+        pass
+    records = (len(salvageable) - (len(whole) - 20_000 * 48)) // 48
+    read, raised = [], None
+    try:
+        for chunk in iter_trade_chunks(path, 20_000):
+            read += chunk
+    except CorruptFile as error:
+        raised = str(error)
+    assert records > 10_000 and len(read) > 0.95 * records  # before: none
+    assert [trade["sequence"] for trade in read] == list(range(len(read)))
+    assert {trade["symbol"] for trade in read} == {"NVDA"}
+    assert re.fullmatch(r"day.dbn.zst is not zstd data after byte [0-9,]+ \(zstd decompressor error: "
+                        r"Data corruption detected\)", raised or ""), raised
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 100])
+def test_a_dbn_record_databento_cannot_decode_costs_only_itself(tmp_path, chunk_size):
+    """A record whose action is not text (byte 28 of a trade record) cost the rest of the file."""
+    whole = dbn_file_bytes(6)
+    records = len(whole) - 6 * 48
+    broken = bytearray(whole)
+    broken[records + 2 * 48 + 28] = 0x9A  # the third record's action
+    path = tmp_path / "day.dbn"
+    path.write_bytes(bytes(broken))
+    rows = [row for chunk in iter_trade_chunks(path, chunk_size) for row in chunk]
+    assert [row.get("sequence", row.get(UNREADABLE)) for row in rows] == [
+        0, 1, "record 3 is not a DBN trade ('utf-8' codec can't decode byte 0x9a in position 0: invalid start byte)",
+        3, 4, 5]
+    assert rows[2]["raw"] == bytes(broken[records + 2 * 48:records + 3 * 48])
+
+
+def test_a_dbn_file_named_zst_but_not_compressed_is_read(tmp_path):
+    path = tmp_path / "day.dbn.zst"
+    path.write_bytes(dbn_file_bytes(5))
+    assert [trade["sequence"] for trade in iter_trades(path)] == [0, 1, 2, 3, 4]
