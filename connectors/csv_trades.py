@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from connectors.codec import TRADE_FIELDS
+
 INT_FIELDS = frozenset(("rtype", "publisher_id", "instrument_id", "depth", "size", "flags", "ts_in_delta", "sequence"))
 TIMESTAMP_FIELDS = frozenset(("ts_recv", "ts_event"))
 UNREADABLE = "__unreadable_line__"
@@ -48,6 +50,7 @@ def csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
 
     Raises ``CorruptFile`` (``TruncatedFile`` for a cut one) after the last complete line
     before the bytes of a ``.zst`` file stop being zstd."""
+    _check_header(path)
     rows_read = 0
     try:
         with _open_binary(path) as stream:
@@ -67,6 +70,32 @@ def csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, CorruptFile):
         pass  # the lines from the failing chunk on are read one by one (up to the corruption, if any)
     yield from _line_by_line(path, chunk_size, rows_read)
+
+
+def _check_header(path: Path) -> None:
+    """``CorruptFile`` when the first line is not a header naming every field of a trade. A file
+    without its header (cut off, or rows appended to another file) read its first trade as the header
+    and each other row as a dead letter saying only that the symbol was missing; one without the
+    price column gave one dead letter per row. A first line that is not UTF-8 CSV is left to the reader,
+    which says so."""
+    with _open_binary(path) as stream:
+        first = stream.readline()
+        while first and not first.strip():
+            first = stream.readline()
+    if not first:
+        return  # an empty file: nothing to read, nothing lost
+    try:
+        text = first.decode("utf-8-sig").rstrip("\r\n")
+        header = next(csv.reader([text]))
+    except (UnicodeDecodeError, StopIteration, csv.Error):
+        return
+    if not text.strip():
+        return  # a byte-order mark alone
+    missing = [name for name in TRADE_FIELDS if name not in header]
+    if missing:
+        shown = repr(text if len(text) <= 80 else text[:80] + "...")
+        lacks = "is not a header" if len(missing) == len(TRADE_FIELDS) else f"has no column {', '.join(missing)}"
+        raise CorruptFile(f"{path.name} is not a Databento trades CSV: its first line {lacks} ({shown})")
 
 
 def _check_shape(frame: pd.DataFrame) -> None:

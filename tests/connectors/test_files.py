@@ -285,3 +285,37 @@ def test_a_dbn_file_named_zst_but_not_compressed_is_read(tmp_path):
     path = tmp_path / "day.dbn.zst"
     path.write_bytes(dbn_file_bytes(5))
     assert [trade["sequence"] for trade in iter_trades(path)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("first_line, says", [
+    (None, "its first line is not a header ('2025-05-09T13:30:00.892370366Z,2025-05-09T13:30:00.892370366Z,0,2,"
+           "11667,T,B,0,11...')"),  # the header cut off: the first trade was read as the header
+    (HEADER.replace(",price", ""), "its first line has no column price"),
+    (HEADER.replace(",", ";"), "its first line is not a header"),
+    (HEADER.replace(",", ", "), "its first line has no column ts_event, rtype, publisher_id"),
+])
+@pytest.mark.parametrize("name", ["day.csv", "day.csv.zst"])
+def test_a_csv_without_the_trades_header_is_refused_in_one_line_naming_what_is_missing(tmp_path, first_line, says,
+                                                                                      name):
+    """Its rows used to be read anyway: every one a dead letter saying only that a field was missing,
+    and without a header the first trade was taken for one and vanished."""
+    import zstandard
+
+    from connectors.csv_trades import CorruptFile
+
+    rows = [csv_line(n) for n in range(1, 6)]
+    if first_line is not None:
+        rows = [first_line] + [row.replace(",117.33", "") if "price" in says else row for row in rows]
+    text = "\n".join(rows).encode() + b"\n"
+    path = tmp_path / name
+    path.write_bytes(zstandard.ZstdCompressor().compress(text) if name.endswith(".zst") else text)
+    with pytest.raises(CorruptFile) as raised:
+        list(iter_trade_chunks(path))
+    assert str(raised.value).startswith(f"{name} is not a Databento trades CSV: {says}")
+
+
+@pytest.mark.parametrize("content", [b"\xef\xbb\xbf", b"\xef\xbb\xbf" + HEADER.encode() + b"\r\n" + csv_line(1).encode()])
+def test_a_byte_order_mark_and_crlf_line_ends_are_a_header_still(tmp_path, content):
+    path = tmp_path / "day.csv"
+    path.write_bytes(content)
+    assert [row["sequence"] for row in iter_trades(path)] == ([1] if b"\r\n" in content else [])

@@ -429,3 +429,17 @@ def test_a_line_longer_than_the_largest_kafka_message_fails_and_the_rest_is_publ
                      r"producer sends \(message.max.bytes, KAFKA_MESSAGE_MAX_BYTES\) x1", out), out
     published = [orjson.loads(message.value()) for message in read_topic(broker, topic)]
     assert [trade["sequence"] for trade in published] == [int(row.split(",")[12]) for row in rows]
+
+
+def test_a_csv_without_its_header_stops_the_replay_with_one_line_and_publishes_none_of_it(broker, topic_prefix,
+                                                                                          tmp_path, capsys):
+    """Its rows were published without symbols, every one for the job to dead-letter, the first one lost."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "day.csv"
+    _header, *rows = FIXTURE.read_text().splitlines()
+    path.write_text("\n".join(rows) + "\n")
+    assert replay(broker, topic, str(path), "--partitions", "1") == 4
+    shown = repr(rows[0][:80] + "...")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"connectors.replay: day.csv cannot be read after its first 0 trades: CorruptFile: day.csv is not a "
+        f"Databento trades CSV: its first line is not a header ({shown})")
+    assert read_topic(broker, topic) == []

@@ -210,3 +210,22 @@ def test_an_input_that_is_not_a_regular_file_is_refused_at_start(tmp_path, kind)
     assert finished.stderr == f"error: {path}: not a regular file (a directory, a pipe or a device)\n"
     assert finished.stdout == ""
     assert (tmp_path / "a.jsonl").read_text() == "kept\n"  # the last run's results are not emptied for nothing
+
+
+def test_a_csv_without_its_header_is_one_dead_letter_saying_so_and_the_next_file_is_read(tmp_path):
+    """Its first trade was taken for the header and vanished; each other row was a dead letter saying
+    only that the trade had no symbol."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(OPENING.open("rb")) as stream:
+        header, *rows = stream.read().splitlines()[:201]
+    headless, after = tmp_path / "a-headless.csv", tmp_path / "b-after.csv"
+    headless.write_bytes(b"\n".join(rows[:100]) + b"\n")
+    after.write_bytes(b"\n".join([header, *rows[100:]]) + b"\n")
+    report = run_backtest([headless, after], tmp_path / "a.jsonl", CONFIG)
+    (letter,) = read_jsonl(report.dead_letters_path)
+    assert letter["reason"] == (
+        f"a-headless.csv cannot be read after its first 0 trades: CorruptFile: a-headless.csv is not a Databento "
+        f"trades CSV: its first line is not a header ({rows[0].decode()[:80] + '...'!r})")
+    assert (letter["source"], letter["offset"]) == (str(headless), 1)
+    assert report.trades_read == 1 + 100  # the reason, and every trade of the next file
