@@ -222,9 +222,9 @@ def dbn_file_bytes(trades: int) -> bytes:
     metadata = dbn.Metadata(dataset="XNAS.ITCH", start=start, end=start + 10**13, stype_in=dbn.SType.RAW_SYMBOL,
                             stype_out=dbn.SType.INSTRUMENT_ID, schema=dbn.Schema.TRADES, symbols=["NVDA"],
                             mappings=[SimpleNamespace(raw_symbol="NVDA", intervals=[day])])
-    draw = random.Random(3)
+    draw, sides = random.Random(3), [dbn.Side.ASK, dbn.Side.BID, dbn.Side.NONE]
     records = (bytes(dbn.TradeMsg(2, 11667, start + 1000 * n, draw.randrange(117_000_000_000, 118_000_000_000, 10**7),
-                                  draw.choice([1, 5, 100, 200, 1000]), dbn.Action.TRADE, draw.choice([dbn.Side.ASK, dbn.Side.BID, dbn.Side.NONE]), 0,
+                                  draw.choice([1, 5, 100, 200, 1000]), dbn.Action.TRADE, draw.choice(sides), 0,
                                   start + 1000 * n + 150, 0, 0, n)) for n in range(trades))
     return metadata.encode() + b"".join(records)
 
@@ -314,7 +314,9 @@ def test_a_csv_without_the_trades_header_is_refused_in_one_line_naming_what_is_m
     assert str(raised.value).startswith(f"{name} is not a Databento trades CSV: {says}")
 
 
-@pytest.mark.parametrize("content", [b"\xef\xbb\xbf", b"\xef\xbb\xbf" + HEADER.encode() + b"\r\n" + csv_line(1).encode()])
+@pytest.mark.parametrize("content", [
+    b"\xef\xbb\xbf", b"\xef\xbb\xbf" + HEADER.encode() + b"\r\n" + csv_line(1).encode(),
+])
 def test_a_byte_order_mark_and_crlf_line_ends_are_a_header_still(tmp_path, content):
     path = tmp_path / "day.csv"
     path.write_bytes(content)
