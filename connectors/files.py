@@ -7,6 +7,7 @@ day of trades never has to sit in memory as Python objects all at once.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,10 +19,11 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.codec import TRADE_FIELDS, as_trade_message, encode_trade, format_timestamp_ns
-from connectors.csv_trades import UNREADABLE, CorruptFile, TruncatedFile, csv_chunks
+from connectors.csv_trades import UNREADABLE, CorruptFile, TruncatedFile, _open_binary, csv_chunks, unreadable_line
 from connectors.messages import DeadLetter, Origin, TradeMessage
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.zst", ".dbn", ".dbn.zst")
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class UnsupportedFileError(ValueError):
@@ -77,30 +79,93 @@ def iter_trades(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def _dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
-    """databento raises half a dozen types for bytes that are not DBN, and only warns (dropping
-    the rest) at a record cut short: each becomes ``CorruptFile`` after the chunks before it."""
+    """The records' bytes are read here, ``chunk_size`` records at a time, and each chunk decoded by
+    databento as a DBN file of its own (the metadata and those records). Reading through databento
+    lost every record of the chunk holding the damage: a ``.zst`` file corrupt in its middle gave none
+    of the up to 20,000 (the replay's chunk) readable records before it, and one record databento
+    could not decode (a byte of its action that is not text) cost the rest of the file. Here the zstd
+    stream gives every byte before the damage (``CorruptFile`` after them), and a chunk databento
+    refuses is split until each record it refuses is an unreadable line of its own."""
     import databento  # imported lazily: only DBN files need it
 
     not_dbn = _dbn_decoding_errors()
-    try:
-        store = databento.DBNStore.from_file(path)
-    except not_dbn as error:
-        raise CorruptFile(f"{path.name} is not a DBN file ({error})") from None
-    if store.schema is None or str(store.schema) != "trades":
-        raise UnsupportedFileError(f"{path}: DBN schema is {store.schema}, expected trades")
-    frames = iter(store.to_df(price_type="float", pretty_ts=False, map_symbols=True, count=chunk_size))
-    while True:  # chunk_size records at a time, decoded as they are read
+    with _open_dbn(path) as stream:
+        metadata, damage = _read_up_to(stream, 8)
+        if len(metadata) == 8 and metadata[:3] == b"DBN":
+            length = int.from_bytes(metadata[4:8], "little")
+            rest, damage = _read_up_to(stream, length)
+            metadata += rest
+        if damage is not None:  # the zstd stream's: cut or corrupt inside the metadata
+            raise damage
+        if len(metadata) < 8 or metadata[:3] != b"DBN":
+            raise CorruptFile(f"{path.name} is not a DBN file (it does not start with a DBN header)")
         try:
-            frame, cut = _next_dbn_frame(frames)
+            if len(metadata) < 8 + length:
+                raise ValueError("the file ends inside its metadata")
+            store = databento.DBNStore.from_bytes(metadata)
         except not_dbn as error:
-            raise CorruptFile(f"{path.name} is not DBN records from here on ({error})") from None
-        if frame is None:
-            return
-        chunk = [_dbn_trade(row) for row in frame.reset_index().to_dict("records")]
-        if chunk:
-            yield chunk
-        if cut:
-            raise TruncatedFile(f"{path.name} ends inside a DBN record: the file was cut")
+            raise CorruptFile(f"{path.name} is not a DBN file ({error})") from None
+        if store.schema is None or str(store.schema) != "trades":
+            raise UnsupportedFileError(f"{path}: DBN schema is {store.schema}, expected trades")
+        from databento_dbn import TradeMsg
+
+        size = TradeMsg.size_hint + (8 if store.metadata.ts_out else 0)
+        read = 0
+        while True:
+            data, damage = _read_up_to(stream, chunk_size * size)
+            whole = len(data) - len(data) % size
+            chunk = _dbn_records(databento, metadata, data[:whole], size, read + 1, not_dbn)
+            if chunk:
+                yield chunk
+            read += whole // size
+            if damage is not None:
+                raise damage
+            if whole < len(data):
+                raise TruncatedFile(f"{path.name} ends inside a DBN record: the file was cut")
+            if len(data) < chunk_size * size:
+                return
+
+
+def _open_dbn(path: Path) -> io.BufferedIOBase:
+    """The file's DBN bytes: through ``_ZstdStream`` when it starts as zstd does (whatever its name says)."""
+    with open(path, "rb") as file:
+        compressed = file.read(4) == ZSTD_MAGIC
+    return _open_binary(path) if compressed else open(path, "rb")
+
+
+def _read_up_to(stream: io.BufferedIOBase, count: int) -> tuple[bytes, CorruptFile | None]:
+    """``count`` bytes, fewer at the end of the stream, and the ``CorruptFile`` the stream raised
+    after the bytes before it (none of them lost), if any."""
+    raw = getattr(stream, "raw", stream)
+    data = bytearray()
+    view = bytearray(min(count, 1 << 20))
+    try:
+        while len(data) < count:
+            got = raw.readinto(memoryview(view)[:count - len(data)])
+            if not got:
+                break
+            data += view[:got]
+    except CorruptFile as error:
+        return bytes(data), error
+    return bytes(data), None
+
+
+def _dbn_records(databento, metadata: bytes, data: bytes, size: int, first: int,
+                 not_dbn: tuple[type[Exception], ...]) -> list[dict[str, Any]]:
+    """The trades of whole records ``data`` (the first is record ``first`` of the file); a record
+    databento cannot decode is an unreadable line with the reason and its bytes."""
+    if not data:
+        return []
+    try:
+        frame = _dbn_frame(databento.DBNStore.from_bytes(metadata + data))
+    except not_dbn as error:
+        count = len(data) // size
+        if count == 1:
+            return [unreadable_line(f"record {first:,} is not a DBN trade ({error})", data)]
+        half = count // 2 * size
+        return (_dbn_records(databento, metadata, data[:half], size, first, not_dbn)
+                + _dbn_records(databento, metadata, data[half:], size, first + count // 2, not_dbn))
+    return [_dbn_trade(row) for row in frame.reset_index().to_dict("records")]
 
 
 def _dbn_decoding_errors() -> tuple[type[Exception], ...]:
@@ -111,20 +176,12 @@ def _dbn_decoding_errors() -> tuple[type[Exception], ...]:
     return BentoError, DBNError, ZstdError, ValueError  # ValueError: an empty file, a field that is not text or time
 
 
-def _next_dbn_frame(frames: Iterator[Any]) -> tuple[Any, bool]:
-    """The next frame (``None`` at the end) and whether databento warned that the file ends inside a record."""
-    from databento.common.error import BentoWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", BentoWarning)
+def _dbn_frame(store: Any) -> Any:
+    """All the store's records as one frame."""
+    with warnings.catch_warnings():
         # databento calls DataFrame.set_index(inplace=True), which pandas 3.1 deprecates.
         warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
-        frame = next(frames, None)
-    cut = [warning for warning in caught if "truncated" in str(warning.message)]
-    for warning in caught:
-        if warning not in cut:
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    return frame, bool(cut)
+        return store.to_df(price_type="float", pretty_ts=False, map_symbols=True)
 
 
 def _dbn_trade(row: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +205,8 @@ class TradeFileSource(FixedPartitionedSource):
             file_kind(path)
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no such file")
+            if not path.is_file():  # a pipe without a writer held the backtest for ever; a directory read as a trade
+                raise UnsupportedFileError(f"{path}: not a regular file (a directory, a pipe or a device)")
         self.chunk_size = chunk_size
         self.trades_read = 0
         """Trades emitted in this process (for reports)."""

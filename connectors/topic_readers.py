@@ -29,6 +29,15 @@ from connectors.broker import BrokerUnreachable, kafka_error_text
 METADATA_TIMEOUT_S = 2.0
 CONSUME_BATCH = 500
 IDLE_POLL_S = 0.1
+MAX_VALUE_BYTES = 1 << 20
+"""The largest value a reader hands on: four times the largest message the job writes
+(``connectors.codec.MAX_WRITTEN_BYTES``) and the reviews the dashboard writes are far smaller, so a
+longer one is nobody's record; it is reported by its length, and its bytes are let go at once."""
+RECEIVE_MAX_BYTES = 2_147_483_647
+"""librdkafka's ``receive.message.max.bytes``, at its largest: a reader must be able to receive a
+record to get past it. At the default (100,000,000) a larger record failed every fetch of its
+topic's consumer ("Invalid response size ... increase receive.message.max.bytes"), so a new page
+read nothing more of any partition of that topic, and said the broker was down now and then."""
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -55,6 +64,15 @@ class TailedMessage:
     offset: int
     value: bytes | None
     key: bytes | None = None
+    too_large: int = 0
+    """The value's length when it was longer than ``MAX_VALUE_BYTES`` (``value`` is then None); else 0."""
+
+
+def _tailed(message) -> TailedMessage:
+    value = message.value()
+    if value is not None and len(value) > MAX_VALUE_BYTES:
+        return TailedMessage(message.partition(), message.offset(), None, message.key(), len(value))
+    return TailedMessage(message.partition(), message.offset(), value, message.key())
 
 
 @dataclass(frozen=True)
@@ -130,7 +148,7 @@ class TopicTail:
                         self._report(f"{self.topic}: {error.str()}")
                     continue
                 self._next_offsets[message.partition()] = message.offset() + 1
-                messages.append(TailedMessage(message.partition(), message.offset(), message.value(), message.key()))
+                messages.append(_tailed(message))
         return messages, TailState(topic_exists=True, lag=self._lag())
 
     def _assign_new_partitions(self) -> str:
@@ -247,7 +265,7 @@ class TopicHistory:
                     continue
                 _begin, end = pending[partition]
                 if offset < end:
-                    messages.append(TailedMessage(partition, offset, message.value(), message.key()))
+                    messages.append(_tailed(message))
                 if offset >= end - 1:
                     del pending[partition]
         for partition in pending:  # not read in time: give up on what is older still
@@ -340,6 +358,7 @@ def viewer_settings(
         # Tansu holds an empty fetch for the whole wait even when data arrives
         # meanwhile; a short wait keeps the page live (Kafka and Redpanda answer at once).
         "fetch.wait.max.ms": 10,
+        "receive.message.max.bytes": RECEIVE_MAX_BYTES,
         "log_level": 0,
     }
     settings.update(client_settings or {})

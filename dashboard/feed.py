@@ -214,6 +214,11 @@ class LiveFeed:
         rejected = []
         with self._state_lock:
             for message in messages:
+                if message.too_large:
+                    self._invalid[topic] = self._invalid.get(topic, 0) + 1
+                    rejected.append(f"{topic} partition {message.partition} offset {message.offset}: a record of "
+                                    f"{message.too_large:,} bytes, longer than any record the job writes: not read")
+                    continue
                 if forget is not None and message.value is None and message.key:
                     forget(message.key.decode("utf-8", "replace"))
                     continue

@@ -88,10 +88,10 @@ def run_backtest(
     dead_letters = Path(dead_letters) if dead_letters else out.with_suffix(".dead-letters.jsonl")
     incident_file = out.with_suffix(".incidents.jsonl")
     _refuse_overwriting_inputs(paths, (out, dead_letters, incident_file))
+    source = TradeFileSource(paths)  # checks the inputs before the outputs of an earlier run are emptied
     for path in (out, dead_letters, incident_file):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
-    source = TradeFileSource(paths)
     flow = build_flow(
         source,
         JsonLinesSink(out, lambda record: encode_record(record.to_dict())),

@@ -210,7 +210,7 @@ def test_bad_arguments_are_refused_naming_the_option(tape_file, tmp_path, capsys
     ("unsupported", "not a trades file"),
     ("out is a file", "error: "),
     ("empty", "no trades with a symbol"),
-    ("another schema", "no trades with a symbol"),
+    ("another schema", "day.csv is not a Databento trades CSV: its first line is not a header"),
 ])
 def test_a_bad_file_or_result_directory_stops_before_any_run_with_one_line(tape_file, tmp_path, case, message):
     """Before, each was a traceback, some only after the runs of the days before it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import orjson
@@ -175,3 +177,147 @@ def test_bytes_that_are_not_dbn_or_zstd_are_a_corrupt_file_not_a_library_error(t
     (tmp_path / name).write_bytes(bytes(range(256)) * 3)
     with pytest.raises(CorruptFile, match=f"{name} is not"):
         list(iter_trade_chunks(tmp_path / name))
+
+
+@pytest.mark.parametrize("column, cell, typed", [
+    ("size", "99999999999999999999999", 1e23),  # beyond 64 bits: a float, as JSON input carries it
+    ("size", "-9223372036854775809", -9.223372036854776e18),
+    ("size", "-9223372036854775808", -2**63),  # the ends of the range stay integers
+    ("sequence", "18446744073709551615", 2**64 - 1),
+    ("sequence", "18446744073709551616", 1.8446744073709552e19),
+    ("size", "1e30", 1e30),
+    ("size", "100000000000000000000.0", 1e20),
+    ("ts_event", "17467974008923703661234", 1.7467974008923704e22),
+    ("size", "9" * 5000, math.inf),  # int() refuses more than 4,300 digits
+    ("ts_event", "9" * 5000, math.inf),
+])
+@pytest.mark.parametrize("reader", ["pandas", "line by line"])
+def test_an_integer_cell_beyond_64_bits_is_a_float_that_encodes_and_costs_only_its_row(tmp_path, column, cell,
+                                                                                    typed, reader):
+    """A size of 10**23 stopped the backtest and the replay (``TypeError: Integer exceeds 64-bit range`` where
+    the trade was encoded); one of 5,000 digits lost the rest of the file (``ValueError`` from ``int()``)."""
+    fields = csv_line(5).split(",")
+    fields[HEADER.split(",").index(column)] = cell
+    first = csv_line(1) + (",extra" if reader == "line by line" else "")  # a bad first row: read line by line
+    rows = read_lines(tmp_path, [HEADER, first, *[csv_line(n) for n in range(2, 5)], ",".join(fields),
+                                 *[csv_line(n) for n in range(6, 10)]], 100)
+    assert len(rows) == 9
+    assert [row["sequence"] for row in rows[1:] if row is not rows[4]] == [2, 3, 4, 6, 7, 8, 9]
+    assert rows[4][column] == typed and type(rows[4][column]) is type(typed)
+    for row in rows[1:] if reader == "line by line" else rows:  # the bad first row keeps its bytes
+        orjson.dumps(row)  # raised TypeError for the trade with the long integer
+
+
+def dbn_file_bytes(trades: int) -> bytes:
+    """A DBN trades file of NVDA (instrument 11667) on 2025-05-09: prices and sizes drawn at random,
+    so that it compresses about as a real day does."""
+    import datetime
+    import random
+    from types import SimpleNamespace
+
+    import databento_dbn as dbn
+
+    start = 1_746_797_400_000_000_000
+    day = SimpleNamespace(start_date=datetime.date(2025, 5, 9), end_date=datetime.date(2025, 5, 10), symbol="11667")
+    metadata = dbn.Metadata(dataset="XNAS.ITCH", start=start, end=start + 10**13, stype_in=dbn.SType.RAW_SYMBOL,
+                            stype_out=dbn.SType.INSTRUMENT_ID, schema=dbn.Schema.TRADES, symbols=["NVDA"],
+                            mappings=[SimpleNamespace(raw_symbol="NVDA", intervals=[day])])
+    draw, sides = random.Random(3), [dbn.Side.ASK, dbn.Side.BID, dbn.Side.NONE]
+    records = (bytes(dbn.TradeMsg(2, 11667, start + 1000 * n, draw.randrange(117_000_000_000, 118_000_000_000, 10**7),
+                                  draw.choice([1, 5, 100, 200, 1000]), dbn.Action.TRADE, draw.choice(sides), 0,
+                                  start + 1000 * n + 150, 0, 0, n)) for n in range(trades))
+    return metadata.encode() + b"".join(records)
+
+
+def test_a_dbn_zst_file_corrupt_in_its_middle_gives_every_record_before_the_damage(tmp_path):
+    """Read through databento, the chunk holding the damage was lost whole: none of the replay's first
+    20,000 records, and the reason said the file could not be read after its first 0 trades."""
+    import random
+
+    import zstandard
+
+    from connectors.csv_trades import CorruptFile
+
+    whole = dbn_file_bytes(20_000)
+    compressed = bytearray(zstandard.ZstdCompressor().compress(whole))
+    damage = len(compressed) * 2 // 3
+    compressed[damage:damage + 256] = random.Random(1).randbytes(256)  # garbled in place, the rest intact
+    path = tmp_path / "day.dbn.zst"
+    path.write_bytes(bytes(compressed))
+    salvageable, damaged = b"", path.read_bytes()  # what a decompressor fed byte by byte gives: the most any reader can
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        for offset in range(len(damaged)):
+            salvageable += decompressor.decompress(damaged[offset:offset + 1])
+    except zstandard.ZstdError:
+        pass
+    records = (len(salvageable) - (len(whole) - 20_000 * 48)) // 48
+    read, raised = [], None
+    try:
+        for chunk in iter_trade_chunks(path, 20_000):
+            read += chunk
+    except CorruptFile as error:
+        raised = str(error)
+    assert records > 10_000 and len(read) > 0.95 * records  # before: none
+    assert [trade["sequence"] for trade in read] == list(range(len(read)))
+    assert {trade["symbol"] for trade in read} == {"NVDA"}
+    assert re.fullmatch(r"day.dbn.zst is not zstd data after byte [0-9,]+ \(zstd decompressor error: "
+                        r"Data corruption detected\)", raised or ""), raised
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 100])
+def test_a_dbn_record_databento_cannot_decode_costs_only_itself(tmp_path, chunk_size):
+    """A record whose action is not text (byte 28 of a trade record) cost the rest of the file."""
+    whole = dbn_file_bytes(6)
+    records = len(whole) - 6 * 48
+    broken = bytearray(whole)
+    broken[records + 2 * 48 + 28] = 0x9A  # the third record's action
+    path = tmp_path / "day.dbn"
+    path.write_bytes(bytes(broken))
+    rows = [row for chunk in iter_trade_chunks(path, chunk_size) for row in chunk]
+    assert [row.get("sequence", row.get(UNREADABLE)) for row in rows] == [
+        0, 1, "record 3 is not a DBN trade ('utf-8' codec can't decode byte 0x9a in position 0: invalid start byte)",
+        3, 4, 5]
+    assert rows[2]["raw"] == bytes(broken[records + 2 * 48:records + 3 * 48])
+
+
+def test_a_dbn_file_named_zst_but_not_compressed_is_read(tmp_path):
+    path = tmp_path / "day.dbn.zst"
+    path.write_bytes(dbn_file_bytes(5))
+    assert [trade["sequence"] for trade in iter_trades(path)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("first_line, says", [
+    (None, "its first line is not a header ('2025-05-09T13:30:00.892370366Z,2025-05-09T13:30:00.892370366Z,0,2,"
+           "11667,T,B,0,11...')"),  # the header cut off: the first trade was read as the header
+    (HEADER.replace(",price", ""), "its first line has no column price"),
+    (HEADER.replace(",", ";"), "its first line is not a header"),
+    (HEADER.replace(",", ", "), "its first line has no column ts_event, rtype, publisher_id"),
+])
+@pytest.mark.parametrize("name", ["day.csv", "day.csv.zst"])
+def test_a_csv_without_the_trades_header_is_refused_in_one_line_naming_what_is_missing(tmp_path, first_line, says,
+                                                                                      name):
+    """Its rows used to be read anyway: every one a dead letter saying only that a field was missing,
+    and without a header the first trade was taken for one and vanished."""
+    import zstandard
+
+    from connectors.csv_trades import CorruptFile
+
+    rows = [csv_line(n) for n in range(1, 6)]
+    if first_line is not None:
+        rows = [first_line] + [row.replace(",117.33", "") if "price" in says else row for row in rows]
+    text = "\n".join(rows).encode() + b"\n"
+    path = tmp_path / name
+    path.write_bytes(zstandard.ZstdCompressor().compress(text) if name.endswith(".zst") else text)
+    with pytest.raises(CorruptFile) as raised:
+        list(iter_trade_chunks(path))
+    assert str(raised.value).startswith(f"{name} is not a Databento trades CSV: {says}")
+
+
+@pytest.mark.parametrize("content", [
+    b"\xef\xbb\xbf", b"\xef\xbb\xbf" + HEADER.encode() + b"\r\n" + csv_line(1).encode(),
+])
+def test_a_byte_order_mark_and_crlf_line_ends_are_a_header_still(tmp_path, content):
+    path = tmp_path / "day.csv"
+    path.write_bytes(content)
+    assert [row["sequence"] for row in iter_trades(path)] == ([1] if b"\r\n" in content else [])

@@ -392,3 +392,54 @@ def test_the_cli_gives_back_the_signal_handlers_it_found(broker, topic_prefix):
         assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == (mine, before[1])
     finally:
         signal.signal(signal.SIGTERM, before[0])
+
+
+@pytest.mark.parametrize("what, cell, published_as", [
+    ("a size beyond 64 bits", "99999999999999999999999", 1e23),
+    ("a size of 5,000 digits", "9" * 5000, None),  # JSON has no infinity: orjson writes null
+])
+def test_a_cell_beyond_64_bits_is_published_for_the_job_to_dead_letter(broker, topic_prefix, tmp_path, capsys, what,
+                                                                     cell, published_as):
+    """The replay stopped with a traceback (``TypeError: Integer exceeds 64-bit range``, or ``int()``'s
+    ``ValueError`` past 4,300 digits) and the trades it had queued were never flushed."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "day.csv"
+    header, *rows = FIXTURE.read_text().splitlines()
+    cells = rows[5].split(",")
+    cells[header.split(",").index("size")] = cell
+    path.write_text("\n".join([header, *rows[:5], ",".join(cells), *rows[6:]]) + "\n")
+    assert replay(broker, topic, str(path), "--partitions", "1") == 0
+    assert f"published {len(rows)} trades" in capsys.readouterr().out
+    published = [orjson.loads(message.value()) for message in read_topic(broker, topic)]
+    assert [trade["sequence"] for trade in published] == [int(row.split(",")[12]) for row in rows]
+    assert published[5]["size"] == published_as
+
+
+def test_a_line_longer_than_the_largest_kafka_message_fails_and_the_rest_is_published(broker, topic_prefix, tmp_path,
+                                                                                      capsys):
+    """A file line over ``message.max.bytes`` (1,000,000) stopped the replay with a traceback
+    (``KafkaException: MSG_SIZE_TOO_LARGE``): the trades after it were never read, those queued never flushed."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "day.csv"
+    header, *rows = FIXTURE.read_text().splitlines()
+    long_line = "A" * 2_000_000
+    path.write_text("\n".join([header, *rows[:5], long_line, *rows[5:]]) + "\n")
+    assert replay(broker, topic, str(path), "--partitions", "1") == 1  # some deliveries failed
+    out = capsys.readouterr().out
+    assert f"published {len(rows)} trades" in out
+    assert re.search(r"FAILED to publish 1 trades: 2,000,[0-9]{3} bytes, larger than the largest message the "
+                     r"producer sends \(message.max.bytes, KAFKA_MESSAGE_MAX_BYTES\) x1", out), out
+    published = [orjson.loads(message.value()) for message in read_topic(broker, topic)]
+    assert [trade["sequence"] for trade in published] == [int(row.split(",")[12]) for row in rows]
+
+
+def test_a_csv_without_its_header_stops_the_replay_with_one_line_and_publishes_none_of_it(broker, topic_prefix,
+                                                                                          tmp_path, capsys):
+    """Its rows were published without symbols, every one for the job to dead-letter, the first one lost."""
+    topic, path = f"{topic_prefix}-stocks", tmp_path / "day.csv"
+    _header, *rows = FIXTURE.read_text().splitlines()
+    path.write_text("\n".join(rows) + "\n")
+    assert replay(broker, topic, str(path), "--partitions", "1") == 4
+    shown = repr(rows[0][:80] + "...")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"connectors.replay: day.csv cannot be read after its first 0 trades: CorruptFile: day.csv is not a "
+        f"Databento trades CSV: its first line is not a header ({shown})")
+    assert read_topic(broker, topic) == []

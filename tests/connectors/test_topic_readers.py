@@ -121,3 +121,35 @@ def test_a_client_setting_cannot_make_the_page_commit_offsets(client_settings):
         False, False, errors)
     assert {name: settings[name] for name in client_settings if not name.startswith("enable.")} == {
         name: value for name, value in client_settings.items() if not name.startswith("enable.")}
+
+
+@pytest.mark.parametrize("size", [2_000_000, 110_000_000])  # the second is past librdkafka's default receive limit
+def test_a_record_too_long_to_be_anybodys_is_told_by_its_length_and_the_readers_go_past_it(broker, topic_prefix,
+                                                                                           size):
+    """A record over 100,000,000 bytes failed every fetch of its topic's consumer ("Invalid response size ...
+    increase receive.message.max.bytes"): a new page read nothing more of any partition of the topic."""
+    import time
+
+    topic = f"{topic_prefix}-big"
+    ensure_topics(broker, {topic: 2})
+    producer = Producer({"bootstrap.servers": broker, "message.max.bytes": 200_000_000})
+    for partition, value in [(0, b"before"), (0, b"x" * size), (0, b"after"), (1, b"other")]:
+        producer.produce(topic, value=value, partition=partition)
+        assert producer.flush(30) == 0
+    expected = [(0, 0, b"before", 0), (0, 1, None, size), (0, 2, b"after", 0), (1, 0, b"other", 0)]
+    errors: list[str] = []
+    tail = TopicTail(broker, topic, start_back=None, on_client_error=errors.append)
+    history = TopicHistory(broker, topic, {0: 3, 1: 1}, on_client_error=errors.append)
+    try:
+        read, deadline = [], time.monotonic() + 20
+        while len(read) < len(expected) and time.monotonic() < deadline:
+            messages, state = tail.read(max_seconds=2)
+            read += messages
+        assert sorted((m.partition, m.offset, m.value, m.too_large) for m in read) == expected
+        assert state.lag == 0
+        before = history.read_before(10, max_seconds=20)
+        assert sorted((m.partition, m.offset, m.value, m.too_large) for m in before) == expected
+        assert errors == []
+    finally:
+        tail.close()
+        history.close()

@@ -107,3 +107,41 @@ def started_over_within(feed: LiveFeed, seconds: float) -> list[str]:
         if reasons:
             return reasons
     return []
+
+
+@pytest.mark.broker
+def test_a_record_longer_than_any_the_job_writes_is_logged_and_the_page_reads_past_it(published, world):
+    """A record over 100,000,000 bytes stopped a new page's reading of its topic, every partition of it
+    (librdkafka refused each fetch: "Invalid response size ... increase receive.message.max.bytes"), and the
+    page now and then said the broker was down."""
+    from confluent_kafka import Producer
+
+    topics = published
+    anomaly = next(a for a in world.anomalies if a["symbol"] == "NVDA")
+    incident = world.incident_messages[0]
+    producer = Producer({"bootstrap.servers": topics.brokers, "message.max.bytes": 200_000_000})
+    for topic, value in [(topics.anomalies, b"x" * 110_000_000),
+                         (topics.anomalies, orjson.dumps({**anomaly, "anomaly_id": "AFTER-THE-BIG-ONE"})),
+                         (topics.incidents, b"y" * 2_000_000),
+                         (topics.incidents, orjson.dumps({**incident, "incident_id": "INC-AFTER-THE-BIG-ONE"}))]:
+        producer.produce(topic, value=value, partition=0)
+        assert producer.flush(30) == 0
+    feed = LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
+                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
+                                    review_topic=topics.reviews, input_topic=topics.stocks))
+    try:
+        feed.refresh(10)
+        feed.refresh(10)
+        view = feed.view()
+        assert {anomaly.anomaly_id for anomaly in view.anomalies} == {
+            *(a["anomaly_id"] for a in world.anomalies), "AFTER-THE-BIG-ONE"}
+        assert set(view.incidents) == {*(i["incident_id"] for i in world.incident_messages), "INC-AFTER-THE-BIG-ONE"}
+        assert view.invalid == {topics.anomalies: 1 + 1, topics.incidents: 1}  # the world's non-JSON message too
+        assert view.broker_up
+        invalid = [entry.message for entry in feed.log_entries() if entry.kind == "invalid record"]
+        for topic, size in [(topics.anomalies, "110,000,000"), (topics.incidents, "2,000,000")]:
+            assert any(message.startswith(f"{topic} partition 0 offset ") and message.endswith(
+                f": a record of {size} bytes, longer than any record the job writes: not read") for message in invalid)
+        assert not [entry for entry in feed.log_entries() if entry.kind in ("kafka client", "broker unreachable")]
+    finally:
+        feed.close()

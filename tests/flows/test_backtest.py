@@ -163,3 +163,69 @@ def test_hostile_files_become_dead_letters_and_the_rest_is_read(tmp_path):
     read_from_cut = int(cut_reason.split("first ")[1].split(" trades")[0].replace(",", ""))
     assert report.trades_read == 200 + read_from_cut + 1 + 100  # every line of a, what b gave, its reason, all of d
     assert sum(report.rejections_by_reason.values()) == len(letters) == 2
+
+
+def test_a_cell_beyond_64_bits_is_a_dead_letter_and_the_backtest_reads_on(tmp_path):
+    """A size of 10**23 stopped the whole backtest with a traceback (``Integer exceeds 64-bit range`` where its
+    dead letter was encoded), and a size of 5,000 digits cost the rest of the file."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(OPENING.open("rb")) as stream:
+        header, *rows = stream.read().splitlines()[:301]
+    size = header.split(b",").index(b"size")
+
+    def with_size(row: bytes, cell: bytes) -> bytes:
+        cells = row.split(b",")
+        cells[size] = cell
+        return b",".join(cells)
+
+    rows[99] = with_size(rows[99], b"99999999999999999999999")
+    rows[199] = with_size(rows[199], b"9" * 5000)
+    path = tmp_path / "day.csv"
+    path.write_bytes(b"\n".join([header, *rows]) + b"\n")
+    report = run_backtest([path], tmp_path / "a.jsonl", CONFIG)
+    assert report.trades_read == 300
+    letters = read_jsonl(report.dead_letters_path)
+    assert [(letter["offset"], letter["reason"]) for letter in letters] == [
+        (100, "field 'size' must be between 1 and 1,000,000,000: 1e+23"),
+        (200, "field 'size' is not an integer: inf"),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_an_input_that_is_not_a_regular_file_is_refused_at_start(tmp_path, kind):
+    """A named pipe without a writer held the backtest for ever; a directory was read as one trade, a dead letter."""
+    import os
+
+    import subprocess
+    import sys
+
+    path = tmp_path / "day.csv"
+    path.mkdir() if kind == "directory" else os.mkfifo(path)
+    (tmp_path / "a.jsonl").write_text("kept\n")
+    finished = subprocess.run(  # in a process of its own: a regression fails after 60 s, not never
+        [sys.executable, "-m", "flows.backtest", str(OPENING), str(path), "--out", str(tmp_path / "a.jsonl")],
+        cwd=FIXTURES.parents[1], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert finished.stderr == f"error: {path}: not a regular file (a directory, a pipe or a device)\n"
+    assert finished.stdout == ""
+    assert (tmp_path / "a.jsonl").read_text() == "kept\n"  # the last run's results are not emptied for nothing
+
+
+def test_a_csv_without_its_header_is_one_dead_letter_saying_so_and_the_next_file_is_read(tmp_path):
+    """Its first trade was taken for the header and vanished; each other row was a dead letter saying
+    only that the trade had no symbol."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(OPENING.open("rb")) as stream:
+        header, *rows = stream.read().splitlines()[:201]
+    headless, after = tmp_path / "a-headless.csv", tmp_path / "b-after.csv"
+    headless.write_bytes(b"\n".join(rows[:100]) + b"\n")
+    after.write_bytes(b"\n".join([header, *rows[100:]]) + b"\n")
+    report = run_backtest([headless, after], tmp_path / "a.jsonl", CONFIG)
+    (letter,) = read_jsonl(report.dead_letters_path)
+    assert letter["reason"] == (
+        f"a-headless.csv cannot be read after its first 0 trades: CorruptFile: a-headless.csv is not a Databento "
+        f"trades CSV: its first line is not a header ({rows[0].decode()[:80] + '...'!r})")
+    assert (letter["source"], letter["offset"]) == (str(headless), 1)
+    assert report.trades_read == 1 + 100  # the reason, and every trade of the next file
