@@ -6,6 +6,12 @@ is then read line by line, and each line that is not a row of the header's field
 becomes an ``unreadable_line`` with its reason and bytes, which the file source turns
 into a dead letter: every line of the file is a trade or a dead letter, none is lost.
 
+A last line without its line end is read by this module, not by pandas: when it has fewer
+fields than the header, or its symbol is the start of the symbol the file gave the same
+instrument before, the file was cut inside it (a copy still being written, or one that did not
+finish), and it is an ``unreadable_line`` saying so; a complete one is a row like any other
+(many writers end the file without a line end).
+
 Cells keep the types the JSON input would give them: integers for the integer fields
 (``100.0`` is 100, as in JSON), a float price, timestamps as ISO text or integer
 nanoseconds. A cell that is none of these stays as it is, for the engine to reject
@@ -14,6 +20,7 @@ with its reason; it does not take its neighbours with it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
@@ -51,25 +58,118 @@ def csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     Raises ``CorruptFile`` (``TruncatedFile`` for a cut one) after the last complete line
     before the bytes of a ``.zst`` file stop being zstd."""
     _check_header(path)
-    rows_read = 0
+    rows_read, header = 0, None
+    symbols: dict[Any, Any] = {}  # instrument_id -> the symbol its last row gave, to tell a cut symbol
     try:
         with _open_binary(path) as stream:
+            held = _LastLineHeld(stream)
             reader = pd.read_csv(
-                stream, chunksize=chunk_size, keep_default_na=False,
+                held, chunksize=chunk_size, keep_default_na=False,
                 dtype={"action": str, "side": str, "symbol": str, "ts_recv": str, "ts_event": str},
             )
             for frame in reader:
                 _check_shape(frame)
+                header = list(frame.columns)
                 chunk = _typed_frame(frame)
                 rows_read += len(chunk)
+                _remember_symbols(symbols, frame)
                 if chunk:  # a header alone reads as one empty frame
                     yield chunk
+            if held.last_line is not None:
+                if header is None:  # no frame to name the columns: the line-by-line reader has them
+                    raise ValueError("a last line without its line end and no header read")
+                yield [_unterminated_row(header, held.last_line, rows_read + 1, symbols)]
         return
     except pd.errors.EmptyDataError:  # no header, no rows: nothing to read, nothing lost
         return
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, CorruptFile):
         pass  # the lines from the failing chunk on are read one by one (up to the corruption, if any)
-    yield from _line_by_line(path, chunk_size, rows_read)
+    yield from _line_by_line(path, chunk_size, rows_read, symbols)
+
+
+class _LastLineHeld(io.RawIOBase):
+    """The bytes of ``stream`` up to its last line end. A last line without one, after the header,
+    is not passed on but kept in ``last_line`` for ``_unterminated_row`` to judge: pandas read the
+    half row of a file cut inside it as a row, a made-up symbol (``NVD``) as a trade."""
+
+    def __init__(self, stream: io.BufferedIOBase) -> None:
+        self._stream = stream
+        self._after_last_end = bytearray()  # bytes read after the last line end
+        self._ready = memoryview(b"")  # bytes up to a line end, not yet passed on
+        self._line_ends = False  # a line end was seen: what follows the last one is not the header
+        self.last_line: bytes | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._ready:
+            data = self._stream.read(1 << 20)
+            if not data:
+                rest, self._after_last_end = bytes(self._after_last_end), bytearray()
+                if self._line_ends and rest.strip():
+                    self.last_line = rest
+                    return 0
+                self._ready = memoryview(rest)  # a header without a line end; blanks: as before
+                if not rest:
+                    return 0
+                break
+            searched = len(self._after_last_end)
+            self._after_last_end += data
+            end = self._after_last_end.rfind(b"\n", searched) + 1
+            if end:
+                self._line_ends = True
+                self._ready = memoryview(bytes(self._after_last_end[:end]))
+                del self._after_last_end[:end]
+        count = min(len(buffer), len(self._ready))
+        buffer[:count] = self._ready[:count]
+        self._ready = self._ready[count:]
+        return count
+
+
+MAX_REMEMBERED_SYMBOLS = 100_000
+"""Instruments whose last symbol a file's reader keeps (a whole US feed is about 10,000)."""
+
+
+def _remember_symbols(symbols: dict[Any, Any], frame: pd.DataFrame) -> None:
+    if len(symbols) >= MAX_REMEMBERED_SYMBOLS or frame.empty:
+        return
+    last = frame.drop_duplicates("instrument_id", keep="last")
+    symbols.update(zip(last["instrument_id"].tolist(), last["symbol"].tolist()))
+
+
+def _unterminated_row(header: list[str], raw: bytes, number: int, symbols: dict[Any, Any]) -> dict[str, Any]:
+    """Row ``number``, the file's last line, which has no line end: a row when it is complete, else an
+    unreadable line saying the file was cut inside it. Certainly cut: fewer fields than the header, the
+    last field empty, a character or a quoted field left open, or a symbol that is the start of the
+    symbol the file gave its instrument before (``NVD`` after ``NVDA`` rows of instrument 11667). A cut
+    inside another last field (a number) cannot be told from a complete row."""
+    def cut(why: str) -> dict[str, Any]:
+        return unreadable_line(f"row {number} is cut: the file ends inside it, without a line end ({why})", raw)
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
+        except UnicodeDecodeError:
+            return _row(header, raw, number)  # not UTF-8 before its end either: says so
+        return cut("inside a character")
+    try:
+        cells = next(csv.reader([text.rstrip("\r\n")], strict=True))
+    except (csv.Error, StopIteration):
+        return cut("inside a quoted field")
+    fields = len(cells)
+    if fields < len(header) or (fields == len(header) and cells[-1] == ""):
+        return cut(f"{fields - (cells[-1] == '')} of {len(header)} fields")
+    row = _row(header, raw, number)
+    if fields == len(header) and header[-1] == "symbol" and UNREADABLE not in row:
+        known = symbols.get(row.get("instrument_id"))
+        symbol = row["symbol"]
+        if isinstance(known, str) and known != symbol and known.startswith(symbol):
+            return cut(f"its symbol {symbol!r} is the start of {known!r}, the symbol of instrument "
+                       f"{row['instrument_id']} on the rows before")
+    return row
 
 
 def _check_header(path: Path) -> None:
@@ -183,8 +283,10 @@ def _json_integer(text: str) -> int | float:
     return value if _json_integral(value) else float(value)
 
 
-def _line_by_line(path: Path, chunk_size: int, skip_rows: int) -> Iterator[list[dict[str, Any]]]:
-    """Rows after the first ``skip_rows`` (blank lines do not count, as for pandas)."""
+def _line_by_line(path: Path, chunk_size: int, skip_rows: int,
+                  symbols: dict[Any, Any]) -> Iterator[list[dict[str, Any]]]:
+    """Rows after the first ``skip_rows`` (blank lines do not count, as for pandas); ``symbols``
+    holds the last symbol of each instrument in the rows skipped, and takes those of the others."""
     with _open_binary(path) as stream:
         header_bytes = stream.readline()
         while header_bytes and not header_bytes.strip():  # blank lines before the header, as pandas skips them
@@ -203,7 +305,13 @@ def _line_by_line(path: Path, chunk_size: int, skip_rows: int) -> Iterator[list[
                 rows += 1
                 if rows <= skip_rows:
                     continue
-                chunk.append(_row(header, raw, rows))
+                if raw.endswith(b"\n"):
+                    row = _row(header, raw, rows)
+                    if UNREADABLE not in row and len(symbols) < MAX_REMEMBERED_SYMBOLS:
+                        symbols[row.get("instrument_id")] = row.get("symbol")
+                else:  # the last line, without its line end
+                    row = _unterminated_row(header, raw, rows, symbols)
+                chunk.append(row)
                 if len(chunk) == chunk_size:
                     yield chunk
                     chunk = []

@@ -153,6 +153,59 @@ def test_a_cut_zst_file_gives_its_complete_lines_then_says_it_was_cut(tmp_path, 
     assert len(readable) >= complete and len(read) - len(readable) <= 1  # at most the cut line
 
 
+LAST = csv_line(6)
+CUT = "row 6 is cut: the file ends inside it, without a line end"
+
+
+@pytest.mark.parametrize("kept, reason", [
+    (LAST, None),  # every field, no line end: how many writers end a file
+    (LAST + "\r", None),  # a CR LF file cut between the two
+    (LAST[:-1], f"{CUT} (its symbol 'NVD' is the start of 'NVDA', the symbol of instrument 11667 on the rows before)"),
+    (LAST[:-3], f"{CUT} (its symbol 'N' is the start of 'NVDA', the symbol of instrument 11667 on the rows before)"),
+    (LAST[:-4], f"{CUT} (13 of 14 fields)"),  # a symbol of '' said only that the symbol was empty
+    (LAST[:-5], f"{CUT} (13 of 14 fields)"),
+    (LAST[:-6], f"{CUT} (12 of 14 fields)"),
+    (LAST[:40], f"{CUT} (2 of 14 fields)"),
+    (LAST[:1], f"{CUT} (1 of 14 fields)"),
+    (LAST.replace(",NVDA", ',"NVDA"')[:-2], f"{CUT} (inside a quoted field)"),
+    (LAST.replace("NVDA", "NVD\u00c5").encode()[:-1], f"{CUT} (inside a character)"),
+], ids=["whole", "whole-cr", "symbol-NVD", "symbol-N", "symbol-empty", "sequence", "before-sequence",
+        "timestamp", "first-byte", "quote", "character"])
+@pytest.mark.parametrize("reader", ["pandas", "line by line"])
+@pytest.mark.parametrize("name", ["day.csv", "day.csv.zst"])
+def test_a_last_line_cut_short_is_a_reason_and_never_a_trade(tmp_path, kept, reason, reader, name):
+    """A file still being written, or a copy that did not finish: pandas read the half line as a row, a
+    dead letter saying only that the symbol was empty, or a trade of a made-up symbol ('NVD')."""
+    import zstandard
+
+    first = csv_line(1) + (",extra" if reader == "line by line" else "")  # a bad first row: read line by line
+    lines = [HEADER, first, *[csv_line(n) for n in range(2, 6)]]
+    text = "\n".join(lines).encode() + b"\n" + (kept if isinstance(kept, bytes) else kept.encode())
+    path = tmp_path / name
+    path.write_bytes(zstandard.ZstdCompressor().compress(text) if name.endswith(".zst") else text)
+    for chunk_size in (1, 4, 100):
+        rows = [row for chunk in iter_trade_chunks(path, chunk_size) for row in chunk]
+        assert [row["sequence"] for row in rows[1:5]] == [2, 3, 4, 5] and len(rows) == 6
+        if reason is None:
+            assert (rows[5]["symbol"], rows[5]["sequence"], rows[5]["price"]) == ("NVDA", 6, 117.33)
+        else:
+            assert rows[5] == {UNREADABLE: reason, "raw": kept if isinstance(kept, bytes) else kept.encode()}
+
+
+@pytest.mark.parametrize("content, read", [
+    (HEADER + "\n" + csv_line(1)[:30], ["row 1 is cut: the file ends inside it, without a line end (1 of 14 fields)"]),
+    (HEADER + "\n" + csv_line(1)[:-1], [("NVD", 1)]),  # no row before to tell it by: kept
+    (HEADER + "\n" + csv_line(1) + "\n" + csv_line(2).replace("11667", "11668")[:-1],
+     [("NVDA", 1), ("NVD", 2)]),  # another instrument: 'NVD' may be its symbol
+    (HEADER, []),  # the header alone, without a line end
+    (HEADER + "\n" + csv_line(1) + "\n  ", [("NVDA", 1)]),
+])
+def test_a_last_line_without_its_end_is_cut_only_where_that_can_be_told(tmp_path, content, read):
+    path = tmp_path / "day.csv"
+    path.write_text(content)
+    assert [row.get(UNREADABLE) or (row["symbol"], row["sequence"]) for row in iter_trades(path)] == read
+
+
 def test_a_dbn_file_cut_inside_a_record_gives_its_complete_records_then_says_it_was_cut(tmp_path):
     """databento only warned, and the backtest and the replay lost the cut record without a word."""
     import zstandard

@@ -197,6 +197,22 @@ def test_an_unreadable_file_line_is_published_as_it_is_for_the_job_to_dead_lette
     assert len(values) == 4 and b"\xff bad\n" in values
 
 
+def test_a_last_line_the_file_was_cut_inside_is_published_as_its_bytes_never_as_a_trade(broker, topic_prefix,
+                                                                                         tmp_path):
+    """A CSV still being written: its half last line was published as a trade of the symbol 'NVD'."""
+    header = ("ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,depth,price,size,flags,ts_in_delta,"
+              "sequence,symbol")
+    good = "2025-05-09T13:30:00.892370366Z,2025-05-09T13:30:00.892370366Z,0,2,11667,T,B,0,117.33,100,0,0,{},NVDA"
+    path = tmp_path / "day.csv"
+    path.write_bytes("\n".join([header, good.format(1), good.format(2), good.format(3)[:-1]]).encode())
+    topic = f"{topic_prefix}-stocks"
+    assert main([str(path), "--brokers", broker, "--topic", topic]) == 0
+    messages = {message.value(): message.key() for message in read_topic(broker, topic)}
+    assert messages.pop(good.format(3)[:-1].encode()) is None  # the cut line, unkeyed, for the job to dead-letter
+    assert sorted((orjson.loads(value)["sequence"], key) for value, key in messages.items()) == [
+        (1, b"NVDA"), (2, b"NVDA")]
+
+
 @pytest.mark.parametrize("variable, text", [("BROKER_LOSS_TIMEOUT_S", "1e308"), ("BROKER_LOSS_TIMEOUT_S", "1e7"),
                                             ("BROKER_PROBE_TIMEOUT_S", "nan"), ("BROKER_PROBE_TIMEOUT_S", "\u0663")])
 def test_a_timeout_out_of_range_stops_the_replay_naming_it(variable, text):

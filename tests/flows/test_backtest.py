@@ -229,3 +229,28 @@ def test_a_csv_without_its_header_is_one_dead_letter_saying_so_and_the_next_file
         f"trades CSV: its first line is not a header ({rows[0].decode()[:80] + '...'!r})")
     assert (letter["source"], letter["offset"]) == (str(headless), 1)
     assert report.trades_read == 1 + 100  # the reason, and every trade of the next file
+
+
+@pytest.mark.parametrize("cut, reason", [
+    (1, "row 300 is cut: the file ends inside it, without a line end (its symbol 'NVD' is the start of 'NVDA', "
+        "the symbol of instrument 11667 on the rows before)"),  # was a trade of a symbol 'NVD'
+    (5, "row 300 is cut: the file ends inside it, without a line end (13 of 14 fields)"),  # was 'symbol ... got '''
+    (None, None),  # the whole last line without its line end is a trade
+])
+def test_a_file_cut_inside_its_last_line_gives_a_dead_letter_saying_so_and_no_trade(tmp_path, cut, reason):
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(OPENING.open("rb")) as stream:
+        header, *rows = stream.read().splitlines()[:301]
+    path = tmp_path / "day.csv"
+    path.write_bytes(b"\n".join([header, *rows])[:-cut if cut else None])
+    report = run_backtest([path], tmp_path / "a.jsonl", CONFIG)
+    letters = read_jsonl(report.dead_letters_path)
+    assert report.trades_read == 300
+    if reason is None:
+        assert letters == []
+        return
+    (letter,) = letters
+    assert (letter["offset"], letter["stage"], letter["reason"]) == (300, "decode", reason)
+    assert letter["original"] == rows[-1][:-cut].decode()
+    assert report.rejections_by_reason == {reason: 1}
