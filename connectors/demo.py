@@ -10,7 +10,13 @@ trades file instead of the synthetic tape), ``DEMO_SPEED`` (replay speed, defaul
 10), ``DEMO_SYMBOLS`` (5), ``DEMO_TRADES`` (40000), ``DEMO_DASHBOARD_PORT`` (8501),
 ``DEMO_METRICS_PORT`` (3030). A default port that is taken is replaced by a free
 one; a port given explicitly and taken stops the demo with a line naming its
-variable. Only ports checked free are advertised.
+variable. Only ports checked free are advertised. ``DEMO_FILE`` is checked as the replay
+checks its files (a file, of a supported type) before anything starts.
+
+The replay ending, however it ends, stops nothing: a replay that fails (a file that cannot be
+read to its end, status 4) has its own line say why, the demo says it failed, and the job and
+the dashboard keep running with what it published until Ctrl-C. The job or the dashboard
+ending stops the demo.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from connectors.broker import EmbeddedBroker, free_port, port_is_free
+from connectors.files import unusable_files
 from connectors.kafka import ensure_topics
 from connectors.replay import MAX_SPEED, MAX_SYMBOLS, MAX_SYNTHETIC_TRADES, MIN_SPEED, shown_number
 from models.config import parse_number
@@ -69,8 +76,9 @@ class DemoSettings:
             return value
 
         file = environ.get("DEMO_FILE") or None
-        if file is not None and not Path(file).exists():
-            raise DemoSettingsError(f"DEMO_FILE={file!r}: no such file")
+        refused = unusable_files([file]) if file is not None else None  # the replay's own check of its inputs
+        if refused:  # a directory or a .parquet passed here, and the replay refused it once everything ran
+            raise DemoSettingsError(f"DEMO_FILE={file!r} cannot be replayed: {refused}")
         settings = cls(
             broker_port=number("DEMO_BROKER_PORT", cls.broker_port, int),
             file=file,
@@ -178,7 +186,7 @@ def _interrupt(*_args) -> None:
 
 
 def watch(children: list[tuple[str, subprocess.Popen]]) -> int:
-    """Run until Ctrl-C; the replay may finish, the job and the dashboard may not."""
+    """Run until Ctrl-C; the replay may end, the job and the dashboard may not."""
     reported = set()
     while True:
         for name, process in children:
@@ -186,12 +194,31 @@ def watch(children: list[tuple[str, subprocess.Popen]]) -> int:
             if code is None or name in reported:
                 continue
             reported.add(name)
-            if name == "replay" and code == 0:
-                print("replay finished; the job and the dashboard keep running (Ctrl-C stops)", flush=True)
+            if name == "replay":
+                print(replay_ended(code), file=sys.stderr if code else sys.stdout, flush=True)
             else:
                 print(f"connectors.demo: the {name} exited with status {code}; stopping", file=sys.stderr)
                 return 1
         time.sleep(0.5)
+
+
+REPLAY_FAILURES = {
+    1: "some trades were not delivered",
+    2: "it could not start",
+    3: "it lost the broker",
+    4: "its file could not be read to its end",
+}
+"""The replay's exit statuses (``connectors.replay``), as the demo tells them."""
+
+
+def replay_ended(code: int) -> str:
+    """What the demo says when the replay ends. A failed replay used to stop the job and the dashboard
+    with it (``the replay exited with status 4; stopping``), taking away the trades it had published."""
+    if code == 0:
+        return "replay finished; the job and the dashboard keep running (Ctrl-C stops)"
+    why = REPLAY_FAILURES.get(code, f"ended by signal {-code}" if code < 0 else "an unexpected status")
+    return (f"connectors.demo: the replay failed with status {code} ({why}; its own line above says more); "
+            "the job and the dashboard keep running with the trades it published (Ctrl-C stops)")
 
 
 if __name__ == "__main__":
