@@ -125,7 +125,7 @@ class LiveFeed:
             anomaly_state = self._read(tails["anomalies"], max_seconds, decode_anomaly, self._keep_anomaly)
             states = [anomaly_state] + [
                 self._read(tails[name], max_seconds, decode, keep, forget) for name, decode, keep, forget in (
-                    ("incidents", decode_incident, self._incidents.add, None),
+                    ("incidents", decode_incident, self._incidents.add, self._incidents.remove),
                     ("reviews", decode_review, self._keep_review, self._reviews.remove),
                     ("summaries", decode_summary, self._keep_summary, None),
                 )

@@ -2,7 +2,8 @@
 
 The ``incidents`` topic holds one message per state change; the latest revision
 of an incident is its current state (a restarted job may publish an older
-revision again, which must not turn the clock back). Member anomalies arrive on
+revision again, which must not turn the clock back). The topic is compacted: an
+incident's key with no value deletes it, and it leaves the page. Member anomalies arrive on
 the anomalies topic; the most severe ones of each incident are kept apart from
 the main buffer so an incident can still be opened after its anomalies have
 left the buffer.
@@ -52,6 +53,14 @@ class IncidentBook:
         while len(self._incidents) > self.capacity:
             dropped = self._eviction.pop_lowest()
             del self._incidents[dropped], self._revisions[dropped]
+
+    def remove(self, incident_id: str) -> None:
+        """A delete on the compacted topic (the incident's key with no value): the incident leaves the
+        page, as a deleted decision does; a later message of that key is its state again, whatever its
+        revision (the count of revisions read starts over with it)."""
+        self._incidents.pop(incident_id, None)
+        self._revisions.pop(incident_id, None)
+        self._eviction.forget(incident_id)
 
     def all(self) -> list[Incident]:
         return list(self._incidents.values())

@@ -145,3 +145,41 @@ def test_a_record_longer_than_any_the_job_writes_is_logged_and_the_page_reads_pa
         assert not [entry for entry in feed.log_entries() if entry.kind in ("kafka client", "broker unreachable")]
     finally:
         feed.close()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("after_the_delete", ["nothing", "a later revision", "a delete of an unknown incident"])
+def test_a_deleted_incident_leaves_the_page_as_a_deleted_decision_does(published, world, after_the_delete):
+    """A delete on the compacted incidents topic (the incident's key, no value) was an invalid record, 'empty
+    message (no value)', and the incident stayed in the queue."""
+    from confluent_kafka import Producer
+
+    topics = published
+    deleted = world.incident_messages[0]["incident_id"]
+    last = max((m for m in world.incident_messages if m["incident_id"] == deleted), key=lambda m: m["revision"])
+    producer = Producer({"bootstrap.servers": topics.brokers})
+    producer.produce(topics.incidents, key=deleted.encode(), value=None)
+    if after_the_delete == "a later revision":  # the last message of a key is its state: here again
+        producer.produce(topics.incidents, key=deleted.encode(),
+                         value=orjson.dumps({**last, "revision": last["revision"] + 1, "status": "closed",
+                                             "closed_by": "quiet"}))
+    elif after_the_delete == "a delete of an unknown incident":
+        producer.produce(topics.incidents, key=b"INC-NOT-KNOWN-20250509-1", value=None)
+    assert producer.flush(10) == 0
+    feed = LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
+                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
+                                    review_topic=topics.reviews, input_topic=topics.stocks))
+    try:
+        feed.refresh(10)
+        view = feed.view()
+        others = {m["incident_id"] for m in world.incident_messages} - {deleted}
+        if after_the_delete == "a later revision":
+            assert set(view.incidents) == others | {deleted}
+            assert (view.incidents[deleted].revision, view.incidents[deleted].status) == (last["revision"] + 1,
+                                                                                          "closed")
+        else:
+            assert set(view.incidents) == others and len(others) > 0
+        assert not view.invalid.get(topics.incidents)
+        assert not [entry for entry in feed.log_entries() if topics.incidents in entry.message]
+    finally:
+        feed.close()

@@ -206,3 +206,24 @@ def test_incidents_dated_past_the_clock_leave_a_full_book_first(messages):
     for incident in forged + closed:
         book.add(incident)
     assert {incident.incident_id for incident in book.all()} == {incident.incident_id for incident in closed}
+
+
+def test_a_removed_incident_leaves_the_book_and_its_place_and_comes_back_with_its_next_message(messages):
+    """A delete on the compacted topic: the incident goes, the book's bound counts it no more, and a later
+    message of its key (any revision) is its state again."""
+    ids = list(dict.fromkeys(incident.incident_id for incident in messages))
+    assert len(ids) >= 3
+    book = IncidentBook(capacity=len(ids) - 1)
+    for incident in messages:
+        book.add(incident)
+    kept = [incident.incident_id for incident in book.all()]
+    gone = kept[0]
+    book.remove(gone)
+    book.remove("INC-NOT-KNOWN")  # a delete of an incident the page never read changes nothing
+    assert gone not in book and len(book) == len(ids) - 2
+    dropped = next(incident for incident in messages if incident.incident_id not in kept)
+    book.add(dropped)  # room again: nothing else has to leave
+    assert {incident.incident_id for incident in book.all()} == set(kept[1:]) | {dropped.incident_id}
+    last = max((incident for incident in messages if incident.incident_id == gone), key=lambda item: item.revision)
+    book.add(replace(last, revision=0))  # before the delete a repeat; after it, the incident's state
+    assert gone in book and [i.revision for i in book.all() if i.incident_id == gone] == [0]
