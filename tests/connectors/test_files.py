@@ -11,6 +11,7 @@ import pytest
 
 from connectors.csv_trades import UNREADABLE
 from connectors.files import UnsupportedFileError, iter_trade_chunks, iter_trades, keep_final_states, read_json_lines
+from dbn_records import DBN_START, dbn_metadata, dbn_other, dbn_trade, write_dbn
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -374,3 +375,60 @@ def test_a_byte_order_mark_and_crlf_line_ends_are_a_header_still(tmp_path, conte
     path = tmp_path / "day.csv"
     path.write_bytes(content)
     assert [row["sequence"] for row in iter_trades(path)] == ([1] if b"\r\n" in content else [])
+
+
+# Lookalike DBN files: a trades header over records that are not all trades, or no symbols to give them.
+
+
+@pytest.mark.parametrize("kind, rtype", [("mbp-1", 0x01), ("status", 0x12), ("ohlcv-1m", 0x21), ("system", 0x17)])
+@pytest.mark.parametrize("where", [(0,), (4,), (4, 5, 6), (11,), (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)])
+@pytest.mark.parametrize("name", ["day.dbn", "day.dbn.zst"])
+def test_a_record_of_another_type_is_a_reason_of_its_own_and_the_trades_around_it_are_read(tmp_path, kind, rtype,
+                                                                                          where, name):
+    """A trades file holding an MBP-1 record read it as the next 80 bytes of trades: the file 'ended inside a
+    DBN record' and the trades after it were lost (read whole by databento, each record of the file was a dead
+    letter saying only that its symbol was nan)."""
+    records = [dbn_other(kind, n) if n in where else dbn_trade(n) for n in range(12)]
+    write_dbn(tmp_path / name, dbn_metadata() + b"".join(records))
+    expected = [{UNREADABLE: f"record {n + 1} is not a trade: its record type is {kind} (0x{rtype:02x}), in a file "
+                              "of the trades schema", "raw": records[n]} if n in where else n for n in range(12)]
+    for chunk_size in (1, 4, 100):
+        chunks = list(iter_trade_chunks(tmp_path / name, chunk_size))
+        assert all(1 <= len(chunk) <= chunk_size for chunk in chunks)
+        rows = [row for chunk in chunks for row in chunk]
+        assert [row if UNREADABLE in row else row["sequence"] for row in rows] == expected
+        assert {row["symbol"] for row in rows if UNREADABLE not in row} <= {"NVDA"}
+
+
+@pytest.mark.parametrize("name", ["day.dbn", "day.dbn.zst"])
+def test_a_dbn_file_without_symbol_mappings_is_refused_in_one_line(tmp_path, name):
+    """Each of its records was a dead letter saying only that the symbol was nan."""
+    write_dbn(tmp_path / name, dbn_metadata(mapped=False) + b"".join(dbn_trade(n) for n in range(5)))
+    with pytest.raises(UnsupportedFileError) as raised:
+        list(iter_trade_chunks(tmp_path / name))
+    assert str(raised.value) == (f"{name}: the DBN file has no symbol mappings, so none of its trades has a symbol "
+                                 "(request it with its symbols, stype_in raw_symbol)")
+
+
+def test_a_trade_the_file_maps_to_no_symbol_says_which_instrument_and_day(tmp_path):
+    day_after = DBN_START + 86_400 * 10**9  # the mapping ends with 2025-05-09
+    records = [dbn_trade(0), dbn_trade(1, instrument_id=999), dbn_trade(2), dbn_trade(3, ts=day_after), dbn_trade(4)]
+    write_dbn(tmp_path / "day.dbn", dbn_metadata() + b"".join(records))
+    rows = list(iter_trades(tmp_path / "day.dbn"))
+    assert [row.get(UNREADABLE, row.get("sequence")) for row in rows] == [
+        0, "record 2: the DBN file has no symbol mapping for instrument_id 999 on 2025-05-09",
+        2, "record 4: the DBN file has no symbol mapping for instrument_id 11667 on 2025-05-10", 4]
+    assert (rows[1]["raw"], rows[3]["raw"]) == (records[1], records[3])
+
+
+@pytest.mark.parametrize("header", [bytes([20, 0x01]), bytes([10, 0x12]), bytes([0, 0x01]), bytes([12, 0xEE])])
+def test_a_damaged_record_that_looks_like_another_type_costs_only_itself(tmp_path, header):
+    """A record header changed in place to another type's: read at a trade's length, since no record
+    header follows where its own length would lead."""
+    records = [dbn_trade(n) for n in range(8)]
+    records[3] = header + records[3][2:]
+    write_dbn(tmp_path / "day.dbn", dbn_metadata() + b"".join(records))
+    for chunk_size in (1, 3, 100):
+        rows = [row for chunk in iter_trade_chunks(tmp_path / "day.dbn", chunk_size) for row in chunk]
+        assert [row.get("sequence") for row in rows] == [0, 1, 2, None, 4, 5, 6, 7]
+        assert rows[3]["raw"] == records[3] and rows[3][UNREADABLE].startswith("record 4 ")

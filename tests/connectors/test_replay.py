@@ -299,8 +299,16 @@ def csv_zst_then_noise() -> bytes:
     return zstandard.ZstdCompressor().compress(header_and_ten) + NOISE
 
 
+def unmapped_dbn() -> bytes:
+    from dbn_records import dbn_metadata, dbn_trade
+
+    return dbn_metadata(mapped=False) + b"".join(dbn_trade(n) for n in range(5))
+
+
 @pytest.mark.parametrize("name, content, readable, reason", [
     ("noise.dbn", lambda: NOISE, 0, "CorruptFile: noise.dbn is not a DBN file"),
+    ("unmapped.dbn", unmapped_dbn, 0, "UnsupportedFileError: unmapped.dbn: the DBN file has no symbol mappings, so "
+     "none of its trades has a symbol"),  # each published with the symbol null, for the job to dead-letter
     ("cut.dbn", lambda: dbn_bytes()[:-20], 3, "TruncatedFile: cut.dbn ends inside a DBN record: the file was cut"),
     ("noise.csv.zst", lambda: NOISE, 0, "CorruptFile: noise.csv.zst is not zstd data after byte 0"),
     ("then-noise.csv.zst", csv_zst_then_noise, 10, "CorruptFile: then-noise.csv.zst is not zstd data after byte"),

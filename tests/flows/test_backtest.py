@@ -254,3 +254,24 @@ def test_a_file_cut_inside_its_last_line_gives_a_dead_letter_saying_so_and_no_tr
     assert (letter["offset"], letter["stage"], letter["reason"]) == (300, "decode", reason)
     assert letter["original"] == rows[-1][:-cut].decode()
     assert report.rejections_by_reason == {reason: 1}
+
+
+def test_lookalike_dbn_files_give_dead_letters_saying_what_is_wrong(tmp_path):
+    """A trades file without symbol mappings gave one dead letter per record, each saying only that the
+    symbol was nan; one holding an MBP-1 record said it was cut there and lost the trades after it."""
+    from dbn_records import dbn_metadata, dbn_other, dbn_trade
+
+    unmapped, mixed, after = tmp_path / "a-unmapped.dbn", tmp_path / "b-mixed.dbn", tmp_path / "c-after.dbn"
+    unmapped.write_bytes(dbn_metadata(mapped=False) + b"".join(dbn_trade(n) for n in range(50)))
+    mixed.write_bytes(dbn_metadata() + b"".join(dbn_other("mbp-1", n) if n == 20 else dbn_trade(n) for n in range(40)))
+    after.write_bytes(dbn_metadata() + b"".join(dbn_trade(n) for n in range(40, 60)))
+    report = run_backtest([unmapped, mixed, after], tmp_path / "a.jsonl", CONFIG)
+    letters = read_jsonl(report.dead_letters_path)
+    assert [(letter["source"], letter["offset"], letter["stage"], letter["reason"]) for letter in letters] == [
+        (str(unmapped), 1, "decode", "a-unmapped.dbn cannot be read after its first 0 trades: UnsupportedFileError: "
+         "a-unmapped.dbn: the DBN file has no symbol mappings, so none of its trades has a symbol (request it with "
+         "its symbols, stype_in raw_symbol)"),
+        (str(mixed), 21, "decode", "record 21 is not a trade: its record type is mbp-1 (0x01), in a file of the "
+         "trades schema"),
+    ]
+    assert report.trades_read == 1 + 40 + 20  # the unmapped file's line, every record of the others
