@@ -17,7 +17,8 @@ message the broker will not take.
   at once, saying what was refused and what to change. Going on would lose the message;
   a restart before the change meets the same message again.
 
-``JobSupervisor`` is installed by ``flows.main`` before the flow is built; the Kafka
+``flows.main`` has ``JobSupervisor`` catch the stop signals before anything else, even its own
+imports (a third of a second), and a stop while the job starts ends it there, cleanly; the Kafka
 source polls its ``stop`` event, and every Kafka client reports to its ``BrokerWatch``.
 It is a module of its own because ``flows.main`` builds and runs a job when imported
 (Bytewax imports it to find the flow); this one can be imported, and tested, alone.
@@ -63,7 +64,7 @@ class JobSupervisor:
     whole process group, does not kill it mid-fit.
     """
 
-    def __init__(self, watch: BrokerWatch, stream=sys.stderr) -> None:
+    def __init__(self, watch: BrokerWatch | None = None, stream=sys.stderr) -> None:
         self.watch = watch
         self.stop = threading.Event()
         self.stopped_by: str | None = None
@@ -71,13 +72,37 @@ class JobSupervisor:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def install(self) -> None:
+    @classmethod
+    def catching_stop_signals(cls) -> JobSupervisor:
+        """A supervisor that catches SIGINT and SIGTERM from now on: the first thing the job does.
+
+        Until then a signal ends the process by itself: SIGTERM silently (status -15), SIGINT with a
+        KeyboardInterrupt traceback. The job's imports and settings take a third of a second, so
+        the handlers come before them; the broker watch comes once the settings name the broker.
+        """
+        supervisor = cls()
         for number in STOP_SIGNALS:
-            signal.signal(number, lambda number, _frame: self.request_stop(number))
+            signal.signal(number, lambda number, _frame: supervisor.request_stop(number))
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        threading.Thread(target=self._receive_signals, name="stop-signals", daemon=True).start()
+        threading.Thread(target=supervisor._receive_signals, name="stop-signals", daemon=True).start()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        return supervisor
+
+    def watch_broker(self, watch: BrokerWatch) -> None:
+        """Exit with status 3 once ``watch`` says the broker is lost."""
+        self.watch = watch
         threading.Thread(target=self._watch_broker, name="broker-watch", daemon=True).start()
+
+    def exit_if_stopped(self) -> None:
+        """A stop signal while the job was starting: end it now, cleanly (status 0, the stop line).
+        Nothing has been read, so there is nothing to write or snapshot; going on would open the
+        clients and start Bytewax and the helper only to stop at the first poll, seconds later."""
+        if self.stopped_by is not None:
+            self._say(self._stop_line())
+            raise SystemExit(0)
+
+    def report_stop_at_exit(self) -> None:
+        """Once the job runs: how it stopped, said when the process exits."""
         atexit.register(self._report_stop)
 
     @staticmethod
@@ -147,7 +172,10 @@ class JobSupervisor:
             self.exit_now(f"flows.main: stopped after {trades_read():,} trades: restart the job to read every "
                           "partition (with -r it resumes where it stopped)", RESTART_STATUS)
         if self.stopped_by is not None:
-            self._say(f"flows.main: stopped by {self.stopped_by} after {trades_read():,} trades")
+            self._say(self._stop_line())
+
+    def _stop_line(self) -> str:
+        return f"flows.main: stopped by {self.stopped_by} after {trades_read():,} trades"
 
     def exit_now(self, line: str, status: int) -> None:
         """One line, the model helper stopped, and out: no traceback, no Rust panic, no atexit."""

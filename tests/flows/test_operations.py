@@ -13,6 +13,7 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -85,6 +86,43 @@ def test_ctrl_c_to_the_process_group_ends_the_job_with_one_line(broker, publishe
     (line,) = errors.strip().splitlines()
     assert re.fullmatch(r"flows\.main: stopped by SIGINT after [0-9,]+ trades", line), line
     assert 0 < int(line.split()[-2].replace(",", "")) <= len(trades) + 1
+
+
+def kafka_client_loaded(pid: int) -> bool:
+    """Whether the Kafka client's library is in the process: flows.main's imports load it, before the
+    job reads its settings (for the old code, 50-60 ms before it caught the stop signals)."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return "confluent_kafka" in maps.read()
+    except FileNotFoundError:  # the process is gone
+        return False
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_the_job_starts_is_a_clean_stop(broker, topic_prefix, signal_number):
+    """Before, the handlers came after the imports and the settings, 0.3 s into the job: a signal
+    before then ended it by the signal, SIGTERM silently (status -15), SIGINT with a
+    KeyboardInterrupt traceback (status -2)."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see the job load the Kafka client")
+    env = job_environment(broker, topic_prefix, STOP_AT_END="false")
+    ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
+    job = start_job(env)
+    try:
+        deadline = time.monotonic() + 30
+        while not kafka_client_loaded(job.pid):
+            assert job.poll() is None and time.monotonic() < deadline, "the job never loaded the Kafka client"
+            time.sleep(0.001)
+        job.send_signal(signal_number)
+        signalled = time.monotonic()
+        _, errors = job.communicate(timeout=60)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    assert stopped_after < STOP_WITHIN_S
 
 
 def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(
