@@ -173,7 +173,13 @@ class ReplaySettings:
 def _client_settings(environ: Mapping[str, str], loss_timeout_s: float) -> dict[str, str]:
     """The ``KAFKA_*`` variables as librdkafka properties, checked on clients built as the replay's
     producer is (``checked_client_settings``): a bad one used to stop the replay at the broker probe
-    without naming its variable (``KAFKA_HOME``), or to hang or slow it (``1e6`` read as 1)."""
+    without naming its variable (``KAFKA_HOME``), or to hang or slow it (``1e6`` read as 1).
+
+    Unlike the job, the replay refuses no ``KAFKA_MESSAGE_MAX_BYTES`` or ``KAFKA_QUEUE_BUFFERING_MAX_KBYTES``
+    below its largest message: librdkafka takes neither below 1,000 bytes, and the widest valid trade is
+    606 with its key and framing (measured: the 14 fields at the widest values the engine accepts, a
+    symbol of 32 four-byte characters). Only a malformed line, or a row with columns of its own, can
+    be larger; it counts as failed, with its size (``connectors.publisher``)."""
     from connectors.kafka_settings import KafkaSettingsError, checked_client_settings
 
     own = producer_settings("", paced=False, client_settings={}, loss_timeout_s=loss_timeout_s)
