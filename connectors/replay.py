@@ -1,6 +1,6 @@
 """Publish trades to the input topic: Databento files or the synthetic tape.
 
-``python -m connectors.replay FILE... [--speed X | --max] [--limit N] [--partitions N]``
+``python -m connectors.replay FILE... [--speed X | --max] [--limit N] [--partitions N] [--linger-ms MS]``
 ``python -m connectors.replay --synthetic [--symbols N] [--trades N] [--seed S]``
 
 One JSON message per trade, keyed by symbol, through ``connectors.publisher``: each
@@ -31,6 +31,7 @@ from typing import Any
 from connectors.files import unusable_files
 from connectors.publisher import (
     DEFAULT_LOSS_TIMEOUT_S,
+    FULL_SPEED_LINGER_MS,
     NEXT_FILE,
     PACED_LINGER_MS,
     BrokerLost,
@@ -120,9 +121,10 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes them (default)")
     parser.add_argument("--limit", type=bounded_number(int, 0, MAX_LIMIT),
                         help=f"publish at most N trades (0 to {shown_number(MAX_LIMIT)})")
-    parser.add_argument("--linger-ms", type=bounded_number(float, 0, 1000), default=PACED_LINGER_MS,
-                        help=f"paced: how long trades may gather into one request "
-                        f"(0 to 1000, default {PACED_LINGER_MS:g})")
+    parser.add_argument("--linger-ms", type=bounded_number(float, 0, 1000),
+                        help=f"how long trades may gather into one produce request (0 to 1000); given, it wins "
+                        f"over $KAFKA_LINGER_MS (default: $KAFKA_LINGER_MS, else {PACED_LINGER_MS:g} paced and "
+                        f"{FULL_SPEED_LINGER_MS:g} at full speed)")
     parser.add_argument("--partitions", type=bounded_number(int, 1, MAX_PARTITIONS), default=DEFAULT_PARTITIONS,
                         help=f"partitions of the topic when it is created (1 to {MAX_PARTITIONS:,}, "
                         f"default {DEFAULT_PARTITIONS})")
