@@ -93,11 +93,17 @@ class EmbeddedBroker:
 
     ``with EmbeddedBroker() as broker: broker.bootstrap`` gives ``"127.0.0.1:PORT"``
     once the broker answers metadata requests; leaving the block stops it.
+
+    With ``schemas``, a directory holding ``TOPIC.json`` JSON schemas, Tansu validates what is
+    produced to those topics and refuses a message that does not match (``INVALID_RECORD``):
+    the one way found to have this broker refuse a message, which is how the tests see what
+    the job does when a broker will not take what it writes.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, schemas: Path | None = None) -> None:
         self.port = port if port is not None else free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.schemas = schemas
         self._process: subprocess.Popen[bytes] | None = None
         self._log = None
 
@@ -112,10 +118,12 @@ class EmbeddedBroker:
             raise RuntimeError(f"port {self.port} on 127.0.0.1 is in use (another broker?): choose another")
         url = f"tcp://{self.bootstrap}"
         self._log = tempfile.TemporaryFile()
+        # Tansu reads a file:// schema registry relative to its working directory.
+        registry = ["--schema-registry", "file://."] if self.schemas is not None else []
         self._process = subprocess.Popen(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+             "--storage-engine", "memory://tansu/", *registry],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.schemas,
         )
         deadline = time.monotonic() + timeout
         while True:

@@ -40,6 +40,12 @@ NUMBER_START = re.compile(r"\s*[-+.0-9]")
 NUMBER_REFUSAL = re.compile(r'Invalid value for configuration property "[a-z.]+"')
 C_WHOLE_NUMBER = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 INT32 = 2**31
+RECORD_FRAMING_BYTES = 36
+"""What a producer adds to a message's key and value before it holds them against
+``message.max.bytes``: the widest framing of a Kafka record (its length, attributes, timestamp and
+offset, key and value lengths and header count, the numbers as variable-length integers at their
+widest). A message of more than ``message.max.bytes - 36`` bytes of key and value is refused at
+once (measured with librdkafka 2.16 at 1,000 and 300,000, with and without a key)."""
 
 
 class KafkaSettingsError(ValueError):

@@ -3,6 +3,8 @@
 Sinks encode on the worker that writes, one producer per worker, created
 when Bytewax builds the sink (clients are never opened at import or construction).
 Their producers report to a ``BrokerWatch`` when one is given (see ``connectors.kafka``).
+A message that can never be written raises ``DeliveryFailed``, which a sink hands to its
+``failed`` callback first when it has one (the job's: one line and out).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ ITEM = TypeVar("ITEM")
 
 
 class DeliveryFailed(RuntimeError):
-    """The broker did not take a message the job wrote; the job stops rather than lose it."""
+    """The broker did not take a message the job wrote; the job stops rather than lose it.
+
+    Its text is one line: what was refused, and what to change so that it is taken."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class SinkSettings(Generic[ITEM]):
     max_bytes: int
     watch: BrokerWatch | None
     count: Callable[[ITEM], None] | None
+    failed: Callable[[DeliveryFailed], None] | None
 
 
 class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
@@ -48,6 +53,9 @@ class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
     ``oversize_topic`` as a dead letter of stage ``engine`` saying so, with its
     first bytes, length and hash. With a ``watch`` a message is never given up on
     while the broker is away: the job's broker-loss timeout decides instead.
+    ``failed`` is called with a ``DeliveryFailed`` before it is raised: raised out of
+    ``write_batch`` it ends Bytewax's worker with a Rust panic and two tracebacks (80 lines
+    on stderr), where the job wants to end with one line (``flows.supervisor``).
     """
 
     def __init__(
@@ -61,11 +69,12 @@ class EncodingSink(DynamicSink[ITEM], Generic[ITEM]):
         max_bytes: int = MAX_WRITTEN_BYTES,
         watch: BrokerWatch | None = None,
         count: Callable[[ITEM], None] | None = None,
+        failed: Callable[[DeliveryFailed], None] | None = None,
     ) -> None:
         self._config = client_config(brokers, client_settings, watch)
         if watch is not None:
             self._config = {"message.timeout.ms": 0, **self._config}  # 0: no limit
-        self._settings = SinkSettings(topic, encode, oversize_topic, max_bytes, watch, count)
+        self._settings = SinkSettings(topic, encode, oversize_topic, max_bytes, watch, count, failed)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> EncodingSinkPartition[ITEM]:
         from confluent_kafka import Producer
@@ -87,6 +96,14 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
         self._settings = settings
 
     def write_batch(self, items: list[ITEM]) -> None:
+        try:
+            self._write(items)
+        except DeliveryFailed as error:
+            if self._settings.failed is not None:
+                self._settings.failed(error)  # the job's does not return: it ends the process
+            raise
+
+    def _write(self, items: list[ITEM]) -> None:
         settings, failures = self._settings, []
 
         def delivered(error: Any, _message: Any) -> None:
@@ -106,6 +123,7 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
         if failures:
             raise DeliveryFailed(
                 f"{len(failures)} of {len(items)} messages to {settings.topic} were not delivered: {failures[0].str()}"
+                f" ({what_to_change(failures[0], settings.topic, settings.max_bytes)})"
             )
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, delivered: Callable[[Any, Any], None]) -> None:
@@ -142,6 +160,25 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
 
     def close(self) -> None:
         self._producer.flush()
+
+
+def what_to_change(error: Any, topic: str, max_bytes: int) -> str:
+    """For a message the broker refused: what to change so that it is taken. The broker's own words
+    ("Broker failed to validate record") name no setting, and sending the message again as it is
+    cannot help: librdkafka has already retried whatever a retry could fix."""
+    from confluent_kafka import KafkaError
+
+    code = error.code()
+    if code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE):
+        return (f"the broker takes smaller messages than the job writes, up to {max_bytes:,} bytes: raise the "
+                f"topic's max.message.bytes (or the broker's message.max.bytes)")
+    if code == KafkaError.INVALID_RECORD:
+        return (f"the broker checks what is written to {topic} against a schema or policy that the job's messages "
+                f"do not meet: change it on the broker, or give the job a topic of its own")
+    if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+        return (f"the job's Kafka user (KAFKA_SASL_USERNAME) may not write to {topic}: grant it write access on "
+                f"the broker")
+    return f"see the broker's log and {topic}'s configuration, and the job's KAFKA_* variables"
 
 
 def encode_anomaly(record: Any) -> tuple[bytes, bytes]:

@@ -27,6 +27,11 @@ per trade (linger 0) made the embedded broker store one batch per trade, and it
 slows down with the number of batches in a partition (see ``connectors.kafka_source.TradePartition``);
 5 ms cuts the requests at demo speeds several times and is invisible on a dashboard."""
 
+FULL_SPEED_LINGER_MS = 20.0
+"""At full speed trades are all due at once: a longer linger fills the requests."""
+LINGER_PROPERTIES = ("linger.ms", "queue.buffering.max.ms")
+"""librdkafka's two names for how long a message waits for others to share its request."""
+
 DEFAULT_LOSS_TIMEOUT_S = 30.0
 
 NEXT_FILE = object()
@@ -132,15 +137,21 @@ def timestamp_ns(value: Any) -> int | None:
 
 
 def producer_settings(brokers: str, paced: bool, client_settings: Mapping[str, str],
-                      linger_ms: float = PACED_LINGER_MS, loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
+                      linger_ms: float | None = None, loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
                       watch: Any = None) -> dict[str, Any]:
+    """The replay's producer. ``linger_ms``, when given (the replay's ``--linger-ms``), wins over a
+    linger among ``client_settings`` (``KAFKA_LINGER_MS``, or its other name): an option given on the
+    command line is the more specific request, and the variable used to win unseen."""
+    if linger_ms is not None:
+        client_settings = {name: value for name, value in client_settings.items() if name not in LINGER_PROPERTIES}
+    default_linger_ms = PACED_LINGER_MS if paced else FULL_SPEED_LINGER_MS
     return {
         "bootstrap.servers": brokers,
         "enable.idempotence": True,
         # Java clients' partitioner, so a symbol lands where any Kafka producer would put it.
         "partitioner": "murmur2_random",
         # Paced: a few ms, so trades due together share a request. Full speed: fill batches.
-        "linger.ms": linger_ms if paced else 20,
+        "linger.ms": default_linger_ms if linger_ms is None else linger_ms,
         "queue.buffering.max.messages": 500_000,
         # Not retried for librdkafka's 5 minutes: the loss timeout stops the replay first.
         "message.timeout.ms": max(2000, int(2 * loss_timeout_s * 1000)),
@@ -158,13 +169,15 @@ def publish(
     limit: int | None = None,
     client_settings: Mapping[str, str] | None = None,
     progress: Progress | None = None,
-    linger_ms: float = PACED_LINGER_MS,
+    linger_ms: float | None = None,
     loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
     stop: threading.Event | None = None,
 ) -> ReplaySummary:
     """Publish ``trades`` in order; ``speed`` None is as fast as the broker takes them.
 
     With a speed, trade ``i`` is sent ``(ts_recv[i] - ts_recv[0]) / speed`` after the first.
+    ``linger_ms`` None leaves the linger to ``client_settings``, else to ``PACED_LINGER_MS`` or
+    ``FULL_SPEED_LINGER_MS``; given, it is the linger (``producer_settings``).
     Once ``stop`` is set (by the CLI's signal handler), no more trades are read or sent; the
     ones sent are flushed and counted as at the end.
     Raises ``BrokerLost`` (its summary in ``.summary``) when no broker is reachable,

@@ -1,6 +1,6 @@
 """Publish trades to the input topic: Databento files or the synthetic tape.
 
-``python -m connectors.replay FILE... [--speed X | --max] [--limit N] [--partitions N]``
+``python -m connectors.replay FILE... [--speed X | --max] [--limit N] [--partitions N] [--linger-ms MS]``
 ``python -m connectors.replay --synthetic [--symbols N] [--trades N] [--seed S]``
 
 One JSON message per trade, keyed by symbol, through ``connectors.publisher``: each
@@ -31,6 +31,7 @@ from typing import Any
 from connectors.files import unusable_files
 from connectors.publisher import (
     DEFAULT_LOSS_TIMEOUT_S,
+    FULL_SPEED_LINGER_MS,
     NEXT_FILE,
     PACED_LINGER_MS,
     BrokerLost,
@@ -120,9 +121,10 @@ def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.N
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes them (default)")
     parser.add_argument("--limit", type=bounded_number(int, 0, MAX_LIMIT),
                         help=f"publish at most N trades (0 to {shown_number(MAX_LIMIT)})")
-    parser.add_argument("--linger-ms", type=bounded_number(float, 0, 1000), default=PACED_LINGER_MS,
-                        help=f"paced: how long trades may gather into one request "
-                        f"(0 to 1000, default {PACED_LINGER_MS:g})")
+    parser.add_argument("--linger-ms", type=bounded_number(float, 0, 1000),
+                        help=f"how long trades may gather into one produce request (0 to 1000); given, it wins "
+                        f"over $KAFKA_LINGER_MS (default: $KAFKA_LINGER_MS, else {PACED_LINGER_MS:g} paced and "
+                        f"{FULL_SPEED_LINGER_MS:g} at full speed)")
     parser.add_argument("--partitions", type=bounded_number(int, 1, MAX_PARTITIONS), default=DEFAULT_PARTITIONS,
                         help=f"partitions of the topic when it is created (1 to {MAX_PARTITIONS:,}, "
                         f"default {DEFAULT_PARTITIONS})")
@@ -173,7 +175,13 @@ class ReplaySettings:
 def _client_settings(environ: Mapping[str, str], loss_timeout_s: float) -> dict[str, str]:
     """The ``KAFKA_*`` variables as librdkafka properties, checked on clients built as the replay's
     producer is (``checked_client_settings``): a bad one used to stop the replay at the broker probe
-    without naming its variable (``KAFKA_HOME``), or to hang or slow it (``1e6`` read as 1)."""
+    without naming its variable (``KAFKA_HOME``), or to hang or slow it (``1e6`` read as 1).
+
+    Unlike the job, the replay refuses no ``KAFKA_MESSAGE_MAX_BYTES`` or ``KAFKA_QUEUE_BUFFERING_MAX_KBYTES``
+    below its largest message: librdkafka takes neither below 1,000 bytes, and the widest valid trade is
+    606 with its key and framing (measured: the 14 fields at the widest values the engine accepts, a
+    symbol of 32 four-byte characters). Only a malformed line, or a row with columns of its own, can
+    be larger; it counts as failed, with its size (``connectors.publisher``)."""
     from connectors.kafka_settings import KafkaSettingsError, checked_client_settings
 
     own = producer_settings("", paced=False, client_settings={}, loss_timeout_s=loss_timeout_s)

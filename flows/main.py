@@ -7,10 +7,17 @@ from an address that does not answer. Every failure at start ends the process
 with one line naming the cause and a non-zero exit status.
 
 What ends a running job (SIGINT or SIGTERM, a lost broker, an input topic that
-grew), with one line on stderr and an exit status saying what to do: ``flows.supervisor``.
+grew, a message the broker will not take), with one line on stderr and an exit status
+saying what to do: ``flows.supervisor``.
 """
 
 from __future__ import annotations
+
+# First, before the imports below (with the settings, a third of a second): from here on a stop
+# signal is a clean stop, however early it comes. The imports after code are on purpose.
+from flows.supervisor import JobSupervisor
+
+SUPERVISOR = JobSupervisor.catching_stop_signals()
 
 import os
 import sys
@@ -26,7 +33,7 @@ from connectors.broker_watch import BrokerWatch
 from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
 from flows.runtime import tune_garbage_collector
 from flows.settings import JobSettings, SettingsError
-from flows.supervisor import JobSupervisor, start_model_helper
+from flows.supervisor import start_model_helper
 
 FLOW_ID = "trade-anomalies"
 """The dataflow's id: its steps' names in the recovery store begin with it."""
@@ -58,6 +65,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
               "its old messages will not be compacted away", file=sys.stderr, flush=True)
     watch = supervisor.watch if supervisor is not None else None
     stop = supervisor.stop if supervisor is not None else None
+    failed = supervisor.delivery_failed if supervisor is not None else None
     source = TradeSource(
         brokers, settings.input_topic, stop_at_end=settings.stop_at_end, client_settings=client,
         batch_size=settings.input_batch_size, max_message_bytes=settings.max_message_bytes,
@@ -70,7 +78,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
         supervisor.watch_input_partitions(
             lambda: partition_count(brokers, settings.input_topic, client, timeout=5.0),
             len(input_partitions), settings.partitions_check_s)
-    options = {"watch": watch, "oversize_topic": settings.dlq_topic}
+    options = {"watch": watch, "failed": failed, "oversize_topic": settings.dlq_topic}
     optional_sinks = {}
     if settings.summary_topic:
         optional_sinks["summary_sink"] = summary_sink(brokers, settings.summary_topic, client, **options)
@@ -79,7 +87,7 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
     return build_flow(
         source,
         anomaly_sink(brokers, settings.output_topic, client, **options),
-        dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch),
+        dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch, failed=failed),
         settings.detector,
         incidents=settings.incidents,
         max_instruments=settings.max_instruments,
@@ -96,12 +104,17 @@ def check_port_free(port: int) -> None:
                         "or unset BYTEWAX_DATAFLOW_API_ENABLED")
 
 
-def flow_from_environment() -> Dataflow:
+def flow_from_environment(supervisor: JobSupervisor) -> Dataflow:
+    """The job, or ``SystemExit``: one line and status 1 for a failure, the stop line and status 0
+    for a stop signal that came while it was starting (checked before the clients open and again
+    before the helper starts)."""
     try:
         settings = JobSettings.from_env()
-        supervisor = JobSupervisor(BrokerWatch(settings.kafka_brokers, settings.broker_loss_timeout_s))
-        supervisor.install()
+        supervisor.exit_if_stopped()
+        supervisor.watch_broker(BrokerWatch(settings.kafka_brokers, settings.broker_loss_timeout_s))
         job = build_job(settings, supervisor, recovery_directory(sys.argv, os.environ))
+        supervisor.exit_if_stopped()
+        supervisor.report_stop_at_exit()
         start_model_helper(settings.detector)
         tune_garbage_collector()
         return job
@@ -110,4 +123,4 @@ def flow_from_environment() -> Dataflow:
         raise SystemExit(f"flows.main: {error}") from None
 
 
-flow = flow_from_environment()
+flow = flow_from_environment(SUPERVISOR)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from connectors.codec import MAX_MESSAGE_BYTES, MAX_WRITTEN_BYTES
-from connectors.kafka_settings import KafkaSettingsError, checked_client_settings
+from connectors.kafka_settings import RECORD_FRAMING_BYTES, KafkaSettingsError, checked_client_settings
 from flows.instruments import DEFAULT_MAX_INSTRUMENTS
 from models.config import ENV_PREFIX, FALSE_WORDS, TRUE_WORDS, ConfigError, DetectorConfig, parse_number
 from models.incidents import IncidentSettings
@@ -114,8 +114,8 @@ def engine_settings_from_env(environ: Mapping[str, str]) -> tuple[DetectorConfig
 
 
 def _client_settings(environ: Mapping[str, str]) -> dict[str, str]:
-    """The ``KAFKA_*`` variables as librdkafka properties, checked (``checked_client_settings``) and
-    with a local queue that holds the largest message the job writes.
+    """The ``KAFKA_*`` variables as librdkafka properties, checked (``checked_client_settings``), with
+    a local queue that holds the largest message the job writes and a message limit it fits.
 
     The job opened its clients with whatever the variables said: ``KAFKA_HOME=/opt/kafka`` stopped it
     without naming the variable, and a queue smaller than a record hung its sinks for ever.
@@ -125,6 +125,7 @@ def _client_settings(environ: Mapping[str, str]) -> dict[str, str]:
     except KafkaSettingsError as error:
         raise SettingsError(str(error)) from None
     _check_queue_holds_every_record(settings)
+    _check_message_limit_holds_every_record(settings)
     return settings
 
 
@@ -139,6 +140,22 @@ def _check_queue_holds_every_record(settings: Mapping[str, str]) -> None:
         f"{MAX_WRITTEN_BYTES:,} bytes (connectors.codec.MAX_WRITTEN_BYTES, the limit of every record and dead "
         f"letter): its producers could never send such a record; set at least {MAX_WRITTEN_BYTES // 1024} "
         f"or unset it (librdkafka's default is 1048576)")
+
+
+def _check_message_limit_holds_every_record(settings: Mapping[str, str]) -> None:
+    """A producer refuses at once, for good, a message whose key and value with their framing exceed
+    its ``message.max.bytes``; the job writes messages of up to ``MAX_WRITTEN_BYTES``. Below that the
+    job wrote the records that fit and ended with a traceback at the first larger one (an anomaly
+    record is 1-5 KB), and again at the same record after every restart."""
+    text = settings.get("message.max.bytes")
+    smallest = MAX_WRITTEN_BYTES + RECORD_FRAMING_BYTES
+    if text is None or int(text) >= smallest:  # a plain whole number once checked
+        return
+    raise SettingsError(
+        f"KAFKA_MESSAGE_MAX_BYTES={text!r} is smaller than the largest message the job writes, "
+        f"{MAX_WRITTEN_BYTES:,} bytes (connectors.codec.MAX_WRITTEN_BYTES, the limit of every record and dead "
+        f"letter) with {RECORD_FRAMING_BYTES} bytes of Kafka framing: its producers would refuse such a record and "
+        f"the job would stop on it; set at least {smallest} or unset it (librdkafka's default is 1000000)")
 
 
 def _metrics_port(environ: Mapping[str, str]) -> int | None:

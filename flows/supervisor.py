@@ -1,4 +1,5 @@
-"""What ends a running job, and how: stop signals, a lost broker, an input topic that grew.
+"""What ends a running job, and how: stop signals, a lost broker, an input topic that grew, a
+message the broker will not take.
 
 - SIGINT or SIGTERM: every input partition ends at its next poll, so Bytewax
   finishes the epoch, writes its outputs and its snapshot, and exits normally
@@ -11,8 +12,13 @@
   partition when the count changes, so going on would leave those symbols unscored
   without a word. It stops as on SIGTERM, says why, and exits with status 75; a restart
   reads every partition, and with ``-r`` resumes where it stopped.
+- A message that can never be written (``connectors.kafka_sinks.DeliveryFailed``: the broker
+  refused it, or it is larger than the producer's whole queue): the job exits with status 78
+  at once, saying what was refused and what to change. Going on would lose the message;
+  a restart before the change meets the same message again.
 
-``JobSupervisor`` is installed by ``flows.main`` before the flow is built; the Kafka
+``flows.main`` has ``JobSupervisor`` catch the stop signals before anything else, even its own
+imports (a third of a second), and a stop while the job starts ends it there, cleanly; the Kafka
 source polls its ``stop`` event, and every Kafka client reports to its ``BrokerWatch``.
 It is a module of its own because ``flows.main`` builds and runs a job when imported
 (Bytewax imports it to find the flow); this one can be imported, and tested, alone.
@@ -35,13 +41,17 @@ BROKER_LOST_STATUS = 3
 RESTART_STATUS = 75
 """Exit status of a job that stopped to be restarted (EX_TEMPFAIL): its input topic has more
 partitions than it reads."""
+DELIVERY_FAILED_STATUS = 78
+"""Exit status after a message that can never be written (EX_CONFIG): a setting, the job's or the
+broker's, must change before a restart (with ``-r``) can get further."""
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class JobSupervisor:
-    """Turns SIGINT/SIGTERM into a clean stop, a lost broker into one line and exit status 3, and
-    an input topic that grew into a clean stop and exit status 75.
+    """Turns SIGINT/SIGTERM into a clean stop, a lost broker into one line and exit status 3, an
+    input topic that grew into a clean stop and exit status 75, and a message that can never be
+    written into one line and exit status 78.
 
     A stop signal reaches the job two ways, whichever thread the kernel picks: a
     Python handler (run by the main thread, and raising nothing, so neither
@@ -54,21 +64,46 @@ class JobSupervisor:
     whole process group, does not kill it mid-fit.
     """
 
-    def __init__(self, watch: BrokerWatch, stream=sys.stderr) -> None:
+    def __init__(self, watch: BrokerWatch | None = None, stream=sys.stderr) -> None:
         self.watch = watch
         self.stop = threading.Event()
         self.stopped_by: str | None = None
         self.restart_needed = False
         self._stream = stream
         self._lock = threading.Lock()
+        self._exiting = threading.Lock()
 
-    def install(self) -> None:
+    @classmethod
+    def catching_stop_signals(cls) -> JobSupervisor:
+        """A supervisor that catches SIGINT and SIGTERM from now on: the first thing the job does.
+
+        Until then a signal ends the process by itself: SIGTERM silently (status -15), SIGINT with a
+        KeyboardInterrupt traceback. The job's imports and settings take a third of a second, so
+        the handlers come before them; the broker watch comes once the settings name the broker.
+        """
+        supervisor = cls()
         for number in STOP_SIGNALS:
-            signal.signal(number, lambda number, _frame: self.request_stop(number))
+            signal.signal(number, lambda number, _frame: supervisor.request_stop(number))
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        threading.Thread(target=self._receive_signals, name="stop-signals", daemon=True).start()
+        threading.Thread(target=supervisor._receive_signals, name="stop-signals", daemon=True).start()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        return supervisor
+
+    def watch_broker(self, watch: BrokerWatch) -> None:
+        """Exit with status 3 once ``watch`` says the broker is lost."""
+        self.watch = watch
         threading.Thread(target=self._watch_broker, name="broker-watch", daemon=True).start()
+
+    def exit_if_stopped(self) -> None:
+        """A stop signal while the job was starting: end it now, cleanly (status 0, the stop line).
+        Nothing has been read, so there is nothing to write or snapshot; going on would open the
+        clients and start Bytewax and the helper only to stop at the first poll, seconds later."""
+        if self.stopped_by is not None:
+            self._say(self._stop_line())
+            raise SystemExit(0)
+
+    def report_stop_at_exit(self) -> None:
+        """Once the job runs: how it stopped, said when the process exits."""
         atexit.register(self._report_stop)
 
     @staticmethod
@@ -118,6 +153,13 @@ class JobSupervisor:
             self.stop.set()
         self._say(f"flows.main: {reason}: stopping to be restarted")
 
+    def delivery_failed(self, error: Exception) -> None:
+        """A sink's ``DeliveryFailed``, on the worker thread that wrote: one line and out, before the
+        exception reaches Bytewax, which would end the worker with a Rust panic and two tracebacks.
+        Nothing after the last snapshot is lost: the epoch that failed is not committed."""
+        self.exit_now(f"flows.main: {error}; exiting (restart with -r once it is changed: it resumes from "
+                      "the last snapshot)", DELIVERY_FAILED_STATUS)
+
     def _watch_broker(self) -> None:
         while True:
             time.sleep(0.25)
@@ -131,10 +173,19 @@ class JobSupervisor:
             self.exit_now(f"flows.main: stopped after {trades_read():,} trades: restart the job to read every "
                           "partition (with -r it resumes where it stopped)", RESTART_STATUS)
         if self.stopped_by is not None:
-            self._say(f"flows.main: stopped by {self.stopped_by} after {trades_read():,} trades")
+            self._say(self._stop_line())
+
+    def _stop_line(self) -> str:
+        return f"flows.main: stopped by {self.stopped_by} after {trades_read():,} trades"
 
     def exit_now(self, line: str, status: int) -> None:
-        """One line, the model helper stopped, and out: no traceback, no Rust panic, no atexit."""
+        """One line, the model helper stopped, and out: no traceback, no Rust panic, no atexit.
+
+        The first caller only: with two workers whose writes were refused together the line came
+        twice, in 1 run of 5, with warnings of a "leaked semaphore" (the second caller stopping the
+        helper while the first exited); a later caller waits for the exit."""
+        if not self._exiting.acquire(blocking=False):
+            threading.Event().wait()
         self._say(line)
         _stop_model_helper(wait=False)
         os._exit(status)

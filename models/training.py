@@ -166,7 +166,8 @@ def _pool(helpers: int = 1) -> ProcessPoolExecutor:
         if _POOL is None:
             # spawn, not fork: the parent runs Bytewax's Rust threads.
             _POOL = ProcessPoolExecutor(
-                helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_started
+                helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_helper_started,
+                initargs=(os.getpid(),),
             )
             _POOL_READY.clear()
             _POOL.submit(_importing).add_done_callback(lambda _: _POOL_READY.set())
@@ -198,16 +199,20 @@ def _importing() -> None:
     grow_trees(np.arange(4.0).reshape(2, 2), 1, 2, 0)  # loads the compiled grower from numba's cache
 
 
-def _helper_started() -> None:
+def _helper_started(job: int) -> None:
     # The helper has one core to itself; BLAS threads would only fight the scorer.
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    Thread(target=_exit_with_parent, args=(job,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
-    """End the helper when the job is gone, even after a kill -9 that left no time to stop it."""
+    """End the helper when the job is gone, even after a kill -9 that left no time to stop it.
+
+    ``parent`` is the job's pid as the job gave it, not the helper's parent once it has started: a
+    job that ended in the second a helper takes to start had already left it to init, which the
+    helper then watched for ever."""
     while os.getppid() == parent:
         time.sleep(1.0)
     os._exit(0)

@@ -181,6 +181,32 @@ def test_the_smallest_queue_the_job_takes_holds_the_largest_message_it_writes(br
         MAX_WRITTEN_BYTES)
 
 
+def test_the_smallest_message_limit_the_job_takes_holds_the_largest_message_it_writes(broker, topic_prefix):
+    """``KAFKA_MESSAGE_MAX_BYTES`` below the largest message plus its framing stops the job at start: the
+    producer refuses such a message at once, and the job ended on it with a traceback. One byte less
+    than the smallest value taken is refused; that value holds a message of exactly the largest size,
+    key and value, the sinks write."""
+    from flows.settings import JobSettings, SettingsError
+
+    smallest = MAX_WRITTEN_BYTES + 36
+    with pytest.raises(SettingsError, match=f"KAFKA_MESSAGE_MAX_BYTES='{smallest - 1}' is smaller"):
+        JobSettings.from_env({"KAFKA_MESSAGE_MAX_BYTES": str(smallest - 1)})
+    settings = JobSettings.from_env({"KAFKA_MESSAGE_MAX_BYTES": str(smallest)})
+    topic = f"{topic_prefix}-summaries"
+    ensure_topics(broker, {topic: 1})
+    summary = {"symbol": "NVDA", "padding": ""}
+    summary["padding"] = "p" * (MAX_WRITTEN_BYTES - len(b"NVDA") - len(orjson.dumps(summary)))
+    assert len(orjson.dumps(summary)) + len(b"NVDA") == MAX_WRITTEN_BYTES
+    partition = summary_sink(broker, topic, settings.kafka_client_settings).build("write", 0, 1)
+    assert write_within(partition, [summary]) is None
+    (message,) = read_topic(broker, topic)
+    assert (message.key(), message.value()) == (b"NVDA", orjson.dumps(summary))
+    from confluent_kafka import KafkaException, Producer
+
+    with pytest.raises(KafkaException, match="MSG_SIZE_TOO_LARGE"):  # 36 is all the framing, not a margin
+        Producer({"message.max.bytes": smallest - 1}).produce(topic, key=b"NVDA", value=orjson.dumps(summary))
+
+
 def test_a_record_too_large_to_write_becomes_an_engine_dead_letter(broker, topic_prefix):
     topic, dlq = f"{topic_prefix}-anomalies", f"{topic_prefix}-dlq"
     ensure_topics(broker, {topic: 1, dlq: 1})

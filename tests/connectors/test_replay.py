@@ -254,6 +254,52 @@ def test_kafka_variables_the_replay_takes_reach_its_clients(broker, topic_prefix
     assert len(read_topic(broker, topic)) == 30  # a 1 KB queue holds two or three trades at a time
 
 
+def wait_for_their_request(brokers: str, topic: str, replay_arguments: list[str], environ: dict[str, str]) -> float:
+    """How long the trades of a paced replay of the fixture (3 s, a trade every 0.1 s) waited between the
+    replay handing them to its producer (the message's timestamp) and a reader on the broker seeing them,
+    the median: with a linger of a second half a second, with none a few ms. The median, because the
+    trades of the replay's first second wait for its producer to start, whatever the linger (measured:
+    1.0, 0.9, ... 0.1 s, then 1-5 ms with no linger)."""
+    import statistics
+    import threading
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from connectors.kafka import ensure_topics
+
+    ensure_topics(brokers, {topic: 1})
+    reader = Consumer({"bootstrap.servers": brokers, "group.id": "linger", "fetch.wait.max.ms": 5})
+    reader.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    waits: list[float] = []
+
+    def read() -> None:
+        deadline = time.monotonic() + 60
+        while len(waits) < 30 and time.monotonic() < deadline:
+            message = reader.poll(0.01)
+            if message is not None and message.error() is None:
+                waits.append(time.time() - message.timestamp()[1] / 1000)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        assert main([str(FIXTURE), "--speed", "1", *replay_arguments, "--brokers", brokers, "--topic", topic],
+                    environ=environ) == 0
+    finally:
+        thread.join()
+        reader.close()
+    assert len(waits) == 30
+    return statistics.median(waits)
+
+
+def test_the_linger_ms_flag_wins_over_kafka_linger_ms(broker, topic_prefix):
+    """An option given on the command line is the more specific request, as --brokers and --topic win
+    over KAFKA_BROKERS and INPUT_TOPIC. KAFKA_LINGER_MS won over --linger-ms: with 1000 and --linger-ms 0
+    trades waited up to a second for their request. Without the flag the variable still counts."""
+    environ = {"KAFKA_LINGER_MS": "1000"}
+    assert wait_for_their_request(broker, f"{topic_prefix}-flag", ["--linger-ms", "0"], environ) < 0.1
+    assert wait_for_their_request(broker, f"{topic_prefix}-variable", [], environ) > 0.25
+
+
 def test_a_trade_larger_than_the_producers_whole_queue_fails_instead_of_hanging_the_replay(
         broker, topic_prefix, tmp_path):
     """The replay waited for room for ever, as the job's sinks did."""

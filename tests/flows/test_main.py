@@ -88,6 +88,8 @@ def test_a_bad_setting_stops_the_job_naming_the_variable(broker, topic_prefix, v
                                                "in plain digits, got '1e6', which the Kafka client reads as 1"),
     ("KAFKA_QUEUE_BUFFERING_MAX_KBYTES", "1", "flows.main: KAFKA_QUEUE_BUFFERING_MAX_KBYTES='1' (KB) is smaller "
                                              "than the largest message the job writes, 262,144 bytes"),
+    ("KAFKA_MESSAGE_MAX_BYTES", "4000", "flows.main: KAFKA_MESSAGE_MAX_BYTES='4000' is smaller than the largest "
+                                       "message the job writes, 262,144 bytes"),
     ("KAFKA_HOME", "/opt/kafka", 'flows.main: KAFKA_HOME: refused by the Kafka client: No such configuration '
                                  'property: "home"'),
     ("KAFKA_BOOTSTRAP_SERVERS", "kafka-9:9092", "flows.main: KAFKA_BOOTSTRAP_SERVERS is not taken: the brokers come "
@@ -96,8 +98,9 @@ def test_a_bad_setting_stops_the_job_naming_the_variable(broker, topic_prefix, v
 def test_a_kafka_variable_that_cannot_be_used_stops_the_job_at_start(broker, topic_prefix, published_tape, variable,
                                                                      value, message):
     """With a tape to read, a 1 KB producer queue (``1e6`` to librdkafka) hung the job for ever without a line,
-    deaf to SIGTERM; KAFKA_HOME stopped it without naming the variable; KAFKA_BOOTSTRAP_SERVERS replaced
-    KAFKA_BROKERS, and the messages named the address it no longer used."""
+    deaf to SIGTERM; a 4,000-byte message limit ended it with a traceback (82 lines) at its first larger
+    record, after writing 14 anomalies; KAFKA_HOME stopped it without naming the variable;
+    KAFKA_BOOTSTRAP_SERVERS replaced KAFKA_BROKERS, and the messages named the address it no longer used."""
     topic, _ = published_tape
     line, elapsed = one_line_failure(job_environment(broker, topic_prefix, INPUT_TOPIC=topic, **{variable: value}))
     assert line.startswith(message)

@@ -105,6 +105,12 @@ KAFKA_REFUSALS = [
        "than the largest message the job writes, 262,144 bytes (connectors.codec.MAX_WRITTEN_BYTES, the limit of "
        "every record and dead letter): its producers could never send such a record; set at least 256 or unset "
        "it (librdkafka's default is 1048576)") for kbytes in ("1", "255", " 64 ")),
+    # The producers refused a record larger than message.max.bytes (with its key and framing) at once, and the
+    # job ended on it with a traceback, after writing the smaller ones: 1,000 bytes is smaller than most records.
+    *(("KAFKA_MESSAGE_MAX_BYTES", limit, f"KAFKA_MESSAGE_MAX_BYTES={limit!r} is smaller than the largest message "
+       "the job writes, 262,144 bytes (connectors.codec.MAX_WRITTEN_BYTES, the limit of every record and dead "
+       "letter) with 36 bytes of Kafka framing: its producers would refuse such a record and the job would stop "
+       "on it; set at least 262180 or unset it (librdkafka's default is 1000000)") for limit in ("1000", "262179")),
     ("KAFKA_HOME", "/opt/kafka", 'KAFKA_HOME: refused by the Kafka client: No such configuration property: "home" '
                                  "(every KAFKA_* variable but KAFKA_BROKERS is given to the Kafka client as a "
                                  "librdkafka property: unset it in this program's environment)"),
@@ -133,6 +139,7 @@ def test_a_kafka_variable_that_cannot_be_used_stops_the_job_at_start_naming_it(v
 @pytest.mark.parametrize("environ, properties", [
     ({"KAFKA_QUEUE_BUFFERING_MAX_KBYTES": "256"}, {"queue.buffering.max.kbytes": "256"}),  # holds the largest record
     ({"KAFKA_QUEUE_BUFFERING_MAX_KBYTES": "2147483647"}, {"queue.buffering.max.kbytes": "2147483647"}),
+    ({"KAFKA_MESSAGE_MAX_BYTES": "262180"}, {"message.max.bytes": "262180"}),  # holds the largest record
     ({"KAFKA_LINGER_MS": "0.5"}, {"linger.ms": "0.5"}),  # a fractional property: read as written
     ({"KAFKA_FETCH_WAIT_MAX_MS": "25", "KAFKA_CLIENT_ID": "desk-7"}, {"fetch.wait.max.ms": "25",
                                                                        "client.id": "desk-7"}),

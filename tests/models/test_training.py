@@ -39,6 +39,33 @@ def test_helper_process_exits_when_the_job_is_killed():
     assert not _alive(helper)
 
 
+STARTS_HELPER_AND_ENDS_AT_ONCE = """
+import multiprocessing, os
+from models.training import start_helper
+start_helper()
+print(multiprocessing.active_children()[0].pid, flush=True)
+os._exit(0)
+"""
+
+
+def test_helper_process_exits_when_the_job_ends_before_the_helper_has_started():
+    """A job that ends within a second of its start (a message the broker refuses, a second stop signal)
+    ends before its helper has finished starting. The helper watched whichever process was its parent
+    once it had started, by then init (pid 1), so it never ended: 300 MB each, holding the job's stdout
+    and stderr open, so whatever read them waited for ever."""
+    job = subprocess.Popen([sys.executable, "-c", STARTS_HELPER_AND_ENDS_AT_ONCE], stdout=subprocess.PIPE, text=True)
+    helper = int(job.stdout.readline())
+    job.wait(30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(helper):
+        time.sleep(0.2)
+    try:
+        assert not _alive(helper)
+    finally:
+        if _alive(helper):
+            os.kill(helper, signal.SIGKILL)
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
