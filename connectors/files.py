@@ -207,12 +207,15 @@ def _dbn_items(databento, metadata: bytes, data: bytes, records: list[tuple[int,
         if kind == "other":
             reason = (f"record {number:,} is not a trade: its record type is {types[rtype]} (0x{rtype:02x}), "
                       "in a file of the trades schema")
+        elif rtype in types:
+            reason = (f"record {number:,} is not a DBN trade (its header gives record type {types[rtype]} "
+                      f"(0x{rtype:02x}) and {length_given} bytes, but no record follows there: read as a damaged trade)")
         else:
-            reason = (f"record {number:,} is not a DBN trade (its header gives record type 0x{rtype:02x} and "
-                      f"{length_given} bytes, and no record follows there: read as a damaged trade)")
+            reason = (f"record {number:,} is not a DBN trade (its header gives record type 0x{rtype:02x}, which DBN "
+                      "does not have: read as a damaged trade)")
         slots.append(unreadable_line(reason, data[offset:offset + length]))
         number += 1
-    if len(trades) == len(slots):  # nothing else: the usual file
+    if len(numbers) == len(slots):  # nothing but trades: the usual file
         return _dbn_records(databento, metadata, b"".join(trades), size, numbers, not_dbn), len(slots)
     decoded = iter(_dbn_records(databento, metadata, b"".join(trades), size, numbers, not_dbn))
     return [next(decoded) if slot is None else slot for slot in slots], len(slots)

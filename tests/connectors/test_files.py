@@ -421,14 +421,20 @@ def test_a_trade_the_file_maps_to_no_symbol_says_which_instrument_and_day(tmp_pa
     assert (rows[1]["raw"], rows[3]["raw"]) == (records[1], records[3])
 
 
-@pytest.mark.parametrize("header", [bytes([20, 0x01]), bytes([10, 0x12]), bytes([0, 0x01]), bytes([12, 0xEE])])
-def test_a_damaged_record_that_looks_like_another_type_costs_only_itself(tmp_path, header):
+@pytest.mark.parametrize("header, says", [
+    (bytes([20, 0x01]), "its header gives record type mbp-1 (0x01) and 80 bytes, but no record follows there"),
+    (bytes([10, 0x12]), "its header gives record type status (0x12) and 40 bytes, but no record follows there"),
+    (bytes([0, 0x01]), "its header gives record type mbp-1 (0x01) and 0 bytes, but no record follows there"),
+    (bytes([12, 0xEE]), "its header gives record type 0xee, which DBN does not have"),
+])
+def test_a_damaged_record_that_looks_like_another_type_costs_only_itself(tmp_path, header, says):
     """A record header changed in place to another type's: read at a trade's length, since no record
-    header follows where its own length would lead."""
+    header follows where its own length would lead (databento read it as a trade of that record type)."""
     records = [dbn_trade(n) for n in range(8)]
     records[3] = header + records[3][2:]
     write_dbn(tmp_path / "day.dbn", dbn_metadata() + b"".join(records))
     for chunk_size in (1, 3, 100):
         rows = [row for chunk in iter_trade_chunks(tmp_path / "day.dbn", chunk_size) for row in chunk]
         assert [row.get("sequence") for row in rows] == [0, 1, 2, None, 4, 5, 6, 7]
-        assert rows[3]["raw"] == records[3] and rows[3][UNREADABLE].startswith("record 4 ")
+        assert rows[3] == {UNREADABLE: f"record 4 is not a DBN trade ({says}: read as a damaged trade)",
+                           "raw": records[3]}
