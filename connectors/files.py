@@ -209,7 +209,8 @@ def _dbn_items(databento, metadata: bytes, data: bytes, records: list[tuple[int,
                       "in a file of the trades schema")
         elif rtype in types:
             reason = (f"record {number:,} is not a DBN trade (its header gives record type {types[rtype]} "
-                      f"(0x{rtype:02x}) and {length_given} bytes, but no record follows there: read as a damaged trade)")
+                      f"(0x{rtype:02x}) and {length_given} bytes, but no record follows there: read as a damaged "
+                      "trade)")
         else:
             reason = (f"record {number:,} is not a DBN trade (its header gives record type 0x{rtype:02x}, which DBN "
                       "does not have: read as a damaged trade)")
