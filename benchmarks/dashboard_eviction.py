@@ -2,7 +2,7 @@
 
 5,000 new instruments arrive at a book of instrument states that is already full, so each
 one evicts the stalest. The book holds 10,000 states here by default (``--book``); the
-dashboard's holds 20,000 (``dashboard.totals.SummaryBook``, as many as the job's
+dashboard's holds 20,000 (``dashboard.totals.MAX_INSTRUMENT_STATES``, as many as the job's
 ``MAX_INSTRUMENTS``): ``--book 20000`` measures that. The reader does this under the lock
 the page draws with; with a book of 10,000, scanning it for the stalest state took 5.6 s
 here, the heap of ``dashboard.eviction`` 0.01 s. Incidents go through the same heap.

@@ -20,20 +20,29 @@ from dashboard.records import SIDES, Summary
 StateKey = tuple[str, int | None]
 """An instrument state: its symbol and ``since`` (None from a job that does not write it)."""
 
+MAX_INSTRUMENT_STATES = 20_000
+"""Instrument states a ``SummaryBook`` keeps unless told otherwise: as many as one job process holds
+active instruments by default (``MAX_INSTRUMENTS``, ``flows.instruments.DEFAULT_MAX_INSTRUMENTS``:
+every US-listed stock and ETF, about 12,000, with room to spare), so the totals count every
+instrument of such a job and the stalest state leaves only beyond that. Full, the book takes about
+17 MiB of a tab at worst (``benchmarks.dashboard_memory`` fills 10,000 states: 8.4 MiB)."""
+
 
 class SummaryBook:
     """The newest summary of each instrument state (by event time, then trades processed).
 
-    At most ``max_symbols`` states are kept (as many as a job holds active instruments by
-    default, ``MAX_INSTRUMENTS``), the stalest dropped first, at the cost of the one
-    dropped (``EvictionOrder``). Anyone can write to the topic, and a summary dated 2099 once
-    froze its instrument: every later real summary looked older. So a summary dated past the
-    dashboard's clock (``believable``) ranks below every other: it is kept while its state has
-    no other summary, any believable one replaces it, it is dropped first, and a state it is the
-    newest of counts for its symbol only while the symbol has no believable state.
+    At most ``max_symbols`` states are kept (``MAX_INSTRUMENT_STATES`` by default), the stalest
+    dropped first, at the cost of the one dropped (``EvictionOrder``). Anyone can write to the
+    topic, and a summary dated 2099 once froze its instrument: every later real summary looked
+    older. So a summary dated past the dashboard's clock (``believable``) ranks below every other:
+    it is kept while its state has no other summary, any believable one replaces it, it is dropped
+    first, and a state it is the newest of counts for its symbol only while the symbol has no
+    believable state.
     """
 
-    def __init__(self, max_symbols: int = 20_000, wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self, max_symbols: int = MAX_INSTRUMENT_STATES, wall_clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.max_symbols = max_symbols
         self._wall_clock_ns = wall_clock_ns
         self._newest: dict[StateKey, Summary] = {}

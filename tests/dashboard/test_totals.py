@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from dashboard.records import decode_summary
-from dashboard.totals import SummaryBook, instrument_rows, topic_totals
+from dashboard.totals import MAX_INSTRUMENT_STATES, SummaryBook, instrument_rows, topic_totals
+from flows.instruments import DEFAULT_MAX_INSTRUMENTS
 from recordings import World
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -112,6 +113,10 @@ def test_an_older_state_read_after_the_newer_one_still_adds_up(two_days):
     for summary in reversed(two_days.summaries):
         book.add(decode_summary(orjson.dumps(summary)))
     assert book.copy() == book_of(two_days).copy()
+
+
+def test_the_book_holds_as_many_states_as_a_job_holds_instruments():
+    assert SummaryBook().max_symbols == MAX_INSTRUMENT_STATES == DEFAULT_MAX_INSTRUMENTS
 
 
 NOW_NS = 1_796_500_000_000_000_000  # 2026-12-05: the dashboard's clock in these tests
