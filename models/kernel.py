@@ -22,8 +22,9 @@ call), the kernel once. The window sums reproduce numpy's pairwise summation
 What the compiled code reads lives in this one file on purpose: numba's cache (``cache=True``)
 is checked against the file of the function called, not the files it reads from, so a step or
 a constant moved to another module could be served stale from the cache after it changes. The
-few constants imported from ``models.features`` and ``models.session`` are the exception: after
-changing one of them, clear ``models/__pycache__`` (or touch this file).
+few constants imported from ``models.features`` and ``models.session`` are the exception, which
+``models.compiled_cache`` covers: when those modules change, the cache is emptied (the last
+line of this file).
 
 State layout (all arrays owned by ``models.state``; the kernel mutates the working
 copies it is given; R = ``ring_length(window_size)``, the offsets are named below):
@@ -44,6 +45,8 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from models import features, session
+from models.compiled_cache import forget_when_changed
 from models.features import (
     AFTER_LARGE_TRADES, DERIVED_NAMES, FEATURE_NAMES, HISTORY_INPUTS, LARGE_VS_TAIL, MIN_DURATION_SECONDS,
     PRICE_STD_FLOOR, SINCE_LARGE_CAP,
@@ -878,3 +881,6 @@ def _sorted_insert(values, n, item):
     for i in range(n, low, -1):
         values[i] = values[i - 1]
     values[low] = item
+
+
+forget_when_changed(globals(), features, session)  # the modules the compiled code reads constants from
