@@ -323,13 +323,16 @@ class Review:
     symbol: str | None = None
     kind: str | None = None
     level: str | None = None
+    revision: int | None = None
+    """The incident's revision decided on (its symbol, kind and level are those of that revision);
+    None in a review written before reviews said so."""
 
     def to_dict(self) -> dict[str, Any]:
         """The message the dashboard writes to the reviews topic (docs/CONTRACTS.md)."""
         return {
             "incident_id": self.incident_id, "decision": self.decision, "note": self.note,
             "analyst": self.analyst, "reviewed_at": iso_time(self.reviewed_at_ns),
-            "symbol": self.symbol, "kind": self.kind, "level": self.level,
+            "symbol": self.symbol, "kind": self.kind, "level": self.level, "revision": self.revision,
         }
 
 
@@ -350,4 +353,5 @@ def review_from(record: dict[str, Any]) -> Review:
         symbol=text(record, "symbol", MAX_SYMBOL_LENGTH, required=False),
         kind=text(record, "kind", 40, required=False),
         level=choice(record, "level", LEVELS, required=False),
+        revision=whole(record, "revision", required=False),
     )

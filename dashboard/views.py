@@ -22,7 +22,7 @@ from dashboard.feed import FeedView, LiveFeed
 from dashboard.incidents import QueueFilter, incident_queue, worst_open_level
 from dashboard.metrics import (
     compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, members_text,
-    queue_rows, review_text,
+    queue_rows, review_change_text, review_text,
 )
 from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
 from dashboard.reviews import decisions_by_kind
@@ -175,6 +175,7 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         review = decided or review
     if review is not None:
         reviewed.text(f"Reviewed: {review_text(review)} at {both_text(review.reviewed_at_ns)}"
+                      f"{review_change_text(review, incident)}"
                       + (f"\nNote: {review.note}" if review.note else ""))
     # The outcome stays on the page (live refreshes re-run this without the click) until another incident opens.
     outcome = st.session_state.get("review_outcome")
@@ -190,7 +191,7 @@ def save_review(
         return False, "Enter your name: a review says who decided.", None
     decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH],
                      analyst.strip()[:MAX_ANALYST_LENGTH], time.time_ns(), incident.symbol, incident.kind,
-                     incident.level)
+                     incident.level, incident.revision)
     try:
         feed.save_review(decided)
     except ReviewNotSaved as error:

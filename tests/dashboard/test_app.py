@@ -21,6 +21,7 @@ from connectors.topic_readers import TopicTail
 from dashboard.config import DashboardConfig
 from dashboard.records import decode_review
 from publishing import REPUBLISHED, create_topics, publish, publish_world, topics_for
+from recordings import World
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 LEVELS = ("low", "medium", "high", "critical")
@@ -232,6 +233,49 @@ def test_a_review_needs_a_name(pages, published, world):
     app.button(key="FormSubmitter:review_form-Save review").click().run()
     assert [message.value for message in app.error] == ["Enter your name: a review says who decided."]
     assert not app.success
+
+
+def test_a_review_says_which_revision_it_decided_and_an_escalation_comes_back(pages, topics, world):
+    """An analyst dismisses an incident while it is a low 'other' of 2 anomalies; it then grows into
+    a critical burst of 356. The review stays attached, says which revision it decided and what
+    changed since, and 'Hide reviewed' does not hide the escalated incident."""
+    burst_id = next(m["incident_id"] for m in world.incident_messages if m["kind"] == "burst")
+    early = [m for m in world.incident_messages if m["incident_id"] == burst_id and m["revision"] <= 1]
+    later = [m for m in world.incident_messages if m["incident_id"] == burst_id and m["revision"] > 1]
+    others = [m for m in world.incident_messages if m["incident_id"] != burst_id]
+    publish_world(topics, World(world.anomalies, others + early, world.summaries, world.dead_letters))
+    app = pages(topics.environment())
+    app.selectbox(key="incident").set_value(burst_id).run()
+    app.radio(key="decision").set_value("dismissed")
+    app.text_input(key="analyst").input("Ada Lovelace")
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
+    until(app, lambda page: list(table(page, "incident_queue").set_index("incident_id").loc[[burst_id], "review"])
+          == ["dismissed (false positive) by Ada Lovelace"])  # the incident as decided: nothing more said
+
+    publish(topics.brokers, topics.incidents, world.lines(later), key_field="incident_id")
+    final = later[-1]
+
+    def escalated(page: AppTest) -> bool:
+        return metric_values(page).get("Level") == "critical"
+
+    until(app, escalated)
+    queue = table(app, "incident_queue")
+    [said] = list(queue[queue["incident_id"] == burst_id]["review"])
+    change = f" on revision 1 (low, other); since then: level critical, kind burst, revision {final['revision']}"
+    assert said == "dismissed (false positive) by Ada Lovelace" + change
+    assert any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ")
+               and text.value.endswith(change) for text in app.text)
+    app.checkbox(key="hide_reviewed").check().run()
+    assert burst_id in set(table(app, "incident_queue")["incident_id"])  # not hidden: it escalated
+
+    tail = TopicTail(topics.brokers, topics.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    [saved] = [orjson.loads(message.value) for message in messages]
+    assert (saved["revision"], saved["level"], saved["kind"]) == (1, "low", "other")
 
 
 HOSTILE_ANOMALIES = [
