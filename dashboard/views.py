@@ -24,7 +24,9 @@ from dashboard.metrics import (
     compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, members_text,
     queue_rows, review_change_text, review_text,
 )
-from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
+from dashboard.records import (
+    DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review, visible_name,
+)
 from dashboard.reviews import decisions_by_kind
 from dashboard.totals import instrument_rows, topic_totals
 
@@ -187,10 +189,10 @@ def save_review(
     feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str
 ) -> tuple[bool, str, Review | None]:
     """Writes the decision: (saved, what to tell the analyst, the review saved)."""
-    if not analyst.strip():
+    analyst = visible_name(analyst)[:MAX_ANALYST_LENGTH]
+    if not analyst:  # nothing that shows: whitespace, zero-width or bidi characters
         return False, "Enter your name: a review says who decided.", None
-    decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH],
-                     analyst.strip()[:MAX_ANALYST_LENGTH], time.time_ns(), incident.symbol, incident.kind,
+    decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH], analyst, time.time_ns(), incident.symbol, incident.kind,
                      incident.level, incident.revision)
     try:
         feed.save_review(decided)

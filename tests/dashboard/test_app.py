@@ -227,12 +227,35 @@ def test_a_review_round_trip_through_the_broker(pages, published, world):
     assert block_id not in set(table(restarted, "incident_queue")["incident_id"])
 
 
-def test_a_review_needs_a_name(pages, published, world):
+@pytest.mark.parametrize("name", ["", "   ", "\u200b\u200b", "\u200d\u2060\ufeff", "\u202e\u2066 \t", "\x00\x1b"],
+                         ids=["empty", "spaces", "zero-width spaces", "joiners", "bidi controls", "control characters"])
+def test_a_review_needs_a_name(pages, published, world, name):
+    """A name that shows nothing (whitespace, zero-width or bidi characters) is no name: the review
+    would read 'acknowledged by ' with nobody named. Nothing is written."""
     app = pages(published.environment())
     app.selectbox(key="incident").set_value(next(iter(world.final_incidents()))).run()
+    app.text_input(key="analyst").input(name)
     app.button(key="FormSubmitter:review_form-Save review").click().run()
     assert [message.value for message in app.error] == ["Enter your name: a review says who decided."]
     assert not app.success
+    assert not any(text.value.startswith("Reviewed:") for text in app.text)
+
+
+def test_a_name_loses_its_bidi_and_control_characters(pages, published, world):
+    """A right-to-left override in a name turned the rest of the line around ('Reviewed: acknowledged
+    by <RLO>Mallory at ...' read backwards after the name); the name is saved and shown without it."""
+    app = pages(published.environment())
+    incident_id = next(iter(world.final_incidents()))
+    app.selectbox(key="incident").set_value(incident_id).run()
+    app.text_input(key="analyst").input("\u202eMal\u200blory\x1b ")
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.success] == ["Saved: acknowledged."]
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    assert [orjson.loads(message.value)["analyst"] for message in messages] == ["Mallory"]
 
 
 def test_a_review_says_which_revision_it_decided_and_an_escalation_comes_back(pages, topics, world):
