@@ -162,17 +162,37 @@ def _members(view: FeedView, incident: Incident) -> list:
     return sorted(kept.values(), key=lambda record: (record.ts_ns, record.anomaly_id))
 
 
+MAX_DRAFTS = 50
+
+
 def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
+    """The decision and note are the incident's own (a note typed on one incident is not offered on
+    the next); the name is the session's. What was submitted but not saved is kept as a draft and
+    comes back with the form, though the form left the page in between (Streamlit forgets a
+    widget's value once a run does not draw it: the incident closed, or the page started over)."""
     reviewed = st.container()  # the decision on record, filled in once this run's submission is handled
     review = view.reviews.get(incident.incident_id)
+    decision_key, note_key = f"decision:{incident.incident_id}", f"note:{incident.incident_id}"
+    drafts: dict[str, tuple[str, str]] = st.session_state.setdefault("review_drafts", {})
+    if incident.incident_id in drafts:
+        st.session_state.setdefault(decision_key, drafts[incident.incident_id][0])
+        st.session_state.setdefault(note_key, drafts[incident.incident_id][1])
+    if "analyst" not in st.session_state and "review_name" in st.session_state:
+        st.session_state["analyst"] = st.session_state["review_name"]
     with st.form("review_form", border=True):
         decision = st.radio("Decision", DECISIONS, format_func=DECISION_LABELS.__getitem__, horizontal=True,
-                            key="decision")
+                            key=decision_key)
         analyst = st.text_input("Your name", max_chars=MAX_ANALYST_LENGTH, key="analyst")
-        note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key="note", height=80)
+        note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key=note_key, height=80)
         submitted = st.form_submit_button("Save review" if review is None else "Replace review")
     if submitted:
+        st.session_state["review_name"] = analyst
+        drafts[incident.incident_id] = (decision, note)  # until the broker has it
         saved, message, decided = save_review(feed, incident, decision, analyst, note)
+        if saved:
+            del drafts[incident.incident_id]
+        while len(drafts) > MAX_DRAFTS:
+            del drafts[next(iter(drafts))]
         st.session_state["review_outcome"] = (incident.incident_id, saved, message)
         review = decided or review
     if review is not None:

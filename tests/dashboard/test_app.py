@@ -59,6 +59,14 @@ def table(app: AppTest, key: str):
     return app.get_by_key(key).dataframe[0].value
 
 
+def queue_ids(app: AppTest) -> set[str]:
+    """The incidents in the queue (none while the page has no queue to draw)."""
+    try:
+        return set(table(app, "incident_queue")["incident_id"])
+    except KeyError:
+        return set()
+
+
 def until(app: AppTest, condition, timeout_s: float = 20.0) -> None:
     """Re-run the page until ``condition(app)`` holds: the background reader needs a moment."""
     deadline = time.monotonic() + timeout_s
@@ -198,9 +206,9 @@ def test_a_review_round_trip_through_the_broker(pages, published, world):
     block_id, block = next((i, m) for i, m in world.final_incidents().items()
                            if m["status"] == "closed" and m["kind"] != "auction")
     app.selectbox(key="incident").set_value(block_id).run()
-    app.radio(key="decision").set_value("dismissed")
+    app.radio(key=f"decision:{block_id}").set_value("dismissed")
     app.text_input(key="analyst").input("Ada Lovelace")
-    app.text_area(key="note").input("a real move, confirmed with the desk: no action")
+    app.text_area(key=f"note:{block_id}").input("a real move, confirmed with the desk: no action")
     app.button(key="FormSubmitter:review_form-Save review").click().run()
     assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
     assert any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ") for text in app.text)
@@ -241,6 +249,26 @@ def test_a_review_needs_a_name(pages, published, world, name):
     assert not any(text.value.startswith("Reviewed:") for text in app.text)
 
 
+def test_a_note_belongs_to_its_incident_and_an_unsaved_one_comes_back(pages, published, world):
+    """A note typed on one incident was offered on the next one opened (one form, one note for
+    the session), to be saved there by a click; and a note not saved was gone once its incident was
+    closed. Now the note and decision are the incident's, and one submitted but not saved is kept."""
+    app = pages(published.environment())
+    first, second = [i for i, m in world.final_incidents().items() if m["kind"] != "auction"][:2]
+    app.selectbox(key="incident").set_value(first).run()
+    app.radio(key=f"decision:{first}").set_value("dismissed")
+    app.text_area(key=f"note:{first}").input("stub quote on the first incident")
+    app.button(key="FormSubmitter:review_form-Save review").click().run()  # no name: not saved
+    assert [message.value for message in app.error] == ["Enter your name: a review says who decided."]
+    app.selectbox(key="incident").set_value(second).run()
+    assert (app.radio(key=f"decision:{second}").value, app.text_area(key=f"note:{second}").value) == (
+        "acknowledged", "")
+    app.selectbox(key="incident").set_value(None).run()  # the analyst closes the incident
+    app.selectbox(key="incident").set_value(first).run()
+    assert (app.radio(key=f"decision:{first}").value, app.text_area(key=f"note:{first}").value) == (
+        "dismissed", "stub quote on the first incident")
+
+
 def test_a_name_loses_its_bidi_and_control_characters(pages, published, world):
     """A right-to-left override in a name turned the rest of the line around ('Reviewed: acknowledged
     by <RLO>Mallory at ...' read backwards after the name); the name is saved and shown without it."""
@@ -269,7 +297,7 @@ def test_a_review_says_which_revision_it_decided_and_an_escalation_comes_back(pa
     publish_world(topics, World(world.anomalies, others + early, world.summaries, world.dead_letters))
     app = pages(topics.environment())
     app.selectbox(key="incident").set_value(burst_id).run()
-    app.radio(key="decision").set_value("dismissed")
+    app.radio(key=f"decision:{burst_id}").set_value("dismissed")
     app.text_input(key="analyst").input("Ada Lovelace")
     app.button(key="FormSubmitter:review_form-Save review").click().run()
     assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
@@ -374,6 +402,53 @@ def test_the_page_recovers_when_the_broker_comes_up(pages, topic_prefix, world):
         assert not app.exception and not app.error
         assert metric_values(app) == expected_tiles(
             world.anomalies, len(world.final_incidents()), len(world.symbols()))
+        app.session_state["feed"].close()  # before the broker goes
+
+
+def test_a_review_while_the_broker_is_down_says_not_saved_and_keeps_the_text(pages, topic_prefix, world):
+    """The broker goes away while an analyst writes: saving says it was not saved (within the
+    writer's time limits, not a hung page), claims nothing, keeps the name and note typed, and the
+    same click once the broker is back saves them."""
+    port = free_port()
+    topics = topics_for(f"127.0.0.1:{port}", topic_prefix)
+    note = "checked with the desk — " + "x" * 400
+    with EmbeddedBroker(port):
+        publish_world(topics, world)
+        app = pages(topics.environment())
+        incident_id = next(iter(world.final_incidents()))
+        app.selectbox(key="incident").set_value(incident_id).run()
+        app.text_input(key="analyst").input("Ada Lovelace")
+        app.text_area(key=f"note:{incident_id}").input(note)
+    started = time.monotonic()
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    took = time.monotonic() - started
+    assert not app.exception and not app.success
+    [said] = [message.value for message in app.error if message.value.startswith("The review was not saved: ")]
+    assert took < 20, took
+    assert not any(text.value.startswith("Reviewed:") for text in app.text)
+    assert (app.text_input(key="analyst").value, app.text_area(key=f"note:{incident_id}").value) == (
+        "Ada Lovelace", note)
+    assert "review not saved" in list(table(app, "error_log")["kind"])
+    app.run()  # a live refresh: the outcome stays until another incident opens
+    assert said in [message.value for message in app.error]
+    with EmbeddedBroker(port):
+        publish_world(topics, world)
+        app.button(key="retry").click().run()
+        until(app, lambda page: incident_id in queue_ids(page))
+        app.selectbox(key="incident").set_value(incident_id).run()
+        # The page started over (the broker came back empty) and the form left it: the draft is kept.
+        assert (app.text_input(key="analyst").value, app.text_area(key=f"note:{incident_id}").value) == (
+            "Ada Lovelace", note)
+        app.button(key="FormSubmitter:review_form-Save review").click().run()
+        assert [message.value for message in app.success] == ["Saved: acknowledged."]
+        assert said not in [message.value for message in app.error]
+        tail = TopicTail(topics.brokers, topics.reviews, start_back=None)
+        try:
+            messages, _ = tail.read(max_seconds=10)
+        finally:
+            tail.close()
+        assert [(orjson.loads(m.value)["analyst"], orjson.loads(m.value)["note"]) for m in messages] == [
+            ("Ada Lovelace", note)]
         app.session_state["feed"].close()  # before the broker goes
 
 
