@@ -163,15 +163,31 @@ def _members(view: FeedView, incident: Incident) -> list:
 
 
 MAX_DRAFTS = 50
+REPLACED_MEANWHILE = ("Not saved: another review of this incident was recorded while you had it open (shown above). "
+                      "Click 'Replace review' again to replace it with yours.")
+
+
+def _identity(review: Review | None) -> tuple | None:
+    return None if review is None else (review.reviewed_at_ns, review.analyst, review.decision, review.note)
 
 
 def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
     """The decision and note are the incident's own (a note typed on one incident is not offered on
     the next); the name is the session's. What was submitted but not saved is kept as a draft and
     comes back with the form, though the form left the page in between (Streamlit forgets a
-    widget's value once a run does not draw it: the incident closed, or the page started over)."""
+    widget's value once a run does not draw it: the incident closed, or the page started over).
+
+    A review recorded by another page after this one opened the incident (or after its last
+    click) is not replaced by the next click: that click says so, and the one after replaces it.
+    The page knows only what it has read: a review written elsewhere in the moment before the
+    click, not yet read here, is still replaced (the topic keeps the last)."""
     reviewed = st.container()  # the decision on record, filled in once this run's submission is handled
     review = view.reviews.get(incident.incident_id)
+    seen: dict[str, tuple | None] = st.session_state.setdefault("reviews_seen", {})
+    if incident.incident_id not in seen:
+        seen[incident.incident_id] = _identity(review)
+        while len(seen) > MAX_DRAFTS:
+            del seen[next(iter(seen))]
     decision_key, note_key = f"decision:{incident.incident_id}", f"note:{incident.incident_id}"
     drafts: dict[str, tuple[str, str]] = st.session_state.setdefault("review_drafts", {})
     if incident.incident_id in drafts:
@@ -188,7 +204,11 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
     if submitted:
         st.session_state["review_name"] = analyst
         drafts[incident.incident_id] = (decision, note)  # until the broker has it
-        saved, message, decided = save_review(feed, incident, decision, analyst, note)
+        if seen.get(incident.incident_id) != _identity(review):  # another page's review, read since
+            saved, message, decided = False, REPLACED_MEANWHILE, None
+        else:
+            saved, message, decided = save_review(feed, incident, decision, analyst, note)
+        seen[incident.incident_id] = _identity(decided or review)
         if saved:
             del drafts[incident.incident_id]
         while len(drafts) > MAX_DRAFTS:

@@ -235,6 +235,41 @@ def test_a_review_round_trip_through_the_broker(pages, published, world):
     assert block_id not in set(table(restarted, "incident_queue")["incident_id"])
 
 
+def test_a_review_recorded_by_another_page_meanwhile_is_not_replaced_unawares(pages, published, world):
+    """Two analysts open the same incident; Bob saves first. Ada's click, on a form she opened
+    before Bob's review, does not overwrite it silently: it is refused once, saying a review was
+    recorded meanwhile (Bob's, shown above), and her text stays; her next click replaces it, and
+    Bob's page shows hers. The topic holds both, hers last."""
+    environment = published.environment()
+    ada, bob = pages(environment), pages(environment)
+    incident_id = next(i for i, m in world.final_incidents().items() if m["kind"] != "auction")
+    for page in (ada, bob):
+        page.selectbox(key="incident").set_value(incident_id).run()
+    bob.text_input(key="analyst").input("Bob")
+    bob.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in bob.success] == ["Saved: acknowledged."]
+    until(ada, lambda page: any(text.value.startswith("Reviewed: acknowledged by Bob at ") for text in page.text))
+    ada.text_input(key="analyst").input("Ada Lovelace")  # what she typed meanwhile, sent with her click
+    ada.radio(key=f"decision:{incident_id}").set_value("dismissed")
+    ada.text_area(key=f"note:{incident_id}").input("a stub quote")
+    ada.button(key="FormSubmitter:review_form-Replace review").click().run()
+    assert not ada.success
+    assert [message.value for message in ada.error] == [
+        "Not saved: another review of this incident was recorded while you had it open (shown above). "
+        "Click 'Replace review' again to replace it with yours."]
+    assert ada.text_area(key=f"note:{incident_id}").value == "a stub quote"
+    ada.button(key="FormSubmitter:review_form-Replace review").click().run()
+    assert [message.value for message in ada.success] == ["Saved: dismissed (false positive)."]
+    until(bob, lambda page: any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ")
+                                for text in page.text))
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
+
+
 @pytest.mark.parametrize("name", ["", "   ", "\u200b\u200b", "\u200d\u2060\ufeff", "\u202e\u2066 \t", "\x00\x1b"],
                          ids=["empty", "spaces", "zero-width spaces", "joiners", "bidi controls", "control characters"])
 def test_a_review_needs_a_name(pages, published, world, name):
