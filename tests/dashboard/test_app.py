@@ -270,6 +270,27 @@ def test_a_review_recorded_by_another_page_meanwhile_is_not_replaced_unawares(pa
     assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
 
 
+def test_a_review_larger_than_the_client_may_send_says_to_shorten_the_note(pages, published, world):
+    """KAFKA_MESSAGE_MAX_BYTES=1000 (librdkafka's least) and a note of 500 emoji (2,000 bytes): the
+    analyst read the client's error object ('KafkaError{code=MSG_SIZE_TOO_LARGE,val=10,...}'); now
+    what is too large and what to do. Her text stays; a shorter note saves."""
+    app = pages(published.environment(KAFKA_MESSAGE_MAX_BYTES="1000"))
+    incident_id = next(iter(world.final_incidents()))
+    app.selectbox(key="incident").set_value(incident_id).run()
+    app.text_input(key="analyst").input("Ada Lovelace")
+    app.text_area(key=f"note:{incident_id}").input("\U0001F600" * 500)
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    [said] = [message.value for message in app.error]
+    assert said.startswith("The review was not saved: it is ") and said.endswith(
+        " bytes, more than the 1000 this dashboard's Kafka client may send (KAFKA_MESSAGE_MAX_BYTES): "
+        "shorten the note."), said
+    assert "KafkaError" not in said
+    assert app.text_area(key=f"note:{incident_id}").value == "\U0001F600" * 500
+    app.text_area(key=f"note:{incident_id}").input("\U0001F600" * 50)
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.success] == ["Saved: acknowledged."]
+
+
 @pytest.mark.parametrize("name", ["", "   ", "\u200b\u200b", "\u200d\u2060\ufeff", "\u202e\u2066 \t", "\x00\x1b"],
                          ids=["empty", "spaces", "zero-width spaces", "joiners", "bidi controls", "control characters"])
 def test_a_review_needs_a_name(pages, published, world, name):
