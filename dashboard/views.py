@@ -198,8 +198,10 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
     with st.form("review_form", border=True):
         decision = st.radio("Decision", DECISIONS, format_func=DECISION_LABELS.__getitem__, horizontal=True,
                             key=decision_key)
-        analyst = st.text_input("Your name", max_chars=MAX_ANALYST_LENGTH, key="analyst")
-        note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key=note_key, height=80)
+        # No max_chars: the browser drops a paste longer than it whole, without a word; a text too
+        # long is refused on saving instead, saying so, and stays in the form to be shortened.
+        analyst = st.text_input("Your name", key="analyst", placeholder=f"at most {MAX_ANALYST_LENGTH} characters")
+        note = st.text_area("Note", key=note_key, height=80, placeholder=f"at most {MAX_NOTE_LENGTH} characters")
         submitted = st.form_submit_button("Save review" if review is None else "Replace review")
     if submitted:
         st.session_state["review_name"] = analyst
@@ -229,10 +231,14 @@ def save_review(
     feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str
 ) -> tuple[bool, str, Review | None]:
     """Writes the decision: (saved, what to tell the analyst, the review saved)."""
-    analyst = visible_name(analyst)[:MAX_ANALYST_LENGTH]
+    analyst, note = visible_name(analyst), note.strip()
     if not analyst:  # nothing that shows: whitespace, zero-width or bidi characters
         return False, "Enter your name: a review says who decided.", None
-    decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH], analyst, time.time_ns(), incident.symbol, incident.kind,
+    if len(analyst) > MAX_ANALYST_LENGTH:  # numbers only in the alert: alerts render Markdown
+        return False, f"Your name is {len(analyst):,} characters; a review keeps at most {MAX_ANALYST_LENGTH}.", None
+    if len(note) > MAX_NOTE_LENGTH:
+        return False, f"The note is {len(note):,} characters; a review keeps at most {MAX_NOTE_LENGTH}: shorten it.", None
+    decided = Review(incident.incident_id, decision, note, analyst, time.time_ns(), incident.symbol, incident.kind,
                      incident.level, incident.revision)
     try:
         feed.save_review(decided)
