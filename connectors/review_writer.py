@@ -63,16 +63,25 @@ class ReviewWriter:
             except KafkaException as error:  # settings a producer refuses (KAFKA_ACKS=1 with idempotence)
                 raise ReviewNotSaved(f"the Kafka client refused its settings: {kafka_error_text(error)}") from None
         outcome: list[KafkaError | None] = []
+        key_bytes, value = key.encode(), orjson.dumps(record)
+        size = len(key_bytes) + len(value)
         try:
             self._producer.produce(
-                self.topic, key=key.encode(), value=orjson.dumps(record),
-                on_delivery=lambda error, _message: outcome.append(error),
+                self.topic, key=key_bytes, value=value, on_delivery=lambda error, _message: outcome.append(error),
             )
-        except (KafkaException, BufferError) as error:
+        except KafkaException as error:
+            if error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:  # message.max.bytes set small
+                limit = self._settings.get("message.max.bytes", "the largest message")
+                raise ReviewNotSaved(f"it is {size:,} bytes, more than the {limit} this dashboard's Kafka client "
+                                     "may send (KAFKA_MESSAGE_MAX_BYTES): shorten the note.") from None
+            raise ReviewNotSaved(f"the Kafka client refused the message: {kafka_error_text(error)}") from None
+        except BufferError as error:
             raise ReviewNotSaved(f"the Kafka client refused the message: {error}") from None
         self._producer.flush(WRITE_TIMEOUT_S + 1)
         if not outcome:
             raise ReviewNotSaved(f"the broker did not acknowledge within {WRITE_TIMEOUT_S:g} s")
+        if outcome[0] is not None and outcome[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            raise ReviewNotSaved(f"the broker refused it as too large ({size:,} bytes): shorten the note.")
         if outcome[0] is not None:
             raise ReviewNotSaved(f"the broker refused it: {outcome[0].str()}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from datetime import datetime, timezone
 from typing import Any
 
@@ -110,6 +111,16 @@ def text(record: dict[str, Any], name: str, max_length: int, *, required: bool =
     if len(value) > max_length and not truncate:
         raise InvalidRecord(f"{name!r} is longer than {max_length} characters")
     return cut(value, max_length)
+
+
+def visible_name(value: str) -> str:
+    """``value`` without control and format characters (zero-width spaces and joiners, bidi
+    overrides and isolates, escapes), whitespace collapsed to single spaces and stripped: empty
+    when nothing in it shows. A name is a word on a line of other text: an override in it would
+    turn the rest of the line around, and one of only invisible characters names nobody."""
+    kept = "".join(" " if char.isspace() else char for char in value
+                   if char.isspace() or unicodedata.category(char) not in ("Cc", "Cf"))
+    return " ".join(kept.split())
 
 
 def cut(value: str, max_length: int) -> str:

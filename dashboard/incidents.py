@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from dashboard.clock import believable
 from dashboard.eviction import EvictionOrder
 from dashboard.records import LEVEL_RANK, Anomaly, Incident, Review
+from dashboard.reviews import escalated_since
 
 
 class IncidentBook:
@@ -129,6 +130,7 @@ class IncidentMembers:
 class QueueFilter:
     hide_auctions: bool = False
     hide_reviewed: bool = False
+    """Hides reviewed incidents, except one grown worse since its review (``escalated_since``)."""
     symbols: Collection[str] = ()
     """Empty means every symbol."""
 
@@ -142,7 +144,8 @@ def incident_queue(
     shown = [
         incident for incident in incidents
         if not (chosen.hide_auctions and incident.kind == "auction")
-        and not (chosen.hide_reviewed and incident.incident_id in reviews)
+        and not (chosen.hide_reviewed and incident.incident_id in reviews
+                 and not escalated_since(reviews[incident.incident_id], incident))
         and (not chosen.symbols or incident.symbol in chosen.symbols)
     ]
     return sorted(shown, key=lambda item: (item.kind == "auction", not item.is_open, -LEVEL_RANK[item.level],

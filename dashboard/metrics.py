@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from dashboard.clock import duration_text, new_york_text, utc_text
 from dashboard.records import DETECTORS, SIDES, Anomaly, Incident, Review
+from dashboard.reviews import changed_since
 
 SIDE_NAMES = {"A": "Ask", "B": "Bid", "N": "None"}
 
@@ -113,7 +114,7 @@ def queue_rows(queue: list[Incident], reviews: Mapping[str, Review]) -> list[dic
             "trades": incident.trades,
             "anomalies": incident.anomalies,
             "price move": price_move_text(incident),
-            "review": review_text(reviews.get(incident.incident_id)),
+            "review": review_text(reviews.get(incident.incident_id), incident),
             "summary": incident.summary,
             "incident_id": incident.incident_id,
         }
@@ -121,11 +122,24 @@ def queue_rows(queue: list[Incident], reviews: Mapping[str, Review]) -> list[dic
     ]
 
 
-def review_text(review: Review | None) -> str:
+def review_text(review: Review | None, incident: Incident | None = None) -> str:
+    """Who decided what, and when ``incident`` has changed since, ``review_change_text``."""
     if review is None:
         return ""
     decision = "dismissed (false positive)" if review.decision == "dismissed" else "acknowledged"
-    return f"{decision} by {review.analyst}"  # shown as text only (tables, st.text): the name is data
+    said = f"{decision} by {review.analyst}"  # shown as text only (tables, st.text): the name is data
+    return said + (review_change_text(review, incident) if incident is not None else "")
+
+
+def review_change_text(review: Review, incident: Incident) -> str:
+    """Empty while the incident is as decided; otherwise which revision was decided on and what
+    changed since (' on revision 1 (low, other); since then: level critical, kind burst, revision 10')."""
+    changes = changed_since(review, incident)
+    if not changes:
+        return ""
+    then = ", ".join(value for value in (review.level, review.kind) if value)
+    on = (f" on revision {review.revision}" if review.revision is not None else "") + (f" ({then})" if then else "")
+    return f"{on}; since then: {', '.join(changes)}"
 
 
 def incident_label(incident: Incident) -> str:

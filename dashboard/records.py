@@ -24,13 +24,13 @@ from dashboard.fields import (
     DECISIONS, DETECTORS, DIRECTIONS, INCIDENT_STATUSES, LEVEL_RANK, LEVELS, MAX_ANALYST_LENGTH, MAX_COUNT,
     MAX_DETECTOR_NAME, MAX_DETECTORS, MAX_ID_LENGTH, MAX_KEPT_PATH, MAX_NOTE_LENGTH, MAX_PRICE,
     MAX_PRICE_PATH, MAX_SUMMARY_LENGTH, MAX_SYMBOL_LENGTH, SIDES, InvalidRecord, checked_number, choice, cut,
-    explanation_lines, iso_time, json_object, number, short, text, time_ns, whole,
+    explanation_lines, iso_time, json_object, number, short, text, time_ns, visible_name, whole,
 )
 
 __all__ = [  # what the rest of the dashboard takes from here, including the field checks it needs
     "DECISIONS", "DETECTORS", "LEVELS", "LEVEL_RANK", "MAX_ANALYST_LENGTH", "MAX_NOTE_LENGTH", "SIDES",
     "Anomaly", "DetectorVerdict", "Incident", "InvalidRecord", "PricePath", "Review", "Summary",
-    "decode_anomaly", "decode_incident", "decode_review", "decode_summary", "iso_time", "time_ns",
+    "decode_anomaly", "decode_incident", "decode_review", "decode_summary", "iso_time", "time_ns", "visible_name",
 ]
 
 # ---------------------------------------------------------------- anomalies
@@ -323,13 +323,16 @@ class Review:
     symbol: str | None = None
     kind: str | None = None
     level: str | None = None
+    revision: int | None = None
+    """The incident's revision decided on (its symbol, kind and level are those of that revision);
+    None in a review written before reviews said so."""
 
     def to_dict(self) -> dict[str, Any]:
         """The message the dashboard writes to the reviews topic (docs/CONTRACTS.md)."""
         return {
             "incident_id": self.incident_id, "decision": self.decision, "note": self.note,
             "analyst": self.analyst, "reviewed_at": iso_time(self.reviewed_at_ns),
-            "symbol": self.symbol, "kind": self.kind, "level": self.level,
+            "symbol": self.symbol, "kind": self.kind, "level": self.level, "revision": self.revision,
         }
 
 
@@ -341,13 +344,17 @@ def review_from(record: dict[str, Any]) -> Review:
     note = record.get("note", "")
     if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH:
         raise InvalidRecord(f"'note' is not text of at most {MAX_NOTE_LENGTH} characters")
+    analyst = visible_name(text(record, "analyst", MAX_ANALYST_LENGTH))
+    if not analyst:  # zero-width spaces, bidi controls: a review that names nobody
+        raise InvalidRecord("'analyst' has no visible character")
     return Review(
         incident_id=text(record, "incident_id", MAX_ID_LENGTH),
         decision=choice(record, "decision", DECISIONS),
         note=note,
-        analyst=text(record, "analyst", MAX_ANALYST_LENGTH),
+        analyst=analyst,
         reviewed_at_ns=time_ns(record.get("reviewed_at"), "reviewed_at"),
         symbol=text(record, "symbol", MAX_SYMBOL_LENGTH, required=False),
         kind=text(record, "kind", 40, required=False),
         level=choice(record, "level", LEVELS, required=False),
+        revision=whole(record, "revision", required=False),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from dashboard.records import Incident, Review
+from dashboard.records import LEVEL_RANK, Incident, Review
 
 
 class ReviewBook:
@@ -61,3 +61,24 @@ def decisions_by_kind(reviews: Iterable[Review], incidents: Mapping[str, Inciden
         kind = review.kind or (incident.kind if incident else "unknown")
         counts.setdefault(kind, Counter())[review.decision] += 1
     return counts
+
+
+def changed_since(review: Review, incident: Incident) -> list[str]:
+    """What the analyst sees differently in ``incident`` than in the revision decided on: its level,
+    its kind, its revision ('level critical', 'kind burst', 'revision 10'); empty when nothing did
+    or the review does not say (a review written before reviews named their revision)."""
+    changes = []
+    if review.level is not None and incident.level != review.level:
+        changes.append(f"level {incident.level}")
+    if review.kind is not None and incident.kind != review.kind:
+        changes.append(f"kind {incident.kind}")
+    if review.revision is not None and incident.revision != review.revision:
+        changes.append(f"revision {incident.revision}")
+    return changes
+
+
+def escalated_since(review: Review, incident: Incident) -> bool:
+    """The incident grew worse than what was decided on (a higher level, or another kind): the
+    decision no longer covers it, so 'Hide reviewed' does not hide it."""
+    rose = review.level is not None and LEVEL_RANK[incident.level] > LEVEL_RANK[review.level]
+    return rose or (review.kind is not None and incident.kind != review.kind)

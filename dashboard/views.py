@@ -22,9 +22,11 @@ from dashboard.feed import FeedView, LiveFeed
 from dashboard.incidents import QueueFilter, incident_queue, worst_open_level
 from dashboard.metrics import (
     compute_metrics, decision_rows, filter_records, incident_label, latest_rows, member_rows, members_text,
-    queue_rows, review_text,
+    queue_rows, review_change_text, review_text,
 )
-from dashboard.records import DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review
+from dashboard.records import (
+    DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review, visible_name,
+)
 from dashboard.reviews import decisions_by_kind
 from dashboard.totals import instrument_rows, topic_totals
 
@@ -160,21 +162,64 @@ def _members(view: FeedView, incident: Incident) -> list:
     return sorted(kept.values(), key=lambda record: (record.ts_ns, record.anomaly_id))
 
 
+MAX_DRAFTS = 50
+REPLACED_MEANWHILE = ("Not saved: another review of this incident was recorded while you had it open (shown above). "
+                      "Click 'Replace review' again to replace it with yours.")
+
+
+def _identity(review: Review | None) -> tuple | None:
+    return None if review is None else (review.reviewed_at_ns, review.analyst, review.decision, review.note)
+
+
 def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
+    """The decision and note are the incident's own (a note typed on one incident is not offered on
+    the next); the name is the session's. What was submitted but not saved is kept as a draft and
+    comes back with the form, though the form left the page in between (Streamlit forgets a
+    widget's value once a run does not draw it: the incident closed, or the page started over).
+
+    A review recorded by another page after this one opened the incident (or after its last
+    click) is not replaced by the next click: that click says so, and the one after replaces it.
+    The page knows only what it has read: a review written elsewhere in the moment before the
+    click, not yet read here, is still replaced (the topic keeps the last)."""
     reviewed = st.container()  # the decision on record, filled in once this run's submission is handled
     review = view.reviews.get(incident.incident_id)
+    seen: dict[str, tuple | None] = st.session_state.setdefault("reviews_seen", {})
+    if incident.incident_id not in seen:
+        seen[incident.incident_id] = _identity(review)
+        while len(seen) > MAX_DRAFTS:
+            del seen[next(iter(seen))]
+    decision_key, note_key = f"decision:{incident.incident_id}", f"note:{incident.incident_id}"
+    drafts: dict[str, tuple[str, str]] = st.session_state.setdefault("review_drafts", {})
+    if incident.incident_id in drafts:
+        st.session_state.setdefault(decision_key, drafts[incident.incident_id][0])
+        st.session_state.setdefault(note_key, drafts[incident.incident_id][1])
+    if "analyst" not in st.session_state and "review_name" in st.session_state:
+        st.session_state["analyst"] = st.session_state["review_name"]
     with st.form("review_form", border=True):
         decision = st.radio("Decision", DECISIONS, format_func=DECISION_LABELS.__getitem__, horizontal=True,
-                            key="decision")
-        analyst = st.text_input("Your name", max_chars=MAX_ANALYST_LENGTH, key="analyst")
-        note = st.text_area("Note", max_chars=MAX_NOTE_LENGTH, key="note", height=80)
+                            key=decision_key)
+        # No max_chars: the browser drops a paste longer than it whole, without a word; a text too
+        # long is refused on saving instead, saying so, and stays in the form to be shortened.
+        analyst = st.text_input("Your name", key="analyst", placeholder=f"at most {MAX_ANALYST_LENGTH} characters")
+        note = st.text_area("Note", key=note_key, height=80, placeholder=f"at most {MAX_NOTE_LENGTH} characters")
         submitted = st.form_submit_button("Save review" if review is None else "Replace review")
     if submitted:
-        saved, message, decided = save_review(feed, incident, decision, analyst, note)
+        st.session_state["review_name"] = analyst
+        drafts[incident.incident_id] = (decision, note)  # until the broker has it
+        if seen.get(incident.incident_id) != _identity(review):  # another page's review, read since
+            saved, message, decided = False, REPLACED_MEANWHILE, None
+        else:
+            saved, message, decided = save_review(feed, incident, decision, analyst, note)
+        seen[incident.incident_id] = _identity(decided or review)
+        if saved:
+            del drafts[incident.incident_id]
+        while len(drafts) > MAX_DRAFTS:
+            del drafts[next(iter(drafts))]
         st.session_state["review_outcome"] = (incident.incident_id, saved, message)
         review = decided or review
     if review is not None:
         reviewed.text(f"Reviewed: {review_text(review)} at {both_text(review.reviewed_at_ns)}"
+                      f"{review_change_text(review, incident)}"
                       + (f"\nNote: {review.note}" if review.note else ""))
     # The outcome stays on the page (live refreshes re-run this without the click) until another incident opens.
     outcome = st.session_state.get("review_outcome")
@@ -186,11 +231,15 @@ def save_review(
     feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str
 ) -> tuple[bool, str, Review | None]:
     """Writes the decision: (saved, what to tell the analyst, the review saved)."""
-    if not analyst.strip():
+    analyst, note = visible_name(analyst), note.strip()
+    if not analyst:  # nothing that shows: whitespace, zero-width or bidi characters
         return False, "Enter your name: a review says who decided.", None
-    decided = Review(incident.incident_id, decision, note.strip()[:MAX_NOTE_LENGTH],
-                     analyst.strip()[:MAX_ANALYST_LENGTH], time.time_ns(), incident.symbol, incident.kind,
-                     incident.level)
+    if len(analyst) > MAX_ANALYST_LENGTH:  # numbers only in the alert: alerts render Markdown
+        return False, f"Your name is {len(analyst):,} characters; a review keeps at most {MAX_ANALYST_LENGTH}.", None
+    if len(note) > MAX_NOTE_LENGTH:
+        return False, f"The note is {len(note):,} characters; a review keeps at most {MAX_NOTE_LENGTH}: shorten it.", None
+    decided = Review(incident.incident_id, decision, note, analyst, time.time_ns(), incident.symbol, incident.kind,
+                     incident.level, incident.revision)
     try:
         feed.save_review(decided)
     except ReviewNotSaved as error:

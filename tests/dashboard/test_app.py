@@ -21,6 +21,7 @@ from connectors.topic_readers import TopicTail
 from dashboard.config import DashboardConfig
 from dashboard.records import decode_review
 from publishing import REPUBLISHED, create_topics, publish, publish_world, topics_for
+from recordings import World
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 LEVELS = ("low", "medium", "high", "critical")
@@ -56,6 +57,14 @@ def metric_values(app: AppTest) -> dict[str, str]:
 
 def table(app: AppTest, key: str):
     return app.get_by_key(key).dataframe[0].value
+
+
+def queue_ids(app: AppTest) -> set[str]:
+    """The incidents in the queue (none while the page has no queue to draw)."""
+    try:
+        return set(table(app, "incident_queue")["incident_id"])
+    except KeyError:
+        return set()
 
 
 def until(app: AppTest, condition, timeout_s: float = 20.0) -> None:
@@ -197,9 +206,9 @@ def test_a_review_round_trip_through_the_broker(pages, published, world):
     block_id, block = next((i, m) for i, m in world.final_incidents().items()
                            if m["status"] == "closed" and m["kind"] != "auction")
     app.selectbox(key="incident").set_value(block_id).run()
-    app.radio(key="decision").set_value("dismissed")
+    app.radio(key=f"decision:{block_id}").set_value("dismissed")
     app.text_input(key="analyst").input("Ada Lovelace")
-    app.text_area(key="note").input("a real move, confirmed with the desk: no action")
+    app.text_area(key=f"note:{block_id}").input("a real move, confirmed with the desk: no action")
     app.button(key="FormSubmitter:review_form-Save review").click().run()
     assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
     assert any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ") for text in app.text)
@@ -226,12 +235,154 @@ def test_a_review_round_trip_through_the_broker(pages, published, world):
     assert block_id not in set(table(restarted, "incident_queue")["incident_id"])
 
 
-def test_a_review_needs_a_name(pages, published, world):
+def test_a_review_recorded_by_another_page_meanwhile_is_not_replaced_unawares(pages, published, world):
+    """Two analysts open the same incident; Bob saves first. Ada's click, on a form she opened
+    before Bob's review, does not overwrite it silently: it is refused once, saying a review was
+    recorded meanwhile (Bob's, shown above), and her text stays; her next click replaces it, and
+    Bob's page shows hers. The topic holds both, hers last."""
+    environment = published.environment()
+    ada, bob = pages(environment), pages(environment)
+    incident_id = next(i for i, m in world.final_incidents().items() if m["kind"] != "auction")
+    for page in (ada, bob):
+        page.selectbox(key="incident").set_value(incident_id).run()
+    bob.text_input(key="analyst").input("Bob")
+    bob.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in bob.success] == ["Saved: acknowledged."]
+    until(ada, lambda page: any(text.value.startswith("Reviewed: acknowledged by Bob at ") for text in page.text))
+    ada.text_input(key="analyst").input("Ada Lovelace")  # what she typed meanwhile, sent with her click
+    ada.radio(key=f"decision:{incident_id}").set_value("dismissed")
+    ada.text_area(key=f"note:{incident_id}").input("a stub quote")
+    ada.button(key="FormSubmitter:review_form-Replace review").click().run()
+    assert not ada.success
+    assert [message.value for message in ada.error] == [
+        "Not saved: another review of this incident was recorded while you had it open (shown above). "
+        "Click 'Replace review' again to replace it with yours."]
+    assert ada.text_area(key=f"note:{incident_id}").value == "a stub quote"
+    ada.button(key="FormSubmitter:review_form-Replace review").click().run()
+    assert [message.value for message in ada.success] == ["Saved: dismissed (false positive)."]
+    until(bob, lambda page: any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ")
+                                for text in page.text))
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
+
+
+def test_a_review_larger_than_the_client_may_send_says_to_shorten_the_note(pages, published, world):
+    """KAFKA_MESSAGE_MAX_BYTES=1000 (librdkafka's least) and a note of 500 emoji (2,000 bytes): the
+    analyst read the client's error object ('KafkaError{code=MSG_SIZE_TOO_LARGE,val=10,...}'); now
+    what is too large and what to do. Her text stays; a shorter note saves."""
+    app = pages(published.environment(KAFKA_MESSAGE_MAX_BYTES="1000"))
+    incident_id = next(iter(world.final_incidents()))
+    app.selectbox(key="incident").set_value(incident_id).run()
+    app.text_input(key="analyst").input("Ada Lovelace")
+    app.text_area(key=f"note:{incident_id}").input("\U0001F600" * 500)
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    [said] = [message.value for message in app.error]
+    assert said.startswith("The review was not saved: it is ") and said.endswith(
+        " bytes, more than the 1000 this dashboard's Kafka client may send (KAFKA_MESSAGE_MAX_BYTES): "
+        "shorten the note."), said
+    assert "KafkaError" not in said
+    assert app.text_area(key=f"note:{incident_id}").value == "\U0001F600" * 500
+    app.text_area(key=f"note:{incident_id}").input("\U0001F600" * 50)
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.success] == ["Saved: acknowledged."]
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u200b\u200b", "\u200d\u2060\ufeff", "\u202e\u2066 \t", "\x00\x1b"],
+                         ids=["empty", "spaces", "zero-width spaces", "joiners", "bidi controls", "control characters"])
+def test_a_review_needs_a_name(pages, published, world, name):
+    """A name that shows nothing (whitespace, zero-width or bidi characters) is no name: the review
+    would read 'acknowledged by ' with nobody named. Nothing is written."""
     app = pages(published.environment())
     app.selectbox(key="incident").set_value(next(iter(world.final_incidents()))).run()
+    app.text_input(key="analyst").input(name)
     app.button(key="FormSubmitter:review_form-Save review").click().run()
     assert [message.value for message in app.error] == ["Enter your name: a review says who decided."]
     assert not app.success
+    assert not any(text.value.startswith("Reviewed:") for text in app.text)
+
+
+def test_a_note_belongs_to_its_incident_and_an_unsaved_one_comes_back(pages, published, world):
+    """A note typed on one incident was offered on the next one opened (one form, one note for
+    the session), to be saved there by a click; and a note not saved was gone once its incident was
+    closed. Now the note and decision are the incident's, and one submitted but not saved is kept."""
+    app = pages(published.environment())
+    first, second = [i for i, m in world.final_incidents().items() if m["kind"] != "auction"][:2]
+    app.selectbox(key="incident").set_value(first).run()
+    app.radio(key=f"decision:{first}").set_value("dismissed")
+    app.text_area(key=f"note:{first}").input("stub quote on the first incident")
+    app.button(key="FormSubmitter:review_form-Save review").click().run()  # no name: not saved
+    assert [message.value for message in app.error] == ["Enter your name: a review says who decided."]
+    app.selectbox(key="incident").set_value(second).run()
+    assert (app.radio(key=f"decision:{second}").value, app.text_area(key=f"note:{second}").value) == (
+        "acknowledged", "")
+    app.selectbox(key="incident").set_value(None).run()  # the analyst closes the incident
+    app.selectbox(key="incident").set_value(first).run()
+    assert (app.radio(key=f"decision:{first}").value, app.text_area(key=f"note:{first}").value) == (
+        "dismissed", "stub quote on the first incident")
+
+
+def test_a_name_loses_its_bidi_and_control_characters(pages, published, world):
+    """A right-to-left override in a name turned the rest of the line around ('Reviewed: acknowledged
+    by <RLO>Mallory at ...' read backwards after the name); the name is saved and shown without it."""
+    app = pages(published.environment())
+    incident_id = next(iter(world.final_incidents()))
+    app.selectbox(key="incident").set_value(incident_id).run()
+    app.text_input(key="analyst").input("\u202eMal\u200blory\x1b ")
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.success] == ["Saved: acknowledged."]
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    assert [orjson.loads(message.value)["analyst"] for message in messages] == ["Mallory"]
+
+
+def test_a_review_says_which_revision_it_decided_and_an_escalation_comes_back(pages, topics, world):
+    """An analyst dismisses an incident while it is a low 'other' of 2 anomalies; it then grows into
+    a critical burst of 356. The review stays attached, says which revision it decided and what
+    changed since, and 'Hide reviewed' does not hide the escalated incident."""
+    burst_id = next(m["incident_id"] for m in world.incident_messages if m["kind"] == "burst")
+    early = [m for m in world.incident_messages if m["incident_id"] == burst_id and m["revision"] <= 1]
+    later = [m for m in world.incident_messages if m["incident_id"] == burst_id and m["revision"] > 1]
+    others = [m for m in world.incident_messages if m["incident_id"] != burst_id]
+    publish_world(topics, World(world.anomalies, others + early, world.summaries, world.dead_letters))
+    app = pages(topics.environment())
+    app.selectbox(key="incident").set_value(burst_id).run()
+    app.radio(key=f"decision:{burst_id}").set_value("dismissed")
+    app.text_input(key="analyst").input("Ada Lovelace")
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
+    until(app, lambda page: list(table(page, "incident_queue").set_index("incident_id").loc[[burst_id], "review"])
+          == ["dismissed (false positive) by Ada Lovelace"])  # the incident as decided: nothing more said
+
+    publish(topics.brokers, topics.incidents, world.lines(later), key_field="incident_id")
+    final = later[-1]
+
+    def escalated(page: AppTest) -> bool:
+        return metric_values(page).get("Level") == "critical"
+
+    until(app, escalated)
+    queue = table(app, "incident_queue")
+    [said] = list(queue[queue["incident_id"] == burst_id]["review"])
+    change = f" on revision 1 (low, other); since then: level critical, kind burst, revision {final['revision']}"
+    assert said == "dismissed (false positive) by Ada Lovelace" + change
+    assert any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ")
+               and text.value.endswith(change) for text in app.text)
+    app.checkbox(key="hide_reviewed").check().run()
+    assert burst_id in set(table(app, "incident_queue")["incident_id"])  # not hidden: it escalated
+
+    tail = TopicTail(topics.brokers, topics.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    [saved] = [orjson.loads(message.value) for message in messages]
+    assert (saved["revision"], saved["level"], saved["kind"]) == (1, "low", "other")
 
 
 HOSTILE_ANOMALIES = [
@@ -307,6 +458,53 @@ def test_the_page_recovers_when_the_broker_comes_up(pages, topic_prefix, world):
         assert not app.exception and not app.error
         assert metric_values(app) == expected_tiles(
             world.anomalies, len(world.final_incidents()), len(world.symbols()))
+        app.session_state["feed"].close()  # before the broker goes
+
+
+def test_a_review_while_the_broker_is_down_says_not_saved_and_keeps_the_text(pages, topic_prefix, world):
+    """The broker goes away while an analyst writes: saving says it was not saved (within the
+    writer's time limits, not a hung page), claims nothing, keeps the name and note typed, and the
+    same click once the broker is back saves them."""
+    port = free_port()
+    topics = topics_for(f"127.0.0.1:{port}", topic_prefix)
+    note = "checked with the desk — " + "x" * 400
+    with EmbeddedBroker(port):
+        publish_world(topics, world)
+        app = pages(topics.environment())
+        incident_id = next(iter(world.final_incidents()))
+        app.selectbox(key="incident").set_value(incident_id).run()
+        app.text_input(key="analyst").input("Ada Lovelace")
+        app.text_area(key=f"note:{incident_id}").input(note)
+    started = time.monotonic()
+    app.button(key="FormSubmitter:review_form-Save review").click().run()
+    took = time.monotonic() - started
+    assert not app.exception and not app.success
+    [said] = [message.value for message in app.error if message.value.startswith("The review was not saved: ")]
+    assert took < 20, took
+    assert not any(text.value.startswith("Reviewed:") for text in app.text)
+    assert (app.text_input(key="analyst").value, app.text_area(key=f"note:{incident_id}").value) == (
+        "Ada Lovelace", note)
+    assert "review not saved" in list(table(app, "error_log")["kind"])
+    app.run()  # a live refresh: the outcome stays until another incident opens
+    assert said in [message.value for message in app.error]
+    with EmbeddedBroker(port):
+        publish_world(topics, world)
+        app.button(key="retry").click().run()
+        until(app, lambda page: incident_id in queue_ids(page))
+        app.selectbox(key="incident").set_value(incident_id).run()
+        # The page started over (the broker came back empty) and the form left it: the draft is kept.
+        assert (app.text_input(key="analyst").value, app.text_area(key=f"note:{incident_id}").value) == (
+            "Ada Lovelace", note)
+        app.button(key="FormSubmitter:review_form-Save review").click().run()
+        assert [message.value for message in app.success] == ["Saved: acknowledged."]
+        assert said not in [message.value for message in app.error]
+        tail = TopicTail(topics.brokers, topics.reviews, start_back=None)
+        try:
+            messages, _ = tail.read(max_seconds=10)
+        finally:
+            tail.close()
+        assert [(orjson.loads(m.value)["analyst"], orjson.loads(m.value)["note"]) for m in messages] == [
+            ("Ada Lovelace", note)]
         app.session_state["feed"].close()  # before the broker goes
 
 

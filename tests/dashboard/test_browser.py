@@ -225,3 +225,42 @@ def test_broker_down_gives_a_banner_not_a_stack_trace():
         page.get_by_role("button", name="Retry now").wait_for(state="visible", timeout=10_000)  # drawn just after the banner
         assert page.locator('[data-testid="stException"]').count() == 0
         assert "Traceback" not in page.content()
+
+
+def test_hostile_review_input_in_the_browser(published, world):
+    """What an analyst can paste: a 10,000-character name and a 1 MB note appear in the form (with
+    max_chars the browser dropped such a paste whole, without a word) and saving refuses them,
+    saying how long they are, nothing written; a double click on Save writes one review."""
+    from connectors.topic_readers import TopicTail
+
+    environment = published.environment(DASHBOARD_REFRESH_SECONDS="1")
+    crash = next(m for m in world.final_incidents().values() if m["kind"] == "flash_crash")
+    note = "\u202e" + "n" * 499
+    log: list[str] = []
+    with streamlit_page(environment, log) as url, browser_page(url) as page:
+        open_incident(page, f"{crash['symbol']} · flash crash")
+        name_field, note_field = page.get_by_label("Your name"), page.get_by_label("Note")
+        name_field.wait_for(timeout=30_000)
+        name_field.fill("N" * 10_000)
+        assert len(name_field.input_value()) == 10_000
+        page.get_by_role("button", name="Save review").click()
+        page.get_by_text("Your name is 10,000 characters; a review keeps at most 80.").wait_for(timeout=15_000)
+        name_field.fill(ANALYST)
+        note_field.fill("n" * 1_000_000)
+        page.get_by_role("button", name="Save review").click()
+        page.get_by_text("The note is 1,000,000 characters; a review keeps at most 500: shorten it.").wait_for(
+            timeout=30_000)
+        assert len(note_field.input_value()) == 1_000_000  # still there, to be shortened
+        note_field.fill(note)
+        page.get_by_role("button", name="Save review").dblclick()
+        page.get_by_text("Saved: acknowledged.").wait_for(timeout=15_000)
+        page.wait_for_timeout(3000)  # a second write, if any, has landed
+        assert page.locator('[data-testid="stException"]').count() == 0
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    written = [orjson.loads(message.value) for message in messages]
+    assert [(review["analyst"], review["note"]) for review in written] == [(ANALYST, note)], (
+        f"{len(written)} reviews written")

@@ -227,3 +227,20 @@ def test_a_removed_incident_leaves_the_book_and_its_place_and_comes_back_with_it
     last = max((incident for incident in messages if incident.incident_id == gone), key=lambda item: item.revision)
     book.add(replace(last, revision=0))  # before the delete a repeat; after it, the incident's state
     assert gone in book and [i.revision for i in book.all() if i.incident_id == gone] == [0]
+
+
+def test_hide_reviewed_keeps_an_incident_grown_worse_than_its_review(world, messages, book):
+    """Reviewed at every revision of the burst (a low 'other' growing to a critical burst): hidden
+    while the incident is as decided or calmer, shown once its level rose or its kind changed; a
+    review of an older schema (no revision, level or kind) hides it as before."""
+    burst_id = next(i.incident_id for i in messages if i.kind == "burst")
+    final = {i.incident_id: i for i in book.all()}[burst_id]
+    hiding = QueueFilter(hide_reviewed=True)
+    for decided in (i for i in messages if i.incident_id == burst_id):
+        reviewed = {burst_id: Review(burst_id, "dismissed", "", "Ada", 1_790_000_000_000_000_000, decided.symbol,
+                                     decided.kind, decided.level, decided.revision)}
+        grown = decided.level != final.level or decided.kind != final.kind
+        assert (burst_id in {i.incident_id for i in incident_queue(book.all(), reviewed, hiding)}) == grown
+    calmer = {burst_id: Review(burst_id, "acknowledged", "", "Ada", 1, None, final.kind, "critical", 0)}
+    assert burst_id not in {i.incident_id for i in incident_queue([replace(final, level="high")], calmer, hiding)}
+    assert incident_queue([final], {burst_id: review(burst_id)}, hiding) == []

@@ -347,3 +347,25 @@ def test_hostile_reviews_are_refused_with_the_reason(changes, reason):
     with pytest.raises(InvalidRecord) as refused:
         decode_review(encoded(REVIEW, **changes))
     assert reason in str(refused.value)
+
+
+def test_a_review_names_the_revision_decided_and_one_without_it_still_reads():
+    with_revision = decode_review(orjson.dumps({**REVIEW, "revision": 3}))
+    assert with_revision.revision == 3 and with_revision.to_dict()["revision"] == 3
+    older = {key: REVIEW[key] for key in ("incident_id", "decision", "analyst", "reviewed_at")}
+    assert decode_review(orjson.dumps(older)) == Review(REVIEW["incident_id"], "dismissed", "", "Ada",
+                                                        time_ns(REVIEW["reviewed_at"], ""))
+    newer = {**REVIEW, "revision": 3, "reviewed_revision_sha": "abc", "tags": ["x"]}  # a newer schema's extras
+    assert decode_review(orjson.dumps(newer)) == with_revision
+    with pytest.raises(InvalidRecord, match="revision"):
+        decode_review(orjson.dumps({**REVIEW, "revision": -1}))
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\u202e\u2066", "\x00\x1b \t", "\ufeff\u2060"])
+def test_a_review_naming_nobody_visible_is_an_invalid_record(name):
+    with pytest.raises(InvalidRecord, match="'analyst' has no visible character"):
+        decode_review(orjson.dumps({**REVIEW, "analyst": name}))
+
+
+def test_a_review_name_is_read_without_bidi_and_control_characters():
+    assert decode_review(orjson.dumps({**REVIEW, "analyst": "\u202eAda\u200b  Love\nlace\u2069"})).analyst == "Ada Love lace"
