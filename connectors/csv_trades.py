@@ -47,6 +47,10 @@ class CorruptFile(OSError):
     trades read before that point, so a reader keeps them and reports the rest as lost."""
 
 
+class UnsupportedFileError(ValueError):
+    """A file that is not a trades file this project reads: its name (``.parquet``) or its DBN schema."""
+
+
 class TruncatedFile(CorruptFile):
     """A file that ends inside a zstd frame or a DBN record: a copy or download that did not finish.
     (zstandard's own readers return what they decoded and say nothing; databento only warns.)"""
@@ -61,7 +65,7 @@ def csv_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     rows_read, header = 0, None
     symbols: dict[Any, Any] = {}  # instrument_id -> the symbol its last row gave, to tell a cut symbol
     try:
-        with _open_binary(path) as stream:
+        with open_binary(path) as stream:
             held = _LastLineHeld(stream)
             reader = pd.read_csv(
                 held, chunksize=chunk_size, keep_default_na=False,
@@ -178,7 +182,7 @@ def _check_header(path: Path) -> None:
     and each other row as a dead letter saying only that the symbol was missing; one without the
     price column gave one dead letter per row. A first line that is not UTF-8 CSV is left to the reader,
     which says so."""
-    with _open_binary(path) as stream:
+    with open_binary(path) as stream:
         first = stream.readline()
         while first and not first.strip():
             first = stream.readline()
@@ -287,7 +291,7 @@ def _line_by_line(path: Path, chunk_size: int, skip_rows: int,
                   symbols: dict[Any, Any]) -> Iterator[list[dict[str, Any]]]:
     """Rows after the first ``skip_rows`` (blank lines do not count, as for pandas); ``symbols``
     holds the last symbol of each instrument in the rows skipped, and takes those of the others."""
-    with _open_binary(path) as stream:
+    with open_binary(path) as stream:
         header_bytes = stream.readline()
         while header_bytes and not header_bytes.strip():  # blank lines before the header, as pandas skips them
             header_bytes = stream.readline()
@@ -338,7 +342,7 @@ def _row(header: list[str], raw: bytes, number: int) -> dict[str, Any]:
     return {name: typed_cell(name, cell) for name, cell in zip(header, cells)}
 
 
-def _open_binary(path: Path) -> io.BufferedReader:
+def open_binary(path: Path) -> io.BufferedReader:
     if not path.name.lower().endswith(".zst"):
         return open(path, "rb")
     return io.BufferedReader(_ZstdStream(path), buffer_size=1 << 20)
