@@ -15,6 +15,13 @@ from publishing import create_topics, publish, publish_world, topics_for
 FUTURE_NS = 4_102_358_400_000_000_000  # 2099-12-31T00:00:00Z
 
 
+def feed_on(topics) -> LiveFeed:
+    """A page's feed on the test's topics (``publishing.topics_for``)."""
+    return LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
+                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
+                                    review_topic=topics.reviews, input_topic=topics.stocks))
+
+
 @pytest.mark.broker
 def test_anomalies_dated_past_the_clock_are_invalid_records_not_the_newest(published, publisher, world):
     """A thousand forged anomalies dated 2099 once filled a real instrument's place in the buffer
@@ -25,9 +32,7 @@ def test_anomalies_dated_past_the_clock_are_invalid_records_not_the_newest(publi
               for number in range(50)]
     publisher(published.anomalies, forged)
     topics = published
-    feed = LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
-                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
-                                    review_topic=topics.reviews, input_topic=topics.stocks))
+    feed = feed_on(topics)
     try:
         feed.refresh(10)
         view = feed.view()
@@ -56,9 +61,7 @@ def test_a_broker_restarted_empty_makes_the_page_start_over(topic_prefix, world,
         create_topics(topics.brokers, topics.incidents, compacted=True)
         publish(topics.brokers, topics.anomalies, world.lines(afterwards))
 
-    feed = LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
-                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
-                                    review_topic=topics.reviews, input_topic=topics.stocks))
+    feed = feed_on(topics)
     try:
         with EmbeddedBroker(port):
             publish_world(topics, world)
@@ -126,9 +129,7 @@ def test_a_record_longer_than_any_the_job_writes_is_logged_and_the_page_reads_pa
                          (topics.incidents, orjson.dumps({**incident, "incident_id": "INC-AFTER-THE-BIG-ONE"}))]:
         producer.produce(topic, value=value, partition=0)
         assert producer.flush(30) == 0
-    feed = LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
-                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
-                                    review_topic=topics.reviews, input_topic=topics.stocks))
+    feed = feed_on(topics)
     try:
         feed.refresh(10)
         feed.refresh(10)
@@ -166,9 +167,7 @@ def test_a_deleted_incident_leaves_the_page_as_a_deleted_decision_does(published
     elif after_the_delete == "a delete of an unknown incident":
         producer.produce(topics.incidents, key=b"INC-NOT-KNOWN-20250509-1", value=None)
     assert producer.flush(10) == 0
-    feed = LiveFeed(DashboardConfig(brokers=topics.brokers, anomaly_topic=topics.anomalies,
-                                    summary_topic=topics.summaries, incident_topic=topics.incidents,
-                                    review_topic=topics.reviews, input_topic=topics.stocks))
+    feed = feed_on(topics)
     try:
         feed.refresh(10)
         view = feed.view()

@@ -68,6 +68,15 @@ def snapshot_and_anomalies(recovery, brokers: str, topic: str):
     return lambda: committed_epoch(recovery) >= 1 and bool(anomaly_ids(brokers, topic))
 
 
+
+def signal_and_wait(job, send) -> tuple[str, float]:
+    """The job's stderr once ``send`` has signalled it and it ended, and the seconds it took to end."""
+    send()
+    signalled = time.monotonic()
+    _, errors = job.communicate(timeout=60)
+    return errors, time.monotonic() - signalled
+
+
 def test_ctrl_c_to_the_process_group_ends_the_job_with_one_line(broker, published_tape, topic_prefix):
     """What a terminal's Ctrl-C does: SIGINT to the job and its model-fitting helper at once."""
     topic, trades = published_tape
@@ -75,10 +84,7 @@ def test_ctrl_c_to_the_process_group_ends_the_job_with_one_line(broker, publishe
     job = start_job(env)
     try:
         wait_until(lambda: bool(anomaly_ids(broker, env["OUTPUT_TOPIC"])), 90, "an anomaly", job)
-        os.killpg(job.pid, signal.SIGINT)
-        signalled = time.monotonic()
-        _, errors = job.communicate(timeout=60)
-        stopped_after = time.monotonic() - signalled
+        errors, stopped_after = signal_and_wait(job, lambda: os.killpg(job.pid, signal.SIGINT))
     finally:
         kill_job(job)
     assert job.returncode == 0, errors[-3000:]
@@ -113,10 +119,7 @@ def test_a_stop_signal_while_the_job_starts_is_a_clean_stop(broker, topic_prefix
         while not kafka_client_loaded(job.pid):
             assert job.poll() is None and time.monotonic() < deadline, "the job never loaded the Kafka client"
             time.sleep(0.001)
-        job.send_signal(signal_number)
-        signalled = time.monotonic()
-        _, errors = job.communicate(timeout=60)
-        stopped_after = time.monotonic() - signalled
+        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
     finally:
         kill_job(job)
     assert job.returncode == 0, errors[-3000:]
@@ -139,10 +142,7 @@ def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(
         replay = paced_replay(trades, broker, env["INPUT_TOPIC"])
         wait_until(snapshot_and_anomalies(recovery, broker, env["OUTPUT_TOPIC"]), 90, "snapshot and anomaly", job)
         assert replay.is_alive(), "the stop comes in the middle of the replay"
-        job.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        _, errors = job.communicate(timeout=60)
-        stopped_after = time.monotonic() - signalled
+        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal.SIGTERM))
     finally:
         kill_job(job)
     assert job.returncode == 0, errors[-3000:]
