@@ -140,6 +140,30 @@ def read_topic(
         consumer.close()
 
 
+class NeverFits(BufferError):
+    """A message the producer refused while its local queue held nothing: larger than the whole
+    queue (``queue.buffering.max.kbytes``), so waiting for room would wait for ever."""
+
+
+def produce_when_room(producer: Any, topic: str, key: bytes | None, value: bytes, on_delivery: Any,
+                      while_waiting: Any = None) -> None:
+    """Queue one message, letting deliveries make room while the producer's local queue is full
+    (``while_waiting``, if given, is called after each wait: the replay checks its broker there).
+
+    Raises ``NeverFits`` instead of waiting when the queue is empty: a message that never fits used
+    to hang the job or the replay for ever, without a word and deaf to SIGTERM."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            return
+        except BufferError:  # the local queue is full: deliveries drain it, unless it holds nothing
+            if len(producer) == 0:
+                raise NeverFits(f"{len(value):,} bytes") from None
+            producer.poll(0.1)
+            if while_waiting is not None:
+                while_waiting()
+
+
 class MissingTopic(RuntimeError):
     """The input topic does not exist: nothing has been published to it yet."""
 

@@ -20,7 +20,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors import metrics
 from connectors.broker_watch import BrokerWatch
 from connectors.codec import MAX_KEY_BYTES, MAX_WRITTEN_BYTES, encode_dead_letter, encode_record
-from connectors.kafka import client_config
+from connectors.kafka import NeverFits, client_config, produce_when_room
 from connectors.messages import DeadLetter, Origin
 
 ITEM = TypeVar("ITEM")
@@ -127,24 +127,16 @@ class EncodingSinkPartition(StatelessSinkPartition[ITEM], Generic[ITEM]):
             )
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, delivered: Callable[[Any, Any], None]) -> None:
-        """Queue one message, letting deliveries make room while the producer's local queue is full.
-
-        Refused while the queue holds nothing, the message is larger than the whole queue
-        (``queue.buffering.max.kbytes``) and never fits: waiting would hang the job for ever,
-        without a word and deaf to SIGTERM (the batch never returns), so it stops instead.
-        """
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
-                return
-            except BufferError:  # the local queue is full: deliveries drain it, unless it holds nothing
-                if len(self._producer) == 0:
-                    raise DeliveryFailed(
-                        f"a message to {topic} of {len(value):,} bytes is larger than the Kafka producer's whole "
-                        f"local queue and can never be sent: raise queue.buffering.max.kbytes "
-                        f"(KAFKA_QUEUE_BUFFERING_MAX_KBYTES) to at least {math.ceil(len(value) / 1024):,} "
-                        f"or unset it") from None
-                self._producer.poll(0.1)
+        """Queue one message (``produce_when_room``); one that never fits the producer's queue stops
+        the job, naming the setting, where waiting would hang it."""
+        try:
+            produce_when_room(self._producer, topic, key, value, delivered)
+        except NeverFits:
+            raise DeliveryFailed(
+                f"a message to {topic} of {len(value):,} bytes is larger than the Kafka producer's whole "
+                f"local queue and can never be sent: raise queue.buffering.max.kbytes "
+                f"(KAFKA_QUEUE_BUFFERING_MAX_KBYTES) to at least {math.ceil(len(value) / 1024):,} "
+                f"or unset it") from None
 
     def _oversized(self, key: bytes | None, value: bytes) -> tuple[str, bytes]:
         settings = self._settings

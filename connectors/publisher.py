@@ -20,6 +20,7 @@ from typing import Any
 
 from connectors.codec import encode_trade
 from connectors.csv_trades import UNREADABLE
+from connectors.kafka import NeverFits, produce_when_room
 
 PACED_LINGER_MS = 5.0
 """How long a paced replay lets trades gather into one produce request. One request
@@ -302,27 +303,22 @@ def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: 
 
 
 def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, check_broker) -> str | None:
-    """Queue one trade, letting deliveries make room while the producer's local queue is full; or why it
-    can never be sent: refused while the queue holds nothing, it is larger than the whole queue
-    (``queue.buffering.max.kbytes``), and waiting for room would hang the replay for ever; or the client
-    refuses this one message (a file line longer than ``message.max.bytes``, 1,000,000 by default, which
-    stopped the replay with a traceback and lost the trades it had queued)."""
+    """Queue one trade (``produce_when_room``, checking the broker while it waits for room); or why it
+    can never be sent: it is larger than the producer's whole local queue (``queue.buffering.max.kbytes``),
+    or the client refuses this one message (a file line longer than ``message.max.bytes``, 1,000,000 by
+    default, which stopped the replay with a traceback and lost the trades it had queued)."""
     from confluent_kafka import KafkaError, KafkaException
 
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, on_delivery=delivered)
-            producer.poll(0)
-            return None
-        except BufferError:  # the local queue is full: let deliveries drain it, unless it holds nothing
-            if len(producer) == 0:
-                return (f"{len(value):,} bytes, larger than the producer's whole local queue "
-                        "(queue.buffering.max.kbytes, KAFKA_QUEUE_BUFFERING_MAX_KBYTES)")
-            producer.poll(0.1)
-            check_broker()
-        except KafkaException as error:
-            code = error.args[0].code() if error.args and isinstance(error.args[0], KafkaError) else None
-            if code == KafkaError.MSG_SIZE_TOO_LARGE:
-                return (f"{len(value):,} bytes, larger than the largest message the producer sends "
-                        "(message.max.bytes, KAFKA_MESSAGE_MAX_BYTES)")
-            return f"refused by the Kafka client: {error}"
+    try:
+        produce_when_room(producer, topic, key, value, delivered, while_waiting=check_broker)
+    except NeverFits:
+        return (f"{len(value):,} bytes, larger than the producer's whole local queue "
+                "(queue.buffering.max.kbytes, KAFKA_QUEUE_BUFFERING_MAX_KBYTES)")
+    except KafkaException as error:
+        code = error.args[0].code() if error.args and isinstance(error.args[0], KafkaError) else None
+        if code == KafkaError.MSG_SIZE_TOO_LARGE:
+            return (f"{len(value):,} bytes, larger than the largest message the producer sends "
+                    "(message.max.bytes, KAFKA_MESSAGE_MAX_BYTES)")
+        return f"refused by the Kafka client: {error}"
+    producer.poll(0)
+    return None
