@@ -171,6 +171,12 @@ def _identity(review: Review | None) -> tuple | None:
     return None if review is None else (review.reviewed_at_ns, review.analyst, review.decision, review.note)
 
 
+def _keep_newest(by_incident: dict) -> None:
+    """The ``MAX_DRAFTS`` incidents added last (a session's memory of reviews stays bounded)."""
+    while len(by_incident) > MAX_DRAFTS:
+        del by_incident[next(iter(by_incident))]
+
+
 def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
     """The decision and note are the incident's own (a note typed on one incident is not offered on
     the next); the name is the session's. What was submitted but not saved is kept as a draft and
@@ -186,8 +192,7 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
     seen: dict[str, tuple | None] = st.session_state.setdefault("reviews_seen", {})
     if incident.incident_id not in seen:
         seen[incident.incident_id] = _identity(review)
-        while len(seen) > MAX_DRAFTS:
-            del seen[next(iter(seen))]
+        _keep_newest(seen)
     decision_key, note_key = f"decision:{incident.incident_id}", f"note:{incident.incident_id}"
     drafts: dict[str, tuple[str, str]] = st.session_state.setdefault("review_drafts", {})
     if incident.incident_id in drafts:
@@ -213,8 +218,7 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         seen[incident.incident_id] = _identity(decided or review)
         if saved:
             del drafts[incident.incident_id]
-        while len(drafts) > MAX_DRAFTS:
-            del drafts[next(iter(drafts))]
+        _keep_newest(drafts)
         st.session_state["review_outcome"] = (incident.incident_id, saved, message)
         review = decided or review
     if review is not None:
