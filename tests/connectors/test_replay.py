@@ -254,6 +254,35 @@ def test_kafka_variables_the_replay_takes_reach_its_clients(broker, topic_prefix
     assert len(read_topic(broker, topic)) == 30  # a 1 KB queue holds two or three trades at a time
 
 
+@pytest.mark.parametrize("variable", ["KAFKA_LINGER_MS", "KAFKA_QUEUE_BUFFERING_MAX_MS"])
+def test_a_linger_variable_beyond_the_message_timeout_does_not_stop_a_replay_whose_flag_overrides_it(
+        broker, topic_prefix, variable):
+    """The variable was checked against the message timeout, and the replay refused at start, although
+    --linger-ms, which wins over it, gave the linger the producer would have used."""
+    topic = f"{topic_prefix}-stocks"
+    environ = {variable: "90000", "BROKER_PROBE_TIMEOUT_S": "5"}
+    assert main([str(FIXTURE), "--linger-ms", "5", "--brokers", broker, "--topic", topic], environ=environ) == 0
+    assert len(read_topic(broker, topic)) == 30
+
+
+@pytest.mark.parametrize("linger", ["1000.5", "1001", "90000"])
+def test_a_linger_flag_beyond_the_message_timeout_is_refused_at_start_naming_the_flag(linger, capsys):
+    """The flag's bound (1,000 ms) is below the shortest message timeout the replay sets (2,000 ms, at
+    BROKER_LOSS_TIMEOUT_S=1), so no linger the flag takes can outlast the timeout."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--synthetic", "--linger-ms", linger, "--brokers", f"127.0.0.1:{free_port()}"],
+             environ={"BROKER_LOSS_TIMEOUT_S": "1", "BROKER_PROBE_TIMEOUT_S": "1"})
+    assert stopped.value.code == 2
+    assert f"error: argument --linger-ms: must be a number from 0 to 1,000, not '{linger}'" in capsys.readouterr().err
+
+
+def test_the_longest_linger_flag_runs_with_the_shortest_message_timeout(broker, topic_prefix):
+    topic = f"{topic_prefix}-stocks"
+    environ = {"BROKER_LOSS_TIMEOUT_S": "1", "KAFKA_LINGER_MS": "90000"}
+    assert main([str(FIXTURE), "--linger-ms", "1000", "--brokers", broker, "--topic", topic], environ=environ) == 0
+    assert len(read_topic(broker, topic)) == 30
+
+
 def wait_for_their_request(brokers: str, topic: str, replay_arguments: list[str], environ: dict[str, str]) -> float:
     """How long the trades of a paced replay of the fixture (3 s, a trade every 0.1 s) waited between the
     replay handing them to its producer (the message's timestamp) and a reader on the broker seeing them,
