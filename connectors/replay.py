@@ -7,7 +7,9 @@ One JSON message per trade, keyed by symbol, through ``connectors.publisher``: e
 symbol's trades arrive in file order. Files are
 played one after the other, each paced from its own first trade. Trades are not
 checked here: a malformed one is published as it is, so the job dead-letters it
-with its reason instead of it vanishing at the edge.
+with its reason instead of it vanishing at the edge. A line the file's reader could
+not read as a trade goes as its bytes with the reader's reason in a header, which
+the job's dead letter gives (``connectors.codec.READER_REASON_HEADER``).
 
 A trade counts as published only once the broker has acknowledged it. When no
 broker is reachable for ``BROKER_LOSS_TIMEOUT_S`` (30 s), or messages wait that

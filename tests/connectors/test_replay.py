@@ -542,3 +542,52 @@ def test_a_csv_without_its_header_stops_the_replay_with_one_line_and_publishes_n
         f"connectors.replay: day.csv cannot be read after its first 0 trades: CorruptFile: day.csv is not a "
         f"Databento trades CSV: its first line is not a header ({shown})")
     assert read_topic(broker, topic) == []
+
+
+CSV_HEADER = ("ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,depth,price,size,flags,ts_in_delta,"
+              "sequence,symbol")
+CSV_ROW = "2025-05-09T13:30:00.892370366Z,2025-05-09T13:30:00.892370366Z,0,2,11667,T,B,0,117.33,100,0,0,{},NVDA"
+
+
+def file_with_one_unreadable_line(kind: str, directory: Path) -> Path:
+    """A trades file of five lines or records, one of which its reader cannot read as a trade."""
+    from dbn_records import dbn_metadata, dbn_trade
+
+    rows = [CSV_ROW.format(n) for n in range(5)]
+    if kind == "csv cut inside its last line":
+        content = "\n".join([CSV_HEADER, *rows])[:-1].encode()
+    elif kind == "csv line not utf-8":
+        content = "\n".join([CSV_HEADER, *rows[:2]]).encode() + b"\n\xff bad\n" + "\n".join(rows[3:]).encode() + b"\n"
+    else:
+        records = [bytearray(dbn_trade(n)) for n in range(5)]
+        if kind == "dbn record damaged":
+            records[2][28] = 0x9A  # its action, not text
+        else:
+            records[2] = bytearray(dbn_trade(2, price=2**63 - 1))  # Databento's UNDEF_PRICE
+        content = dbn_metadata() + b"".join(records)
+    path = directory / ("day.csv" if kind.startswith("csv") else "day.dbn")
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv cut inside its last line", "csv line not utf-8", "dbn record damaged",
+                                  "dbn price undefined"])
+def test_the_job_dead_letters_a_line_the_replay_could_not_read_with_the_readers_reason(broker, topic_prefix,
+                                                                                       tmp_path, kind):
+    """The line went out as its bytes alone, and the job's dead letter said only 'not valid JSON: ...'
+    (the backtest's gave the reader's reason): the reason now crosses in a message header."""
+    from connectors.csv_trades import UNREADABLE
+    from connectors.files import iter_trades
+    from connectors.kafka_source import TradeSource
+    from connectors.messages import DeadLetter, TradeMessage
+    from streaming_support import read_source
+
+    path = file_with_one_unreadable_line(kind, tmp_path)
+    (unreadable,) = [row for row in iter_trades(path) if UNREADABLE in row]  # the reader's own words
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(path), "--partitions", "1") == 0
+    items = read_source(TradeSource(broker, topic, stop_at_end=True))
+    letters = [item for item in items if type(item) is DeadLetter]
+    assert [(letter.reason, letter.stage, letter.raw, letter.key) for letter in letters] == [
+        (f"the replay's file reader: {unreadable[UNREADABLE]}", "decode", unreadable["raw"], None)]
+    assert [type(item) for item in items].count(TradeMessage) == 4
