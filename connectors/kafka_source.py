@@ -4,7 +4,8 @@ The source reads each Kafka partition with its own consumer (``assign()``, the
 offset kept in Bytewax's snapshots exactly as Bytewax's ``KafkaSource`` does) and
 turns each message into a ``TradeMessage`` or, when the bytes are not a trade, the
 replay's reader said it could not read them (``connectors.codec.READER_REASON_HEADER``) or
-Kafka reported an error, a ``DeadLetter`` (so nothing stops the job and nothing is lost). Its clients report to a ``BrokerWatch`` when one is given (see ``connectors.kafka``).
+Kafka reported an error, a ``DeadLetter`` (so nothing stops the job and nothing is lost).
+Its clients report to a ``BrokerWatch`` when one is given (see ``connectors.kafka``).
 """
 
 from __future__ import annotations
