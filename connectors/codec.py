@@ -31,6 +31,15 @@ MAX_KEY_BYTES = 1024
 MAX_REASON_CHARS = 2000
 """A reason longer than this (an exception quoting a huge value) is cut."""
 
+READER_REASON_HEADER = "trade-detector-reader-reason"
+"""The message header by which the replay sends, with the bytes of a line its file reader could not
+read as a trade, the reader's reason: without it the job could judge the bytes alone ('not valid
+JSON'), where the backtest, reading the file itself, gives the reader's words."""
+MAX_READER_REASON_BYTES = 2000
+"""The longest reader's reason sent or read, in UTF-8 bytes (the header is as untrusted as the value)."""
+READER_REASON_PREFIX = "the replay's file reader: "
+"""Opens a dead letter's reason taken from the header: the reason is the replay's, not the job's."""
+
 TRADE_FIELDS = (
     "ts_recv", "ts_event", "rtype", "publisher_id", "instrument_id", "action", "side",
     "depth", "price", "size", "flags", "ts_in_delta", "sequence", "symbol",
@@ -50,14 +59,19 @@ def encode_trade(trade: dict[str, Any]) -> bytes:
 
 def decode_trade(
     raw: bytes | None, origin: Origin, key: bytes | None = None, max_bytes: int = MAX_MESSAGE_BYTES,
+    reader_reason: str | None = None,
 ) -> TradeMessage | DeadLetter:
     """Bytes from the wire to a trade keyed by symbol, or a dead letter saying why not.
 
     Only the shape needed for routing is checked here (a JSON object with a
     non-empty string ``symbol``, at most ``max_bytes``, and a Kafka ``key`` that is
     that symbol or none); every field is validated by the engine. ``key`` is kept on
-    a dead letter.
+    a dead letter. A ``reader_reason`` (``reader_reason_in``) makes the message a dead
+    letter with that reason whatever its bytes: its sender could not read them as a trade.
     """
+    if reader_reason is not None:
+        return DeadLetter(READER_REASON_PREFIX + (reader_reason or "(no reason given)"), "decode", origin,
+                          raw or b"", key)
     if raw is None:
         return DeadLetter("empty message (no value)", "decode", origin, b"", key)
     if len(raw) > max_bytes:
@@ -71,6 +85,23 @@ def decode_trade(
     if key is not None and isinstance(message, TradeMessage) and key != message.symbol.encode("utf-8"):
         return DeadLetter(key_problem(key, message.symbol), "decode", origin, raw, key)
     return message
+
+
+def reader_reason_header(reason: str) -> tuple[str, bytes]:
+    """The replay's header for a line its reader could not read: the reason in UTF-8, cut to
+    ``MAX_READER_REASON_BYTES`` before a character, so the job reads back the reader's own words."""
+    cut = reason.encode("utf-8", "replace")[:MAX_READER_REASON_BYTES]
+    return READER_REASON_HEADER, cut.decode("utf-8", "ignore").encode("utf-8")
+
+
+def reader_reason_in(headers: list[tuple[str, bytes | None]] | None) -> str | None:
+    """The reason the first ``READER_REASON_HEADER`` among a message's headers gives, or None without one.
+    Hostile headers cost little: only the first ``MAX_READER_REASON_BYTES`` are decoded, bytes that are
+    not UTF-8 are replaced, a repeated header is ignored after the first."""
+    for name, value in headers or ():
+        if name == READER_REASON_HEADER:
+            return (value or b"")[:MAX_READER_REASON_BYTES].decode("utf-8", "replace")
+    return None
 
 
 def key_problem(key: bytes, symbol: str) -> str:

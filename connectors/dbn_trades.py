@@ -20,6 +20,8 @@ from connectors.codec import TRADE_FIELDS, format_timestamp_ns
 from connectors.csv_trades import CorruptFile, TruncatedFile, UnsupportedFileError, open_binary, unreadable_line
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+UNDEF_PRICE = 2**63 - 1
+"""Databento's price of a record that has none (``databento_dbn.UNDEF_PRICE``: i64 max)."""
 
 
 def dbn_chunks(path: Path, chunk_size: int) -> Iterator[list[dict[str, Any]]]:
@@ -193,8 +195,7 @@ def _dbn_records(databento, metadata: bytes, data: bytes, size: int, numbers: Se
                  not_dbn: tuple[type[Exception], ...]) -> list[dict[str, Any]]:
     """The trades of whole records ``data`` (record ``numbers[i]`` of the file is the i-th); a record
     databento cannot decode is an unreadable line with the reason and its bytes, and so is a trade
-    whose instrument the file maps to no symbol on its day (its dead letter said only that the symbol
-    was nan)."""
+    databento decodes that is still none (``_unusable_trade``)."""
     if not data:
         return []
     try:
@@ -208,11 +209,33 @@ def _dbn_records(databento, metadata: bytes, data: bytes, size: int, numbers: Se
                 + _dbn_records(databento, metadata, data[half * size:], size, numbers[half:], not_dbn))
     trades = [_dbn_trade(row) for row in frame.reset_index().to_dict("records")]
     for index, trade in enumerate(trades):
-        if not isinstance(trade.get("symbol"), str):
-            trades[index] = unreadable_line(
-                f"record {numbers[index]:,}: the DBN file has no symbol mapping for instrument_id "
-                f"{trade.get('instrument_id')} on {trade['ts_recv'][:10]}", data[index * size:(index + 1) * size])
+        reason = _unusable_trade(trade, data, index * size)
+        if reason is not None:
+            record = data[index * size:(index + 1) * size]
+            trades[index] = unreadable_line(f"record {numbers[index]:,}: {reason}", record)
     return trades
+
+
+PRICE_OFFSET = 16
+"""Where a trade record holds its price (a little-endian i64 of 1e-9 units): after its 16-byte header."""
+
+
+def _unusable_trade(trade: dict[str, Any], data: bytes, start: int) -> str | None:
+    """Why a record databento decoded is still no trade, or None. databento reads a price of
+    ``UNDEF_PRICE`` (no price) as NaN, which the engine rejected as a number that is not finite,
+    far from the file; and an instrument the file maps to no symbol its dead letter said was nan.
+    The record starts at ``start`` in ``data``."""
+    price = trade.get("price")
+    if price != price and _price_at(data, start + PRICE_OFFSET) == UNDEF_PRICE:  # NaN: databento's no price
+        return f"its price is undefined (UNDEF_PRICE, {UNDEF_PRICE}): the record gives no trade price"
+    if not isinstance(trade.get("symbol"), str):
+        return (f"the DBN file has no symbol mapping for instrument_id {trade.get('instrument_id')} "
+                f"on {trade['ts_recv'][:10]}")
+    return None
+
+
+def _price_at(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset:offset + 8], "little", signed=True)
 
 
 def _dbn_decoding_errors() -> tuple[type[Exception], ...]:

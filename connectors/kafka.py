@@ -146,7 +146,7 @@ class NeverFits(BufferError):
 
 
 def produce_when_room(producer: Any, topic: str, key: bytes | None, value: bytes, on_delivery: Any,
-                      while_waiting: Any = None) -> None:
+                      while_waiting: Any = None, headers: list[tuple[str, bytes]] | None = None) -> None:
     """Queue one message, letting deliveries make room while the producer's local queue is full
     (``while_waiting``, if given, is called after each wait: the replay checks its broker there).
 
@@ -154,7 +154,7 @@ def produce_when_room(producer: Any, topic: str, key: bytes | None, value: bytes
     to hang the job or the replay for ever, without a word and deaf to SIGTERM."""
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
             return
         except BufferError:  # the local queue is full: deliveries drain it, unless it holds nothing
             if len(producer) == 0:

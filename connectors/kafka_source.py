@@ -2,9 +2,10 @@
 
 The source reads each Kafka partition with its own consumer (``assign()``, the
 offset kept in Bytewax's snapshots exactly as Bytewax's ``KafkaSource`` does) and
-turns each message into a ``TradeMessage`` or, when the bytes are not a trade or
-Kafka reported an error, a ``DeadLetter`` (so nothing stops the job and nothing is
-lost). Its clients report to a ``BrokerWatch`` when one is given (see ``connectors.kafka``).
+turns each message into a ``TradeMessage`` or, when the bytes are not a trade, the
+replay's reader said it could not read them (``connectors.codec.READER_REASON_HEADER``) or
+Kafka reported an error, a ``DeadLetter`` (so nothing stops the job and nothing is lost).
+Its clients report to a ``BrokerWatch`` when one is given (see ``connectors.kafka``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors import metrics
 from connectors.broker_watch import BrokerWatch
-from connectors.codec import MAX_MESSAGE_BYTES, decode_trade
+from connectors.codec import MAX_MESSAGE_BYTES, decode_trade, reader_reason_in
 from connectors.kafka import QUICK_FETCH, admin_client, client_config, split_brokers
 from connectors.messages import DeadLetter, Origin, TradeMessage
 
@@ -175,7 +176,8 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
             origin = Origin(message.topic() or self._topic, _int_or(message.partition(), self._index),
                             _int_or(offset, -1))
             if error is None:
-                items.append(decode_trade(message.value(), origin, message.key(), self._max_message_bytes))
+                items.append(decode_trade(message.value(), origin, message.key(), self._max_message_bytes,
+                                          reader_reason_in(message.headers())))
             else:
                 items.append(kafka_error_letter(error, origin, message.value()))
             if offset is not None and offset >= 0:

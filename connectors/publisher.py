@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from connectors.codec import encode_trade
+from connectors.codec import encode_trade, reader_reason_header
 from connectors.csv_trades import UNREADABLE
 from connectors.kafka import NeverFits, produce_when_room
 
@@ -216,13 +216,22 @@ def _send(trades: Iterable[dict[str, Any]], producer, topic: str, deliveries: _D
         symbol = trade.get("symbol") if isinstance(trade, dict) else None
         key = symbol.encode() if isinstance(symbol, str) else None
         deliveries.sending()
-        value = trade["raw"] if isinstance(trade, dict) and UNREADABLE in trade else encode_trade(trade)
-        refused = _produce(producer, topic, key, value, deliveries.delivered, deliveries.check)
+        value, headers = _message_of(trade)
+        refused = _produce(producer, topic, key, value, headers, deliveries.delivered, deliveries.check)
         summary.sent += 1
         if refused is not None:
             deliveries.refused(refused)
         if progress is not None:
             progress.update(summary.sent)
+
+
+def _message_of(trade: Any) -> tuple[bytes, list[tuple[str, bytes]] | None]:
+    """A trade's value and headers: its JSON; or, for a line the file's reader could not read, its bytes
+    and the reader's reason in a header (``reader_reason_header``), which the job's dead letter gives
+    (the bytes alone said only 'not valid JSON')."""
+    if isinstance(trade, dict) and UNREADABLE in trade:
+        return trade["raw"], [reader_reason_header(trade[UNREADABLE])]
+    return encode_trade(trade), None
 
 
 def _flush(producer, deliveries: _Deliveries, progress: Progress | None) -> ReplaySummary:
@@ -302,7 +311,8 @@ def _wait_for_turn(producer, trade: Any, pace: tuple[float, int] | None, speed: 
     return pace
 
 
-def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, check_broker) -> str | None:
+def _produce(producer, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None,
+             delivered, check_broker) -> str | None:
     """Queue one trade (``produce_when_room``, checking the broker while it waits for room); or why it
     can never be sent: it is larger than the producer's whole local queue (``queue.buffering.max.kbytes``),
     or the client refuses this one message (a file line longer than ``message.max.bytes``, 1,000,000 by
@@ -310,7 +320,7 @@ def _produce(producer, topic: str, key: bytes | None, value: bytes, delivered, c
     from confluent_kafka import KafkaError, KafkaException
 
     try:
-        produce_when_room(producer, topic, key, value, delivered, while_waiting=check_broker)
+        produce_when_room(producer, topic, key, value, delivered, while_waiting=check_broker, headers=headers)
     except NeverFits:
         return (f"{len(value):,} bytes, larger than the producer's whole local queue "
                 "(queue.buffering.max.kbytes, KAFKA_QUEUE_BUFFERING_MAX_KBYTES)")

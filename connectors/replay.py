@@ -7,7 +7,9 @@ One JSON message per trade, keyed by symbol, through ``connectors.publisher``: e
 symbol's trades arrive in file order. Files are
 played one after the other, each paced from its own first trade. Trades are not
 checked here: a malformed one is published as it is, so the job dead-letters it
-with its reason instead of it vanishing at the edge.
+with its reason instead of it vanishing at the edge. A line the file's reader could
+not read as a trade goes as its bytes with the reader's reason in a header, which
+the job's dead letter gives (``connectors.codec.READER_REASON_HEADER``).
 
 A trade counts as published only once the broker has acknowledged it. When no
 broker is reachable for ``BROKER_LOSS_TIMEOUT_S`` (30 s), or messages wait that
@@ -32,6 +34,7 @@ from connectors.files import unusable_files
 from connectors.publisher import (
     DEFAULT_LOSS_TIMEOUT_S,
     FULL_SPEED_LINGER_MS,
+    LINGER_PROPERTIES,
     NEXT_FILE,
     PACED_LINGER_MS,
     BrokerLost,
@@ -162,20 +165,25 @@ class ReplaySettings:
     """KAFKA_*: librdkafka properties (security, timeouts), as for the job."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> ReplaySettings:
-        """Raises ``SystemExit`` naming the variable whose value cannot be used."""
+    def from_env(cls, environ: Mapping[str, str], linger_ms: float | None = None) -> ReplaySettings:
+        """Raises ``SystemExit`` naming the variable whose value cannot be used. ``linger_ms`` is
+        ``--linger-ms``: given, it is the linger the variables are checked with (``_client_settings``)."""
         loss_timeout_s = _seconds(environ, "BROKER_LOSS_TIMEOUT_S", cls.loss_timeout_s, 1.0, 86_400.0)
         return cls(
             probe_timeout_s=_seconds(environ, "BROKER_PROBE_TIMEOUT_S", cls.probe_timeout_s, 0.1, 3_600.0),
             loss_timeout_s=loss_timeout_s,
-            client_settings=tuple(_client_settings(environ, loss_timeout_s).items()),
+            client_settings=tuple(_client_settings(environ, loss_timeout_s, linger_ms).items()),
         )
 
 
-def _client_settings(environ: Mapping[str, str], loss_timeout_s: float) -> dict[str, str]:
+def _client_settings(environ: Mapping[str, str], loss_timeout_s: float, linger_ms: float | None) -> dict[str, str]:
     """The ``KAFKA_*`` variables as librdkafka properties, checked on clients built as the replay's
     producer is (``checked_client_settings``): a bad one used to stop the replay at the broker probe
     without naming its variable (``KAFKA_HOME``), or to hang or slow it (``1e6`` read as 1).
+
+    With ``--linger-ms`` given (``linger_ms``), a linger variable is left out, unchecked: the flag wins
+    over it (``producer_settings``), and checking it against the message timeout refused at start a
+    replay whose linger, the flag's, was valid. The flag's own bound keeps it below any message timeout.
 
     Unlike the job, the replay refuses no ``KAFKA_MESSAGE_MAX_BYTES`` or ``KAFKA_QUEUE_BUFFERING_MAX_KBYTES``
     below its largest message: librdkafka takes neither below 1,000 bytes, and the widest valid trade is
@@ -184,12 +192,23 @@ def _client_settings(environ: Mapping[str, str], loss_timeout_s: float) -> dict[
     be larger; it counts as failed, with its size (``connectors.publisher``)."""
     from connectors.kafka_settings import KafkaSettingsError, checked_client_settings
 
-    own = producer_settings("", paced=False, client_settings={}, loss_timeout_s=loss_timeout_s)
+    own = producer_settings("", paced=False, client_settings={}, linger_ms=linger_ms, loss_timeout_s=loss_timeout_s)
     own.pop("bootstrap.servers")
+    if linger_ms is not None:
+        environ = _without_linger_variables(environ)
     try:
         return checked_client_settings(environ, own)
     except KafkaSettingsError as error:
         raise SystemExit(f"connectors.replay: {error}") from None
+
+
+def _without_linger_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the variables that set the producer's linger (``KAFKA_LINGER_MS``,
+    ``KAFKA_QUEUE_BUFFERING_MAX_MS``)."""
+    from connectors.kafka_settings import client_settings_from_env
+
+    return {name: value for name, value in environ.items()
+            if not set(client_settings_from_env({name: value})) & set(LINGER_PROPERTIES)}
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
@@ -241,7 +260,7 @@ class StopOnSignal:
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = parse_args(argv, environ)
-    settings = ReplaySettings.from_env(environ)
+    settings = ReplaySettings.from_env(environ, args.linger_ms)
     refused = unusable_files(args.files)  # before anything is published
     if refused:
         print(f"connectors.replay: {refused}", file=sys.stderr)

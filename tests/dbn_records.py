@@ -20,11 +20,13 @@ def dbn_metadata(mapped: bool = True) -> bytes:
                         mappings=[SimpleNamespace(raw_symbol="NVDA", intervals=[day])] if mapped else []).encode()
 
 
-def dbn_trade(sequence: int, instrument_id: int = 11667, ts: int | None = None) -> bytes:
+def dbn_trade(sequence: int, instrument_id: int = 11667, ts: int | None = None,
+              price: int = 117_330_000_000) -> bytes:
+    """A trade record; ``price`` in DBN's fixed point (1e-9), ``databento_dbn.UNDEF_PRICE`` for none."""
     import databento_dbn as dbn
 
     ts = DBN_START + 1000 * sequence if ts is None else ts
-    return bytes(dbn.TradeMsg(2, instrument_id, ts, 117_330_000_000, 100, dbn.Action.TRADE, dbn.Side.BID, 0, ts + 150,
+    return bytes(dbn.TradeMsg(2, instrument_id, ts, price, 100, dbn.Action.TRADE, dbn.Side.BID, 0, ts + 150,
                               0, 0, sequence))
 
 

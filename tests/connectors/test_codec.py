@@ -101,3 +101,30 @@ def test_a_symbol_with_spaces_is_not_routed():
     item = decode_trade(b'{"symbol": " NVDA", "price": 1.0}', ORIGIN)
     assert isinstance(item, DeadLetter)
     assert item.reason == "field 'symbol' has surrounding whitespace: ' NVDA'"
+
+
+@pytest.mark.parametrize("reason, sent", [
+    ("row 3 is cut", "row 3 is cut"),
+    ("x" * 5000, "x" * 2000),
+    ("\u20ac" * 1000, "\u20ac" * 666),  # 3,000 bytes: cut before the character that does not fit whole
+    ("line \udcff bad", "line ? bad"),  # a lone surrogate (a reader's undecodable byte) cannot be UTF-8
+])
+def test_the_replays_reader_reason_header_is_bounded_utf_8_and_read_back_as_sent(reason, sent):
+    """The header the replay sets on a line its reader could not read, and what the job reads of it."""
+    from connectors.codec import reader_reason_header, reader_reason_in
+
+    name, value = reader_reason_header(reason)
+    assert len(value) <= 2000 and value.decode("utf-8") == sent
+    assert reader_reason_in([("other", b"x"), (name, value)]) == sent
+    assert reader_reason_in(None) is None and reader_reason_in([("other", value)]) is None
+
+
+@given(st.binary(max_size=3000), st.text(max_size=50))
+@settings(max_examples=200, deadline=None)
+def test_any_reader_reason_header_gives_a_dead_letter_of_at_most_2000_characters(header, value):
+    from connectors.codec import reader_reason_in
+
+    reason = reader_reason_in([("trade-detector-reader-reason", header)])
+    letter = decode_trade(value.encode(), Origin("stocks", 0, 0), None, reader_reason=reason)
+    assert isinstance(letter, DeadLetter) and letter.stage == "decode" and letter.raw == value.encode()
+    assert letter.reason.startswith("the replay's file reader: ") and len(reason) <= 2000

@@ -438,3 +438,21 @@ def test_a_damaged_record_that_looks_like_another_type_costs_only_itself(tmp_pat
         assert [row.get("sequence") for row in rows] == [0, 1, 2, None, 4, 5, 6, 7]
         assert rows[3] == {UNREADABLE: f"record 4 is not a DBN trade ({says}: read as a damaged trade)",
                            "raw": records[3]}
+
+
+UNDEF_PRICE = 2**63 - 1
+"""Databento's ``UNDEF_PRICE``: a record without a price."""
+
+
+@pytest.mark.parametrize("where", [(0,), (3,), (2, 3), (7,), tuple(range(8))])
+@pytest.mark.parametrize("name", ["day.dbn", "day.dbn.zst"])
+def test_a_trade_whose_price_is_undefined_is_a_reason_naming_undef_price(tmp_path, where, name):
+    """databento reads UNDEF_PRICE as a NaN price, which the engine then rejected saying only that the
+    price was not a finite number: the reader knows it is no price at all."""
+    records = [dbn_trade(n, price=UNDEF_PRICE) if n in where else dbn_trade(n) for n in range(8)]
+    write_dbn(tmp_path / name, dbn_metadata() + b"".join(records))
+    for chunk_size in (1, 3, 100):
+        rows = [row for chunk in iter_trade_chunks(tmp_path / name, chunk_size) for row in chunk]
+        assert [row if UNREADABLE in row else row["price"] for row in rows] == [
+            {UNREADABLE: f"record {n + 1}: its price is undefined (UNDEF_PRICE, {UNDEF_PRICE}): the record "
+                         "gives no trade price", "raw": records[n]} if n in where else 117.33 for n in range(8)]

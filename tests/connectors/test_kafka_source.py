@@ -169,3 +169,34 @@ def test_a_widened_fetch_wait_is_halved_once_reading_has_been_healthy(broker, to
         assert partition.fetch_wait_ms == base, "never below the configured wait"
     finally:
         partition.close()
+
+
+READER_HEADER = "trade-detector-reader-reason"
+
+
+@pytest.mark.parametrize("headers, reason", [
+    ([(READER_HEADER, b"row 3 is cut")], "row 3 is cut"),
+    ([(READER_HEADER, "r\u00e9cord 3".encode())], "r\u00e9cord 3"),
+    ([(READER_HEADER, b"\xff\xfe bad \xc3")], "\ufffd\ufffd bad \ufffd"),  # not UTF-8: replaced, not raised
+    ([(READER_HEADER, b"x" * 1_000_000)], "x" * 2000),  # bounded: at most 2,000 bytes read
+    ([(READER_HEADER, "\u20ac".encode() * 1000)], "\u20ac" * 666 + "\ufffd"),  # cut inside a character
+    ([(READER_HEADER, b"first"), (READER_HEADER, b"second")], "first"),  # repeated: the first counts
+    ([("other", b"x"), (READER_HEADER, b"mine")], "mine"),
+    ([(READER_HEADER, None)], "(no reason given)"),
+    ([(READER_HEADER, b"")], "(no reason given)"),
+])
+@pytest.mark.parametrize("value", [b"\xff not json", orjson.dumps(TRADE)])
+def test_a_message_carrying_the_replays_reader_reason_is_a_dead_letter_with_that_reason(broker, topic_prefix,
+                                                                                        headers, reason, value):
+    """The header is as hostile as the value: huge, not UTF-8, repeated or empty, it is still one bounded
+    reason; and it wins over a value that reads as a trade (the replay sends it only on lines it could not
+    read). Before, the message was judged by its value alone: 'not valid JSON', or a trade."""
+    topic = f"{topic_prefix}-in"
+    ensure_topics(broker, {topic: 1})
+    producer = Producer({"bootstrap.servers": broker, "message.max.bytes": 2_000_000})
+    producer.produce(topic, key=b"NVDA", value=value, headers=headers, partition=0)
+    producer.produce(topic, key=b"NVDA", value=orjson.dumps(TRADE), headers=[("other", b"x")], partition=0)
+    assert producer.flush(10) == 0
+    letter, trade = read_source(TradeSource(broker, topic, stop_at_end=True))
+    assert letter == DeadLetter(f"the replay's file reader: {reason}", "decode", Origin(topic, 0, 0), value, b"NVDA")
+    assert type(trade) is TradeMessage and trade.trade == TRADE

@@ -254,6 +254,35 @@ def test_kafka_variables_the_replay_takes_reach_its_clients(broker, topic_prefix
     assert len(read_topic(broker, topic)) == 30  # a 1 KB queue holds two or three trades at a time
 
 
+@pytest.mark.parametrize("variable", ["KAFKA_LINGER_MS", "KAFKA_QUEUE_BUFFERING_MAX_MS"])
+def test_a_linger_variable_beyond_the_message_timeout_does_not_stop_a_replay_whose_flag_overrides_it(
+        broker, topic_prefix, variable):
+    """The variable was checked against the message timeout, and the replay refused at start, although
+    --linger-ms, which wins over it, gave the linger the producer would have used."""
+    topic = f"{topic_prefix}-stocks"
+    environ = {variable: "90000", "BROKER_PROBE_TIMEOUT_S": "5"}
+    assert main([str(FIXTURE), "--linger-ms", "5", "--brokers", broker, "--topic", topic], environ=environ) == 0
+    assert len(read_topic(broker, topic)) == 30
+
+
+@pytest.mark.parametrize("linger", ["1000.5", "1001", "90000"])
+def test_a_linger_flag_beyond_the_message_timeout_is_refused_at_start_naming_the_flag(linger, capsys):
+    """The flag's bound (1,000 ms) is below the shortest message timeout the replay sets (2,000 ms, at
+    BROKER_LOSS_TIMEOUT_S=1), so no linger the flag takes can outlast the timeout."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--synthetic", "--linger-ms", linger, "--brokers", f"127.0.0.1:{free_port()}"],
+             environ={"BROKER_LOSS_TIMEOUT_S": "1", "BROKER_PROBE_TIMEOUT_S": "1"})
+    assert stopped.value.code == 2
+    assert f"error: argument --linger-ms: must be a number from 0 to 1,000, not '{linger}'" in capsys.readouterr().err
+
+
+def test_the_longest_linger_flag_runs_with_the_shortest_message_timeout(broker, topic_prefix):
+    topic = f"{topic_prefix}-stocks"
+    environ = {"BROKER_LOSS_TIMEOUT_S": "1", "KAFKA_LINGER_MS": "90000"}
+    assert main([str(FIXTURE), "--linger-ms", "1000", "--brokers", broker, "--topic", topic], environ=environ) == 0
+    assert len(read_topic(broker, topic)) == 30
+
+
 def wait_for_their_request(brokers: str, topic: str, replay_arguments: list[str], environ: dict[str, str]) -> float:
     """How long the trades of a paced replay of the fixture (3 s, a trade every 0.1 s) waited between the
     replay handing them to its producer (the message's timestamp) and a reader on the broker seeing them,
@@ -513,3 +542,52 @@ def test_a_csv_without_its_header_stops_the_replay_with_one_line_and_publishes_n
         f"connectors.replay: day.csv cannot be read after its first 0 trades: CorruptFile: day.csv is not a "
         f"Databento trades CSV: its first line is not a header ({shown})")
     assert read_topic(broker, topic) == []
+
+
+CSV_HEADER = ("ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,depth,price,size,flags,ts_in_delta,"
+              "sequence,symbol")
+CSV_ROW = "2025-05-09T13:30:00.892370366Z,2025-05-09T13:30:00.892370366Z,0,2,11667,T,B,0,117.33,100,0,0,{},NVDA"
+
+
+def file_with_one_unreadable_line(kind: str, directory: Path) -> Path:
+    """A trades file of five lines or records, one of which its reader cannot read as a trade."""
+    from dbn_records import dbn_metadata, dbn_trade
+
+    rows = [CSV_ROW.format(n) for n in range(5)]
+    if kind == "csv cut inside its last line":
+        content = "\n".join([CSV_HEADER, *rows])[:-1].encode()
+    elif kind == "csv line not utf-8":
+        content = "\n".join([CSV_HEADER, *rows[:2]]).encode() + b"\n\xff bad\n" + "\n".join(rows[3:]).encode() + b"\n"
+    else:
+        records = [bytearray(dbn_trade(n)) for n in range(5)]
+        if kind == "dbn record damaged":
+            records[2][28] = 0x9A  # its action, not text
+        else:
+            records[2] = bytearray(dbn_trade(2, price=2**63 - 1))  # Databento's UNDEF_PRICE
+        content = dbn_metadata() + b"".join(records)
+    path = directory / ("day.csv" if kind.startswith("csv") else "day.dbn")
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv cut inside its last line", "csv line not utf-8", "dbn record damaged",
+                                  "dbn price undefined"])
+def test_the_job_dead_letters_a_line_the_replay_could_not_read_with_the_readers_reason(broker, topic_prefix,
+                                                                                       tmp_path, kind):
+    """The line went out as its bytes alone, and the job's dead letter said only 'not valid JSON: ...'
+    (the backtest's gave the reader's reason): the reason now crosses in a message header."""
+    from connectors.csv_trades import UNREADABLE
+    from connectors.files import iter_trades
+    from connectors.kafka_source import TradeSource
+    from connectors.messages import DeadLetter, TradeMessage
+    from streaming_support import read_source
+
+    path = file_with_one_unreadable_line(kind, tmp_path)
+    (unreadable,) = [row for row in iter_trades(path) if UNREADABLE in row]  # the reader's own words
+    topic = f"{topic_prefix}-stocks"
+    assert replay(broker, topic, str(path), "--partitions", "1") == 0
+    items = read_source(TradeSource(broker, topic, stop_at_end=True))
+    letters = [item for item in items if type(item) is DeadLetter]
+    assert [(letter.reason, letter.stage, letter.raw, letter.key) for letter in letters] == [
+        (f"the replay's file reader: {unreadable[UNREADABLE]}", "decode", unreadable["raw"], None)]
+    assert [type(item) for item in items].count(TradeMessage) == 4

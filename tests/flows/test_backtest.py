@@ -275,3 +275,18 @@ def test_lookalike_dbn_files_give_dead_letters_saying_what_is_wrong(tmp_path):
          "trades schema"),
     ]
     assert report.trades_read == 1 + 40 + 20  # the unmapped file's line, every record of the others
+
+
+def test_a_dbn_trade_without_a_price_is_a_dead_letter_naming_undef_price(tmp_path):
+    """Its price, Databento's UNDEF_PRICE, was read as NaN and rejected by the engine in generic words."""
+    from dbn_records import dbn_metadata, dbn_trade
+
+    undefined = 2**63 - 1
+    path = tmp_path / "day.dbn"
+    path.write_bytes(dbn_metadata() + b"".join(dbn_trade(n, price=undefined if n == 5 else 117_330_000_000)
+                                               for n in range(10)))
+    report = run_backtest([path], tmp_path / "a.jsonl", CONFIG)
+    (letter,) = read_jsonl(report.dead_letters_path)
+    reason = f"record 6: its price is undefined (UNDEF_PRICE, {undefined}): the record gives no trade price"
+    assert (letter["offset"], letter["stage"], letter["reason"]) == (6, "decode", reason)
+    assert letter["original_length"] == 48 and report.trades_read == 10
