@@ -27,7 +27,7 @@ from dashboard.metrics import (
 from dashboard.records import (
     DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review, visible_name,
 )
-from dashboard.reviews import decisions_by_kind
+from dashboard.reviews import ReviewedMeanwhile, decisions_by_kind, identity
 from dashboard.totals import instrument_rows, topic_totals
 
 PROGRESS_ALERTS = {"stalled": st.error, "falling behind": st.warning}
@@ -167,10 +167,6 @@ REPLACED_MEANWHILE = ("Not saved: another review of this incident was recorded w
                       "Click 'Replace review' again to replace it with yours.")
 
 
-def _identity(review: Review | None) -> tuple | None:
-    return None if review is None else (review.reviewed_at_ns, review.analyst, review.decision, review.note)
-
-
 def _keep_newest(by_incident: dict) -> None:
     """The ``MAX_DRAFTS`` incidents added last (a session's memory of reviews stays bounded)."""
     while len(by_incident) > MAX_DRAFTS:
@@ -185,13 +181,14 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
 
     A review recorded by another page after this one opened the incident (or after its last
     click) is not replaced by the next click: that click says so, and the one after replaces it.
-    The page knows only what it has read: a review written elsewhere in the moment before the
-    click, not yet read here, is still replaced (the topic keeps the last)."""
+    That holds for one this page has not read yet too: the writer reads the incident's partition
+    to its end just before writing (only one written in the moment between that read and the
+    write is still replaced: Kafka has no compare-and-set)."""
     reviewed = st.container()  # the decision on record, filled in once this run's submission is handled
     review = view.reviews.get(incident.incident_id)
     seen: dict[str, tuple | None] = st.session_state.setdefault("reviews_seen", {})
     if incident.incident_id not in seen:
-        seen[incident.incident_id] = _identity(review)
+        seen[incident.incident_id] = identity(review)
         _keep_newest(seen)
     decision_key, note_key = f"decision:{incident.incident_id}", f"note:{incident.incident_id}"
     drafts: dict[str, tuple[str, str]] = st.session_state.setdefault("review_drafts", {})
@@ -211,11 +208,12 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
     if submitted:
         st.session_state["review_name"] = analyst
         drafts[incident.incident_id] = (decision, note)  # until the broker has it
-        if seen.get(incident.incident_id) != _identity(review):  # another page's review, read since
+        if seen.get(incident.incident_id) != identity(review):  # another page's review, read since
             saved, message, decided = False, REPLACED_MEANWHILE, None
         else:
-            saved, message, decided = save_review(feed, incident, decision, analyst, note)
-        seen[incident.incident_id] = _identity(decided or review)
+            saved, message, decided = save_review(feed, incident, decision, analyst, note,
+                                                  known=[seen.get(incident.incident_id)])
+        seen[incident.incident_id] = identity(decided or review)
         if saved:
             del drafts[incident.incident_id]
         _keep_newest(drafts)
@@ -232,9 +230,10 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
 
 
 def save_review(
-    feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str
+    feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str, known: list[tuple | None]
 ) -> tuple[bool, str, Review | None]:
-    """Writes the decision: (saved, what to tell the analyst, the review saved)."""
+    """Writes the decision: (saved, what to tell the analyst, the review now on record: the one saved,
+    or another page's the writer found meanwhile). ``known``: the reviews the analyst saw."""
     analyst, note = visible_name(analyst), note.strip()
     if not analyst:  # nothing that shows: whitespace, zero-width or bidi characters
         return False, "Enter your name: a review says who decided.", None
@@ -245,7 +244,9 @@ def save_review(
     decided = Review(incident.incident_id, decision, note, analyst, time.time_ns(), incident.symbol, incident.kind,
                      incident.level, incident.revision)
     try:
-        feed.save_review(decided)
+        feed.save_review(decided, known)
+    except ReviewedMeanwhile as meanwhile:
+        return False, REPLACED_MEANWHILE, meanwhile.review
     except ReviewNotSaved as error:
         feed.errors.add("review not saved", f"{incident.incident_id}: {error}")
         return False, f"The review was not saved: {error}", None

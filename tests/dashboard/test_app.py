@@ -17,9 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.publisher import timestamp_ns
+from connectors.review_writer import ReviewWriter
 from connectors.topic_readers import TopicTail
 from dashboard.config import DashboardConfig
-from dashboard.records import decode_review
+from dashboard.records import Review, decode_review
 from publishing import REPUBLISHED, create_topics, publish, publish_world, topics_for
 from recordings import World
 
@@ -262,6 +263,40 @@ def test_a_review_recorded_by_another_page_meanwhile_is_not_replaced_unawares(pa
     assert [message.value for message in ada.success] == ["Saved: dismissed (false positive)."]
     until(bob, lambda page: any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ")
                                 for text in page.text))
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
+
+
+def test_a_review_recorded_by_another_page_just_before_the_click_is_not_replaced_unawares(pages, published, world):
+    """Bob's review reaches the topic in the instant before Ada clicks, before her page's reader has
+    read it (the reader is held here by its lock, as a reader busy elsewhere would be). Her click is
+    refused as if her page had read it: Bob's review shows above, her text stays, and her next click
+    replaces it. Before, her click replaced Bob's without a word."""
+    ada = pages(published.environment())
+    incident_id = next(i for i, m in world.final_incidents().items() if m["kind"] != "auction")
+    ada.selectbox(key="incident").set_value(incident_id).run()
+    ada.text_input(key="analyst").input("Ada Lovelace")
+    ada.radio(key=f"decision:{incident_id}").set_value("dismissed")
+    ada.text_area(key=f"note:{incident_id}").input("a stub quote")
+    bob = Review(incident_id, "acknowledged", "the desk confirmed the print", "Bob", time.time_ns())
+    with ada.session_state["feed"]._read_lock:
+        writer = ReviewWriter(published.brokers, published.reviews)
+        writer.write(incident_id, bob.to_dict())
+        writer.close()
+        ada.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert not ada.success
+    assert [message.value for message in ada.error] == [
+        "Not saved: another review of this incident was recorded while you had it open (shown above). "
+        "Click 'Replace review' again to replace it with yours."]
+    assert any(text.value.startswith("Reviewed: acknowledged by Bob at ") for text in ada.text)
+    assert ada.text_area(key=f"note:{incident_id}").value == "a stub quote"
+    ada.run()  # a live refresh: the form was drawn before the click was handled, so it said 'Save review'
+    ada.button(key="FormSubmitter:review_form-Replace review").click().run()
+    assert [message.value for message in ada.success] == ["Saved: dismissed (false positive)."]
     tail = TopicTail(published.brokers, published.reviews, start_back=None)
     try:
         messages, _ = tail.read(max_seconds=10)
