@@ -35,6 +35,12 @@ class ReviewNotSaved(RuntimeError):
     """The broker did not acknowledge the decision; the text says why."""
 
 
+class ReviewNotConfirmed(ReviewNotSaved):
+    """The decision was handed to the broker but no answer came within ``WRITE_TIMEOUT_S``: it may
+    still be recorded (a broker that stalls and then goes on appends what it had received), so
+    whether it was saved is not known until the topic is read back."""
+
+
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition librdkafka's default partitioner (``consistent_random``: CRC-32 of the key) gives
     ``key``: where the reviews of an incident written by any page so far are, so the check before a
@@ -58,8 +64,8 @@ class ReviewWriter:
     def write(self, key: str, record: Mapping[str, Any],
               check: Callable[[list[bytes | None]], None] | None = None) -> None:
         """``record`` as JSON under ``key`` (the incident id). Returns once the broker has it; raises
-        ``ReviewNotSaved`` otherwise, after which the next write checks the topic again with a new
-        producer (``reset``).
+        ``ReviewNotSaved`` otherwise (``ReviewNotConfirmed`` when the broker may have it yet), after
+        which the next write checks the topic again with a new producer (``reset``).
 
         ``check`` is given the values written under ``key`` so far, oldest first (its partition read
         to its end, within ``WRITE_TIMEOUT_S``), just before the write; whatever it raises stops the
@@ -107,8 +113,8 @@ class ReviewWriter:
         except BufferError as error:
             raise ReviewNotSaved(f"the Kafka client refused the message: {error}") from None
         self._producer.flush(WRITE_TIMEOUT_S + 1)
-        if not outcome:
-            raise ReviewNotSaved(f"the broker did not acknowledge within {WRITE_TIMEOUT_S:g} s")
+        if not outcome or outcome[0] is not None and outcome[0].code() == KafkaError._MSG_TIMED_OUT:
+            raise ReviewNotConfirmed(f"the broker did not answer within {WRITE_TIMEOUT_S:g} s")
         if outcome[0] is not None and outcome[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
             raise ReviewNotSaved(f"the broker refused it as too large ({size:,} bytes): shorten the note.")
         if outcome[0] is not None:
