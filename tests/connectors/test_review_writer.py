@@ -110,3 +110,39 @@ def test_the_check_before_a_write_sees_every_value_under_the_key_and_can_stop_th
     written = [message for message in messages if message.value == orjson.dumps(REVIEW)]
     assert [(message.key.decode(), message.partition) for message in written] == [
         (keys[5], next(iter(partitions[keys[5]])))]
+
+
+def test_a_broker_that_stops_answering_before_the_write_bounds_the_check_and_writes_nothing(topic_prefix):
+    """The read before the write counts within the writer's limit: a broker that takes connections
+    and answers nothing (stopped with SIGSTOP) gives ``ReviewNotSaved`` (not 'not confirmed':
+    nothing was sent) in about ``WRITE_TIMEOUT_S``, the check is never called, and once the broker
+    goes on the topic holds only what was written before."""
+    import os
+    import signal
+    import time
+
+    from connectors.broker import EmbeddedBroker
+    from connectors.review_writer import WRITE_TIMEOUT_S, ReviewNotConfirmed
+
+    topic = f"{topic_prefix}-reviews"
+    with EmbeddedBroker() as embedded:
+        writer = ReviewWriter(embedded.bootstrap, topic)
+        writer.write(REVIEW["incident_id"], REVIEW, check=lambda _values: None)
+        checked = []
+        os.kill(embedded._process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ReviewNotSaved, match="could not read the topic .* before writing") as refused:
+                writer.write(REVIEW["incident_id"], {**REVIEW, "analyst": "Bob"}, check=checked.append)
+            took = time.monotonic() - started
+        finally:
+            os.kill(embedded._process.pid, signal.SIGCONT)
+        assert not isinstance(refused.value, ReviewNotConfirmed) and checked == []
+        assert WRITE_TIMEOUT_S - 0.5 < took < WRITE_TIMEOUT_S + 2, took
+        writer.close()
+        tail = TopicTail(embedded.bootstrap, topic, start_back=None)
+        try:
+            messages, _ = tail.read(max_seconds=10)
+        finally:
+            tail.close()
+        assert [orjson.loads(message.value)["analyst"] for message in messages] == ["Ada Lovelace"]
