@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -35,7 +35,7 @@ from dashboard.records import (
     Anomaly, Incident, InvalidRecord, Review, Summary, decode_anomaly, decode_incident, decode_review,
     decode_summary,
 )
-from dashboard.reviews import ReviewBook
+from dashboard.reviews import ReviewBook, ReviewedMeanwhile, refuse_unknown
 from dashboard.totals import SummaryBook
 
 READ_SECONDS = 0.5
@@ -309,9 +309,18 @@ class LiveFeed:
     def log_entries(self) -> list[LogEntry]:
         return self.errors.entries()
 
-    def save_review(self, review: Review) -> None:
-        """Writes the decision and keeps it once the broker has it; raises ``ReviewNotSaved``."""
-        self._writer.write(review.incident_id, review.to_dict())
+    def save_review(self, review: Review, known: Collection[tuple | None]) -> None:
+        """Writes the decision and keeps it once the broker has it; raises ``ReviewNotSaved``.
+
+        The incident's reviews on the topic are read just before (this page's reader may not have
+        them yet): one whose identity is not among ``known`` (what the analyst saw) is kept and
+        ``ReviewedMeanwhile`` raised, so it shows instead of being replaced unseen."""
+        try:
+            self._writer.write(review.incident_id, review.to_dict(), refuse_unknown(review.incident_id, known))
+        except ReviewedMeanwhile as meanwhile:
+            with self._state_lock:
+                self._reviews.add(meanwhile.review, known=meanwhile.review.incident_id in self._incidents)
+            raise
         with self._state_lock:
             self._reviews.add(review)
 

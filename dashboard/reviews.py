@@ -11,9 +11,9 @@ acknowledged it. Here: the decisions a page holds, and their counts per kind.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
-from dashboard.records import LEVEL_RANK, Incident, Review
+from dashboard.records import LEVEL_RANK, Incident, InvalidRecord, Review, decode_review
 
 
 class ReviewBook:
@@ -82,3 +82,41 @@ def escalated_since(review: Review, incident: Incident) -> bool:
     decision no longer covers it, so 'Hide reviewed' does not hide it."""
     rose = review.level is not None and LEVEL_RANK[incident.level] > LEVEL_RANK[review.level]
     return rose or (review.kind is not None and incident.kind != review.kind)
+
+
+def identity(review: Review | None) -> tuple | None:
+    """What tells one analyst's review from another's (or from the same analyst's next one)."""
+    return None if review is None else (review.reviewed_at_ns, review.analyst, review.decision, review.note)
+
+
+class ReviewedMeanwhile(Exception):
+    """A review of the incident is on the topic that the page did not know of: the write was refused."""
+
+    def __init__(self, review: Review) -> None:
+        super().__init__(f"{review.incident_id} was reviewed meanwhile by {review.analyst}")
+        self.review = review
+
+
+def latest_review(incident_id: str, values: list[bytes | None]) -> Review | None:
+    """The review of ``incident_id`` a page reading ``values`` (under its key, oldest first) ends up
+    showing: the last valid one, none after a delete; an invalid record changes nothing, as on the page."""
+    for value in reversed(values):
+        if value is None:
+            return None
+        try:
+            review = decode_review(value)
+        except InvalidRecord:
+            continue
+        if review.incident_id == incident_id:
+            return review
+    return None
+
+
+def refuse_unknown(incident_id: str, known: Collection[tuple | None]) -> Callable[[list[bytes | None]], None]:
+    """The writer's check: raises ``ReviewedMeanwhile`` when the latest review of ``incident_id`` on
+    the topic is none of those ``known`` (identities) to the page, which would replace it unseen."""
+    def check(values: list[bytes | None]) -> None:
+        latest = latest_review(incident_id, values)
+        if latest is not None and identity(latest) not in known:
+            raise ReviewedMeanwhile(latest)
+    return check

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from typing import NamedTuple
 
 import pandas as pd
 import streamlit as st
 
-from connectors.review_writer import ReviewNotSaved
+from connectors.review_writer import ReviewNotConfirmed, ReviewNotSaved
 from dashboard import figures
 from dashboard.clock import both_text, duration_text
 from dashboard.config import DashboardConfig
@@ -27,7 +28,7 @@ from dashboard.metrics import (
 from dashboard.records import (
     DECISIONS, LEVELS, MAX_ANALYST_LENGTH, MAX_NOTE_LENGTH, Incident, Review, visible_name,
 )
-from dashboard.reviews import decisions_by_kind
+from dashboard.reviews import ReviewedMeanwhile, decisions_by_kind, identity
 from dashboard.totals import instrument_rows, topic_totals
 
 PROGRESS_ALERTS = {"stalled": st.error, "falling behind": st.warning}
@@ -165,10 +166,18 @@ def _members(view: FeedView, incident: Incident) -> list:
 MAX_DRAFTS = 50
 REPLACED_MEANWHILE = ("Not saved: another review of this incident was recorded while you had it open (shown above). "
                       "Click 'Replace review' again to replace it with yours.")
+NOT_CONFIRMED = ("Not confirmed yet: {reason}. It may still record the review: it shows here as saved once this "
+                 "page reads it back; until then your text stays in the form.")
 
 
-def _identity(review: Review | None) -> tuple | None:
-    return None if review is None else (review.reviewed_at_ns, review.analyst, review.decision, review.note)
+class SaveOutcome(NamedTuple):
+    saved: bool
+    message: str
+    """What to tell the analyst."""
+    on_record: Review | None = None
+    """The review on the topic now: the one saved, or another page's the writer found meanwhile."""
+    unconfirmed: Review | None = None
+    """The review written whose acknowledgement did not come in time: it may still be recorded."""
 
 
 def _keep_newest(by_incident: dict) -> None:
@@ -185,13 +194,18 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
 
     A review recorded by another page after this one opened the incident (or after its last
     click) is not replaced by the next click: that click says so, and the one after replaces it.
-    The page knows only what it has read: a review written elsewhere in the moment before the
-    click, not yet read here, is still replaced (the topic keeps the last)."""
+    That holds for one this page has not read yet too: the writer reads the incident's partition
+    to its end just before writing (only one written in the moment between that read and the
+    write is still replaced: Kafka has no compare-and-set).
+
+    A write the broker did not answer in time may still be recorded: the click says it is not
+    confirmed yet and keeps the draft, and once the page reads that review back it says saved."""
     reviewed = st.container()  # the decision on record, filled in once this run's submission is handled
     review = view.reviews.get(incident.incident_id)
+    _read_back(incident.incident_id, review)
     seen: dict[str, tuple | None] = st.session_state.setdefault("reviews_seen", {})
     if incident.incident_id not in seen:
-        seen[incident.incident_id] = _identity(review)
+        seen[incident.incident_id] = identity(review)
         _keep_newest(seen)
     decision_key, note_key = f"decision:{incident.incident_id}", f"note:{incident.incident_id}"
     drafts: dict[str, tuple[str, str]] = st.session_state.setdefault("review_drafts", {})
@@ -209,18 +223,7 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         note = st.text_area("Note", key=note_key, height=80, placeholder=f"at most {MAX_NOTE_LENGTH} characters")
         submitted = st.form_submit_button("Save review" if review is None else "Replace review")
     if submitted:
-        st.session_state["review_name"] = analyst
-        drafts[incident.incident_id] = (decision, note)  # until the broker has it
-        if seen.get(incident.incident_id) != _identity(review):  # another page's review, read since
-            saved, message, decided = False, REPLACED_MEANWHILE, None
-        else:
-            saved, message, decided = save_review(feed, incident, decision, analyst, note)
-        seen[incident.incident_id] = _identity(decided or review)
-        if saved:
-            del drafts[incident.incident_id]
-        _keep_newest(drafts)
-        st.session_state["review_outcome"] = (incident.incident_id, saved, message)
-        review = decided or review
+        review = _submit(feed, incident, review, decision, analyst, note)
     if review is not None:
         reviewed.text(f"Reviewed: {review_text(review)} at {both_text(review.reviewed_at_ns)}"
                       f"{review_change_text(review, incident)}"
@@ -231,26 +234,73 @@ def review_form(feed: LiveFeed, view: FeedView, incident: Incident) -> None:
         (st.success if outcome[1] else st.error)(outcome[2])
 
 
+def _submit(feed: LiveFeed, incident: Incident, review: Review | None, decision: str, analyst: str,
+            note: str) -> Review | None:
+    """Handles a click: keeps the text as a draft until the broker has it, records the outcome to
+    show, and returns the review on record now (to show above the form)."""
+    incident_id = incident.incident_id
+    seen: dict[str, tuple | None] = st.session_state["reviews_seen"]
+    drafts: dict[str, tuple[str, str]] = st.session_state["review_drafts"]
+    unconfirmed: dict[str, tuple | None] = st.session_state.setdefault("reviews_unconfirmed", {})
+    st.session_state["review_name"] = analyst
+    drafts[incident_id] = (decision, note)  # until the broker has it
+    if seen.get(incident_id) != identity(review):  # another page's review, read since
+        outcome = SaveOutcome(False, REPLACED_MEANWHILE)
+    else:  # the page's own review not confirmed yet is no other page's, should it be on the topic
+        outcome = save_review(feed, incident, decision, analyst, note,
+                              known=[seen.get(incident_id), unconfirmed.get(incident_id)])
+    seen[incident_id] = identity(outcome.on_record or review)
+    if outcome.unconfirmed is not None:
+        unconfirmed[incident_id] = identity(outcome.unconfirmed)
+        _keep_newest(unconfirmed)
+    if outcome.saved:
+        del drafts[incident_id]
+        unconfirmed.pop(incident_id, None)
+    _keep_newest(drafts)
+    st.session_state["review_outcome"] = (incident_id, outcome.saved, outcome.message)
+    return outcome.on_record or review
+
+
+def _read_back(incident_id: str, review: Review | None) -> None:
+    """A review whose write was not confirmed, now read back from the topic: it was saved after all,
+    so the page says so and drops the draft (before, the page said 'not saved' and showed it on
+    record a moment later)."""
+    unconfirmed: dict[str, tuple | None] = st.session_state.get("reviews_unconfirmed", {})
+    if review is None or unconfirmed.get(incident_id) != identity(review):
+        return
+    del unconfirmed[incident_id]
+    st.session_state.get("review_drafts", {}).pop(incident_id, None)
+    st.session_state.setdefault("reviews_seen", {})[incident_id] = identity(review)
+    st.session_state["review_outcome"] = (incident_id, True, f"Saved: {DECISION_TEXT[review.decision]}.")
+
+
 def save_review(
-    feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str
-) -> tuple[bool, str, Review | None]:
-    """Writes the decision: (saved, what to tell the analyst, the review saved)."""
+    feed: LiveFeed, incident: Incident, decision: str, analyst: str, note: str, known: list[tuple | None]
+) -> SaveOutcome:
+    """Writes the decision. ``known``: the reviews of the incident the analyst knows of (identities)."""
     analyst, note = visible_name(analyst), note.strip()
     if not analyst:  # nothing that shows: whitespace, zero-width or bidi characters
-        return False, "Enter your name: a review says who decided.", None
+        return SaveOutcome(False, "Enter your name: a review says who decided.")
     if len(analyst) > MAX_ANALYST_LENGTH:  # numbers only in the alert: alerts render Markdown
-        return False, f"Your name is {len(analyst):,} characters; a review keeps at most {MAX_ANALYST_LENGTH}.", None
+        return SaveOutcome(False, f"Your name is {len(analyst):,} characters; a review keeps at most "
+                                  f"{MAX_ANALYST_LENGTH}.")
     if len(note) > MAX_NOTE_LENGTH:
-        return False, f"The note is {len(note):,} characters; a review keeps at most {MAX_NOTE_LENGTH}: shorten it.", None
+        return SaveOutcome(False, f"The note is {len(note):,} characters; a review keeps at most {MAX_NOTE_LENGTH}: "
+                                  "shorten it.")
     decided = Review(incident.incident_id, decision, note, analyst, time.time_ns(), incident.symbol, incident.kind,
                      incident.level, incident.revision)
     try:
-        feed.save_review(decided)
+        feed.save_review(decided, known)
+    except ReviewedMeanwhile as meanwhile:
+        return SaveOutcome(False, REPLACED_MEANWHILE, on_record=meanwhile.review)
+    except ReviewNotConfirmed as error:
+        feed.errors.add("review not confirmed", f"{incident.incident_id}: {error}")
+        return SaveOutcome(False, NOT_CONFIRMED.format(reason=error), unconfirmed=decided)
     except ReviewNotSaved as error:
         feed.errors.add("review not saved", f"{incident.incident_id}: {error}")
-        return False, f"The review was not saved: {error}", None
+        return SaveOutcome(False, f"The review was not saved: {error}")
     # The analyst's own words stay out of this alert (alerts render Markdown); "Reviewed: ..." shows them as text.
-    return True, f"Saved: {DECISION_TEXT[decision]}.", decided
+    return SaveOutcome(True, f"Saved: {DECISION_TEXT[decision]}.", on_record=decided)
 
 
 def instrument_section(view: FeedView, symbols: Collection[str]) -> None:

@@ -6,6 +6,9 @@ dashboard's own functions, so a wrong count or order in the dashboard fails.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,9 +20,10 @@ from streamlit.testing.v1 import AppTest
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.publisher import timestamp_ns
+from connectors.review_writer import ReviewWriter
 from connectors.topic_readers import TopicTail
 from dashboard.config import DashboardConfig
-from dashboard.records import decode_review
+from dashboard.records import Review, decode_review
 from publishing import REPUBLISHED, create_topics, publish, publish_world, topics_for
 from recordings import World
 
@@ -270,6 +274,40 @@ def test_a_review_recorded_by_another_page_meanwhile_is_not_replaced_unawares(pa
     assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
 
 
+def test_a_review_recorded_by_another_page_just_before_the_click_is_not_replaced_unawares(pages, published, world):
+    """Bob's review reaches the topic in the instant before Ada clicks, before her page's reader has
+    read it (the reader is held here by its lock, as a reader busy elsewhere would be). Her click is
+    refused as if her page had read it: Bob's review shows above, her text stays, and her next click
+    replaces it. Before, her click replaced Bob's without a word."""
+    ada = pages(published.environment())
+    incident_id = next(i for i, m in world.final_incidents().items() if m["kind"] != "auction")
+    ada.selectbox(key="incident").set_value(incident_id).run()
+    ada.text_input(key="analyst").input("Ada Lovelace")
+    ada.radio(key=f"decision:{incident_id}").set_value("dismissed")
+    ada.text_area(key=f"note:{incident_id}").input("a stub quote")
+    bob = Review(incident_id, "acknowledged", "the desk confirmed the print", "Bob", time.time_ns())
+    with ada.session_state["feed"]._read_lock:
+        writer = ReviewWriter(published.brokers, published.reviews)
+        writer.write(incident_id, bob.to_dict())
+        writer.close()
+        ada.button(key="FormSubmitter:review_form-Save review").click().run()
+    assert not ada.success
+    assert [message.value for message in ada.error] == [
+        "Not saved: another review of this incident was recorded while you had it open (shown above). "
+        "Click 'Replace review' again to replace it with yours."]
+    assert any(text.value.startswith("Reviewed: acknowledged by Bob at ") for text in ada.text)
+    assert ada.text_area(key=f"note:{incident_id}").value == "a stub quote"
+    ada.run()  # a live refresh: the form was drawn before the click was handled, so it said 'Save review'
+    ada.button(key="FormSubmitter:review_form-Replace review").click().run()
+    assert [message.value for message in ada.success] == ["Saved: dismissed (false positive)."]
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
+
+
 def test_a_review_larger_than_the_client_may_send_says_to_shorten_the_note(pages, published, world):
     """KAFKA_MESSAGE_MAX_BYTES=1000 (librdkafka's least) and a note of 500 emoji (2,000 bytes): the
     analyst read the client's error object ('KafkaError{code=MSG_SIZE_TOO_LARGE,val=10,...}'); now
@@ -505,6 +543,65 @@ def test_a_review_while_the_broker_is_down_says_not_saved_and_keeps_the_text(pag
             tail.close()
         assert [(orjson.loads(m.value)["analyst"], orjson.loads(m.value)["note"]) for m in messages] == [
             ("Ada Lovelace", note)]
+        app.session_state["feed"].close()  # before the broker goes
+
+
+def test_a_review_the_broker_confirms_late_is_not_confirmed_yet_then_saved(pages, topic_prefix, world, monkeypatch):
+    """The broker stops (SIGSTOP) as a review is sent and goes on 7 s later, past the writer's 5 s,
+    recording the review then (the page's producer was connected by a first review). Before, the
+    page said 'The review was not saved' and the review then showed as on record anyway. Now the
+    click says it is not confirmed yet and keeps the text as a draft; once the page reads the review
+    back, it shows it saved and the draft is gone."""
+    from connectors import review_writer
+
+    port = free_port()
+    topics = topics_for(f"127.0.0.1:{port}", topic_prefix)
+    with EmbeddedBroker(port) as embedded:
+        pid = embedded._process.pid
+        resume = threading.Timer(7.0, os.kill, (pid, signal.SIGCONT))
+        stop_at_next_send = threading.Event()
+
+        class StoppingProducer(review_writer.Producer):
+            def produce(self, *args, **kwargs):
+                if stop_at_next_send.is_set():
+                    os.kill(pid, signal.SIGSTOP)
+                    resume.start()
+                return super().produce(*args, **kwargs)
+
+        monkeypatch.setattr(review_writer, "Producer", StoppingProducer)
+        publish_world(topics, world)
+        app = pages(topics.environment())
+        first, incident_id = list(world.final_incidents())[:2]
+        app.selectbox(key="incident").set_value(first).run()
+        app.text_input(key="analyst").input("Ada Lovelace")
+        app.button(key="FormSubmitter:review_form-Save review").click().run()
+        assert [message.value for message in app.success] == ["Saved: acknowledged."]
+        app.selectbox(key="incident").set_value(incident_id).run()
+        app.text_area(key=f"note:{incident_id}").input("late but real")
+        stop_at_next_send.set()
+        try:
+            started = time.monotonic()
+            app.button(key="FormSubmitter:review_form-Save review").click().run()
+            took = time.monotonic() - started
+        finally:
+            resume.join()
+        assert not app.exception and not app.success
+        assert [message.value for message in app.error] == [
+            "Not confirmed yet: the broker did not answer within 5 s. It may still record the review: it "
+            "shows here as saved once this page reads it back; until then your text stays in the form."]
+        assert took < 20, took
+        assert app.session_state["review_drafts"][incident_id] == ("acknowledged", "late but real")
+        until(app, lambda page: [message.value for message in page.success] == ["Saved: acknowledged."])
+        assert not [message.value for message in app.error if message.value.startswith("Not confirmed")]
+        assert any(text.value.startswith("Reviewed: acknowledged by Ada Lovelace at ") for text in app.text)
+        assert incident_id not in app.session_state["review_drafts"]
+        tail = TopicTail(topics.brokers, topics.reviews, start_back=None)
+        try:
+            messages, _ = tail.read(max_seconds=10)
+        finally:
+            tail.close()
+        assert [(m.key.decode(), orjson.loads(m.value)["note"]) for m in messages] == [
+            (first, ""), (incident_id, "late but real")]
         app.session_state["feed"].close()  # before the broker goes
 
 
