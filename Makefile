@@ -22,8 +22,11 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: install Debian's chromium (the browser test will skip)"; fi; }
 
+# Two workers: most tests wait on a broker or a child process, so two halve the suite's time on two
+# cores; each worker starts its own embedded broker. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: install browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Refresh the README's screenshot from the browser test.
 screenshot: install browser
