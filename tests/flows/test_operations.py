@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -126,6 +127,33 @@ def test_a_stop_signal_while_the_job_starts_is_a_clean_stop(broker, topic_prefix
     name = signal.Signals(signal_number).name
     assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
     assert stopped_after < STOP_WITHIN_S
+
+
+def silent_listener() -> socket.socket:
+    """A port that takes connections and never answers: a broker address the job's probe waits on
+    for its whole timeout, seen from here the moment the probe connects."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    return listener
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_the_job_probes_the_broker_is_a_prompt_clean_stop(topic_prefix, signal_number):
+    """Before, the probe waited out its timeout (here 30 s) after the signal, and the job ended with
+    status 1 and the line of an unreachable broker."""
+    with silent_listener() as listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        job = start_job(job_environment(address, topic_prefix, BROKER_PROBE_TIMEOUT_S="30"))
+        try:
+            connection, _ = listener.accept()  # the probe is under way
+            with connection:
+                errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+        finally:
+            kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    assert stopped_after < 1.5
 
 
 def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(
