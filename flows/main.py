@@ -107,7 +107,9 @@ def check_port_free(port: int) -> None:
 def flow_from_environment(supervisor: JobSupervisor) -> Dataflow:
     """The job, or ``SystemExit``: one line and status 1 for a failure, the stop line and status 0
     for a stop signal that came while it was starting (checked before the clients open and again
-    before the helper starts; a stop during the broker's probe ends the probe at once)."""
+    before the helper starts; a stop during the broker's probe ends the probe at once). A failure
+    met after a stop is the stop: the operator asked for the job to end, and a missing topic
+    or an unusable recovery store said instead, with status 1, read as a start that went wrong."""
     try:
         settings = JobSettings.from_env()
         supervisor.exit_if_stopped()
@@ -123,6 +125,7 @@ def flow_from_environment(supervisor: JobSupervisor) -> Dataflow:
         raise
     except (SettingsError, BrokerUnreachable, ClientSettingsRejected, MissingTopic, TopicsRefused,
             PortTaken, RecoveryStoreUnusable) as error:
+        supervisor.exit_if_stopped()  # a stop that came first wins: the next start meets the failure
         raise SystemExit(f"flows.main: {error}") from None
 
 

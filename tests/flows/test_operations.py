@@ -129,6 +129,37 @@ def test_a_stop_signal_while_the_job_starts_is_a_clean_stop(broker, topic_prefix
     assert stopped_after < STOP_WITHIN_S
 
 
+def scikit_learn_loaded(pid: int) -> bool:
+    """Whether the job is importing the dataflow (scikit-learn's libraries appear in the process): after
+    the broker's probe, a second or more before it asks the broker for its topics."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return "sklearn" in maps.read()
+    except FileNotFoundError:  # the process is gone
+        return False
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_before_a_failure_at_start_is_a_clean_stop(broker, topic_prefix, signal_number):
+    """A missing input topic, met after the signal. Before, the job ended with status 1 and the
+    missing topic's line, as a start that went wrong."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see the job import the dataflow")
+    job = start_job(job_environment(broker, topic_prefix, STOP_AT_END="false"))  # its input topic is never made
+    try:
+        deadline = time.monotonic() + 30
+        while not scikit_learn_loaded(job.pid):
+            assert job.poll() is None and time.monotonic() < deadline, "the job never imported the dataflow"
+            time.sleep(0.001)
+        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    assert stopped_after < STOP_WITHIN_S
+
+
 def silent_listener() -> socket.socket:
     """A port that takes connections and never answers: a broker address the job's probe waits on
     for its whole timeout, seen from here the moment the probe connects."""
