@@ -46,7 +46,8 @@ class PortTaken(RuntimeError):
 def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, recovery: Path | None = None,
               ) -> Dataflow:
     """Probe the broker, make sure the topics exist, check the recovery store (``-r``) fits,
-    and wire Kafka around the dataflow."""
+    and wire Kafka around the dataflow. A stop ends the probe, and the start after the dataflow's
+    import: nothing is made on the broker for a job that was asked to end."""
     brokers, client = settings.kafka_brokers, settings.kafka_client_settings
     if settings.metrics_port is not None:
         check_port_free(settings.metrics_port)
@@ -54,6 +55,8 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
     probe_broker(brokers, timeout=settings.probe_timeout_s, client_settings=client, stop=stop)
     from flows.dataflow import build_flow  # after the probe: it imports scikit-learn, a second or two
 
+    if supervisor is not None:
+        supervisor.exit_if_stopped()  # a stop during the import: before the topics are made
     incident_topic = settings.incident_topic
     rejected: dict[str, str] = {}
     prepare_job_topics(

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from connectors.broker import EmbeddedBroker, tansu_binary
 from connectors.codec import MAX_WRITTEN_BYTES
@@ -158,6 +159,30 @@ def test_a_stop_signal_before_a_failure_at_start_is_a_clean_stop(broker, topic_p
     name = signal.Signals(signal_number).name
     assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
     assert stopped_after < STOP_WITHIN_S
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_the_job_imports_the_dataflow_makes_no_topics(broker, topic_prefix, signal_number):
+    """Before, the job went on after the import: it made its four output topics on the broker, then
+    stopped."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see the job import the dataflow")
+    env = job_environment(broker, topic_prefix, STOP_AT_END="false")
+    ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
+    job = start_job(env)
+    try:
+        deadline = time.monotonic() + 30
+        while not scikit_learn_loaded(job.pid):
+            assert job.poll() is None and time.monotonic() < deadline, "the job never imported the dataflow"
+            time.sleep(0.001)
+        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    topics = AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
+    assert sorted(topic for topic in topics if topic.startswith(topic_prefix)) == [env["INPUT_TOPIC"]]
 
 
 def silent_listener() -> socket.socket:
