@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,8 @@ from types import TracebackType
 
 DEFAULT_PORT = 9092
 START_TIMEOUT_S = 15.0
+PROBE_STOP_CHECK_S = 0.05
+"""How often a probe given a ``stop`` looks at it: a stop ends the probe within this."""
 
 
 class BrokerUnreachable(RuntimeError):
@@ -35,6 +38,10 @@ class BrokerUnreachable(RuntimeError):
 
 class ClientSettingsRejected(ValueError):
     """librdkafka refused a client property (usually a misspelt ``KAFKA_*`` variable)."""
+
+
+class ProbeStopped(Exception):
+    """The probe's ``stop`` was set before a broker answered or the probe's time was up."""
 
 
 class BrokerBinaryMissing(RuntimeError):
@@ -58,34 +65,74 @@ def free_port() -> int:
 
 
 def probe_broker(
-    brokers: str, timeout: float = 5.0, client_settings: Mapping[str, str] | None = None
+    brokers: str, timeout: float = 5.0, client_settings: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
     """Raise ``BrokerUnreachable`` (one line naming ``brokers``) unless metadata comes back.
 
     Bytewax's KafkaSource asks for metadata without a timeout and waits forever
-    when nobody answers, so the job calls this before building its flow.
+    when nobody answers, so the job calls this before building its flow. With ``stop``,
+    setting it ends the wait at once (``ProbeStopped``): the job's stop signals set it, and
+    a SIGTERM during a probe of an address that never answers used to wait out the whole
+    timeout and end as an unreachable broker.
     """
+    from confluent_kafka import KafkaException
+
+    client = _probe_client(brokers, timeout, client_settings)
+    try:
+        if stop is None:
+            client.list_topics(timeout=timeout)
+        else:
+            _list_topics_unless_stopped(client, timeout, stop)
+    except KafkaException as error:
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {brokers} within {timeout:g} s ({kafka_error_text(error)})"
+        ) from None
+
+
+def _probe_client(brokers: str, timeout: float, client_settings: Mapping[str, str] | None):
+    """An admin client that reports a connection failure once, through the probe, not per retry."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     config = {
         "bootstrap.servers": brokers,
         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
-        # Connection failures are reported once, below, not as a log line per retry.
         "log_level": 0,
         "error_cb": lambda _error: None,
     }
     config.update(client_settings or {})
     try:
-        client = AdminClient(config)
+        return AdminClient(config)
     except KafkaException as error:
         raise ClientSettingsRejected(f"Kafka client settings rejected: {error.args[0].str()}") from None
-    try:
-        client.list_topics(timeout=timeout)
-    except KafkaException as error:
-        raise BrokerUnreachable(
-            f"no Kafka broker answered at {brokers} within {timeout:g} s ({kafka_error_text(error)})"
-        ) from None
+
+
+def _list_topics_unless_stopped(client, timeout: float, stop: threading.Event) -> None:
+    """``client.list_topics(timeout=timeout)``, given up as soon as ``stop`` is set.
+
+    librdkafka's wait cannot be cut short, and asking again in short slices would never hear a
+    broker slower to answer than a slice; so the question runs on a thread of its own, left to end
+    at its timeout when the caller gives up. A daemon thread: it holds no exit (an executor's
+    thread would, until the timeout)."""
+    answer: list[BaseException | None] = []
+    done = threading.Event()
+
+    def ask() -> None:
+        try:
+            client.list_topics(timeout=timeout)
+            answer.append(None)
+        except BaseException as error:  # noqa: BLE001 - raised again on the caller's thread
+            answer.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=ask, name="broker-probe", daemon=True).start()
+    while not done.wait(PROBE_STOP_CHECK_S):
+        if stop.is_set():
+            raise ProbeStopped("stopped while probing the broker")
+    if answer[0] is not None:
+        raise answer[0]
 
 
 class EmbeddedBroker:

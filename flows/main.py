@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bytewax.dataflow import Dataflow
 
-from connectors.broker import BrokerUnreachable, ClientSettingsRejected, port_is_free, probe_broker
+from connectors.broker import BrokerUnreachable, ClientSettingsRejected, ProbeStopped, port_is_free, probe_broker
 from connectors.kafka import COMPACTED, MissingTopic, TopicsRefused, partition_count, prepare_job_topics
 from connectors.kafka_sinks import anomaly_sink, dead_letter_sink, incident_sink, summary_sink
 from connectors.kafka_source import TradeSource
@@ -46,13 +46,17 @@ class PortTaken(RuntimeError):
 def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, recovery: Path | None = None,
               ) -> Dataflow:
     """Probe the broker, make sure the topics exist, check the recovery store (``-r``) fits,
-    and wire Kafka around the dataflow."""
+    and wire Kafka around the dataflow. A stop ends the probe, and the start after the dataflow's
+    import: nothing is made on the broker for a job that was asked to end."""
     brokers, client = settings.kafka_brokers, settings.kafka_client_settings
     if settings.metrics_port is not None:
         check_port_free(settings.metrics_port)
-    probe_broker(brokers, timeout=settings.probe_timeout_s, client_settings=client)
+    stop = supervisor.stop if supervisor is not None else None
+    probe_broker(brokers, timeout=settings.probe_timeout_s, client_settings=client, stop=stop)
     from flows.dataflow import build_flow  # after the probe: it imports scikit-learn, a second or two
 
+    if supervisor is not None:
+        supervisor.exit_if_stopped()  # a stop during the import: before the topics are made
     incident_topic = settings.incident_topic
     rejected: dict[str, str] = {}
     prepare_job_topics(
@@ -64,7 +68,6 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
         print(f"flows.main: topic {topic!r} created without its configs (the broker said: {answer}); "
               "its old messages will not be compacted away", file=sys.stderr, flush=True)
     watch = supervisor.watch if supervisor is not None else None
-    stop = supervisor.stop if supervisor is not None else None
     failed = supervisor.delivery_failed if supervisor is not None else None
     source = TradeSource(
         brokers, settings.input_topic, stop_at_end=settings.stop_at_end, client_settings=client,
@@ -107,7 +110,9 @@ def check_port_free(port: int) -> None:
 def flow_from_environment(supervisor: JobSupervisor) -> Dataflow:
     """The job, or ``SystemExit``: one line and status 1 for a failure, the stop line and status 0
     for a stop signal that came while it was starting (checked before the clients open and again
-    before the helper starts)."""
+    before the helper starts; a stop during the broker's probe ends the probe at once). A failure
+    met after a stop is the stop: the operator asked for the job to end, and a missing topic
+    or an unusable recovery store said instead, with status 1, read as a start that went wrong."""
     try:
         settings = JobSettings.from_env()
         supervisor.exit_if_stopped()
@@ -118,8 +123,12 @@ def flow_from_environment(supervisor: JobSupervisor) -> Dataflow:
         start_model_helper(settings.detector)
         tune_garbage_collector()
         return job
+    except ProbeStopped:
+        supervisor.exit_if_stopped()  # the probe stops only on the supervisor's stop
+        raise
     except (SettingsError, BrokerUnreachable, ClientSettingsRejected, MissingTopic, TopicsRefused,
             PortTaken, RecoveryStoreUnusable) as error:
+        supervisor.exit_if_stopped()  # a stop that came first wins: the next start meets the failure
         raise SystemExit(f"flows.main: {error}") from None
 
 

@@ -56,9 +56,11 @@ class JobSupervisor:
     A stop signal reaches the job two ways, whichever thread the kernel picks: a
     Python handler (run by the main thread, and raising nothing, so neither
     KeyboardInterrupt nor Bytewax's own interrupt handling ever sees it) and a
-    thread waiting in ``sigwait``. Worker threads block the signals
-    (``block_stop_signals``, called where they build their input partitions), so
-    the kernel delivers them to the main thread's handler or the waiting thread.
+    thread waiting in ``sigwait``. The main thread blocks the signals from then on, and
+    so does every thread started after (worker threads block them again,
+    ``block_stop_signals``, where they build their input partitions), so the kernel
+    delivers them to the waiting thread, or to the handler in a thread that was there
+    before.
     The model-fitting helper process is started from the main thread with the
     signals ignored (``start_model_helper``), so a terminal's Ctrl-C, sent to the
     whole process group, does not kill it mid-fit.
@@ -80,13 +82,17 @@ class JobSupervisor:
         Until then a signal ends the process by itself: SIGTERM silently (status -15), SIGINT with a
         KeyboardInterrupt traceback. The job's imports and settings take a third of a second, so
         the handlers come before them; the broker watch comes once the settings name the broker.
+
+        The main thread blocks the signals from then on, and so does every thread it starts
+        (Python's, numpy's, Bytewax's), leaving them to the thread in ``sigwait``: a thread that
+        did not block them could take one while the model helper starts with them ignored
+        (``start_model_helper``), and the kernel would drop it; the job then ran on.
         """
         supervisor = cls()
         for number in STOP_SIGNALS:
             signal.signal(number, lambda number, _frame: supervisor.request_stop(number))
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        cls.block_stop_signals()  # for good: the threads started from here on block them too
         threading.Thread(target=supervisor._receive_signals, name="stop-signals", daemon=True).start()
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return supervisor
 
     def watch_broker(self, watch: BrokerWatch) -> None:
@@ -201,16 +207,24 @@ class JobSupervisor:
 def start_model_helper(config) -> None:
     """Start the model-fitting helper now, from the main thread, with the stop signals ignored.
 
-    An ignored signal stays ignored across the helper's exec (a blocked one does
-    not: spawn resets the mask), so a terminal's Ctrl-C or a SIGTERM to the whole
-    process group leaves the helper alone; the job ends it on the way out, and it
+    An ignored signal stays ignored across the helper's exec (so does a blocked one, but
+    the resource tracker unblocks them where it starts), so a terminal's Ctrl-C or a
+    SIGTERM to the whole process group leaves the helper alone; the job ends it on the way out, and it
     ends itself if the job dies. Otherwise it would start at the first retrain, on
     a worker thread, where signal dispositions cannot be changed.
+
+    A signal sent meanwhile waits for the thread in ``sigwait``, as every other thread blocks it
+    (``catching_stop_signals``); the kernel would drop it in a thread that did not. multiprocessing's
+    resource tracker unblocks them in the thread that starts it, so it is started first.
     """
     if not config.background_training:
         return
+    from multiprocessing import resource_tracker
+
     from models import training
 
+    resource_tracker.ensure_running()
+    JobSupervisor.block_stop_signals()
     previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
     try:
         training.start_helper(config.fit_helpers)

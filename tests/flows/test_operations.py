@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from connectors.broker import EmbeddedBroker, tansu_binary
 from connectors.codec import MAX_WRITTEN_BYTES
@@ -126,6 +128,88 @@ def test_a_stop_signal_while_the_job_starts_is_a_clean_stop(broker, topic_prefix
     name = signal.Signals(signal_number).name
     assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
     assert stopped_after < STOP_WITHIN_S
+
+
+def scikit_learn_loaded(pid: int) -> bool:
+    """Whether the job is importing the dataflow (scikit-learn's libraries appear in the process): after
+    the broker's probe, a second or more before it asks the broker for its topics."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return "sklearn" in maps.read()
+    except FileNotFoundError:  # the process is gone
+        return False
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_before_a_failure_at_start_is_a_clean_stop(broker, topic_prefix, signal_number):
+    """A missing input topic, met after the signal. Before, the job ended with status 1 and the
+    missing topic's line, as a start that went wrong."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see the job import the dataflow")
+    job = start_job(job_environment(broker, topic_prefix, STOP_AT_END="false"))  # its input topic is never made
+    try:
+        deadline = time.monotonic() + 30
+        while not scikit_learn_loaded(job.pid):
+            assert job.poll() is None and time.monotonic() < deadline, "the job never imported the dataflow"
+            time.sleep(0.001)
+        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    assert stopped_after < STOP_WITHIN_S
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_the_job_imports_the_dataflow_makes_no_topics(broker, topic_prefix, signal_number):
+    """Before, the job went on after the import: it made its four output topics on the broker, then
+    stopped."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see the job import the dataflow")
+    env = job_environment(broker, topic_prefix, STOP_AT_END="false")
+    ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
+    job = start_job(env)
+    try:
+        deadline = time.monotonic() + 30
+        while not scikit_learn_loaded(job.pid):
+            assert job.poll() is None and time.monotonic() < deadline, "the job never imported the dataflow"
+            time.sleep(0.001)
+        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    topics = AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
+    assert sorted(topic for topic in topics if topic.startswith(topic_prefix)) == [env["INPUT_TOPIC"]]
+
+
+def silent_listener() -> socket.socket:
+    """A port that takes connections and never answers: a broker address the job's probe waits on
+    for its whole timeout, seen from here the moment the probe connects."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    return listener
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_the_job_probes_the_broker_is_a_prompt_clean_stop(topic_prefix, signal_number):
+    """Before, the probe waited out its timeout (here 30 s) after the signal, and the job ended with
+    status 1 and the line of an unreachable broker."""
+    with silent_listener() as listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        job = start_job(job_environment(address, topic_prefix, BROKER_PROBE_TIMEOUT_S="30"))
+        try:
+            connection, _ = listener.accept()  # the probe is under way
+            with connection:
+                errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+        finally:
+            kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    assert stopped_after < 1.5
 
 
 def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(

@@ -1,4 +1,5 @@
-"""The job's supervisor without a job: an input topic that grew asks for a restart.
+"""The job's supervisor without a job: an input topic that grew asks for a restart; a stop signal
+while the model helper starts (in a process of its own) stops it.
 
 The development broker cannot add partitions (CreatePartitions is unsupported), and deleting a
 topic under a running consumer crashes librdkafka 2.16 on it (SIGSEGV), so the count is given here;
@@ -10,6 +11,9 @@ from __future__ import annotations
 import io
 import itertools
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +69,38 @@ def test_a_signal_while_stopping_to_be_restarted_makes_it_a_stop(job):
     assert job._stream.getvalue().splitlines()[-1] == "flows.main: stopped by SIGTERM after 2,000 trades"
     job.request_stop(signal.SIGINT)  # a second signal still exits at once
     assert job.exits == [("flows.main: second stop signal (SIGINT): exiting without a final snapshot", 130)]
+
+
+SIGNALLED_WHILE_THE_HELPER_STARTS = """
+import os, signal, sys
+from flows.supervisor import JobSupervisor
+
+supervisor = JobSupervisor.catching_stop_signals()  # first, as in flows.main
+from flows.supervisor import start_model_helper
+from models import training  # numpy: threads of its own, as in the job
+from models.config import DetectorConfig
+
+start_helper = training.start_helper
+
+def signalled_start(helpers):
+    os.kill(os.getpid(), int(sys.argv[1]))  # the signal comes while the helper starts
+    start_helper(helpers)
+
+training.start_helper = signalled_start
+start_model_helper(DetectorConfig())
+supervisor.stop.wait(5)
+supervisor.exit_if_stopped()
+print("not stopped", file=sys.stderr)
+sys.exit(5)
+"""
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_while_the_model_helper_starts_stops_the_job(signal_number):
+    """In a process of its own, as in the job: real handlers, a real helper, a real signal. Before,
+    the signals were ignored while the helper started, the kernel dropped one sent then, and the job
+    ran on as if it had never come."""
+    finished = subprocess.run([sys.executable, "-c", SIGNALLED_WHILE_THE_HELPER_STARTS, str(int(signal_number))],
+                              cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    name = signal.Signals(signal_number).name
+    assert (finished.returncode, finished.stderr) == (0, f"flows.main: stopped by {name} after 0 trades\n")
