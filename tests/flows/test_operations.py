@@ -209,7 +209,7 @@ def test_a_stop_signal_while_the_job_probes_the_broker_is_a_prompt_clean_stop(to
     assert job.returncode == 0, errors[-3000:]
     name = signal.Signals(signal_number).name
     assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
-    assert stopped_after < 1.5
+    assert stopped_after < 10  # the probe's own timeout is 30 s: a bound on waiting, not a speed
 
 
 def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(
