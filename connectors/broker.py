@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
-    print(f"Kafka-API broker (Tansu, in memory) listening on {broker.bootstrap}; Ctrl-C stops it", flush=True)
-    try:
+    try:  # the line inside: a Ctrl-C that comes the moment it is out is a stop like any other
+        print(f"Kafka-API broker (Tansu, in memory) listening on {broker.bootstrap}; Ctrl-C stops it", flush=True)
         while broker.running:
             time.sleep(0.5)
         print("connectors.broker: the broker exited", file=sys.stderr)
