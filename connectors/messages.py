@@ -37,7 +37,7 @@ class DeadLetter:
     """Input that could not be processed, with the reason and where it came from."""
 
     reason: str
-    stage: str  # "decode", "validate", "duplicate", "engine" or "kafka"
+    stage: str  # "decode", "validate", "duplicate", "capacity", "engine" or "kafka"
     origin: Origin
     raw: bytes
     key: bytes | None = None

@@ -60,7 +60,8 @@ class DashboardConfig:
     refresh_seconds: float = 1.5
     """DASHBOARD_REFRESH_SECONDS: how often the live part of the page re-reads Kafka."""
     lag_warning: int = 1000
-    """DASHBOARD_LAG_WARNING: unread messages after a refresh that count as lagging."""
+    """DASHBOARD_LAG_WARNING: unread anomalies after a refresh that are logged as lag, and growth of the
+    job's gap to the input end, over the stall time, that shows the job as falling behind (``health``)."""
     client_settings: Mapping[str, str] = field(default_factory=dict)
     """Other KAFKA_* variables as librdkafka properties (KAFKA_SASL_USERNAME -> sasl.username),
     the same convention the job uses, so a secured cluster needs no code change."""

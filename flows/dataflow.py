@@ -40,12 +40,16 @@ def build_flow(
     incidents: IncidentSettings | None = None, flow_id: str = "trade-anomalies",
     max_instruments: int = DEFAULT_MAX_INSTRUMENTS, stopping: threading.Event | None = None,
 ) -> Dataflow:
-    """``stopping``: set when the job is stopping (a signal, a lost broker), so that the end of its
+    """The one dataflow of the job, the backtest and the tests: the sources and sinks decide where
+    trades come from and records go, so the same steps run on Kafka, on files or on test data.
+
+    ``stopping``: set when the job is stopping (a signal, a lost broker), so that the end of its
     input is a pause, not the end of the trades (``InstrumentDetector.on_eof``)."""
     flow = Dataflow(flow_id)
     messages = op.input("read", flow, source)
     # TradeMessage | DeadLetter
     decoded = op.branch("decoded", messages, lambda message: isinstance(message, TradeMessage))
+    # trues: TradeMessage; falses: DeadLetter (refused at decode)
     batches = op.flat_map_batch("group_by_symbol", decoded.trues, group_by_symbol)
     # (symbol, InstrumentBatch): its messages in arrival order and their validation
     engine, clock = DetectionEngine(config, incidents), EventClock(round(config.idle_s * NANOS_PER_SECOND))
@@ -54,9 +58,11 @@ def build_flow(
         engine, clock, snapshot, summaries=summarise, roster=roster, stopping=stopping))
     # (symbol, AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate)
     outcomes = op.key_rm("unkey", outcomes)
+    # AnomalyRecord | DeadLetter | InstrumentSummary | IncidentUpdate
     anomalies = op.filter("anomalies", outcomes, lambda item: isinstance(item, AnomalyRecord))
     # AnomalyRecord
     rejected = op.filter("rejected", outcomes, lambda item: isinstance(item, DeadLetter))
+    # DeadLetter: refused in the detect step (stages validate, duplicate, capacity, engine)
     dead_letters = op.merge("dead_letters", decoded.falses, rejected)
     # DeadLetter
     op.output("write_anomalies", anomalies, anomaly_sink)
