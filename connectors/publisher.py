@@ -188,8 +188,10 @@ def publish(
     from confluent_kafka import Producer
 
     deliveries = _Deliveries(brokers, loss_timeout_s)
-    producer = Producer(producer_settings(brokers, speed is not None, client_settings or {},
-                                          linger_ms, loss_timeout_s, deliveries.watch))
+    settings = producer_settings(brokers, speed is not None, client_settings or {}, linger_ms, loss_timeout_s,
+                                 deliveries.watch)
+    deliveries.linger_s = max(float(settings[name]) for name in LINGER_PROPERTIES if name in settings) / 1000
+    producer = Producer(settings)
     deliveries.begin()
     try:
         _send(trades, producer, topic, deliveries, speed, limit, progress, stop or threading.Event())
@@ -255,6 +257,8 @@ class _Deliveries:
         self.summary = ReplaySummary()
         self.watch = BrokerWatch(brokers, loss_timeout_s)
         self.started = self.acked_at = time.monotonic()
+        self.linger_s = 0.0
+        """How long the producer holds a trade before sending it: silence that long is no sign of a lost broker."""
 
     def begin(self) -> None:
         self.started = self.acked_at = time.monotonic()
@@ -283,7 +287,7 @@ class _Deliveries:
     def check(self) -> None:
         """Raise ``BrokerLost`` (the summary so far in ``.summary``) once the broker counts as lost."""
         silent = time.monotonic() - self.acked_at
-        if not (self.watch.lost() or (self.summary.waiting and silent >= self.loss_timeout_s)):
+        if not (self.watch.lost() or (self.summary.waiting and silent >= self.loss_timeout_s + self.linger_s)):
             return
         self.summary.seconds = time.monotonic() - self.started
         detail = self.watch.describe() if self.watch.lost() else (

@@ -283,6 +283,16 @@ def test_the_longest_linger_flag_runs_with_the_shortest_message_timeout(broker, 
     assert len(read_topic(broker, topic)) == 30
 
 
+def test_trades_held_by_the_linger_are_not_taken_for_a_silent_broker(broker, topic_prefix):
+    """The producer holds each batch for the linger before it sends it: that silence is the replay's own.
+    Before, a linger of 1 s with a loss timeout of 0.5 s stopped the replay before anything was sent."""
+    topic = f"{topic_prefix}-stocks"
+    trades, _events = generate_tape(2, 40, seed=3)
+    summary = publish(trades, broker, topic, linger_ms=1000, loss_timeout_s=0.5)
+    assert (summary.published, summary.failed) == (40, 0)
+    assert len(read_topic(broker, topic)) == 40
+
+
 def wait_for_their_request(brokers: str, topic: str, replay_arguments: list[str], environ: dict[str, str]) -> float:
     """How long the trades of a paced replay of the fixture (3 s, a trade every 0.1 s) waited between the
     replay handing them to its producer (the message's timestamp) and a reader on the broker seeing them,
