@@ -116,11 +116,11 @@ def test_a_partition_of_many_small_batches_is_read_to_the_end(topic_prefix):
     topic, count = f"{topic_prefix}-in", 4_000
     with EmbeddedBroker() as own:  # not the session broker: other tests' load would blur the limit
         ensure_topics(own.bootstrap, {topic: 1})
-        producer = Producer({"bootstrap.servers": own.bootstrap, "linger.ms": 0})
+        producer = Producer({"bootstrap.servers": own.bootstrap, "linger.ms": 0, "batch.num.messages": 1})
         value = orjson.dumps(TRADE)
         for _ in range(count):
             producer.produce(topic, key=b"NVDA", value=value, partition=0)
-            producer.flush()  # one request, so one stored batch, per message: a paced replay without linger
+        producer.flush()  # one message per stored batch (batch.num.messages 1): a paced replay without linger
         source = TradeSource(own.bootstrap, topic, stop_at_end=True, batch_size=5000,
                              client_settings={"fetch.wait.max.ms": "1"})
         (part_name,) = source.list_parts()
