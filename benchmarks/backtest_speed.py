@@ -23,13 +23,12 @@ import orjson
 from flows.backtest import run_backtest
 from models.config import DetectorConfig
 
-from benchmarks import OUTPUT, SHARED_NVDA
+from benchmarks import OUTPUT, SHARED_NVDA, engine_config_from_env
 
 DEFAULT_FILE = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 
 
-def measure(path: Path, repeat: int) -> dict:
-    config = DetectorConfig.from_env()
+def measure(path: Path, repeat: int, config: DetectorConfig) -> dict:
     runs = []
     with tempfile.TemporaryDirectory() as workdir:
         for attempt in range(repeat):
@@ -73,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUTPUT, help=f"result directory (default {OUTPUT})")
     args = parser.parse_args(argv)
+    config = engine_config_from_env()  # before the file: a misspelled setting is the first thing said
     if not args.file.exists():
         print(f"error: {args.file}: no such file (the shared NVDA day lives in ../shared/data/nvda/)", file=sys.stderr)
         return 2
-    result = measure(args.file, args.repeat)
+    result = measure(args.file, args.repeat, config)
     # The helper process is reaped only at exit; read its peak after shutting it down.
     from models.training import shutdown_helper
 

@@ -4,7 +4,7 @@
 
 ``benchmarks.market_scale`` times the whole backtest (file reader, Bytewax, sinks), where
 the machine's noise hides a change of a microsecond per instrument batch. This calls what
-the dataflow's two per-batch steps call, ``flows.dataflow.group_by_symbol`` and
+the dataflow's two per-batch steps call, ``flows.detect_step.group_by_symbol`` and
 ``InstrumentDetector.on_batch``, on batches of the market tape (``connectors.market``,
 seed 0) with 1 and 1,000 Zipf symbols, and reports the calling thread's CPU µs per trade of
 each step and the number of instrument batches. It also hashes every anomaly record and
@@ -27,7 +27,7 @@ import orjson
 
 from benchmarks import OUTPUT
 from connectors.messages import Origin, TradeMessage
-from flows.dataflow import InstrumentDetector, group_by_symbol
+from flows.detect_step import InstrumentDetector, group_by_symbol
 from flows.instruments import EventClock
 from flows.runtime import tune_garbage_collector
 from models import training

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from benchmarks import OUTPUT, REPO, SHARED_NVDA
+from benchmarks import OUTPUT, REPO, SHARED_NVDA, engine_config_from_env
 from connectors.files import iter_trade_chunks
+from models.config import DetectorConfig
 
 DEFAULT_FILE = SHARED_NVDA / "xnas-itch-20250509.trades.csv.zst"
 CALL_SIZES = (1, 5, 50, 500)
@@ -58,13 +59,11 @@ def load(path: Path, trades: int) -> list[dict]:
     return out[:trades]
 
 
-def time_calls(path: Path, repeat: int) -> dict:
-    from models.config import DetectorConfig
+def time_calls(path: Path, repeat: int, config: DetectorConfig) -> dict:
     from models.engine import DetectionEngine
     from models.trades import validate_trades
 
     trades = load(path, WARM_TRADES + repeat * sum(CALL_SIZES) * 4)
-    config = DetectorConfig.from_env()
     state = DetectionEngine(config).new_state("NVDA")
     DetectionEngine(config).process(state, trades[:WARM_TRADES])
     # The same state scored with retraining paused: the calls time the scoring path alone,
@@ -129,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUTPUT, help=f"result directory (default {OUTPUT})")
     args = parser.parse_args(argv)
+    config = engine_config_from_env()  # before the file: a misspelled setting is the first thing said
     if not args.file.exists():
         print(f"error: {args.file}: no such file (the shared NVDA days live in ../shared/data/nvda/)", file=sys.stderr)
         return 2
-    result = {"file": args.file.name, **time_calls(args.file, args.repeat), "cold_start": cold_start()}
+    result = {"file": args.file.name, **time_calls(args.file, args.repeat, config), "cold_start": cold_start()}
     from models.training import shutdown_helper
 
     shutdown_helper()

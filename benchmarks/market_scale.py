@@ -60,12 +60,12 @@ def write_tape(name: str, trades: int, path: Path) -> dict:
 
 def measure(tape: Path, recovery: Path | None, epoch_s: float) -> dict:
     """One backtest in this process, with the detect step's snapshot() timed."""
-    from flows import dataflow
+    from flows import detect_step
     from flows.backtest import run_backtest
     from models.training import shutdown_helper
 
     spent = {"seconds": 0.0, "calls": 0}
-    snapshot = dataflow.InstrumentDetector.snapshot
+    snapshot = detect_step.InstrumentDetector.snapshot
 
     def timed_snapshot(self):
         started = time.perf_counter()
@@ -75,7 +75,7 @@ def measure(tape: Path, recovery: Path | None, epoch_s: float) -> dict:
             spent["seconds"] += time.perf_counter() - started
             spent["calls"] += 1
 
-    dataflow.InstrumentDetector.snapshot = timed_snapshot
+    detect_step.InstrumentDetector.snapshot = timed_snapshot
     cpu_started = time.process_time()
     with tempfile.TemporaryDirectory() as workdir:
         report = run_backtest([tape], Path(workdir) / "anomalies.jsonl", recovery=recovery,

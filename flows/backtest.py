@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         config, incidents = engine_settings_from_env(os.environ)
         report = run_backtest(args.files, args.out, config, args.dead_letters, incidents=incidents)
     except (ConfigError, OSError, UnsupportedFileError, OutputIsInput) as error:  # FileNotFoundError is an OSError
-        print(f"error: {error}", file=sys.stderr)
+        print(f"flows.backtest: {error}", file=sys.stderr)
         return 2
     print(report.render())
     return 0

@@ -21,9 +21,11 @@ SUPERVISOR = JobSupervisor.catching_stop_signals()
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
+from bytewax.outputs import Sink
 
 from connectors.broker import BrokerUnreachable, ClientSettingsRejected, ProbeStopped, port_is_free, probe_broker
 from connectors.kafka import COMPACTED, MissingTopic, TopicsRefused, partition_count, prepare_job_topics
@@ -48,31 +50,54 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
     """Probe the broker, make sure the topics exist, check the recovery store (``-r``) fits,
     and wire Kafka around the dataflow. A stop ends the probe, and the start after the dataflow's
     import: nothing is made on the broker for a job that was asked to end."""
-    brokers, client = settings.kafka_brokers, settings.kafka_client_settings
-    if settings.metrics_port is not None:
-        check_port_free(settings.metrics_port)
     stop = supervisor.stop if supervisor is not None else None
-    probe_broker(brokers, timeout=settings.probe_timeout_s, client_settings=client, stop=stop)
+    probe(settings, stop)
     from flows.dataflow import build_flow  # after the probe: it imports scikit-learn, a second or two
 
     if supervisor is not None:
         supervisor.exit_if_stopped()  # a stop during the import: before the topics are made
+    make_topics(settings)
+    source = trade_source(settings, supervisor, recovery)
+    return build_flow(source, config=settings.detector, incidents=settings.incidents,
+                      max_instruments=settings.max_instruments, flow_id=FLOW_ID, stopping=stop,
+                      **job_sinks(settings, supervisor))
+
+
+def probe(settings: JobSettings, stop: threading.Event | None) -> None:
+    """Fail before anything is made, naming the cause: the metrics port in use, or no broker
+    answering (Bytewax's Kafka input would wait for ever); ``stop`` ends the probe at once."""
+    if settings.metrics_port is not None:
+        check_port_free(settings.metrics_port)
+    probe_broker(settings.kafka_brokers, timeout=settings.probe_timeout_s,
+                 client_settings=settings.kafka_client_settings, stop=stop)
+
+
+def make_topics(settings: JobSettings) -> None:
+    """The input topic must exist; the output topics are made if missing (the incident topic
+    compacted), and a broker that refuses a topic's configs is said, not fatal."""
     incident_topic = settings.incident_topic
     rejected: dict[str, str] = {}
     prepare_job_topics(
-        brokers, settings.input_topic,
-        (settings.output_topic, settings.dlq_topic, settings.summary_topic, incident_topic), client,
+        settings.kafka_brokers, settings.input_topic,
+        (settings.output_topic, settings.dlq_topic, settings.summary_topic, incident_topic),
+        settings.kafka_client_settings,
         configs={incident_topic: COMPACTED} if incident_topic else None, rejected=rejected,
     )
     for topic, answer in rejected.items():
         print(f"flows.main: topic {topic!r} created without its configs (the broker said: {answer}); "
               "its old messages will not be compacted away", file=sys.stderr, flush=True)
-    watch = supervisor.watch if supervisor is not None else None
-    failed = supervisor.delivery_failed if supervisor is not None else None
+
+
+def trade_source(settings: JobSettings, supervisor: JobSupervisor | None, recovery: Path | None) -> TradeSource:
+    """The input topic's reader, once its partitions are known: a recovery store made for other
+    partitions is refused now, and the supervisor watches for partitions added while it runs."""
+    brokers, client = settings.kafka_brokers, settings.kafka_client_settings
     source = TradeSource(
         brokers, settings.input_topic, stop_at_end=settings.stop_at_end, client_settings=client,
         batch_size=settings.input_batch_size, max_message_bytes=settings.max_message_bytes,
-        watch=watch, stop=stop, on_worker=JobSupervisor.block_stop_signals if supervisor else None,
+        watch=supervisor.watch if supervisor is not None else None,
+        stop=supervisor.stop if supervisor is not None else None,
+        on_worker=JobSupervisor.block_stop_signals if supervisor else None,
     )
     input_partitions = source.list_parts()
     if recovery is not None:
@@ -81,23 +106,24 @@ def build_job(settings: JobSettings, supervisor: JobSupervisor | None = None, re
         supervisor.watch_input_partitions(
             lambda: partition_count(brokers, settings.input_topic, client, timeout=5.0),
             len(input_partitions), settings.partitions_check_s)
+    return source
+
+
+def job_sinks(settings: JobSettings, supervisor: JobSupervisor | None) -> dict[str, Sink]:
+    """The Kafka sinks by ``build_flow``'s argument names, summaries and incidents only where their
+    topic is set; each tells the supervisor of a message the broker will not take."""
+    brokers, client = settings.kafka_brokers, settings.kafka_client_settings
+    watch = supervisor.watch if supervisor is not None else None
+    failed = supervisor.delivery_failed if supervisor is not None else None
     options = {"watch": watch, "failed": failed, "oversize_topic": settings.dlq_topic}
-    optional_sinks = {}
+    sinks: dict[str, Sink] = {}
     if settings.summary_topic:
-        optional_sinks["summary_sink"] = summary_sink(brokers, settings.summary_topic, client, **options)
-    if incident_topic:
-        optional_sinks["incident_sink"] = incident_sink(brokers, incident_topic, client, **options)
-    return build_flow(
-        source,
-        anomaly_sink(brokers, settings.output_topic, client, **options),
-        dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch, failed=failed),
-        settings.detector,
-        incidents=settings.incidents,
-        max_instruments=settings.max_instruments,
-        flow_id=FLOW_ID,
-        stopping=stop,
-        **optional_sinks,
-    )
+        sinks["summary_sink"] = summary_sink(brokers, settings.summary_topic, client, **options)
+    if settings.incident_topic:
+        sinks["incident_sink"] = incident_sink(brokers, settings.incident_topic, client, **options)
+    sinks["anomaly_sink"] = anomaly_sink(brokers, settings.output_topic, client, **options)
+    sinks["dead_letter_sink"] = dead_letter_sink(brokers, settings.dlq_topic, client, watch=watch, failed=failed)
+    return sinks
 
 
 def check_port_free(port: int) -> None:

@@ -135,7 +135,7 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, where):
     if where == "under a file":
         (tmp_path / "a.jsonl").write_text("")
     assert main([str(OPENING), "--out", str(out)]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.startswith("flows.backtest: ")
 
 
 def test_hostile_files_become_dead_letters_and_the_rest_is_read(tmp_path):
@@ -207,7 +207,7 @@ def test_an_input_that_is_not_a_regular_file_is_refused_at_start(tmp_path, kind)
         [sys.executable, "-m", "flows.backtest", str(OPENING), str(path), "--out", str(tmp_path / "a.jsonl")],
         cwd=FIXTURES.parents[1], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2
-    assert finished.stderr == f"error: {path}: not a regular file (a directory, a pipe or a device)\n"
+    assert finished.stderr == f"flows.backtest: {path}: not a regular file (a directory, a pipe or a device)\n"
     assert finished.stdout == ""
     assert (tmp_path / "a.jsonl").read_text() == "kept\n"  # the last run's results are not emptied for nothing
 
