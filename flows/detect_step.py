@@ -264,7 +264,7 @@ def _report_restart_once(reason: str, symbol: str) -> None:
         if reason in _REPORTED:
             return
         _REPORTED.add(reason)
-    print(f"flows.dataflow: instruments {reason} start afresh (their memory of processed trades is kept; "
+    print(f"flows.detect_step: instruments {reason} start afresh (their memory of processed trades is kept; "
           f"the first: {symbol})", file=sys.stderr, flush=True)
 
 

@@ -26,7 +26,7 @@ class EventClock:
     An instrument whose last trade is ``idle_s`` behind it goes dormant (had the whole process
     traded at its pace, its next trade would start it afresh anyway: ``models.guard``), and is
     let go ``max_clock_jump_s`` behind. Only an instrument with a full window of accepted trades
-    moves the clock (``InstrumentDetector``): three stray trades of a symbol dated days ahead must
+    moves the clock (``flows.detect_step.InstrumentDetector``): three stray trades of a symbol dated days ahead must
     not make every other instrument look idle. A time more than ``horizon_ns`` ahead of the wall
     clock is no real trade's (a replay is of the past, a live feed of now) and does not move it
     either.

@@ -108,7 +108,7 @@ def test_a_resume_under_other_settings_starts_afresh_and_says_so(messages, tmp_p
     resumed(CONFIG)
     capsys.readouterr()
     anomalies, letters, updates = resumed(other)
-    assert capsys.readouterr().err.count("flows.dataflow: instruments saved under other settings "
+    assert capsys.readouterr().err.count("flows.detect_step: instruments saved under other settings "
                                          "(DETECTOR_FOREST_THRESHOLD changed) start afresh") == 1
     engine = DetectionEngine(other)
     expected = engine.process(engine.new_state("NVDA"), [m.trade for m in messages[stop_at:]])
