@@ -81,3 +81,29 @@ def test_a_missing_or_uninitialised_directory_is_refused(tmp_path, made, message
 ])
 def test_the_recovery_directory_is_the_one_bytewax_run_was_given(argv, environ, expected):
     assert recovery_directory(argv, environ) == expected
+
+
+@pytest.mark.parametrize("count, removed, message", [
+    (2, ["part-1.sqlite3"], "part 1 of the 2 it was made with is missing"),
+    (3, ["part-0.sqlite3", "part-2.sqlite3"], "parts 0, 2 of the 3 it was made with are missing"),
+])
+def test_a_store_missing_a_partition_file_is_refused_saying_what_to_do(tmp_path, count, removed, message):
+    """Before: Bytewax's ``MissingPartitionsError`` once the job ran, with a Rust panic and a traceback
+    (51 lines, status 1), after every restart."""
+    init_db_dir(tmp_path, count)
+    for name in removed:
+        (tmp_path / name).unlink()
+    with pytest.raises(RecoveryStoreUnusable, match=f"recovery store {tmp_path} is incomplete: {message} "
+                                                    r"\(.*\): restore it from a backup"):
+        check_recovery_store(tmp_path, STEP, ["0-stocks"])
+
+
+def test_a_partition_file_of_another_store_is_refused(tmp_path):
+    """A part copied in from a store made with another partition count (both called part-1)."""
+    init_db_dir(tmp_path, 2)
+    other = tmp_path / "other"
+    other.mkdir()
+    init_db_dir(other, 3)
+    (other / "part-1.sqlite3").replace(tmp_path / "part-1.sqlite3")
+    with pytest.raises(RecoveryStoreUnusable, match="partitions of stores made with 2 and 3 partitions"):
+        check_recovery_store(tmp_path, STEP, ["0-stocks"])
