@@ -96,6 +96,14 @@ def _read_part(part: Path, input_step: str) -> tuple[tuple[int, int], set[str]]:
                 raise sqlite3.DatabaseError("its table of parts is empty")
     except sqlite3.Error as error:
         raise RecoveryStoreUnusable(
-            f"recovery partition {part} cannot be read ({error}): restore it from a backup, or start the job "
+            f"recovery partition {part} cannot be read ({_one_line(error)}): restore it from a backup, or start the job "
             "with a new recovery directory (it then reads the input topic from its start)") from None
     return (place[0], place[1]), {key for (key,) in rows}
+
+
+def _one_line(error: sqlite3.Error) -> str:
+    """SQLite's report of a damaged file has a line per bad page (a hundred, for a file cut short beside
+    its write-ahead log); the job's failures are one line: the first problem and how many more."""
+    lines = str(error).replace("*** in database main ***", "").splitlines()
+    first, *more = [line.strip() for line in lines if line.strip()] or [str(error)]
+    return f"{first} {more[0]}, and {len(more) - 1:,} more problems" if more else first
