@@ -10,6 +10,7 @@ Its clients report to a ``BrokerWatch`` when one is given (see ``connectors.kafk
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,9 @@ STALL_AFTER_S = 1.0
 waiting is stalled (see ``TradePartition``)."""
 
 MAX_FETCH_WAIT_MS = 1000
+PROBE_END_S = 10.0
+"""How long a resumed partition whose offset lies past the broker's high watermark is read for its end
+(``TradePartition._holds_offset_before``)."""
 RELAX_AFTER_S = 20.0
 """A widened fetch wait is halved again (down to the configured one) after this long
 without a stall: a broker that fell behind for a moment should not cost every later
@@ -135,6 +139,58 @@ class TradePartition(StatefulSourcePartition[TradeMessage | DeadLetter, int | No
         self._base_wait_ms = self.fetch_wait_ms
         self._wait_changed_at = self._quiet_since
         self._consumer = self._open(config)
+        self._resume_within_partition()
+
+    def _resume_within_partition(self) -> None:
+        """A resumed offset beyond the partition's end (the topic re-created or emptied since the
+        snapshot): read what it holds from its start, and say so. Left to ``auto.offset.reset``, it
+        depended on the broker: the development broker answers such a fetch with nothing, not an
+        error, and the job waited at the old offset for ever. An offset before the start (retention)
+        is librdkafka's to reset: every broker reports that one."""
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+        if self._offset < 0:
+            return
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, self._index), timeout=5.0, cached=False)
+        except KafkaException:
+            return  # no broker to ask: the broker watch judges that
+        if self._offset <= high or self._holds_offset_before(self._offset, high):
+            return
+        print(f"connectors.kafka_source: partition {self._index} of {self._topic} ends before offset "
+              f"{self._offset}, where the recovery store resumes it: the topic was re-created or emptied "
+              "since; reading it from its start", file=sys.stderr, flush=True)
+        self._offset = OFFSET_BEGINNING
+        self._consumer.assign([TopicPartition(self._topic, self._index, self._offset)])
+
+    def _holds_offset_before(self, offset: int, high: int) -> bool:
+        """Whether the partition holds a message at ``offset - 1``, read from ``high - 1`` on. The high
+        watermark alone does not say: the development broker gives the last batch's first offset + 1
+        (twelve messages produced in one batch: 1), so that batch is read, by a consumer of its own that
+        reports the partition's end. Only that end says no: a read that finds neither within
+        ``PROBE_END_S`` (a broker slow to answer) keeps the offset, as before."""
+        from confluent_kafka import Consumer
+        from confluent_kafka import KafkaError as ClientError
+        from confluent_kafka import TopicPartition
+
+        if high <= 0:
+            return False
+        probe = Consumer({**self._config, "enable.partition.eof": "true",
+                          "fetch.wait.max.ms": str(MAX_FETCH_WAIT_MS)})
+        try:
+            probe.assign([TopicPartition(self._topic, self._index, high - 1)])
+            deadline = time.monotonic() + PROBE_END_S
+            while time.monotonic() < deadline:
+                for message in probe.consume(self._batch_size, 0.5):
+                    error = message.error()
+                    if error is None and message.offset() >= offset - 1:
+                        return True
+                    if error is not None and error.code() == ClientError._PARTITION_EOF:
+                        return False
+            return True
+        finally:
+            probe.close()
 
     def _open(self, config: dict):
         from confluent_kafka import Consumer, TopicPartition

@@ -2,7 +2,8 @@
 
 Bytewax finds out that a store cannot be used only once its workers run, and then ends
 the process with a Rust panic of seventy lines: a directory that is missing or was never
-initialised, a partition file that is not SQLite or is damaged, or a store written by a
+initialised, a partition file that is not SQLite or is damaged, a partition file missing
+(or one of another store among them), or a store written by a
 job reading other input partitions (another topic, or this one re-created with fewer). A
 supervisor restarting the job would loop on it. Each of these is one line here instead,
 saying what to do.
@@ -48,8 +49,11 @@ def check_recovery_store(directory: Path, input_step: str, input_partitions: Seq
     if unwritable:
         raise RecoveryStoreUnusable(f"recovery store {directory} cannot be written ({', '.join(unwritable)})")
     resumed: set[str] = set()
+    places: dict[Path, tuple[int, int]] = {}
     for part in parts:
-        resumed |= _input_keys(part, input_step)
+        places[part], keys = _read_part(part, input_step)
+        resumed |= keys
+    _check_complete(directory, places)
     unknown = sorted(resumed - set(input_partitions))
     if unknown:
         raise RecoveryStoreUnusable(
@@ -58,16 +62,48 @@ def check_recovery_store(directory: Path, input_step: str, input_partitions: Seq
             "directory of its own, or the input topic the store was written for")
 
 
-def _input_keys(part: Path, input_step: str) -> set[str]:
-    """The input partitions ``part`` holds offsets for; ``RecoveryStoreUnusable`` if it is not a readable store."""
+def _check_complete(directory: Path, places: dict[Path, tuple[int, int]]) -> None:
+    """Every partition the store was made with is there, and none of another store. Bytewax refuses a
+    store missing one only once its workers run (``MissingPartitionsError``, with a Rust panic), and
+    resuming without it would lose the state and offsets it holds."""
+    counts = sorted({count for _, count in places.values()})
+    if len(counts) > 1:
+        raise RecoveryStoreUnusable(
+            f"recovery store {directory} mixes partitions of stores made with "
+            f"{' and '.join(map(str, counts))} partitions: put back the files of one store "
+            f"({', '.join(f'{part.name}: {index} of {count}' for part, (index, count) in sorted(places.items()))})")
+    missing = sorted(set(range(counts[0])) - {index for index, _ in places.values()})
+    if missing:
+        which = "part " + str(missing[0]) if len(missing) == 1 else "parts " + ", ".join(map(str, missing))
+        verb = "is" if len(missing) == 1 else "are"
+        raise RecoveryStoreUnusable(
+            f"recovery store {directory} is incomplete: {which} of the {counts[0]} it was made with {verb} missing "
+            f"({', '.join(part.name for part in sorted(places))} found): restore it from a backup, or start the job "
+            "with a new recovery directory (it then reads the input topic from its start)")
+
+
+def _read_part(part: Path, input_step: str) -> tuple[tuple[int, int], set[str]]:
+    """Which partition ``part`` is (its index, and how many the store was made with), and the input
+    partitions it holds offsets for; ``RecoveryStoreUnusable`` if it is not a readable store."""
     try:
         with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as store:
             check = store.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check says {check[0] if check else 'nothing'}")
             rows = store.execute("SELECT DISTINCT state_key FROM snaps WHERE step_id = ?", (input_step,)).fetchall()
+            place = store.execute("SELECT part_index, part_count FROM parts").fetchone()
+            if place is None:
+                raise sqlite3.DatabaseError("its table of parts is empty")
     except sqlite3.Error as error:
         raise RecoveryStoreUnusable(
-            f"recovery partition {part} cannot be read ({error}): restore it from a backup, or start the job "
+            f"recovery partition {part} cannot be read ({_one_line(error)}): restore it from a backup, or start the job "
             "with a new recovery directory (it then reads the input topic from its start)") from None
-    return {key for (key,) in rows}
+    return (place[0], place[1]), {key for (key,) in rows}
+
+
+def _one_line(error: sqlite3.Error) -> str:
+    """SQLite's report of a damaged file has a line per bad page (a hundred, for a file cut short beside
+    its write-ahead log); the job's failures are one line: the first problem and how many more."""
+    lines = str(error).replace("*** in database main ***", "").splitlines()
+    first, *more = [line.strip() for line in lines if line.strip()] or [str(error)]
+    return f"{first} {more[0]}, and {len(more) - 1:,} more problems" if more else first

@@ -68,20 +68,51 @@ def test_source_resumes_from_the_snapshotted_offset(broker, topic_prefix):
     assert resumed.snapshot() == 10
 
 
-def test_a_snapshotted_offset_the_partition_no_longer_holds_resets_to_its_start(broker, topic_prefix):
+def read_to_end(partition, within_s: float = 15.0) -> list:
+    """Every item up to the partition's end (``stop_at_end``), failing rather than hanging when the end
+    never comes."""
+    read, deadline = [], time.monotonic() + within_s
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"no end of the partition within {within_s:g} s ({len(read)} read)"
+            read.extend(partition.next_batch())
+    except StopIteration:
+        return read
+    finally:
+        partition.close()
+
+
+@pytest.mark.parametrize("held", [0, 3, 12])
+def test_a_snapshotted_offset_past_the_partitions_end_resets_to_its_start(broker, topic_prefix, capsys, held):
     """Kafka and Redpanda answer a fetch below the log start (retention) or past the end (a topic
     created again) with OFFSET_OUT_OF_RANGE, and librdkafka then moves to ``auto.offset.reset``:
-    its default, the end, would skip every message still held. (The embedded Tansu broker answers
-    such a fetch with nothing at all, so only the setting is checked here.)"""
+    its default, the end, would skip every message still held. The embedded Tansu broker answers a
+    fetch past the end with nothing at all, and the partition waited there for ever (only the setting
+    was checked here): the source now finds the end itself and reads from the start, saying so."""
     topic = f"{topic_prefix}-in"
     ensure_topics(broker, {topic: 1})
+    produce(broker, topic, [(b"NVDA", orjson.dumps({**TRADE, "sequence": n})) for n in range(held)])
     source = TradeSource(broker, topic, stop_at_end=True)
     (part_name,) = source.list_parts()
     resumed = source.build_part("in", part_name, 1_000)
-    try:
-        assert resumed._config["auto.offset.reset"] == "earliest" and resumed.snapshot() == 1_000
-    finally:
-        resumed.close()
+    assert resumed._config["auto.offset.reset"] == "earliest"  # for retention, which every broker reports
+    read = read_to_end(resumed)
+    assert [item.trade["sequence"] for item in read] == list(range(held))
+    assert f"partition 0 of {topic} ends before offset 1000, where the recovery store resumes it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("resume_at", [10, 12])
+def test_an_offset_within_the_last_batch_or_at_the_end_is_resumed_as_it_is(broker, topic_prefix, capsys, resume_at):
+    """The development broker's high watermark is the last batch's first offset + 1 (here 1 for twelve
+    messages produced together): an offset past it but within the batch, or at its end, is no reset."""
+    topic = f"{topic_prefix}-in"
+    ensure_topics(broker, {topic: 1})
+    produce(broker, topic, [(b"NVDA", orjson.dumps({**TRADE, "sequence": n})) for n in range(12)])
+    source = TradeSource(broker, topic, stop_at_end=True)
+    resumed = source.build_part("in", source.list_parts()[0], resume_at)
+    read = read_to_end(resumed)
+    assert [item.trade["sequence"] for item in read] == list(range(resume_at, 12))
+    assert capsys.readouterr().err == ""
 
 
 def test_a_kafka_error_becomes_a_dead_letter_of_stage_kafka():

@@ -112,25 +112,36 @@ def test_a_missing_input_topic_is_named(broker, topic_prefix):
     assert f"{topic_prefix}-stocks" in line and "does not exist" in line
 
 
-@pytest.mark.parametrize("store", ["missing", "another topic's"])
+RESUMED_FROM = {
+    "missing": "does not exist",
+    "another topic's": "input partitions 0-some-other-stocks",
+    "missing a partition file": "is incomplete: part 1 of the 2 it was made with is missing",
+}
+
+
+@pytest.mark.parametrize("store", sorted(RESUMED_FROM))
 def test_a_recovery_store_that_cannot_be_resumed_is_one_line(broker, topic_prefix, published_tape, tmp_path, store):
-    """Bytewax would end with a Rust panic once its workers ran (and a supervisor restart loop)."""
+    """Bytewax would end with a Rust panic once its workers ran (and a supervisor restart loop); a
+    store missing a partition file, with ``MissingPartitionsError`` and a traceback, 51 lines."""
     import sqlite3
 
     from bytewax.recovery import init_db_dir
 
     topic, _ = published_tape
     directory = tmp_path / "recovery"
-    if store == "another topic's":
+    if store != "missing":
         directory.mkdir()
-        init_db_dir(directory, 1)
+        init_db_dir(directory, 2)
+    if store == "another topic's":
         with sqlite3.connect(directory / "part-0.sqlite3") as part:
             part.execute("INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) "
                          "VALUES ('trade-anomalies.read', '0-some-other-stocks', 1, NULL)")
+    if store == "missing a partition file":
+        (directory / "part-1.sqlite3").unlink()
     line, _ = one_line_failure(job_environment(broker, topic_prefix, INPUT_TOPIC=topic),
                                "-r", str(directory), "-s", "1", "-b", "0")
     assert line.startswith("flows.main: recovery ")
-    assert ("does not exist" if store == "missing" else "input partitions 0-some-other-stocks") in line
+    assert RESUMED_FROM[store] in line
 
 
 def scrape(port: int) -> str:

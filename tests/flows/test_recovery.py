@@ -20,14 +20,17 @@ import pytest
 from connectors.kafka import ensure_topics
 from connectors.publisher import publish, timestamp_ns
 from streaming_support import (
+    GARBAGE,
     REPO,
     TAPE_PARTITIONS,
     anomaly_ids,
     final_incidents,
     job_environment,
     kill_job,
+    new_recovery_store,
     poison,
     publish_garbage,
+    read_json,
     run_job,
     start_job,
     synthetic_tape,
@@ -95,3 +98,37 @@ def test_resume_after_kill_9_gives_the_uninterrupted_anomalies(broker, topic_pre
     # Incidents open at the kill end as without it: the same final state of every incident.
     clean = final_incidents(broker, f"{single_worker_run[0]}-incidents")
     assert clean and final_incidents(broker, env["INCIDENT_TOPIC"]) == clean
+
+
+def delete_topic(brokers: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": brokers})  # kept until the answer: its end cancels the request
+    for future in admin.delete_topics([topic]).values():
+        future.result(10)
+
+
+@pytest.mark.parametrize("messages_after", [0, 1])
+def test_a_resume_onto_a_re_created_input_topic_reads_it_from_its_start(broker, topic_prefix, tmp_path,
+                                                                        messages_after):
+    """The store's offsets lie beyond the end of the topic re-created since (or emptied): the job reads
+    what it holds from its start, and says so. Before: it waited for ever at the old offsets, reading
+    nothing, deaf to STOP_AT_END (the development broker answers a fetch beyond the end with nothing,
+    not an error, so librdkafka's ``auto.offset.reset`` never came into play)."""
+    env = job_environment(broker, topic_prefix)
+    ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
+    publish_garbage(broker, env["INPUT_TOPIC"], GARBAGE * 10)
+    recovery_args = new_recovery_store(tmp_path / "recovery")
+    assert run_job(env, *recovery_args, timeout=120).returncode == 0
+    before = len(read_json(broker, env["DLQ_TOPIC"]))
+    delete_topic(broker, env["INPUT_TOPIC"])
+    ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
+    publish_garbage(broker, env["INPUT_TOPIC"], GARBAGE[:messages_after])
+
+    resumed = run_job(env, *recovery_args, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stderr.strip().splitlines() == [
+        f"connectors.kafka_source: partition 0 of {env['INPUT_TOPIC']} ends before offset 30, where the recovery "
+        "store resumes it: the topic was re-created or emptied since; reading it from its start"]
+    letters = read_json(broker, env["DLQ_TOPIC"])
+    assert before == 30 and sorted(letter["offset"] for letter in letters[before:]) == list(range(messages_after))
