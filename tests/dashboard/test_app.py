@@ -83,6 +83,16 @@ def until(app: AppTest, condition, timeout_s: float = 20.0) -> None:
         time.sleep(0.3)
 
 
+def reviews_on_topic(published) -> list:
+    """Every message of the reviews topic, oldest first, as a reader from its start finds them."""
+    tail = TopicTail(published.brokers, published.reviews, start_back=None)
+    try:
+        messages, _ = tail.read(max_seconds=10)
+    finally:
+        tail.close()
+    return messages
+
+
 def expected_tiles(anomalies: list[dict], incidents: int, instruments: int) -> dict[str, str]:
     """What the tiles must show, computed the plain way from the published records."""
     severities = [record["severity"] for record in anomalies]
@@ -217,11 +227,7 @@ def test_a_review_round_trip_through_the_broker(pages, published, world):
     assert [message.value for message in app.success] == ["Saved: dismissed (false positive)."]
     assert any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ") for text in app.text)
 
-    tail = TopicTail(published.brokers, published.reviews, start_back=None)
-    try:
-        messages, _ = tail.read(max_seconds=10)
-    finally:
-        tail.close()
+    messages = reviews_on_topic(published)
     [saved] = [decode_review(message.value) for message in messages]
     assert (saved.incident_id, saved.decision, saved.analyst) == (block_id, "dismissed", "Ada Lovelace")
     assert (saved.symbol, saved.kind, saved.level) == (block["symbol"], block["kind"], block["level"])
@@ -266,11 +272,7 @@ def test_a_review_recorded_by_another_page_meanwhile_is_not_replaced_unawares(pa
     assert [message.value for message in ada.success] == ["Saved: dismissed (false positive)."]
     until(bob, lambda page: any(text.value.startswith("Reviewed: dismissed (false positive) by Ada Lovelace at ")
                                 for text in page.text))
-    tail = TopicTail(published.brokers, published.reviews, start_back=None)
-    try:
-        messages, _ = tail.read(max_seconds=10)
-    finally:
-        tail.close()
+    messages = reviews_on_topic(published)
     assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
 
 
@@ -300,11 +302,7 @@ def test_a_review_recorded_by_another_page_just_before_the_click_is_not_replaced
     ada.run()  # a live refresh: the form was drawn before the click was handled, so it said 'Save review'
     ada.button(key="FormSubmitter:review_form-Replace review").click().run()
     assert [message.value for message in ada.success] == ["Saved: dismissed (false positive)."]
-    tail = TopicTail(published.brokers, published.reviews, start_back=None)
-    try:
-        messages, _ = tail.read(max_seconds=10)
-    finally:
-        tail.close()
+    messages = reviews_on_topic(published)
     assert [orjson.loads(m.value)["analyst"] for m in messages] == ["Bob", "Ada Lovelace"]
 
 
@@ -372,11 +370,7 @@ def test_a_name_loses_its_bidi_and_control_characters(pages, published, world):
     app.text_input(key="analyst").input("\u202eMal\u200blory\x1b ")
     app.button(key="FormSubmitter:review_form-Save review").click().run()
     assert [message.value for message in app.success] == ["Saved: acknowledged."]
-    tail = TopicTail(published.brokers, published.reviews, start_back=None)
-    try:
-        messages, _ = tail.read(max_seconds=10)
-    finally:
-        tail.close()
+    messages = reviews_on_topic(published)
     assert [orjson.loads(message.value)["analyst"] for message in messages] == ["Mallory"]
 
 

@@ -96,14 +96,35 @@ def test_ctrl_c_to_the_process_group_ends_the_job_with_one_line(broker, publishe
     assert 0 < int(line.split()[-2].replace(",", "")) <= len(trades) + 1
 
 
-def kafka_client_loaded(pid: int) -> bool:
-    """Whether the Kafka client's library is in the process: flows.main's imports load it, before the
-    job reads its settings (for the old code, 50-60 ms before it caught the stop signals)."""
+def library_loaded(pid: int, library: str) -> bool:
+    """Whether ``library`` is mapped into the process: ``confluent_kafka`` once flows.main's imports
+    load it, before the job reads its settings (for the old code, 50-60 ms before it caught the stop
+    signals); ``sklearn`` while it imports the dataflow, after the broker's probe, a second or more
+    before it asks the broker for its topics."""
     try:
         with open(f"/proc/{pid}/maps") as maps:
-            return "confluent_kafka" in maps.read()
+            return library in maps.read()
     except FileNotFoundError:  # the process is gone
         return False
+
+
+def stop_once_loaded(job, library: str, signal_number: int) -> None:
+    """Sends ``signal_number`` the moment ``library`` is in the job, then checks the clean stop: the
+    stop line alone, status 0, within ``STOP_WITHIN_S``."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see what the job has loaded")
+    try:
+        deadline = time.monotonic() + 30
+        while not library_loaded(job.pid, library):
+            assert job.poll() is None and time.monotonic() < deadline, f"the job never loaded {library}"
+            time.sleep(0.001)
+        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+    finally:
+        kill_job(job)
+    assert job.returncode == 0, errors[-3000:]
+    name = signal.Signals(signal_number).name
+    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    assert stopped_after < STOP_WITHIN_S
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
@@ -111,76 +132,26 @@ def test_a_stop_signal_while_the_job_starts_is_a_clean_stop(broker, topic_prefix
     """Before, the handlers came after the imports and the settings, 0.3 s into the job: a signal
     before then ended it by the signal, SIGTERM silently (status -15), SIGINT with a
     KeyboardInterrupt traceback (status -2)."""
-    if not Path("/proc/self/maps").exists():
-        pytest.skip("needs /proc to see the job load the Kafka client")
     env = job_environment(broker, topic_prefix, STOP_AT_END="false")
     ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
-    job = start_job(env)
-    try:
-        deadline = time.monotonic() + 30
-        while not kafka_client_loaded(job.pid):
-            assert job.poll() is None and time.monotonic() < deadline, "the job never loaded the Kafka client"
-            time.sleep(0.001)
-        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
-    finally:
-        kill_job(job)
-    assert job.returncode == 0, errors[-3000:]
-    name = signal.Signals(signal_number).name
-    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
-    assert stopped_after < STOP_WITHIN_S
-
-
-def scikit_learn_loaded(pid: int) -> bool:
-    """Whether the job is importing the dataflow (scikit-learn's libraries appear in the process): after
-    the broker's probe, a second or more before it asks the broker for its topics."""
-    try:
-        with open(f"/proc/{pid}/maps") as maps:
-            return "sklearn" in maps.read()
-    except FileNotFoundError:  # the process is gone
-        return False
+    stop_once_loaded(start_job(env), "confluent_kafka", signal_number)
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_before_a_failure_at_start_is_a_clean_stop(broker, topic_prefix, signal_number):
     """A missing input topic, met after the signal. Before, the job ended with status 1 and the
     missing topic's line, as a start that went wrong."""
-    if not Path("/proc/self/maps").exists():
-        pytest.skip("needs /proc to see the job import the dataflow")
     job = start_job(job_environment(broker, topic_prefix, STOP_AT_END="false"))  # its input topic is never made
-    try:
-        deadline = time.monotonic() + 30
-        while not scikit_learn_loaded(job.pid):
-            assert job.poll() is None and time.monotonic() < deadline, "the job never imported the dataflow"
-            time.sleep(0.001)
-        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
-    finally:
-        kill_job(job)
-    assert job.returncode == 0, errors[-3000:]
-    name = signal.Signals(signal_number).name
-    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
-    assert stopped_after < STOP_WITHIN_S
+    stop_once_loaded(job, "sklearn", signal_number)
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_while_the_job_imports_the_dataflow_makes_no_topics(broker, topic_prefix, signal_number):
     """Before, the job went on after the import: it made its four output topics on the broker, then
     stopped."""
-    if not Path("/proc/self/maps").exists():
-        pytest.skip("needs /proc to see the job import the dataflow")
     env = job_environment(broker, topic_prefix, STOP_AT_END="false")
     ensure_topics(broker, {env["INPUT_TOPIC"]: 1})
-    job = start_job(env)
-    try:
-        deadline = time.monotonic() + 30
-        while not scikit_learn_loaded(job.pid):
-            assert job.poll() is None and time.monotonic() < deadline, "the job never imported the dataflow"
-            time.sleep(0.001)
-        errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
-    finally:
-        kill_job(job)
-    assert job.returncode == 0, errors[-3000:]
-    name = signal.Signals(signal_number).name
-    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
+    stop_once_loaded(start_job(env), "sklearn", signal_number)
     topics = AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
     assert sorted(topic for topic in topics if topic.startswith(topic_prefix)) == [env["INPUT_TOPIC"]]
 
