@@ -108,23 +108,32 @@ def library_loaded(pid: int, library: str) -> bool:
         return False
 
 
-def stop_once_loaded(job, library: str, signal_number: int) -> None:
-    """Sends ``signal_number`` the moment ``library`` is in the job, then checks the clean stop: the
-    stop line alone, status 0, within ``STOP_WITHIN_S``."""
-    if not Path("/proc/self/maps").exists():
-        pytest.skip("needs /proc to see what the job has loaded")
+def stop_at(job, moment, signal_number: int, within_s: float = STOP_WITHIN_S) -> None:
+    """Sends ``signal_number`` once ``moment()`` returns, then checks the clean stop: the stop line
+    alone, status 0, within ``within_s``."""
     try:
-        deadline = time.monotonic() + 30
-        while not library_loaded(job.pid, library):
-            assert job.poll() is None and time.monotonic() < deadline, f"the job never loaded {library}"
-            time.sleep(0.001)
+        moment()
         errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
     finally:
         kill_job(job)
     assert job.returncode == 0, errors[-3000:]
     name = signal.Signals(signal_number).name
     assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
-    assert stopped_after < STOP_WITHIN_S
+    assert stopped_after < within_s
+
+
+def stop_once_loaded(job, library: str, signal_number: int) -> None:
+    """``stop_at`` the moment ``library`` is in the job."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see what the job has loaded")
+
+    def loaded() -> None:
+        deadline = time.monotonic() + 30
+        while not library_loaded(job.pid, library):
+            assert job.poll() is None and time.monotonic() < deadline, f"the job never loaded {library}"
+            time.sleep(0.001)
+
+    stop_at(job, loaded, signal_number)
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
@@ -171,16 +180,12 @@ def test_a_stop_signal_while_the_job_probes_the_broker_is_a_prompt_clean_stop(to
     with silent_listener() as listener:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         job = start_job(job_environment(address, topic_prefix, BROKER_PROBE_TIMEOUT_S="30"))
-        try:
-            connection, _ = listener.accept()  # the probe is under way
-            with connection:
-                errors, stopped_after = signal_and_wait(job, lambda: job.send_signal(signal_number))
+        connections: list[socket.socket] = []
+        try:  # signalled once the probe is under way; the probe's own timeout is 30 s: a bound, not a speed
+            stop_at(job, lambda: connections.append(listener.accept()[0]), signal_number, within_s=10)
         finally:
-            kill_job(job)
-    assert job.returncode == 0, errors[-3000:]
-    name = signal.Signals(signal_number).name
-    assert errors.strip().splitlines() == [f"flows.main: stopped by {name} after 0 trades"]
-    assert stopped_after < 10  # the probe's own timeout is 30 s: a bound on waiting, not a speed
+            for connection in connections:
+                connection.close()
 
 
 def test_sigterm_ends_the_job_cleanly_and_a_restart_loses_nothing(
