@@ -4,7 +4,8 @@ Bytewax imports this module and runs its ``flow``, so the flow is built at impor
 time from the environment (see ``flows.settings``). Before anything else the
 broker is probed: Bytewax's Kafka input would otherwise wait forever for metadata
 from an address that does not answer. Every failure at start ends the process
-with one line naming the cause and a non-zero exit status.
+with one line naming the cause and a non-zero exit status. A job with a recovery store
+(``-r``) holds its lock for its life: a second one started on the store is refused.
 
 What ends a running job (SIGINT or SIGTERM, a lost broker, an input topic that
 grew, a message the broker will not take), with one line on stderr and an exit status
@@ -32,7 +33,9 @@ from connectors.kafka import COMPACTED, MissingTopic, TopicsRefused, partition_c
 from connectors.kafka_sinks import anomaly_sink, dead_letter_sink, incident_sink, summary_sink
 from connectors.kafka_source import TradeSource
 from connectors.broker_watch import BrokerWatch
-from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
+from connectors.recovery_store import (
+    RecoveryStoreUnusable, check_recovery_store, lock_recovery_store, recovery_directory, recovery_process_id,
+)
 from flows.runtime import tune_garbage_collector
 from flows.settings import JobSettings, SettingsError
 from flows.supervisor import start_model_helper
@@ -142,8 +145,11 @@ def flow_from_environment(supervisor: JobSupervisor) -> Dataflow:
     try:
         settings = JobSettings.from_env()
         supervisor.exit_if_stopped()
+        recovery = recovery_directory(sys.argv, os.environ)
+        if recovery is not None:  # before any Kafka client: a second job on the store is refused
+            lock_recovery_store(recovery, recovery_process_id(sys.argv, os.environ))
         supervisor.watch_broker(BrokerWatch(settings.kafka_brokers, settings.broker_loss_timeout_s))
-        job = build_job(settings, supervisor, recovery_directory(sys.argv, os.environ))
+        job = build_job(settings, supervisor, recovery)
         supervisor.exit_if_stopped()
         supervisor.report_stop_at_exit()
         start_model_helper(settings.detector)

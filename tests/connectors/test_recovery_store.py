@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from bytewax.recovery import init_db_dir
 
-from connectors.recovery_store import RecoveryStoreUnusable, check_recovery_store, recovery_directory
+from connectors.recovery_store import (
+    RecoveryLock,
+    RecoveryStoreUnusable,
+    check_recovery_store,
+    lock_recovery_store,
+    recovery_directory,
+    recovery_process_id,
+)
 
+REPO = Path(__file__).resolve().parents[2]
 STEP = "trade-anomalies.read"
 RUN = "/venv/lib/python3.11/site-packages/bytewax/run.py"
 
@@ -133,3 +144,92 @@ def test_a_partition_file_of_another_store_is_refused(tmp_path):
     (other / "part-1.sqlite3").replace(tmp_path / "part-1.sqlite3")
     with pytest.raises(RecoveryStoreUnusable, match="partitions of stores made with 2 and 3 partitions"):
         check_recovery_store(tmp_path, STEP, ["0-stocks"])
+
+
+def test_one_lock_per_process_id_on_a_store_released_on_close(tmp_path):
+    """Before: nothing stopped two jobs on one store as the same process (both read the input, both wrote
+    every anomaly and the store). Locks are per open file, so two in one process contend as two jobs do."""
+    init_db_dir(tmp_path, 2)
+    first = RecoveryLock(tmp_path, 0)
+    with pytest.raises(RecoveryStoreUnusable) as refused:
+        RecoveryLock(tmp_path, 0)
+    assert str(refused.value) == (
+        f"recovery store {tmp_path} is in use: another job holds it (pid {os.getpid()}, process 0, .lock-process-0); "
+        "two jobs on one store would both read the input, write every anomaly and write the store at once: "
+        "stop that job first, or give this one a recovery directory of its own")
+    other = RecoveryLock(tmp_path, 1)  # another process of the same cluster
+    first.close()
+    again = RecoveryLock(tmp_path, 0)  # the file left behind blocks nothing: the lock went with its holder
+    check_recovery_store(tmp_path, STEP, ["0-stocks"])  # the lock files are not partitions
+    for lock in (other, again):
+        lock.close()
+    assert sorted(path.name for path in tmp_path.glob(".lock*")) == [".lock-process-0", ".lock-process-1"]
+
+
+def test_a_lock_left_by_a_killed_job_blocks_nothing(tmp_path):
+    """``kill -9``: the kernel releases the lock with the process; the file and its pid stay."""
+    init_db_dir(tmp_path, 1)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from connectors.recovery_store import RecoveryLock; "
+                               "RecoveryLock(Path(sys.argv[1]), 0); print('held', flush=True); time.sleep(60)",
+                               str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(RecoveryStoreUnusable, match=f"another job holds it \\(pid {holder.pid}, process 0,"):
+            RecoveryLock(tmp_path, 0)
+    finally:
+        holder.kill()
+        holder.wait()
+    RecoveryLock(tmp_path, 0).close()
+
+
+@pytest.mark.parametrize("made, message", [
+    (False, "does not exist: create it and initialise it once"),
+    (True, "holds no recovery partitions"),
+])
+def test_a_store_is_checked_before_it_is_locked(tmp_path, made, message):
+    directory = tmp_path / "recovery"
+    if made:
+        directory.mkdir()
+    with pytest.raises(RecoveryStoreUnusable, match=message):
+        lock_recovery_store(directory, 0)
+    assert not made or list(directory.iterdir()) == []
+
+
+def test_a_read_only_store_is_refused_on_one_line_without_a_lock_file(tmp_path):
+    init_db_dir(tmp_path, 1)
+    tmp_path.chmod(0o555)
+    try:
+        if os.access(tmp_path, os.W_OK):
+            pytest.skip("run as root: a read-only directory is writable")
+        with pytest.raises(RecoveryStoreUnusable) as refused:
+            lock_recovery_store(tmp_path, 0)
+        with pytest.raises(RecoveryStoreUnusable) as not_created:
+            RecoveryLock(tmp_path, 0)  # without the check before it
+    finally:
+        tmp_path.chmod(0o755)
+    assert str(refused.value) == f"recovery store {tmp_path} cannot be written ({tmp_path.name})"
+    assert str(not_created.value) == f"recovery store {tmp_path} cannot be locked: .lock-process-0: Permission denied"
+    assert [path.name for path in tmp_path.iterdir()] == ["part-0.sqlite3"]
+
+
+@pytest.mark.parametrize("argv, environ, expected", [
+    ([RUN, "flows.main", "-r", "rec", "-s", "5", "-b", "0"], {}, 0),
+    ([RUN, "flows.main", "-i", "1", "-a", "h:1;h:2", "-r", "rec"], {}, 1),
+    ([RUN, "flows.main", "--process-id=2", "-a", "h:1;h:2;h:3"], {"BYTEWAX_PROCESS_ID": "1"}, 2),
+    ([RUN, "flows.main"], {"BYTEWAX_PROCESS_ID": "1"}, 1),
+    ([RUN, "flows.main"], {"BYTEWAX_POD_NAME": "job-3", "BYTEWAX_STATEFULSET_NAME": "job"}, 3),
+])
+def test_the_process_id_is_the_one_bytewax_run_finds(argv, environ, expected):
+    assert recovery_process_id(argv, environ) == expected
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_line(tmp_path):
+    """Whatever keeps the lock file from being opened (here a directory in its place; a read-only
+    directory, above, when not run as root) is one line naming it, not a traceback."""
+    init_db_dir(tmp_path, 1)
+    (tmp_path / ".lock-process-0").mkdir()
+    with pytest.raises(RecoveryStoreUnusable) as refused:
+        lock_recovery_store(tmp_path, 0)
+    assert str(refused.value) == f"recovery store {tmp_path} cannot be locked: .lock-process-0: Is a directory"

@@ -7,6 +7,8 @@ distinct ids must equal an uninterrupted run's.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -37,6 +39,9 @@ from streaming_support import (
     TAPE_SEED,
     TAPE_SYMBOLS,
     TAPE_TRADES,
+    records_by_id,
+    start_jobs,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -132,3 +137,99 @@ def test_a_resume_onto_a_re_created_input_topic_reads_it_from_its_start(broker, 
         "store resumes it: the topic was re-created or emptied since; reading it from its start"]
     letters = read_json(broker, env["DLQ_TOPIC"])
     assert before == 30 and sorted(letter["offset"] for letter in letters[before:]) == list(range(messages_after))
+
+
+def refused_second_job(broker: str, topic: str, prefix: str, recovery_args: tuple[str, ...], *args: str):
+    """A second job on the store, with output topics of its own: its one line (status 1, and no topic
+    made: refused before any Kafka client opens)."""
+    from connectors.kafka import partition_count
+
+    env = job_environment(broker, prefix, INPUT_TOPIC=topic)
+    second = run_job(env, *recovery_args, *args, timeout=120)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 1 and len(lines) == 1, second.stderr[-3000:]
+    for name in ("OUTPUT_TOPIC", "DLQ_TOPIC", "SUMMARY_TOPIC", "INCIDENT_TOPIC"):
+        assert partition_count(broker, env[name]) == 0, f"the refused job made {env[name]}"
+    return lines[0]
+
+
+def test_a_second_job_on_a_store_in_use_is_refused_and_the_first_runs_on(broker, topic_prefix, published_tape,
+                                                                        single_worker_run, tmp_path):
+    """Before: the second job ran beside the first without a word, both reading the input and writing
+    every anomaly (1,317 written, 745 distinct, in one try), both writing the store at once."""
+    topic, _ = published_tape
+    _, uninterrupted = single_worker_run
+    recovery = tmp_path / "recovery"
+    recovery_args = new_recovery_store(recovery, 2)
+    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    first = start_job(env, *recovery_args)
+    try:
+        wait_until(lambda: anomaly_ids(broker, env["OUTPUT_TOPIC"]), 90, "anomaly", first)
+        line = refused_second_job(broker, topic, f"{topic_prefix}-2", recovery_args)
+        assert line == (
+            f"flows.main: recovery store {recovery} is in use: another job holds it (pid {first.pid}, process 0, "
+            ".lock-process-0); two jobs on one store would both read the input, write every anomaly and write "
+            "the store at once: stop that job first, or give this one a recovery directory of its own")
+        wait_until(lambda: len(anomaly_ids(broker, env["OUTPUT_TOPIC"])) >= len(uninterrupted), 120,
+                   "every anomaly", first)
+    finally:
+        kill_job(first, signal.SIGTERM)
+    assert first.returncode == 0, first.stderr.read()[-3000:]
+    ids = anomaly_ids(broker, env["OUTPUT_TOPIC"])
+    assert len(ids) == len(set(ids)), "one job, each anomaly once"
+    assert records_by_id(broker, env["OUTPUT_TOPIC"]) == uninterrupted
+
+
+def test_after_kill_9_the_lock_left_behind_blocks_nothing_and_the_job_resumes(broker, topic_prefix, published_tape,
+                                                                              single_worker_run, tmp_path):
+    """The lock is the kernel's (``flock``), released with the process it belonged to: the file and the
+    killed job's pid stay, and the next start takes the lock and resumes from the store."""
+    topic, _ = published_tape
+    _, uninterrupted = single_worker_run
+    recovery = tmp_path / "recovery"
+    recovery_args = new_recovery_store(recovery, 2)
+    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    first = start_job(env, *recovery_args)
+    try:
+        wait_until(lambda: len(anomaly_ids(broker, env["OUTPUT_TOPIC"])) >= len(uninterrupted), 120,
+                   "every anomaly", first)
+        done = committed_epoch(recovery)
+        wait_until(lambda: committed_epoch(recovery) >= done + 2, 30, "a snapshot after the last anomaly", first)
+    finally:
+        kill_job(first)
+    assert first.returncode == -signal.SIGKILL
+    assert (recovery / ".lock-process-0").read_text() == f"{first.pid}\n"
+    before = anomaly_ids(broker, env["OUTPUT_TOPIC"])
+
+    resumed = run_job({**env, "STOP_AT_END": "true"}, *recovery_args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert anomaly_ids(broker, env["OUTPUT_TOPIC"]) == before, "resumed past the tape: nothing written again"
+    assert set(before) == set(uninterrupted)
+
+
+def test_the_processes_of_one_cluster_share_a_store_each_with_its_lock(broker, topic_prefix, published_tape,
+                                                                       single_worker_run, tmp_path):
+    """Processes 0 and 1 of one cluster on one directory: neither is refused; a third job as process 1
+    is, naming it."""
+    topic, _ = published_tape
+    _, uninterrupted = single_worker_run
+    recovery = tmp_path / "recovery"
+    recovery_args = new_recovery_store(recovery, 2)
+    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    jobs = start_jobs(env, *recovery_args)
+    try:
+        wait_until(lambda: anomaly_ids(broker, env["OUTPUT_TOPIC"]), 90, "anomaly", jobs[0])
+        line = refused_second_job(broker, topic, f"{topic_prefix}-2", recovery_args,
+                                  "-i", "1", "-a", "127.0.0.1:1;127.0.0.1:2")
+        assert f"another job holds it (pid {jobs[1].pid}, process 1, .lock-process-1)" in line
+        wait_until(lambda: len(anomaly_ids(broker, env["OUTPUT_TOPIC"])) >= len(uninterrupted), 120,
+                   "every anomaly", jobs[0])
+        for job in jobs:  # both at once: a process stopped alone waits for the other to end its input
+            os.killpg(job.pid, signal.SIGTERM)
+        for job in jobs:
+            job.wait(60)
+    finally:
+        for job in jobs:
+            kill_job(job)
+    assert [job.returncode for job in jobs] == [0, 0], [job.stderr.read()[-2000:] for job in jobs]
+    assert records_by_id(broker, env["OUTPUT_TOPIC"]) == uninterrupted
