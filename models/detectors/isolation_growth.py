@@ -5,7 +5,7 @@ A retrain grows five small trees (256 samples, depth at most 8). scikit-learn's
 (bagging, estimator cloning, validation, the per-tree Cython set-up), not on the
 trees: the fitting helper, not the scoring, bounded the offline engine. Here the
 same random choices are drawn the same way, so the flat trees are identical to
-``flatten`` of scikit-learn's (``tests/models/test_isolation_growth.py`` checks it
+``flatten`` of scikit-learn's (``tests/models/detectors/test_isolation_growth.py`` checks it
 on every kind of input), at a fraction of the cost.
 
 The random choices, as scikit-learn 1.x makes them for ``IsolationForest(n_estimators,
