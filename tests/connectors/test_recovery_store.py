@@ -101,12 +101,18 @@ def test_a_partition_that_cannot_be_read_is_refused_saying_what_to_do(tmp_path, 
     (False, "does not exist: create it and initialise it once with `python -m bytewax.recovery"),
     (True, "holds no recovery partitions: initialise it once with `python -m bytewax.recovery"),
 ])
-def test_a_missing_or_uninitialised_directory_is_refused(tmp_path, made, message):
+@pytest.mark.parametrize("step", ["check", "lock"])
+def test_a_missing_or_uninitialised_directory_is_refused(tmp_path, made, message, step):
+    """By the store's check, and by the lock, which checks the store before it writes its lock file."""
     directory = tmp_path / "recovery"
     if made:
         directory.mkdir()
     with pytest.raises(RecoveryStoreUnusable, match=message):
-        check_recovery_store(directory, STEP, ["0-stocks"])
+        if step == "check":
+            check_recovery_store(directory, STEP, ["0-stocks"])
+        else:
+            lock_recovery_store(directory, 0)
+    assert not made or list(directory.iterdir()) == []
 
 
 @pytest.mark.parametrize("argv, environ, expected", [
@@ -182,19 +188,6 @@ def test_a_lock_left_by_a_killed_job_blocks_nothing(tmp_path):
         holder.kill()
         holder.wait()
     RecoveryLock(tmp_path, 0).close()
-
-
-@pytest.mark.parametrize("made, message", [
-    (False, "does not exist: create it and initialise it once"),
-    (True, "holds no recovery partitions"),
-])
-def test_a_store_is_checked_before_it_is_locked(tmp_path, made, message):
-    directory = tmp_path / "recovery"
-    if made:
-        directory.mkdir()
-    with pytest.raises(RecoveryStoreUnusable, match=message):
-        lock_recovery_store(directory, 0)
-    assert not made or list(directory.iterdir()) == []
 
 
 def test_a_read_only_store_is_refused_on_one_line_without_a_lock_file(tmp_path):

@@ -139,6 +139,18 @@ def test_a_resume_onto_a_re_created_input_topic_reads_it_from_its_start(broker, 
     assert before == 30 and sorted(letter["offset"] for letter in letters[before:]) == list(range(messages_after))
 
 
+@pytest.fixture
+def store_of_two_partitions(broker, topic_prefix, published_tape, single_worker_run, tmp_path):
+    """A new recovery store of two partitions for a job on the published tape: (input topic, the
+    uninterrupted run's records, the store's directory, its job arguments, the job's environment)."""
+    topic, _ = published_tape
+    _, uninterrupted = single_worker_run
+    recovery = tmp_path / "recovery"
+    recovery_args = new_recovery_store(recovery, 2)
+    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    return topic, uninterrupted, recovery, recovery_args, env
+
+
 def refused_second_job(broker: str, topic: str, prefix: str, recovery_args: tuple[str, ...], *args: str):
     """A second job on the store, with output topics of its own: its one line (status 1, and no topic
     made: refused before any Kafka client opens)."""
@@ -153,15 +165,11 @@ def refused_second_job(broker: str, topic: str, prefix: str, recovery_args: tupl
     return lines[0]
 
 
-def test_a_second_job_on_a_store_in_use_is_refused_and_the_first_runs_on(broker, topic_prefix, published_tape,
-                                                                        single_worker_run, tmp_path):
+def test_a_second_job_on_a_store_in_use_is_refused_and_the_first_runs_on(broker, topic_prefix,
+                                                                        store_of_two_partitions):
     """Before: the second job ran beside the first without a word, both reading the input and writing
     every anomaly (1,317 written, 745 distinct, in one try), both writing the store at once."""
-    topic, _ = published_tape
-    _, uninterrupted = single_worker_run
-    recovery = tmp_path / "recovery"
-    recovery_args = new_recovery_store(recovery, 2)
-    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    topic, uninterrupted, recovery, recovery_args, env = store_of_two_partitions
     first = start_job(env, *recovery_args)
     try:
         wait_until(lambda: anomaly_ids(broker, env["OUTPUT_TOPIC"]), 90, "anomaly", first)
@@ -180,15 +188,10 @@ def test_a_second_job_on_a_store_in_use_is_refused_and_the_first_runs_on(broker,
     assert records_by_id(broker, env["OUTPUT_TOPIC"]) == uninterrupted
 
 
-def test_after_kill_9_the_lock_left_behind_blocks_nothing_and_the_job_resumes(broker, topic_prefix, published_tape,
-                                                                              single_worker_run, tmp_path):
+def test_after_kill_9_the_lock_left_behind_blocks_nothing_and_the_job_resumes(broker, store_of_two_partitions):
     """The lock is the kernel's (``flock``), released with the process it belonged to: the file and the
     killed job's pid stay, and the next start takes the lock and resumes from the store."""
-    topic, _ = published_tape
-    _, uninterrupted = single_worker_run
-    recovery = tmp_path / "recovery"
-    recovery_args = new_recovery_store(recovery, 2)
-    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    topic, uninterrupted, recovery, recovery_args, env = store_of_two_partitions
     first = start_job(env, *recovery_args)
     try:
         wait_until(lambda: len(anomaly_ids(broker, env["OUTPUT_TOPIC"])) >= len(uninterrupted), 120,
@@ -207,15 +210,11 @@ def test_after_kill_9_the_lock_left_behind_blocks_nothing_and_the_job_resumes(br
     assert set(before) == set(uninterrupted)
 
 
-def test_the_processes_of_one_cluster_share_a_store_each_with_its_lock(broker, topic_prefix, published_tape,
-                                                                       single_worker_run, tmp_path):
+def test_the_processes_of_one_cluster_share_a_store_each_with_its_lock(broker, topic_prefix,
+                                                                       store_of_two_partitions):
     """Processes 0 and 1 of one cluster on one directory: neither is refused; a third job as process 1
     is, naming it."""
-    topic, _ = published_tape
-    _, uninterrupted = single_worker_run
-    recovery = tmp_path / "recovery"
-    recovery_args = new_recovery_store(recovery, 2)
-    env = job_environment(broker, topic_prefix, INPUT_TOPIC=topic, STOP_AT_END="false")
+    topic, uninterrupted, recovery, recovery_args, env = store_of_two_partitions
     jobs = start_jobs(env, *recovery_args)
     try:
         wait_until(lambda: anomaly_ids(broker, env["OUTPUT_TOPIC"]), 90, "anomaly", jobs[0])
