@@ -206,8 +206,8 @@ def test_after_kill_9_the_lock_left_behind_blocks_nothing_and_the_job_resumes(br
 
     resumed = run_job({**env, "STOP_AT_END": "true"}, *recovery_args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert anomaly_ids(broker, env["OUTPUT_TOPIC"]) == before, "resumed past the tape: nothing written again"
-    assert set(before) == set(uninterrupted)
+    # what was written since the snapshot resumed from may be written again (dedupe on anomaly_id): no new id
+    assert set(anomaly_ids(broker, env["OUTPUT_TOPIC"])) == set(before) == set(uninterrupted)
 
 
 def test_the_processes_of_one_cluster_share_a_store_each_with_its_lock(broker, topic_prefix,
